@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv when it is missing
+# and install the project into it; nothing needs to be installed by hand.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+HARNESS := $(VENV)/bin/harness
+STAMP   := $(VENV)/.installed
+DEMO_DATA := experiments/demo/data/samples.jsonl
+
+.PHONY: demo test install demo-data lint clean
+
+install: $(STAMP)
+
+# On a machine without a GPU, install the CPU build of torch first: it lies on disk here, and
+# without it pip would resolve `torch` to a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c "import torch" 2>/dev/null; then \
+	  $(PY) -m pip install -q torch==2.13.0; fi
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo-data: $(DEMO_DATA)
+
+$(DEMO_DATA): experiments/demo/generate.py
+	$(PY) experiments/demo/generate.py --out experiments/demo/data
+
+demo: $(STAMP) $(DEMO_DATA)
+	$(HARNESS) validate experiments/demo.yaml
+	$(HARNESS) plan experiments/demo.yaml
+	$(HARNESS) compose experiments/demo.yaml --out runs/demo/composed
+
+test: $(STAMP) $(DEMO_DATA)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check harness tests benchmarks experiments
+	$(VENV)/bin/mypy harness
+
+clean:
+	rm -rf runs experiments/demo/data

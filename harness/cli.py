@@ -1,0 +1,231 @@
+"""Command line: ``harness validate | plan | compose | schema``.
+
+Every command that reads user input turns bad input into a located message on stderr and exit
+status 2 (never a traceback). Heavy libraries (torch, transformers, lm-eval, scikit-learn) are
+imported inside the commands that need them, so ``validate`` and ``plan`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import InputError
+
+if TYPE_CHECKING:
+    from harness.compose import ComposeContext
+    from harness.matrix import Cell
+    from harness.samples import Dataset
+    from harness.spec import LoadedExperiment
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain monospace table (right-aligned numbers)."""
+    cells = [[_fmt(v) for v in r] for r in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    numeric = [all(isinstance(r[i], int | float) for r in rows) for i in range(len(headers))]
+
+    def line(vals: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(vals, widths, numeric, strict=True)).rstrip()
+
+    out = [line(list(headers)), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return "" if v is None else str(v)
+
+
+def _load(path: str) -> tuple[LoadedExperiment, Dataset]:
+    from harness.samples import load_data
+    from harness.spec import load_experiment
+
+    loaded = load_experiment(path)
+    return loaded, load_data(loaded)
+
+
+def _cells(loaded: LoadedExperiment, data: Dataset) -> list[Cell]:
+    from harness.matrix import build_cells
+
+    return build_cells(loaded.spec, {"samples": data.train.sha256, "eval": data.eval.sha256})
+
+
+def _check_bucket_teachers(loaded: LoadedExperiment, data: Dataset) -> None:
+    """Buckets and costs may only name teachers the sample repository has."""
+    from harness.errors import ProblemLog, did_you_mean
+
+    known = set(data.train.tables.candidates["teacher"].unique().to_list())
+    log = ProblemLog()
+    exp = loaded.spec
+    for name, b in exp.buckets.items():
+        if isinstance(b.teachers, list):
+            for i, t in enumerate(b.teachers):
+                if t not in known:
+                    log.add(loaded.path.name, f"buckets.{name}.teachers.{i}",
+                            f"teacher {t!r} does not occur in {data.train.path.name}"
+                            f"{did_you_mean(t, known)}")
+    for t in exp.costs.teachers:
+        if t not in known:
+            log.add(loaded.path.name, f"costs.teachers.{t}",
+                    f"teacher {t!r} does not occur in {data.train.path.name}"
+                    f"{did_you_mean(t, known)}")
+    log.raise_if_any(f"{loaded.path}: the experiment does not fit its data")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    loaded, data = _load(args.experiment)
+    _check_bucket_teachers(loaded, data)
+    cells = _cells(loaded, data)
+    from harness.samples.stats import teacher_stats, unit_stats
+
+    exp = loaded.spec
+    tr = data.train.tables
+    teachers = sorted(tr.candidates["teacher"].unique().to_list())
+    print(f"{loaded.path}: valid ({time.perf_counter() - t0:.1f}s)")
+    print(f"  experiment {exp.name!r}: {len(exp.units)} units, {len(teachers)} teachers "
+          f"({', '.join(teachers)}), {len(cells)} cells")
+    print(f"  {data.train.path.name}: {data.train.n_records:,} records, "
+          f"{tr.candidates.height:,} candidates")
+    print(f"  {data.eval.path.name}: {data.eval.n_records:,} items")
+    for w in data.warnings:
+        print(f"  warning: {w}")
+    us = unit_stats(tr)
+    print()
+    print(_table(us.columns, us.rows()))
+    if args.stats:
+        ts = teacher_stats(tr)
+        print()
+        print(_table(ts.columns, ts.rows()))
+    return EXIT_OK
+
+
+def _plan_rows(ctx: ComposeContext, cells: list[Cell]) -> list[dict[str, Any]]:
+    from harness.compose import compose_cell
+
+    out = []
+    for cell in cells:
+        composed = compose_cell(ctx, cell)
+        out.append({
+            "cell_id": cell.cell_id, "label": cell.label, "baseline": cell.is_baseline,
+            "axes": {"bucket": cell.axes.bucket, "fields": cell.axes.fields,
+                     "scale": cell.axes.scale, "seed": cell.axes.seed},
+            "samples": composed.frame.height, "samples_per_unit": composed.counts("unit"),
+            "tokens": composed.token_totals(),
+        })
+    return out
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from harness.compose import build_context
+
+    loaded, data = _load(args.experiment)
+    _check_bucket_teachers(loaded, data)
+    cells = _cells(loaded, data)
+    ctx = build_context(loaded.spec, data)
+    rows = _plan_rows(ctx, cells)
+    if args.json:
+        print(json.dumps({"experiment": loaded.spec.name, "cells": rows}, indent=2))
+        return EXIT_OK
+    units = list(loaded.spec.units)
+    headers = ["cell_id", "label", "base", *units, "samples", "target_tok"]
+    table = [[r["cell_id"], r["label"], "*" if r["baseline"] else "",
+              *(r["samples_per_unit"].get(u, 0) for u in units), r["samples"],
+              sum(v["target_tokens_est"] for v in r["tokens"].values())] for r in rows]
+    print(f"{loaded.spec.name}: {len(rows)} cells ({loaded.spec.design.kind}); samples per unit; "
+          "target_tok = estimated target tokens (words and punctuation)")
+    print(_table(headers, table))
+    return EXIT_OK
+
+
+def _select_cells(cells: list[Cell], wanted: list[str] | None) -> list[Cell]:
+    if not wanted:
+        return cells
+    from harness.errors import ProblemLog, did_you_mean
+
+    log = ProblemLog()
+    chosen = []
+    for w in wanted:
+        hits = [c for c in cells if c.cell_id.startswith(w) or c.label == w]
+        if len(hits) != 1:
+            reason = "matches no cell" if not hits else f"matches {len(hits)} cells"
+            log.add("--cell", "", f"{w!r} {reason}"
+                    f"{did_you_mean(w, [c.label for c in cells] + [c.cell_id for c in cells])}")
+        chosen += hits[:1]
+    log.raise_if_any("--cell: unknown cell")
+    return chosen
+
+
+def cmd_compose(args: argparse.Namespace) -> int:
+    from harness.compose import build_context, compose_cell, eval_frame, write_cell
+
+    loaded, data = _load(args.experiment)
+    _check_bucket_teachers(loaded, data)
+    cells = _select_cells(_cells(loaded, data), args.cell)
+    ctx = build_context(loaded.spec, data)
+    out = Path(args.out) if args.out else Path("runs") / loaded.spec.name / "cells"
+    ev = eval_frame(loaded.spec, data)
+    for cell in cells:
+        composed = compose_cell(ctx, cell)
+        folder = write_cell(composed, data, ev, out)
+        print(f"{cell.cell_id}  {cell.label:<45} {composed.frame.height:>8,} samples -> {folder}")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from harness.spec import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness", description="Declarative experiment and "
+                                "evaluation harness for knowledge distillation.")
+    sub = p.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="check the experiment YAML and its data files")
+    v.add_argument("experiment")
+    v.add_argument("--stats", action="store_true", help="also print per-teacher statistics")
+    v.set_defaults(fn=cmd_validate)
+    pl_ = sub.add_parser("plan", help="list the matrix's cells with their training-set sizes")
+    pl_.add_argument("experiment")
+    pl_.add_argument("--json", action="store_true", help="machine-readable output")
+    pl_.set_defaults(fn=cmd_plan)
+    c = sub.add_parser("compose", help="write each cell's training set (JSONL + manifest)")
+    c.add_argument("experiment")
+    c.add_argument("--cell", action="append", help="cell id (or prefix) or label; repeatable")
+    c.add_argument("--out", help="output folder (default runs/<experiment>/cells)")
+    c.set_defaults(fn=cmd_compose)
+    s = sub.add_parser("schema", help="print the experiment JSON Schema")
+    s.set_defaults(fn=cmd_schema)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 failure, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except InputError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Compose one cell's training set: bucket -> failures -> confidence -> fields -> scale -> targets.
+
+The output frame has one row per training sample with columns ``prompt, target, weight, unit,
+record_id, teacher, pool, origin`` (origin: ``teacher`` or ``failure``), sorted by unit and record
+id so the file is byte-stable. Samples that end up with the same record and target are merged
+(their weight is the maximum), e.g. when the judge's winner and a corrected failure both say
+``ESCALATE``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from harness.compose.context import ComposeContext
+from harness.compose.registry import CONFIDENCE_RULES, FAILURE_MODES, SELECTORS
+from harness.compose.sampling import rank_records, subsample
+from harness.compose.templates import ROW_VARS, TargetTemplate, compile_target_template
+from harness.matrix import Cell
+
+OUTPUT_COLUMNS = ["prompt", "target", "weight", "unit", "record_id", "teacher", "pool", "origin"]
+_ROW_COLUMNS = ["rec", "unit", "teacher", "pool", "weight", "origin", *ROW_VARS]
+
+#: Rough token count used by ``plan`` and manifests before any tokenizer exists: words and
+#: punctuation marks. Real tokenizer counts are recorded by the worker.
+TOKEN_PATTERN = r"\w+|[^\w\s]"
+
+
+@dataclass(frozen=True)
+class ComposedCell:
+    """A cell's training set and the numbers about it."""
+
+    cell: Cell
+    frame: pl.DataFrame
+
+    def counts(self, by: str | list[str]) -> dict[str, int]:
+        """Sample counts grouped by one column (key) or several (keys joined by '/')."""
+        cols = [by] if isinstance(by, str) else by
+        df = self.frame.group_by(cols).len().sort(cols)
+        return {"/".join(str(v) for v in row[:-1]): int(row[-1]) for row in df.iter_rows()}
+
+    def token_totals(self) -> dict[str, dict[str, int]]:
+        """Per unit: estimated prompt and target tokens (see ``TOKEN_PATTERN``)."""
+        df = self.frame.group_by("unit").agg(
+            pl.col("prompt").str.count_matches(TOKEN_PATTERN).sum().alias("prompt_tokens_est"),
+            pl.col("target").str.count_matches(TOKEN_PATTERN).sum().alias("target_tokens_est"),
+        ).sort("unit")
+        return {r["unit"]: {"prompt_tokens_est": int(r["prompt_tokens_est"]),
+                            "target_tokens_est": int(r["target_tokens_est"])}
+                for r in df.iter_rows(named=True)}
+
+
+def _templates(ctx: ComposeContext) -> dict[str, TargetTemplate]:
+    return {name: compile_target_template(u, name) for name, u in ctx.exp.units.items()}
+
+
+def _ranking(ctx: ComposeContext) -> pl.DataFrame:
+    if ctx.ranking is None:
+        ctx.ranking = rank_records(ctx.items, ctx.exp.sampling)
+    return ctx.ranking
+
+
+def compose_cell(ctx: ComposeContext, cell: Cell) -> ComposedCell:
+    """Build the training set of one cell (see the module docstring for the order of rules)."""
+    exp = ctx.exp
+    bucket = exp.buckets[cell.axes.bucket]
+    fields = exp.fields[cell.axes.fields]
+    rows = ctx.cands
+    if isinstance(bucket.teachers, list):
+        rows = rows.filter(pl.col("teacher").is_in(bucket.teachers))
+    eligible = rows.filter(pl.col("pool").is_in(list(bucket.pools)))
+    if bucket.min_score is not None:
+        eligible = eligible.filter(pl.col("score") >= bucket.min_score)
+    chosen = SELECTORS[bucket.select](eligible, bucket)
+    chosen = CONFIDENCE_RULES[fields.confidence](chosen, fields)
+    chosen = chosen.with_columns(pl.lit("teacher").alias("origin"),
+                                 pl.lit(None, dtype=pl.Utf8).alias("wrong"),
+                                 pl.lit(None, dtype=pl.Utf8).alias("note"))
+    failed = FAILURE_MODES[bucket.failures](rows.filter(pl.col("pool") == "failure"), bucket)
+    if "wrong" not in failed.columns:
+        failed = failed.with_columns(pl.lit(None, dtype=pl.Utf8).alias("wrong"))
+    failed = failed.with_columns(pl.lit(1.0).alias("weight"), pl.lit("failure").alias("origin"))
+    samples = pl.concat([chosen.select(_ROW_COLUMNS), failed.select(_ROW_COLUMNS)])
+    # Field ablation: what the target may contain.
+    samples = samples.with_columns(
+        *(pl.lit(None, dtype=pl.Utf8).alias(f) for f in ("rationale", "limits", "trajectory")
+          if not getattr(fields, f)))
+    samples = subsample(samples, _ranking(ctx), cell.axes.scale)
+    return ComposedCell(cell=cell, frame=_render(ctx, samples))
+
+
+def _render(ctx: ComposeContext, samples: pl.DataFrame) -> pl.DataFrame:
+    """Render targets per unit, attach prompts and ids, merge duplicates, sort."""
+    templates = _templates(ctx)
+    parts = []
+    for unit, tmpl in templates.items():
+        part = samples.filter(pl.col("unit") == unit)
+        if part.height:
+            parts.append(part.with_columns(tmpl.render_frame(part).alias("target")))
+    if not parts:
+        return pl.DataFrame(schema={c: (pl.Float64 if c == "weight" else pl.Utf8)
+                                    for c in OUTPUT_COLUMNS})
+    out = pl.concat(parts).join(ctx.items.select("rec", pl.col("id").alias("record_id"),
+                                                 "prompt"), on="rec", how="left")
+    out = (out.sort("rec", "origin", "teacher", descending=[False, True, False])
+           .group_by("rec", "target", maintain_order=True)
+           .agg(pl.col("prompt", "unit", "record_id", "teacher", "pool", "origin").first(),
+                pl.col("weight").max()))
+    return out.sort("unit", "record_id", "origin", "teacher").select(OUTPUT_COLUMNS)

@@ -1,0 +1,89 @@
+"""The candidate table every composition rule works on, built once per experiment.
+
+One row per (record, candidate) with everything a rule may look at: unit and its kind/marker,
+prompt, reference, the candidate's pool, judge score, the judge's declared winner, failure details,
+and finals normalised per unit kind (JSON compacted, other answers on one line) so targets keep
+the answer on the marker line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+import polars as pl
+
+from harness.samples import Dataset
+from harness.spec.models import Experiment
+
+
+def _compact_json(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return msgspec.json.encode(msgspec.json.decode(text)).decode()
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return text
+
+
+def normalise_answers(df: pl.DataFrame, cols: list[str], kind_col: str = "kind") -> pl.DataFrame:
+    """Normalise answer columns: JSON kinds compacted, other kinds collapsed to one line."""
+    json_rows = pl.col(kind_col).is_in(["json_fields", "tool_call"])
+    out = df
+    for c in cols:
+        one_line = pl.col(c).str.replace_all(r"\s+", " ").str.strip_chars()
+        compact = pl.col(c).map_elements(_compact_json, return_dtype=pl.Utf8)
+        if df.filter(json_rows & pl.col(c).is_not_null()).height:
+            out = out.with_columns(pl.when(json_rows).then(compact).otherwise(one_line).alias(c))
+        else:
+            out = out.with_columns(one_line.alias(c))
+    return out
+
+
+def units_table(exp: Experiment) -> pl.DataFrame:
+    """unit, kind, marker (refusal marker or null), answer_marker."""
+    rows = [{"unit": name, "kind": u.kind, "marker": getattr(u, "marker", None),
+             "answer_marker": u.answer_marker} for name, u in exp.units.items()]
+    return pl.DataFrame(rows, schema={"unit": pl.Utf8, "kind": pl.Utf8, "marker": pl.Utf8,
+                                      "answer_marker": pl.Utf8})
+
+
+@dataclass
+class ComposeContext:
+    """Everything composition needs, computed once per experiment.
+
+    Attributes:
+        exp: the experiment.
+        data: the validated data.
+        cands: candidate rows with context (see module docstring).
+        items: rec, id, unit, prompt of every training record.
+        ranking: per-unit subsampling order (filled lazily by :mod:`harness.compose.sampling`).
+    """
+
+    exp: Experiment
+    data: Dataset
+    cands: pl.DataFrame
+    items: pl.DataFrame
+    ranking: pl.DataFrame | None = field(default=None)
+
+
+def build_context(exp: Experiment, data: Dataset) -> ComposeContext:
+    """Join the training tables into the candidate table the rules read."""
+    t = data.train.tables
+    units = units_table(exp)
+    items = t.items.select("rec", "id", "unit", "prompt", "reference", "winner")
+    fails = t.failures.select("rec", "teacher", pl.col("kind").alias("failure_kind"),
+                              "correction", "note")
+    cands = (
+        t.candidates.select("rec", "cand", "teacher", "final", "rationale", "limits",
+                            "confidence", "trajectory")
+        .join(items, on="rec", how="left")
+        .join(units, on="unit", how="left")
+        .join(t.pools.select("rec", "teacher", "pool"), on=["rec", "teacher"], how="left")
+        .join(t.scores.select("rec", "teacher", "score"), on=["rec", "teacher"], how="left")
+        .join(fails, on=["rec", "teacher"], how="left")
+        .with_columns(pl.col("pool").fill_null("train"))
+    )
+    cands = normalise_answers(cands, ["final", "correction", "reference"])
+    return ComposeContext(exp=exp, data=data, cands=cands,
+                          items=items.select("rec", "id", "unit", "prompt"))

@@ -1,0 +1,146 @@
+"""Experiment -> cells of the ablation matrix, each with a stable id.
+
+A cell is one point (bucket, field set, scale, seed). ``factorial`` takes every combination;
+``one_at_a_time`` starts from ``design.base`` and varies one axis at a time (seeds are always
+crossed). ``include`` adds cells, ``exclude`` removes every cell matching a partial pattern, and
+the baseline cell is always part of the matrix because every comparison is made against it.
+
+The cell id hashes the cell's *effective* spec (the resolved bucket and field set, units,
+student, sampling) together with the content hashes of the data files, so a changed spec or
+changed data gives a new id, and an unchanged one keeps its finished results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from harness.spec.models import CellPattern, CellRef, Experiment
+
+#: Bumped whenever composition rules change what a cell's training set contains.
+COMPOSE_VERSION = 1
+
+
+@dataclass(frozen=True, order=True)
+class Axes:
+    """A cell's position in the matrix."""
+
+    bucket: str
+    fields: str
+    scale: float
+    seed: int
+
+    @property
+    def label(self) -> str:
+        """Readable label, e.g. ``multi_judged/answer_only/x0.5/s0``."""
+        return f"{self.bucket}/{self.fields}/x{self.scale:g}/s{self.seed}"
+
+    def matches(self, pat: CellPattern) -> bool:
+        return all(want is None or want == have for want, have in (
+            (pat.bucket, self.bucket), (pat.fields, self.fields), (pat.scale, self.scale),
+            (pat.seed, self.seed)))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell: axes, stable id and the effective spec that id hashes.
+
+    Attributes:
+        axes: bucket, fields, scale, seed.
+        cell_id: 12 hex chars of SHA-256 over ``effective``.
+        effective: JSON-ready dict of everything that determines the cell's results.
+        is_baseline: whether this is the experiment's baseline cell.
+    """
+
+    axes: Axes
+    cell_id: str
+    effective: dict[str, Any]
+    is_baseline: bool
+
+    @property
+    def label(self) -> str:
+        return self.axes.label
+
+
+def _ref_axes(ref: CellRef, seeds: list[int]) -> list[Axes]:
+    chosen = [ref.seed] if ref.seed is not None else seeds
+    return [Axes(ref.bucket, ref.fields, ref.scale, s) for s in chosen]
+
+
+def expand_axes(exp: Experiment) -> list[Axes]:
+    """The matrix's axes in a stable order: design cells, then includes, then the baseline."""
+    d = exp.design
+    out: list[Axes] = []
+    if d.kind == "factorial":
+        out = [Axes(b, f, s, seed) for b, f, s, seed in
+               itertools.product(exp.buckets, exp.fields, exp.scale, exp.seeds)]
+    else:
+        assert d.base is not None
+        base = d.base
+        points = [(base.bucket, base.fields, base.scale)]
+        points += [(b, base.fields, base.scale) for b in exp.buckets if b != base.bucket]
+        points += [(base.bucket, f, base.scale) for f in exp.fields if f != base.fields]
+        points += [(base.bucket, base.fields, s) for s in exp.scale if s != base.scale]
+        out = [Axes(b, f, s, seed) for (b, f, s), seed in itertools.product(points, exp.seeds)]
+    for ref in d.include:
+        out += _ref_axes(ref, exp.seeds)
+    out = [a for a in out if not any(a.matches(p) for p in d.exclude)]
+    out += _ref_axes(exp.baseline, exp.seeds)  # the baseline survives any exclude
+    seen: set[Axes] = set()
+    unique = []
+    for a in out:
+        if a not in seen:
+            seen.add(a)
+            unique.append(a)
+    return unique
+
+
+def effective_spec(exp: Experiment, axes: Axes, data_hashes: dict[str, str]) -> dict[str, Any]:
+    """Everything that determines a cell's results, as JSON-ready data."""
+    bucket = exp.buckets[axes.bucket].model_dump(mode="json", exclude={"extends"})
+    fields = exp.fields[axes.fields].model_dump(mode="json", exclude={"extends"})
+    student = exp.student.model_dump(mode="json")
+    # Paths differ between machines; the checkpoint is identified by its folder name here.
+    if student.get("model"):
+        student["model"] = str(exp.student.model.name if exp.student.model else "")
+    if student.get("distill"):
+        student["distill"]["teacher_model"] = exp.student.distill.teacher_model.name  # type: ignore[union-attr]
+    return {
+        "compose_version": COMPOSE_VERSION,
+        "experiment": exp.name,
+        "bucket": {"name": axes.bucket, **bucket},
+        "fields": {"name": axes.fields, **fields},
+        "scale": axes.scale,
+        "seed": axes.seed,
+        "units": {k: v.model_dump(mode="json") for k, v in exp.units.items()},
+        "student": student,
+        "sampling": exp.sampling.model_dump(mode="json"),
+        "evaluation": exp.evaluation.model_dump(mode="json"),
+        "data": {"samples_sha256": data_hashes["samples"], "eval_sha256": data_hashes["eval"],
+                 "judge_scale": list(exp.data.judge_scale), "leakage": exp.data.leakage},
+    }
+
+
+def hash_spec(effective: dict[str, Any]) -> str:
+    """12 hex chars of SHA-256 over the canonical JSON of an effective spec."""
+    blob = json.dumps(effective, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def build_cells(exp: Experiment, data_hashes: dict[str, str]) -> list[Cell]:
+    """Expand the matrix into cells with ids.
+
+    Args:
+        exp: the validated experiment.
+        data_hashes: ``{"samples": sha256, "eval": sha256}`` of the data files.
+    """
+    base = exp.baseline
+    cells = []
+    for axes in expand_axes(exp):
+        eff = effective_spec(exp, axes, data_hashes)
+        is_base = (axes.bucket, axes.fields, axes.scale) == (base.bucket, base.fields, base.scale)
+        cells.append(Cell(axes=axes, cell_id=hash_spec(eff), effective=eff, is_baseline=is_base))
+    return cells

@@ -1,0 +1,200 @@
+"""Typed records of the data contract (../shared/SAMPLE_REPOSITORY.md) and their decoding.
+
+Records are decoded line by line with msgspec into typed structs: that is where wrong types and
+missing fields are caught, each with its line and JSON path. Unknown fields are ignored so the
+contract can grow without breaking readers. Value rules (ranges, uniqueness, cross-field
+references) are checked afterwards on the flattened polars tables (:mod:`harness.samples.validate`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class Usage(msgspec.Struct, frozen=True):
+    """Teacher token usage for one answer."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Step(msgspec.Struct, frozen=True):
+    """One tool step of a teacher's trajectory."""
+
+    tool: str
+    arguments: dict[str, Any] = {}
+    observation: str | None = None
+
+
+class Candidate(msgspec.Struct, frozen=True):
+    """One teacher's answer to a prompt."""
+
+    teacher: str
+    final: str
+    rationale: str | None = None
+    limits: str | None = None
+    confidence: float | None = None
+    trajectory: list[Step] | None = None
+    usage: Usage | None = None
+
+
+class Judge(msgspec.Struct, frozen=True):
+    """The judge's verdict over a record's candidates."""
+
+    judge: str | None = None
+    winner: str | None = None
+    scores: dict[str, float] = {}
+    reason_tags: list[str] = []
+
+
+class Failure(msgspec.Struct, frozen=True):
+    """Why a candidate sits in the failure pool, and its correction."""
+
+    kind: str
+    correction: str | None = None
+    note: str | None = None
+
+
+class SampleRecord(msgspec.Struct, frozen=True):
+    """Training-side record: one prompt and what the teachers said about it."""
+
+    id: str
+    unit: str
+    prompt: str
+    candidates: list[Candidate]
+    reference: str | None = None
+    judge: Judge | None = None
+    pools: dict[str, str] | None = None
+    failure: dict[str, Failure] | None = None
+    tags: dict[str, str] | None = None
+    round: int | None = None
+
+
+class EvalRecord(msgspec.Struct, frozen=True):
+    """Eval-side record: a held-out item with its gold answer (teacher answers optional)."""
+
+    id: str
+    unit: str
+    prompt: str
+    reference: str
+    candidates: list[Candidate] = []
+    tags: dict[str, str] | None = None
+    judge: Judge | None = None
+    pools: dict[str, str] | None = None
+    failure: dict[str, Failure] | None = None
+    round: int | None = None
+
+
+AnyRecord = SampleRecord | EvalRecord
+
+_AT_RE = re.compile(r" - at `\$(.*)`$")
+
+
+def explain_msgspec_error(exc: Exception) -> tuple[str, str]:
+    """Split a msgspec error into (field path, human message)."""
+    text = str(exc)
+    field = ""
+    m = _AT_RE.search(text)
+    if m:
+        field = m.group(1).lstrip(".")
+        text = text[: m.start()]
+    text = text.replace("`", "'")
+    if text.startswith("Object missing required field"):
+        name = text.split("'")[1] if "'" in text else "?"
+        field = f"{field}.{name}" if field else name
+        text = "required field is missing"
+    elif text.startswith("Expected"):
+        text = text[0].lower() + text[1:]
+        text = text.replace("| null", "or null").replace("str", "string").replace(
+            "object", "object").replace("array", "list")
+    return field, text
+
+
+def _decode_error(exc: msgspec.DecodeError, raw: bytes) -> str:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as u:
+        return f"invalid UTF-8 at byte {u.start}"
+    msg = str(exc)
+    if b"NaN" in raw or b"Infinity" in raw:
+        msg += " (NaN and Infinity are not JSON numbers)"
+    return f"invalid JSON: {msg}"
+
+
+def iter_jsonl(path: Path, record_type: type[AnyRecord]
+               ) -> Iterator[tuple[int, AnyRecord | None, str, str]]:
+    """Decode a JSON Lines file.
+
+    Yields:
+        ``(line_number, record, field, error)``: ``record`` is None when the line is bad, and
+        then ``field``/``error`` say why. Blank lines are skipped.
+    """
+    decoder = msgspec.json.Decoder(record_type)
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield lineno, decoder.decode(raw), "", ""
+            except msgspec.ValidationError as exc:
+                field, msg = explain_msgspec_error(exc)
+                yield lineno, None, field, msg
+            except msgspec.DecodeError as exc:
+                yield lineno, None, "", _decode_error(exc, raw)
+
+
+_MAP_FIELDS = ("pools", "failure", "tags", "scores")
+
+
+def _normalise_parquet_value(value: Any, key: str | None = None) -> Any:
+    """Undo Parquet's encodings of JSON maps (structs padded with nulls, or key/value lists)."""
+    if isinstance(value, list) and value and all(
+        isinstance(x, dict) and set(x) == {"key", "value"} for x in value
+    ):
+        return {x["key"]: _normalise_parquet_value(x["value"]) for x in value}
+    if isinstance(value, dict):
+        out = {k: _normalise_parquet_value(v, k) for k, v in value.items()}
+        if key in _MAP_FIELDS or key == "arguments":
+            out = {k: v for k, v in out.items() if v is not None}
+        return out
+    if isinstance(value, list):
+        return [_normalise_parquet_value(v) for v in value]
+    return value
+
+
+def iter_parquet(path: Path, record_type: type[AnyRecord]
+                 ) -> Iterator[tuple[int, AnyRecord | None, str, str]]:
+    """Decode a Parquet file whose columns mirror the JSON record (row numbers are 1-based)."""
+    import polars as pl
+
+    try:
+        df = pl.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        yield 0, None, "", f"cannot read Parquet: {exc}"
+        return
+    row = 0
+    for chunk in df.iter_slices(50_000):
+        for d in chunk.to_dicts():
+            row += 1
+            d = {k: _normalise_parquet_value(v, k) for k, v in d.items() if v is not None}
+            if isinstance(d.get("judge"), dict) and isinstance(d["judge"].get("scores"), dict):
+                d["judge"]["scores"] = {k: v for k, v in d["judge"]["scores"].items()
+                                        if v is not None}
+            try:
+                yield row, msgspec.convert(d, record_type), "", ""
+            except msgspec.ValidationError as exc:
+                field, msg = explain_msgspec_error(exc)
+                yield row, None, field, msg
+
+
+def iter_records(path: Path, record_type: type[AnyRecord]
+                 ) -> Iterator[tuple[int, AnyRecord | None, str, str]]:
+    """Decode a sample or eval file by its suffix (``.parquet``, else JSON Lines)."""
+    if path.suffix.lower() == ".parquet":
+        return iter_parquet(path, record_type)
+    return iter_jsonl(path, record_type)

@@ -1,0 +1,237 @@
+"""Load and validate a sample repository or eval set against the data contract.
+
+One pass collects every problem: decoding (types, missing fields, invalid JSON or UTF-8), the
+pandera value schemas, the contract's cross-field rules (judge winner, pools and failures naming
+the record's teachers, judge scale, unique teachers) and the per-unit-kind rules for finals. Each
+problem names file, line, field and reason. Teacher answers outside a unit's vocabulary (an
+off-label label, a tool the unit does not declare) are real teacher errors, so they are counted as
+warnings, not rejected; a *reference* outside the vocabulary is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from harness.errors import ProblemLog, did_you_mean
+from harness.samples.records import EvalRecord, SampleRecord, iter_records
+from harness.samples.schema import (
+    CandidatesSchema,
+    ItemsSchema,
+    PoolsSchema,
+    ScoresSchema,
+    schema_failures,
+)
+from harness.samples.tables import RecordTables, build_tables
+from harness.spec.models import Experiment
+
+
+@dataclass
+class Repository:
+    """A validated sample or eval file.
+
+    Attributes:
+        path: the file.
+        sha256: hex digest of its bytes (enters every cell id).
+        tables: the flattened tables.
+        warnings: human lines about tolerated oddities (e.g. off-label teacher answers).
+    """
+
+    path: Path
+    sha256: str
+    tables: RecordTables
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_records(self) -> int:
+        return self.tables.items.height
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _where(path: Path, line: int) -> str:
+    if path.suffix.lower() == ".parquet":
+        return f"{path.name}:row {line}"
+    return f"{path.name}:{line}" if line else path.name
+
+
+def load_repository(path: Path, exp: Experiment, *, is_eval: bool,
+                    log: ProblemLog | None = None) -> Repository | None:
+    """Read and validate one file; problems go to ``log`` (returns None if the file is unusable).
+
+    Args:
+        path: ``.jsonl`` or ``.parquet``.
+        exp: the experiment (declares units and the judge scale).
+        is_eval: eval-set rules (``reference`` required) instead of training-side rules.
+        log: where problems are collected; a new one is made (and raised) when omitted.
+    """
+    own_log = log is None
+    log = log if log is not None else ProblemLog()
+    if not path.is_file():
+        log.add(str(path), "", "file not found")
+        if own_log:
+            log.raise_if_any(f"{path}: cannot be read")
+        return None
+    record_type = EvalRecord if is_eval else SampleRecord
+    good: list[tuple[int, object]] = []
+    for line, rec, fld, msg in iter_records(path, record_type):
+        if rec is None:
+            log.add(_where(path, line), fld, msg)
+        else:
+            good.append((line, rec))
+    if not good and log.total == 0:
+        log.add(path.name, "", "the file has no records")
+    tables = build_tables(good)  # type: ignore[arg-type]
+    del good
+    repo = Repository(path=path, sha256=file_sha256(path), tables=tables)
+    _check_values(repo, log)
+    _check_cross_fields(repo, exp, log)
+    _check_finals(repo, exp, log)
+    if own_log:
+        log.raise_if_any(f"{path}: the file breaks the data contract ({log.total} problem(s))")
+    return repo
+
+
+def _check_values(repo: Repository, log: ProblemLog) -> None:
+    t = repo.tables
+    for schema, df, prefix in ((ItemsSchema, t.items, ""), (PoolsSchema, t.pools, "pools."),
+                               (ScoresSchema, t.scores, "judge.scores.")):
+        for idx, col, msg in schema_failures(schema, df):
+            line = int(df["line"][idx]) if idx is not None else 0
+            if prefix and idx is not None:
+                col = f"{prefix}{df['teacher'][idx]}"
+            log.add(_where(repo.path, line), col, msg)
+    cands = t.candidates
+    for idx, col, msg in schema_failures(CandidatesSchema, cands):
+        line = int(cands["line"][idx]) if idx is not None else 0
+        cand = int(cands["cand"][idx]) if idx is not None else 0
+        log.add(_where(repo.path, line), f"candidates[{cand}].{col}", msg)
+    blank = t.items.filter(pl.col("prompt").str.strip_chars().str.len_chars() == 0,
+                           pl.col("prompt").str.len_chars() > 0)
+    for line in blank["line"]:
+        log.add(_where(repo.path, line), "prompt", "must not be only whitespace")
+    nan = cands.filter(pl.col("confidence").is_nan())
+    for line, cand in nan.select("line", "cand").iter_rows():
+        log.add(_where(repo.path, line), f"candidates[{cand}].confidence", "NaN is not a number")
+
+
+def _check_cross_fields(repo: Repository, exp: Experiment, log: ProblemLog) -> None:
+    t = repo.tables
+    where = repo.path
+    units = t.items.filter(~pl.col("unit").is_in(list(exp.units)))
+    for line, unit in units.select("line", "unit").iter_rows():
+        log.add(_where(where, line), "unit", f"unit {unit!r} is not declared by the experiment"
+                f"{did_you_mean(unit, exp.units)}")
+    dup = (t.candidates.group_by("rec", "line", "teacher").len().filter(pl.col("len") > 1)
+           .sort("rec"))
+    for line, teacher in dup.select("line", "teacher").iter_rows():
+        log.add(_where(where, line), "candidates", f"teacher {teacher!r} answers twice")
+    teachers = t.candidates.select("rec", "teacher").unique()
+
+    def unknown(df: pl.DataFrame) -> pl.DataFrame:
+        return df.join(teachers, on=["rec", "teacher"], how="anti").sort("rec")
+
+    winners = t.items.filter(pl.col("winner").is_not_null()).select(
+        "rec", "line", pl.col("winner").alias("teacher"))
+    for line, teacher in unknown(winners).select("line", "teacher").iter_rows():
+        log.add(_where(where, line), "judge.winner",
+                f"{teacher!r} is not a teacher of this record")
+    for name, df in (("judge.scores", t.scores), ("pools", t.pools), ("failure", t.failures)):
+        for line, teacher in unknown(df).select("line", "teacher").iter_rows():
+            log.add(_where(where, line), f"{name}.{teacher}",
+                    f"{teacher!r} is not a teacher of this record")
+    low, high = exp.data.judge_scale
+    out_of_scale = t.scores.filter((pl.col("score") < low) | (pl.col("score") > high)
+                                   | pl.col("score").is_nan())
+    for line, teacher, score in out_of_scale.select("line", "teacher", "score").iter_rows():
+        log.add(_where(where, line), f"judge.scores.{teacher}",
+                f"{score:g} is outside the judge scale ({low:g}-{high:g})")
+    not_failed = (t.failures.join(t.pools, on=["rec", "teacher"], how="left")
+                  .filter(pl.col("pool").fill_null("train") != "failure")
+                  .join(teachers, on=["rec", "teacher"], how="semi"))
+    for line, teacher, pool in not_failed.select("line", "teacher",
+                                                 pl.col("pool").fill_null("train")).iter_rows():
+        log.add(_where(where, line), f"failure.{teacher}",
+                f"{teacher!r} is in pool {pool!r}, but failure details belong to the "
+                "'failure' pool")
+
+
+def _json_problem(text: str, kind: str) -> str | None:
+    """Why ``text`` is not a valid final for a json_fields / tool_call unit (None if it is)."""
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return "is not valid JSON"
+    if kind == "json_fields":
+        return None if isinstance(value, dict) else "must be a JSON object"
+    if value is None:
+        return None
+    if (not isinstance(value, dict) or not isinstance(value.get("name"), str)
+            or not isinstance(value.get("arguments", {}), dict)):
+        return 'must be null or {"name": str, "arguments": object}'
+    return None
+
+
+def _check_finals(repo: Repository, exp: Experiment, log: ProblemLog) -> None:
+    """Per-kind rules for references (errors) and candidate finals (errors or warnings)."""
+    t = repo.tables
+    where = repo.path
+    for unit_name, unit in exp.units.items():
+        items = t.items.filter(pl.col("unit") == unit_name)
+        if items.height == 0:
+            continue
+        cands = t.candidates.join(items.select("rec"), on="rec", how="semi")
+        fails = t.failures.join(items.select("rec"), on="rec", how="semi").filter(
+            pl.col("correction").is_not_null())
+        if unit.kind == "label":
+            labels = list(unit.labels)
+            bad = items.filter(pl.col("reference").is_not_null()
+                               & ~pl.col("reference").is_in(labels))
+            for line, ref in bad.select("line", "reference").iter_rows():
+                log.add(_where(where, line), "reference",
+                        f"{ref!r} is not a label of unit {unit_name!r}{did_you_mean(ref, labels)}")
+            for line, corr in fails.filter(~pl.col("correction").is_in(labels)).select(
+                    "line", "correction").iter_rows():
+                log.add(_where(where, line), "failure", f"correction {corr!r} is not a label of "
+                        f"unit {unit_name!r}")
+            off = cands.filter(~pl.col("final").is_in(labels))
+            if off.height:
+                repo.warnings.append(f"{where.name}: {off.height} answer(s) of unit {unit_name!r} "
+                                     f"are not among its labels (kept as teacher errors)")
+        elif unit.kind in ("json_fields", "tool_call"):
+            for line, cand, final in cands.select("line", "cand", "final").iter_rows():
+                why = _json_problem(final, unit.kind)
+                if why:
+                    log.add(_where(where, line), f"candidates[{cand}].final",
+                            f"{why} (unit {unit_name!r} is {unit.kind})")
+            for line, ref in items.filter(pl.col("reference").is_not_null()).select(
+                    "line", "reference").iter_rows():
+                why = _json_problem(ref, unit.kind) or _vocab_problem(ref, unit)
+                if why:
+                    log.add(_where(where, line), "reference", f"{why} (unit {unit_name!r})")
+            for line, teacher, corr in fails.select("line", "teacher", "correction").iter_rows():
+                why = _json_problem(corr, unit.kind)
+                if why:
+                    log.add(_where(where, line), f"failure.{teacher}.correction", why)
+
+
+def _vocab_problem(reference: str, unit: object) -> str | None:
+    """A reference naming a field or tool the unit does not declare."""
+    value = json.loads(reference)
+    kind = getattr(unit, "kind", "")
+    if kind == "json_fields" and isinstance(value, dict):
+        extra = sorted(set(value) - set(unit.fields))  # type: ignore[attr-defined]
+        return f"fields {extra} are not declared" if extra else None
+    if kind == "tool_call" and isinstance(value, dict):
+        tools = unit.tools  # type: ignore[attr-defined]
+        if value["name"] not in tools:
+            return f"tool {value['name']!r} is not declared{did_you_mean(value['name'], tools)}"
+    return None

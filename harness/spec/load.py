@@ -1,0 +1,308 @@
+"""Load an experiment YAML into :class:`~harness.spec.models.Experiment`, reporting every problem.
+
+The YAML is read with a safe loader (no code-running tags) that also rejects duplicate keys.
+``extends`` in buckets and field sets is resolved on the raw mappings, then pydantic validates the
+whole document; its errors are turned into located problems (``demo.yaml:23: buckets.multi.
+min_score: ...``) with a did-you-mean for unknown keys. Cross-section rules run last. All problems
+of the pass are raised together as one :class:`~harness.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from harness.errors import InputError, ProblemLog, did_you_mean
+from harness.spec.models import Experiment
+from harness.spec.rules import check_cross_rules
+
+_EXTENDABLE = ("buckets", "fields")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
+                       ) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call]
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping  # type: ignore[arg-type]
+)
+
+
+@dataclass(frozen=True)
+class LoadedExperiment:
+    """A validated experiment and where it came from.
+
+    Attributes:
+        spec: the validated experiment; its data paths are absolute.
+        path: the YAML file.
+    """
+
+    spec: Experiment
+    path: Path
+
+
+def _line_index(node: yaml.Node | None, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """Map each YAML path (tuple of keys / list indices as str) to its 1-based line."""
+    out: dict[tuple[str, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = (*prefix, str(key_node.value))
+            out[path] = key_node.start_mark.line + 1
+            out.update(_line_index(value_node, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            path = (*prefix, str(i))
+            out[path] = item.start_mark.line + 1
+            out.update(_line_index(item, path))
+    return out
+
+
+class _Locator:
+    """Turns a YAML path into ``file:line`` using the composed node tree."""
+
+    def __init__(self, file: Path, lines: dict[tuple[str, ...], int]) -> None:
+        self.file = file
+        self.lines = lines
+
+    def where(self, path: tuple[str, ...]) -> str:
+        p = tuple(str(x) for x in path)
+        while p:
+            if p in self.lines:
+                return f"{self.file.name}:{self.lines[p]}"
+            p = p[:-1]
+        return self.file.name
+
+
+def _read_yaml(path: Path) -> tuple[Any, _Locator]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: experiment file not found") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise InputError(f"{path}: cannot read experiment file ({exc})") from None
+    try:
+        node = yaml.compose(text, Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path.name}:{mark.line + 1}" if mark is not None else path.name
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        msg = f"{context}: {problem}" if context else str(problem)
+        if "could not determine a constructor" in msg:
+            msg += " (YAML here is data only: tags that build Python objects are not allowed)"
+        raise InputError(f"{path}: invalid YAML", total=1,
+                         problems=[_problem(where, "", msg)]) from None
+    return data, _Locator(path, _line_index(node))
+
+
+def _problem(where: str, field: str, message: str) -> Any:
+    from harness.errors import Problem
+
+    return Problem(where, field, message)
+
+
+def _resolve_extends(raw: dict[str, Any], log: ProblemLog, loc: _Locator) -> None:
+    """Replace each ``extends: parent`` in buckets/fields by the parent's merged keys."""
+    for section in _EXTENDABLE:
+        table = raw.get(section)
+        if not isinstance(table, dict):
+            continue
+        resolved: dict[str, dict[str, Any]] = {}
+
+        def resolve(name: str, chain: tuple[str, ...], table: dict[str, Any] = table,
+                    section: str = section, resolved: dict[str, dict[str, Any]] = resolved
+                    ) -> dict[str, Any] | None:
+            if name in resolved:
+                return resolved[name]
+            entry = table[name]
+            if not isinstance(entry, dict):
+                return None  # pydantic reports the type error
+            parent = entry.get("extends")
+            merged = dict(entry)
+            if parent is not None:
+                path = (section, name, "extends")
+                if not isinstance(parent, str) or parent not in table:
+                    hint = did_you_mean(str(parent), table) if isinstance(parent, str) else ""
+                    log.add(loc.where(path), ".".join(path),
+                            f"extends unknown {section[:-1]} {parent!r}{hint}")
+                    return None
+                if parent in chain:
+                    log.add(loc.where(path), ".".join(path),
+                            f"extends cycle: {' -> '.join((*chain, parent))}")
+                    return None
+                base = resolve(parent, (*chain, parent))
+                if base is None:
+                    return None
+                merged = {**{k: v for k, v in base.items() if k != "extends"}, **entry}
+                merged.pop("extends")
+            resolved[name] = merged
+            return merged
+
+        for name in list(table):
+            out = resolve(name, (name,))
+            if out is not None:
+                table[name] = out
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make data and checkpoint paths absolute, relative to the YAML file's folder."""
+
+    def fix(mapping: Any, key: str) -> None:
+        if isinstance(mapping, dict) and isinstance(mapping.get(key), str):
+            p = Path(mapping[key]).expanduser()
+            mapping[key] = str(p if p.is_absolute() else (base / p).resolve())
+
+    data = raw.get("data")
+    fix(data, "samples")
+    fix(data, "eval")
+    student = raw.get("student")
+    fix(student, "model")
+    if isinstance(student, dict):
+        fix(student.get("distill"), "teacher_model")
+
+
+def _model_fields_at(loc: tuple[Any, ...]) -> tuple[list[str], tuple[str, ...]]:
+    """Walk the model tree along a pydantic error location.
+
+    Returns the field names allowed at the parent of the last element (for did-you-mean) and
+    the display path with union tags (e.g. ``label`` in ``units.x.label.labels``) removed.
+    """
+    current: Any = Experiment
+    shown: list[str] = []
+    allowed: list[str] = []
+    for i, part in enumerate(loc):
+        current = _unwrap(current)
+        last = i == len(loc) - 1
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            allowed = list(current.model_fields)
+            shown.append(str(part))
+            if last:
+                break
+            field = current.model_fields.get(str(part))
+            current = field.annotation if field is not None else None
+            continue
+        origin = typing.get_origin(current)
+        args = typing.get_args(current)
+        if origin in (types.UnionType, typing.Union):
+            # A discriminated union: pydantic puts the chosen tag into the location.
+            members = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            for m in members:
+                kind = m.model_fields.get("kind")
+                if kind is not None and typing.get_args(kind.annotation) == (part,):
+                    current = m
+                    break
+            else:
+                shown.append(str(part))
+                current = None
+            continue
+        if origin is dict:
+            shown.append(str(part))
+            current = args[1] if args else None
+            continue
+        if origin in (list, tuple):
+            shown.append(str(part))
+            current = args[0] if args else None
+            continue
+        shown.append(str(part))
+        current = None
+    return allowed, tuple(shown)
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip ``Annotated`` and ``X | None`` so the walker sees the model or container."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+            continue
+        if origin in (types.UnionType, typing.Union):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) == 1:
+                tp = args[0]
+                continue
+        return tp
+
+
+def _pydantic_problems(exc: ValidationError, log: ProblemLog, loc: _Locator) -> None:
+    for err in exc.errors(include_url=False):
+        raw_loc = tuple(err["loc"])
+        allowed, shown = _model_fields_at(raw_loc)
+        path = ".".join(shown)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            key = str(raw_loc[-1]) if raw_loc else ""
+            msg = f"unknown key{did_you_mean(key, allowed)}"
+        elif kind == "missing":
+            msg = "required key is missing"
+        elif kind == "union_tag_invalid" or kind == "union_tag_not_found":
+            msg = "'kind' must be one of label, json_fields, tool_call, refusal, text"
+            if "input" in err and isinstance(err["input"], dict):
+                given = err["input"].get("kind")
+                if given is not None:
+                    msg = f"unknown kind {given!r}" + did_you_mean(
+                        str(given), ["label", "json_fields", "tool_call", "refusal", "text"])
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if "input" in err and kind.endswith("_type"):
+                msg += f" (got {err['input']!r:.60})"
+        log.add(loc.where(shown), path, msg)
+
+
+def load_experiment(path: str | Path, *, check_files: bool = True) -> LoadedExperiment:
+    """Read, resolve and validate an experiment YAML.
+
+    Args:
+        path: the YAML file.
+        check_files: also require the data files to exist.
+
+    Raises:
+        InputError: with every problem found (YAML path and line for each).
+    """
+    path = Path(path)
+    raw, loc = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: the experiment must be a YAML mapping (got "
+                         f"{type(raw).__name__})")
+    log = ProblemLog()
+    _resolve_extends(raw, log, loc)
+    _resolve_paths(raw, path.resolve().parent)
+    spec: Experiment | None = None
+    try:
+        spec = Experiment.model_validate(raw)
+    except ValidationError as exc:
+        _pydantic_problems(exc, log, loc)
+    if spec is not None:
+        for p in check_cross_rules(spec, check_files=check_files):
+            log.add(loc.where(tuple(p.field.split("."))), p.field, p.message)
+    log.raise_if_any(f"{path}: the experiment is not valid ({log.total} problem(s))")
+    assert spec is not None
+    return LoadedExperiment(spec=spec, path=path)
+
+
+def json_schema() -> dict[str, Any]:
+    """The experiment's JSON Schema (for editors that check YAML)."""
+    schema = Experiment.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Distillation harness experiment"
+    return schema

@@ -1,0 +1,409 @@
+"""The experiment spec: frozen pydantic models, one per YAML section.
+
+Every model forbids unknown keys (a typo is an error, never a silent default) and is frozen so a
+loaded experiment cannot drift while the harness runs. Cross-section rules (a design naming an
+undeclared bucket, ``min_score`` above the judge scale, ...) live in :mod:`harness.spec.load`,
+which reports them with their YAML paths.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Names users give to experiments, units, buckets and field sets end up in folder names and
+#: cell labels, so they are restricted to a safe alphabet (no ``/``, no ``..``).
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+PoolName = Literal["train", "failure", "hard", "review", "discard"]
+POOLS: tuple[str, ...] = ("train", "failure", "hard", "review", "discard")
+
+
+def check_name(value: str) -> str:
+    """Reject names that could escape a folder or break a label."""
+    if not _NAME_RE.match(value) or ".." in value:
+        raise ValueError(
+            f"{value!r} is not a valid name: use letters, digits, '_', '-', '.' (max 64, "
+            "starting with a letter or digit, no '..')"
+        )
+    return value
+
+
+class Strict(BaseModel):
+    """Base of every spec model: unknown keys are errors and instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class DataSpec(Strict):
+    """Where the sample repository and the eval set live (paths relative to the YAML file)."""
+
+    samples: Path = Field(description="Training-side sample repository (.jsonl or .parquet).")
+    eval: Path = Field(description="Held-out eval set (.jsonl or .parquet) with references.")
+    judge_scale: tuple[float, float] = Field(
+        (1.0, 5.0), description="Lowest and highest score the judge can give."
+    )
+    leakage: Literal["error", "warn", "drop"] = Field(
+        "error",
+        description="What to do when an eval item also appears in training (same id or same "
+        "normalized prompt): fail validation, only report it, or drop the training records.",
+    )
+
+    @field_validator("judge_scale")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] >= v[1]:
+            raise ValueError(f"judge_scale must be [low, high] with low < high, got {list(v)}")
+        return v
+
+
+# --------------------------------------------------------------------------- units
+
+
+class _UnitBase(Strict):
+    template: str | None = Field(
+        None,
+        description="Jinja2 target template (inline text). Variables: final, rationale, limits, "
+        "trajectory, marker, unit. Default: the kind's built-in template.",
+    )
+    answer_marker: str = Field(
+        "Answer:",
+        min_length=1,
+        description="Text that precedes the final answer in every target, so evaluation can "
+        "parse the answer out of a longer target.",
+    )
+
+    @field_validator("answer_marker")
+    @classmethod
+    def _single_line(cls, v: str) -> str:
+        if "\n" in v:
+            raise ValueError("answer_marker must be a single line")
+        return v
+
+
+class LabelUnit(_UnitBase):
+    """Classification into declared labels; scored by accuracy, macro-F1 and calibration."""
+
+    kind: Literal["label"]
+    labels: list[str] = Field(min_length=2, description="The allowed labels.")
+
+    @field_validator("labels")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({x for x in v if v.count(x) > 1})
+        if dup:
+            raise ValueError(f"labels must be unique; repeated: {dup}")
+        if any(not x.strip() or "\n" in x for x in v):
+            raise ValueError("labels must be non-empty single-line strings")
+        return v
+
+
+class JsonFieldsUnit(_UnitBase):
+    """Structured extraction into a JSON object with declared fields."""
+
+    kind: Literal["json_fields"]
+    fields: list[str] = Field(min_length=1, description="The fields to extract.")
+
+
+class ToolCallUnit(_UnitBase):
+    """Whether to call a tool, which one, and with what arguments."""
+
+    kind: Literal["tool_call"]
+    tools: list[str] = Field(min_length=1, description="The tools the student may call.")
+
+
+class RefusalUnit(_UnitBase):
+    """Knowing when not to answer: the marker means refuse / escalate."""
+
+    kind: Literal["refusal"]
+    marker: str = Field("ESCALATE", min_length=1, description="The refusal/escalation answer.")
+
+
+class TextUnit(_UnitBase):
+    """Free text, scored by exact match and ROUGE-L."""
+
+    kind: Literal["text"]
+
+
+Unit = Annotated[
+    LabelUnit | JsonFieldsUnit | ToolCallUnit | RefusalUnit | TextUnit,
+    Field(discriminator="kind"),
+]
+UnitKind = Literal["label", "json_fields", "tool_call", "refusal", "text"]
+
+
+# --------------------------------------------------------------------------- student
+
+
+class StudentConfig(Strict):
+    """A from-scratch causal LM (the tokenizer is trained on the experiment's own text)."""
+
+    arch: Literal["llama"] = "llama"
+    layers: int = Field(4, ge=1, le=64)
+    hidden: int = Field(128, ge=8)
+    heads: int = Field(4, ge=1)
+    kv_heads: int | None = Field(None, ge=1)
+    intermediate: int | None = Field(None, ge=8, description="MLP width; default 4 x hidden.")
+    vocab: int = Field(2048, ge=260, description="Byte-level BPE vocabulary size.")
+    max_position: int = Field(512, ge=16)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> StudentConfig:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if self.kv_heads is not None and self.heads % self.kv_heads:
+            raise ValueError(f"heads ({self.heads}) must be divisible by kv_heads")
+        return self
+
+
+class TrainSpec(Strict):
+    """Optimisation settings shared by every cell (cells differ in data, not in recipe)."""
+
+    epochs: float = Field(3, gt=0)
+    batch_size: int = Field(32, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(3.0e-4, gt=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    clip: float = Field(1.0, gt=0)
+    max_len: int = Field(256, ge=8)
+
+
+class DistillSpec(Strict):
+    """Optional soft-target distillation from a white-box teacher sharing the tokenizer."""
+
+    teacher_model: Path
+    alpha: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(2.0, gt=0)
+
+
+class StudentSpec(Strict):
+    """The student: a local checkpoint (``model``) or a from-scratch ``config``."""
+
+    model: Path | None = Field(None, description="Local Hugging Face checkpoint folder.")
+    config: StudentConfig | None = None
+    trust_remote_code: bool = False
+    train: TrainSpec = TrainSpec()
+    distill: DistillSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StudentSpec:
+        if (self.model is None) == (self.config is None):
+            raise ValueError("give exactly one of 'model' (a checkpoint path) or 'config'")
+        return self
+
+
+# --------------------------------------------------------------------------- buckets & fields
+
+
+class BucketSpec(Strict):
+    """Which candidates feed training: teacher subset, selection, filters, failure handling."""
+
+    extends: str | None = Field(None, description="Inherit every key of another bucket.")
+    teachers: list[str] | Literal["all"] = Field("all", description="Teacher subset.")
+    select: str = Field(
+        "judge_winner",
+        description="Candidate selector: judge_winner | all | best_confidence.",
+    )
+    min_score: float | None = Field(None, description="Minimum judge score of a candidate.")
+    pools: list[PoolName] = Field(["train"], min_length=1, description="Pools feeding training.")
+    failures: str = Field(
+        "exclude", description="Failure-pool candidates: exclude | refusal | contrastive."
+    )
+
+
+class TierSpec(Strict):
+    """Confidence tiers: high -> main set, mid -> down-weighted, low -> excluded."""
+
+    high: float = Field(0.8, ge=0, le=1)
+    low: float = Field(0.5, ge=0, le=1)
+    mid_weight: float = Field(0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierSpec:
+        if self.low > self.high:
+            raise ValueError(f"tiers.low ({self.low}) must not exceed tiers.high ({self.high})")
+        return self
+
+
+class FieldSpec(Strict):
+    """Which parts of a teacher answer enter the target, and how confidence weighs a sample."""
+
+    extends: str | None = None
+    rationale: bool = False
+    limits: bool = False
+    trajectory: bool = False
+    confidence: str = Field("none", description="Confidence rule: none | weight | tiers.")
+    tiers: TierSpec = TierSpec()
+    missing_confidence: float = Field(
+        1.0, ge=0, le=1, description="Confidence assumed where a candidate states none."
+    )
+
+
+# --------------------------------------------------------------------------- sampling & design
+
+
+class SamplingSpec(Strict):
+    """How a scale < 1 subset is drawn (nested across scales)."""
+
+    seed: int = 0
+    dedup: bool = Field(True, description="Rank near-duplicate prompts after unique ones.")
+    clusters_per_unit: int | None = Field(
+        None, ge=1, description="k of MiniBatchKMeans per unit; default ~sqrt(n/2), max 256."
+    )
+
+
+class CellRef(Strict):
+    """A point of the matrix by its axis values."""
+
+    bucket: str
+    fields: str
+    scale: float = Field(1.0, gt=0, le=1)
+    seed: int | None = None
+
+
+class CellPattern(Strict):
+    """A partial cell: every given axis must match (used by ``exclude``)."""
+
+    bucket: str | None = None
+    fields: str | None = None
+    scale: float | None = None
+    seed: int | None = None
+
+
+class DesignSpec(Strict):
+    """How the axes combine into cells."""
+
+    kind: Literal["factorial", "one_at_a_time"] = "factorial"
+    base: CellRef | None = Field(None, description="The centre of a one_at_a_time design.")
+    include: list[CellRef] = Field(default_factory=list)
+    exclude: list[CellPattern] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _base_for_oat(self) -> DesignSpec:
+        if self.kind == "one_at_a_time" and self.base is None:
+            raise ValueError("a one_at_a_time design needs a 'base' cell")
+        return self
+
+
+# --------------------------------------------------------------------------- later stages
+
+
+class TeacherCost(Strict):
+    """What one teacher costs (USD)."""
+
+    price_per_1k_prompt: float = Field(0.0, ge=0)
+    price_per_1k_completion: float = Field(0.0, ge=0)
+    generation_cost: float | None = Field(None, ge=0, description="Declared total, overrides.")
+    latency_p95_ms: float | None = Field(None, gt=0)
+
+
+class TrafficSpec(Strict):
+    qps: float = Field(1.0, ge=0)
+    avg_tokens: float = Field(500, gt=0)
+    days: int = Field(30, ge=1)
+
+
+class CostSpec(Strict):
+    """Inputs of the ROI ledger (used by the analysis stage)."""
+
+    currency: str = "USD"
+    teachers: dict[str, TeacherCost] = Field(default_factory=dict)
+    judge_cost_per_item: float = Field(0.0, ge=0)
+    gpu_hour: float = Field(0.0, ge=0)
+    maintenance_per_month: float = Field(0.0, ge=0)
+    teacher_price_per_1k: float = Field(0.0, ge=0, description="Online teacher price per 1k tok.")
+    student_price_per_1k: float = Field(0.0, ge=0)
+    manual_fallback_cost: float = Field(0.0, ge=0, description="Cost of one error handled by hand.")
+    traffic: TrafficSpec = TrafficSpec()
+
+
+class StopSpec(Strict):
+    """Stop-signal thresholds (used by the analysis stage)."""
+
+    min_gain_next_doubling: float = Field(0.01, ge=0)
+    max_real_synthetic_gap: float = Field(0.05, ge=0)
+    max_teacher_disagreement: float = Field(0.3, ge=0, le=1)
+    max_copied_error_rate: float = Field(0.1, ge=0, le=1)
+    units: list[str] | None = Field(None, description="Units that matter; default all.")
+
+
+class GateSpec(Strict):
+    """Gate policy (used by the analysis stage)."""
+
+    min_metric: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="unit -> metric -> minimum value."
+    )
+    max_p95_latency_ms: float | None = Field(None, gt=0)
+    min_roi: float | None = None
+    blocking_signals: list[
+        Literal["diminishing_returns", "teacher_bias", "cost", "distribution_gap",
+                "teacher_inconsistency"]
+    ] = Field(default_factory=lambda: ["diminishing_returns", "cost", "distribution_gap"])
+
+
+class EvalSpec(Strict):
+    """Evaluation options."""
+
+    slices: list[str] = Field(["source"], description="Tag keys to slice every metric by.")
+    max_new_tokens: int = Field(64, ge=1)
+
+
+# --------------------------------------------------------------------------- experiment
+
+
+class Experiment(Strict):
+    """One experiment: data, units, student, ablation axes, design and later-stage policies."""
+
+    name: str = Field(description="Experiment name; used for the run folder.")
+    description: str = ""
+    data: DataSpec
+    units: dict[str, Unit] = Field(min_length=1)
+    student: StudentSpec
+    buckets: dict[str, BucketSpec] = Field(min_length=1)
+    fields: dict[str, FieldSpec] = Field(min_length=1)
+    scale: list[float] = Field([1.0], min_length=1)
+    seeds: list[int] = Field([0], min_length=1)
+    sampling: SamplingSpec = SamplingSpec()
+    design: DesignSpec = DesignSpec()
+    baseline: CellRef
+    evaluation: EvalSpec = EvalSpec()
+    costs: CostSpec = CostSpec()
+    stop: StopSpec = StopSpec()
+    gate: GateSpec = GateSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v)
+
+    @field_validator("units", "buckets", "fields")
+    @classmethod
+    def _keys(cls, v: dict[str, object]) -> dict[str, object]:
+        for key in v:
+            check_name(key)
+        return v
+
+    @field_validator("scale")
+    @classmethod
+    def _scales(cls, v: list[float]) -> list[float]:
+        bad = [s for s in v if not 0 < s <= 1]
+        if bad:
+            raise ValueError(f"scale values must be in (0, 1], got {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError("scale values must be unique")
+        return sorted(v)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be unique")
+        return v

@@ -1,0 +1,113 @@
+"""Rules that span several sections of the experiment (run after pydantic validation).
+
+Each returns problems whose ``field`` is the dotted YAML path; the loader adds file and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from harness.errors import Problem, did_you_mean
+from harness.spec.models import CellPattern, CellRef, Experiment
+
+
+def _p(path: str, message: str) -> Problem:
+    return Problem("", path, message)
+
+
+def _check_ref(exp: Experiment, ref: CellRef | CellPattern, path: str) -> Iterator[Problem]:
+    if ref.bucket is not None and ref.bucket not in exp.buckets:
+        yield _p(f"{path}.bucket",
+                 f"unknown bucket {ref.bucket!r}{did_you_mean(ref.bucket, exp.buckets)}")
+    if ref.fields is not None and ref.fields not in exp.fields:
+        yield _p(f"{path}.fields",
+                 f"unknown field set {ref.fields!r}{did_you_mean(ref.fields, exp.fields)}")
+    if ref.seed is not None and ref.seed not in exp.seeds:
+        yield _p(f"{path}.seed", f"seed {ref.seed} is not among seeds {exp.seeds}")
+
+
+def _check_buckets(exp: Experiment) -> Iterator[Problem]:
+    from harness.compose.registry import FAILURE_MODES, SELECTORS
+
+    low, high = exp.data.judge_scale
+    for name, b in exp.buckets.items():
+        path = f"buckets.{name}"
+        if b.select not in SELECTORS:
+            yield _p(f"{path}.select", f"unknown selector {b.select!r}"
+                     f"{did_you_mean(b.select, SELECTORS.names())} (known: "
+                     f"{', '.join(SELECTORS.names())})")
+        if b.failures not in FAILURE_MODES:
+            yield _p(f"{path}.failures", f"unknown failure mode {b.failures!r}"
+                     f"{did_you_mean(b.failures, FAILURE_MODES.names())} (known: "
+                     f"{', '.join(FAILURE_MODES.names())})")
+        if b.min_score is not None and not low <= b.min_score <= high:
+            yield _p(f"{path}.min_score", f"{b.min_score:g} is outside the judge scale "
+                     f"({low:g}-{high:g})")
+        if isinstance(b.teachers, list) and not b.teachers:
+            yield _p(f"{path}.teachers", "the teacher list is empty")
+        if "failure" in b.pools:
+            yield _p(f"{path}.pools", "the failure pool is not a training pool: use "
+                     "'failures: refusal' or 'failures: contrastive' to train on it")
+
+
+def _check_fields(exp: Experiment) -> Iterator[Problem]:
+    from harness.compose.registry import CONFIDENCE_RULES
+
+    for name, f in exp.fields.items():
+        if f.confidence not in CONFIDENCE_RULES:
+            yield _p(f"fields.{name}.confidence", f"unknown confidence rule {f.confidence!r}"
+                     f"{did_you_mean(f.confidence, CONFIDENCE_RULES.names())} (known: "
+                     f"{', '.join(CONFIDENCE_RULES.names())})")
+
+
+def _check_design(exp: Experiment) -> Iterator[Problem]:
+    d = exp.design
+    if d.base is not None:
+        yield from _check_ref(exp, d.base, "design.base")
+        if d.base.scale not in exp.scale:
+            yield _p("design.base.scale", f"{d.base.scale:g} is not among scale {exp.scale}")
+    for i, ref in enumerate(d.include):
+        yield from _check_ref(exp, ref, f"design.include.{i}")
+    for i, pat in enumerate(d.exclude):
+        yield from _check_ref(exp, pat, f"design.exclude.{i}")
+    yield from _check_ref(exp, exp.baseline, "baseline")
+
+
+def _check_policies(exp: Experiment) -> Iterator[Problem]:
+    for unit in exp.gate.min_metric:
+        if unit not in exp.units:
+            yield _p(f"gate.min_metric.{unit}",
+                     f"unknown unit {unit!r}{did_you_mean(unit, exp.units)}")
+    for i, unit in enumerate(exp.stop.units or []):
+        if unit not in exp.units:
+            yield _p(f"stop.units.{i}", f"unknown unit {unit!r}{did_you_mean(unit, exp.units)}")
+
+
+def _check_templates(exp: Experiment) -> Iterator[Problem]:
+    from harness.compose.templates import TemplateProblem, compile_target_template
+
+    for name, unit in exp.units.items():
+        try:
+            compile_target_template(unit)
+        except TemplateProblem as exc:
+            yield _p(f"units.{name}.template", str(exc))
+
+
+def _check_files(exp: Experiment) -> Iterator[Problem]:
+    for key in ("samples", "eval"):
+        p = getattr(exp.data, key)
+        if not p.is_file():
+            yield _p(f"data.{key}", f"file not found: {p}")
+        elif p.suffix.lower() not in (".jsonl", ".parquet", ".json", ".ndjson"):
+            yield _p(f"data.{key}", f"unsupported file type {p.suffix!r}: use .jsonl or .parquet")
+    if exp.student.model is not None and not exp.student.model.is_dir():
+        yield _p("student.model", f"checkpoint folder not found: {exp.student.model}")
+
+
+def check_cross_rules(exp: Experiment, *, check_files: bool = True) -> list[Problem]:
+    """Every cross-section problem of a pydantic-valid experiment."""
+    out = [*_check_buckets(exp), *_check_fields(exp), *_check_design(exp),
+           *_check_policies(exp), *_check_templates(exp)]
+    if check_files:
+        out += list(_check_files(exp))
+    return out
