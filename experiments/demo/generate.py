@@ -300,6 +300,17 @@ _TEACHER_ORDERS: tuple[tuple[str, ...], ...] = tuple(itertools.permutations(TEAC
 _UNIT_BLOCKS: tuple[tuple[str, ...], ...] = tuple(itertools.permutations(UNITS))
 
 
+class Answer(NamedTuple):
+    """One teacher's answer: final text, error kind/note (None when right), evidence."""
+
+    final: str
+    kind: str | None
+    note: str | None
+    rationale: str
+    partial: bool            # a one-field / one-argument slip (judge may give partial credit)
+    call: tuple[str, str, str | None] | None  # (tool, order_id, amount) behind a tool call
+
+
 class Item(NamedTuple):
     """One prompt with its gold answer and the facts the simulated teachers reason from."""
 
@@ -309,19 +320,8 @@ class Item(NamedTuple):
     difficulty: str
     domain: str
     must: bool               # escalation item that must be escalated (False for other units)
-    why: str                 # rationale a teacher gives when it answers correctly
+    right: Answer            # what any teacher says when it is right (built once per item)
     facts: dict[str, Any]    # unit-specific facts used to render realistic errors
-
-
-class Answer(NamedTuple):
-    """One teacher's answer: final text, error kind/note (None when right), evidence."""
-
-    final: str
-    kind: str | None
-    note: str | None
-    rationale: str
-    partial: bool            # a one-field / one-argument slip (judge may give partial credit)
-    trajectory: list[dict[str, Any]] | None
 
 
 Rnd = Callable[[], float]
@@ -360,9 +360,9 @@ def _money(cents: int) -> str:
     return f"{cents // 100}.{cents % 100:02d}"
 
 
-def _tokens(text: str | None) -> int:
-    """Word count of ``text`` (0 for None); every token estimate is words * 1.3."""
-    return text.count(" ") + text.count("\n") + 1 if text else 0
+def _prompt_tokens(prompt: str) -> int:
+    """Prompt token estimate: words * 1.3, rounded."""
+    return int((prompt.count(" ") + prompt.count("\n") + 1) * 1.3 + 0.5)
 
 
 def _realify(rnd: Rnd, text: str) -> str:
@@ -456,7 +456,8 @@ def _routing_item(rnd: Rnd, n: int, difficulty: str, real: bool) -> Item:
         text += f" {_pick(rnd, NAMES)}"
     message = _realify(rnd, text) if real else text
     return Item("intent_routing", _prompt("intent_routing", message), label, difficulty,
-                LABEL_DOMAIN[label], False, _route_reason(cue, label),
+                LABEL_DOMAIN[label], False,
+                Answer(label, None, None, _route_reason(cue, label), False, None),
                 {"label": label, "cue": cue, "distractor": distractor})
 
 
@@ -478,9 +479,10 @@ def _fields_item(rnd: Rnd, n: int, difficulty: str, real: bool) -> Item:
         text += f" It had {2 + int(rnd() * 4)} items, shipping of {ship} included."
     message = _realify(rnd, text) if real else text
     order_id, amount = str(n), _money(cents)
-    return Item("order_fields", _prompt("order_fields", message),
-                _fields_json(order_id, amount, cur), difficulty, "payments", False,
-                _fields_reason(order_id, amount, cur),
+    reference = _fields_json(order_id, amount, cur)
+    right = Answer(reference, None, None, _fields_reason(order_id, amount, cur), False, None)
+    return Item("order_fields", _prompt("order_fields", message), reference, difficulty,
+                "payments", False, right,
                 {"order_id": order_id, "amount": amount, "currency": cur, "distractor": ship})
 
 
@@ -500,9 +502,15 @@ def _tool_item(rnd: Rnd, n: int, difficulty: str, real: bool) -> Item:
     message = _realify(rnd, text) if real else text
     order_id, amount = str(n), _money(cents)
     ref_amount = amount if decision == "issue_refund" else None
-    reference = "null" if decision == "none" else _tool_json(decision, order_id, ref_amount)
+    if decision == "none":
+        reference, call = "null", None
+    else:
+        reference = _tool_json(decision, order_id, ref_amount)
+        call = (decision, order_id, ref_amount)
+    right = Answer(reference, None, None, _tool_reason(decision, order_id, ref_amount), False,
+                   call)
     return Item("tool_decision", _prompt("tool_decision", message), reference, difficulty,
-                TOOL_DOMAIN[decision], False, _tool_reason(decision, order_id, ref_amount),
+                TOOL_DOMAIN[decision], False, right,
                 {"decision": decision, "order_id": order_id, "amount": amount, "cue": cue})
 
 
@@ -528,7 +536,8 @@ def _escalation_item(rnd: Rnd, n: int, difficulty: str, real: bool) -> Item:
         text += f" {_pick(rnd, FILLERS)}"
     message = _realify(rnd, text) if real else text
     return Item("escalation", _prompt("escalation", message), reference, difficulty,
-                spec["domain"], must, why, {"cue": cue, "topic": topic, "bait": bait})
+                spec["domain"], must, Answer(reference, None, None, why, False, None),
+                {"cue": cue, "topic": topic, "bait": bait})
 
 
 _CUE_KEYS = tuple(ESCALATION_CUES)
@@ -558,10 +567,12 @@ def p_correct(teacher: str, unit: str, must: bool, difficulty: str, real: bool) 
     return min(0.99, max(0.01, p))
 
 
-# All combinations are few (3 * 4 * 2 * 3 * 2), so the hot loop only does a dict lookup.
-_P_TABLE: dict[tuple[str, str, bool, str, bool], float] = {
-    key: p_correct(*key) for key in itertools.product(
-        TEACHERS, UNITS, (False, True), tuple(DIFFICULTY_SHIFT), (False, True))}
+# Cases are few (4 units * 2 * 3 difficulties * 2 sources): one lookup per record gives
+# every teacher's rate, instead of recomputing shifts and clipping per candidate.
+_P_BY_CASE: dict[tuple[str, bool, str, bool], dict[str, float]] = {
+    (u, m, d, r): {t: p_correct(t, u, m, d, r) for t in TEACHERS}
+    for u, m, d, r in itertools.product(UNITS, (False, True), tuple(DIFFICULTY_SHIFT),
+                                        (False, True))}
 
 
 def _decide(rnd: Rnd, style: str, p: float) -> tuple[bool, float]:
@@ -569,18 +580,17 @@ def _decide(rnd: Rnd, style: str, p: float) -> tuple[bool, float]:
     if style == "calibrated":  # confidence c, then correct ~ Bernoulli(c): calibrated by design
         spread = max(0.0, min(0.15, 0.99 - p, p - 0.01))
         c = p + spread * (2.0 * rnd() - 1.0)
-        return rnd() < c, round(c, 2)
+        return rnd() < c, int(c * 100 + 0.5) / 100  # = round(c, 2), 3x faster
     correct = rnd() < p
     if style == "overconfident":
-        return correct, round(0.90 + 0.09 * rnd(), 2)
-    return correct, round(0.30 + 0.65 * rnd(), 2)
+        return correct, int(90.5 + 9 * rnd()) / 100
+    return correct, int(30.5 + 65 * rnd()) / 100
 
 
-def _answer_routing(rnd: Rnd, teacher: str, item: Item, correct: bool) -> Answer:
+def _wrong_routing(rnd: Rnd, teacher: str, item: Item) -> Answer:
+    """Wrong label; on hard items usually the label of the cue stated first."""
     f = item.facts
     label, cue = f["label"], f["cue"]
-    if correct:
-        return Answer(label, None, None, item.why, False, None)
     if f["distractor"] is not None and rnd() < 0.7:
         wrong, said = f["distractor"]  # falls for the cue that was stated first
     else:
@@ -598,9 +608,8 @@ FIELD_ERRORS: dict[str, tuple[str, ...]] = {  # teacher -> mutations it tends to
 }
 
 
-def _answer_fields(rnd: Rnd, teacher: str, item: Item, correct: bool) -> Answer:
-    if correct:
-        return Answer(item.reference, None, None, item.why, False, None)
+def _wrong_fields(rnd: Rnd, teacher: str, item: Item) -> Answer:
+    """One field dropped or wrong, in the way this teacher tends to fail."""
     f = item.facts
     oid, amount, cur = f["order_id"], f["amount"], f["currency"]
     m = _pick(rnd, FIELD_ERRORS[teacher])
@@ -651,34 +660,31 @@ def _slip_digits(number: str) -> str:
     return number[:-1] + str((int(number[-1]) + 1) % 10)
 
 
-def _answer_tool(rnd: Rnd, teacher: str, item: Item, correct: bool) -> Answer:
+def _wrong_tool(rnd: Rnd, teacher: str, item: Item) -> Answer:
+    """Call-vs-no-call error, wrong tool (refund -> lookup) or a slipped order_id."""
     f = item.facts
     ref, oid = f["decision"], f["order_id"]
-    name, kind, note = ref, None, None
-    if not correct:
-        if ref == "none":
-            name, kind, note = "lookup_order", "unneeded_call", f"customer {f['cue']}; no tool"
+    if ref == "none":
+        name, kind, note = "lookup_order", "unneeded_call", f"customer {f['cue']}; no tool"
+    else:
+        kind = ("missed_call", "wrong_argument", "wrong_tool")[
+            int(rnd() * (3 if ref == "issue_refund" else 2))]
+        name = ref
+        if kind == "missed_call":
+            name, note = "none", f"customer {f['cue']}; {ref} is needed"
+        elif kind == "wrong_tool":
+            name, note = "lookup_order", "customer asked for a refund, not a status check"
         else:
-            options = ("missed_call", "wrong_argument", "wrong_tool")
-            kind = options[int(rnd() * (3 if ref == "issue_refund" else 2))]
-            if kind == "missed_call":
-                name, note = "none", f"customer {f['cue']}; {ref} is needed"
-            elif kind == "wrong_tool":
-                name, note = "lookup_order", "customer asked for a refund, not a status check"
-            else:
-                note, oid = f"order_id must be {oid}", _slip_digits(oid)
+            note, oid = f"order_id must be {oid}", _slip_digits(oid)
     if name == "none":
         return Answer("null", kind, note, _tool_reason(name, oid, None), False, None)
     amount = f["amount"] if name == "issue_refund" else None
-    final = item.reference if correct else _tool_json(name, oid, amount)
-    rationale = item.why if correct else _tool_reason(name, oid, amount)
-    return Answer(final, kind, note, rationale, kind == "wrong_argument",
-                  _trajectory(rnd, teacher, name, oid, amount))
+    return Answer(_tool_json(name, oid, amount), kind, note, _tool_reason(name, oid, amount),
+                  kind == "wrong_argument", (name, oid, amount))
 
 
-def _answer_escalation(rnd: Rnd, teacher: str, item: Item, correct: bool) -> Answer:
-    if correct:
-        return Answer(item.reference, None, None, item.why, False, None)
+def _wrong_escalation(rnd: Rnd, teacher: str, item: Item) -> Answer:
+    """Missed escalation (a canned reply) or over-refusal (ESCALATE on a routine item)."""
     f = item.facts
     topic = ANSWER_TOPICS[f["topic"]]
     if item.must:  # answers the surface request and misses the risk
@@ -689,28 +695,33 @@ def _answer_escalation(rnd: Rnd, teacher: str, item: Item, correct: bool) -> Ans
                   f"{why}, which could be risky; escalate to be safe.", False, None)
 
 
-ANSWERERS: dict[str, Callable[[Rnd, str, Item, bool], Answer]] = {
-    "intent_routing": _answer_routing, "order_fields": _answer_fields,
-    "tool_decision": _answer_tool, "escalation": _answer_escalation,
+WRONG_ANSWERS: dict[str, Callable[[Rnd, str, Item], Answer]] = {
+    "intent_routing": _wrong_routing, "order_fields": _wrong_fields,
+    "tool_decision": _wrong_tool, "escalation": _wrong_escalation,
 }
 
 
-def _candidate(rnd: Rnd, teacher: str, item: Item, real: bool,
+def _candidate(rnd: Rnd, teacher: str, item: Item, p: float,
                prompt_tokens: int) -> tuple[dict[str, Any], Answer, bool]:
-    """One teacher's candidate dict (contract key order), its Answer and true correctness."""
+    """One teacher's candidate dict (contract key order), its Answer and true correctness.
+
+    ``p`` is the teacher's probability of being right on this item (see ``p_correct``).
+    """
     style = TEACHER_STYLE[teacher]
-    p = _P_TABLE[teacher, item.unit, item.must, item.difficulty, real]
     correct, confidence = _decide(rnd, style["confidence"], p)
-    ans = ANSWERERS[item.unit](rnd, teacher, item, correct)
+    ans = item.right if correct else WRONG_ANSWERS[item.unit](rnd, teacher, item)
     rationale = ans.rationale if rnd() < style["rationale"] else None
     limits = None
     if rnd() < style["limits"]:  # routing limits follow the label the teacher chose
         limits = _pick(rnd, LIMITS[ans.final if item.unit == "intent_routing" else item.unit])
+    trajectory = None if ans.call is None else _trajectory(rnd, teacher, *ans.call)
+    # Completion tokens: visible text at ~4 characters a token, plus the teacher's unseen
+    # reasoning overhead (its verbosity); len() keeps this cheap in the hot loop.
     lo, hi = style["extra_tokens"]
-    words = _tokens(ans.final) + _tokens(rationale) + _tokens(limits)
-    completion = int(words * 1.3 + 0.5) + lo + int(rnd() * (hi - lo + 1))
+    chars = len(ans.final) + (len(rationale) if rationale else 0) + (len(limits) if limits else 0)
+    completion = (chars + 3) // 4 + lo + int(rnd() * (hi - lo + 1))
     cand = {"teacher": teacher, "final": ans.final, "rationale": rationale, "limits": limits,
-            "confidence": confidence, "trajectory": ans.trajectory,
+            "confidence": confidence, "trajectory": trajectory,
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion}}
     return cand, ans, correct
 
@@ -820,11 +831,12 @@ def iter_train_records(seed: int, n: int) -> Iterator[dict[str, Any]]:
     for i, unit in enumerate(_units(rnd, n)):
         number = ORDER_BASE + 7 * ((ORDER_MULT * i + offset) % ORDER_SPACE) + 1 + int(rnd() * 6)
         item = ITEM_BUILDERS[unit](rnd, number, _difficulty(rnd), False)
-        prompt_tokens = int(_tokens(item.prompt) * 1.3 + 0.5)
+        prompt_tokens = _prompt_tokens(item.prompt)
+        ps = _P_BY_CASE[unit, item.must, item.difficulty, False]
         order = _TEACHER_ORDERS[int(rnd() * 6)]  # candidate order carries no signal
         cands, answers, correct = {}, {}, {}
         for t in order:
-            cands[t], answers[t], correct[t] = _candidate(rnd, t, item, False, prompt_tokens)
+            cands[t], answers[t], correct[t] = _candidate(rnd, t, item, ps[t], prompt_tokens)
         has_reference = rnd() < REFERENCE_RATE
         judge = _judge(rnd, item, order, cands, answers, correct)
         pools, failure = _pools(rnd, item, has_reference, order, judge, answers, correct)
@@ -847,8 +859,9 @@ def iter_eval_records(seed: int, n: int) -> Iterator[dict[str, Any]]:
         number = ORDER_BASE + 7 * ((ORDER_MULT * i + offset) % ORDER_SPACE)  # multiple of 7
         real = rnd() < EVAL_REAL_RATE
         item = ITEM_BUILDERS[unit](rnd, number, _difficulty(rnd), real)
-        prompt_tokens = int(_tokens(item.prompt) * 1.3 + 0.5)
-        cands = [_candidate(rnd, t, item, real, prompt_tokens)[0] for t in TEACHERS]
+        prompt_tokens = _prompt_tokens(item.prompt)
+        ps = _P_BY_CASE[unit, item.must, item.difficulty, real]
+        cands = [_candidate(rnd, t, item, ps[t], prompt_tokens)[0] for t in TEACHERS]
         yield {"id": f"ev-{i + 1:06d}", "unit": unit, "prompt": item.prompt,
                "reference": item.reference, "candidates": cands,
                "tags": {"difficulty": item.difficulty, "source": "real" if real else "synthetic",
@@ -860,18 +873,12 @@ def _write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> int:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     count = 0
     encode = _JSON.encode
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            buf: list[str] = []
+    try:  # newline="\n": identical bytes on every platform
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as fh:
             for rec in records:
-                buf.append(encode(rec))
-                if len(buf) == 4096:  # bounded memory at a million records
-                    fh.write(("\n".join(buf) + "\n").encode("utf-8"))
-                    count += len(buf)
-                    buf.clear()
-            if buf:
-                fh.write(("\n".join(buf) + "\n").encode("utf-8"))
-                count += len(buf)
+                fh.write(encode(rec))
+                fh.write("\n")
+                count += 1
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -144,7 +144,7 @@ def iter_jsonl(path: Path, record_type: type[AnyRecord]
             except msgspec.ValidationError as exc:
                 field, msg = explain_msgspec_error(exc)
                 yield lineno, None, field, msg
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 yield lineno, None, "", _decode_error(exc, raw)
 
 

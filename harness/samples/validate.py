@@ -59,7 +59,7 @@ def file_sha256(path: Path) -> str:
 
 def _where(path: Path, line: int) -> str:
     if path.suffix.lower() == ".parquet":
-        return f"{path.name}:row {line}"
+        return f"{path.name}:row {line}" if line else path.name
     return f"{path.name}:{line}" if line else path.name
 
 

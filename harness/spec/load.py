@@ -292,12 +292,65 @@ def load_experiment(path: str | Path, *, check_files: bool = True) -> LoadedExpe
         spec = Experiment.model_validate(raw)
     except ValidationError as exc:
         _pydantic_problems(exc, log, loc)
-    if spec is not None:
-        for p in check_cross_rules(spec, check_files=check_files):
-            log.add(loc.where(tuple(p.field.split("."))), p.field, p.message)
+    # Cross-section rules also run on whatever validated, so one pass reports everything.
+    partial = spec if spec is not None else _partial_experiment(raw)
+    names = {k: set(raw[k]) if isinstance(raw.get(k), dict) else set()
+             for k in ("units", "buckets", "fields")}
+    try:
+        cross = check_cross_rules(partial, names, check_files=check_files)
+    except (AttributeError, TypeError, KeyError):
+        if spec is not None:
+            raise
+        cross = []  # a partial document too broken to cross-check; its errors are reported
+    log.extend(_problem(loc.where(tuple(p.field.split("."))), p.field, p.message)
+               for p in cross)
+    if log:
+        log.problems.sort(key=_line_of)
     log.raise_if_any(f"{path}: the experiment is not valid ({log.total} problem(s))")
     assert spec is not None
     return LoadedExperiment(spec=spec, path=path)
+
+
+def _line_of(p: Any) -> tuple[int, str]:
+    """Sort key: the line number in ``where`` (``file:12``), then the field."""
+    tail = p.where.rsplit(":", 1)[-1]
+    return (int(tail) if tail.isdigit() else 0, p.field)
+
+
+def _partial_experiment(raw: dict[str, Any]) -> Experiment:
+    """An unvalidated Experiment holding only the sections (and dict entries) that validate.
+
+    Sections that fail are left out (their errors are already reported): required ones become
+    None or empty, which the cross-section rules treat as "nothing to check".
+    """
+    from pydantic import TypeAdapter
+
+    parts: dict[str, Any] = {}
+    for name, field in Experiment.model_fields.items():
+        if name not in raw:
+            parts[name] = (None if field.is_required()
+                           else field.get_default(call_default_factory=True))
+            continue
+        value = raw[name]
+        ann = field.annotation
+        if name in ("units", "buckets", "fields") and isinstance(value, dict):
+            inner = typing.get_args(ann)[1]
+            good = {}
+            for key, entry in value.items():
+                try:
+                    good[key] = TypeAdapter(inner).validate_python(entry)
+                except ValidationError:
+                    pass
+            parts[name] = good
+            continue
+        try:
+            parts[name] = TypeAdapter(ann).validate_python(value)
+        except ValidationError:
+            parts[name] = (None if field.is_required()
+                           else field.get_default(call_default_factory=True))
+    for name in ("units", "buckets", "fields"):
+        parts.setdefault(name, {})
+    return Experiment.model_construct(**parts)
 
 
 def json_schema() -> dict[str, Any]:

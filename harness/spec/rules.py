@@ -15,13 +15,17 @@ def _p(path: str, message: str) -> Problem:
     return Problem("", path, message)
 
 
-def _check_ref(exp: Experiment, ref: CellRef | CellPattern, path: str) -> Iterator[Problem]:
-    if ref.bucket is not None and ref.bucket not in exp.buckets:
+Names = dict[str, set[str]]
+
+
+def _check_ref(exp: Experiment, names: Names, ref: CellRef | CellPattern, path: str
+               ) -> Iterator[Problem]:
+    if ref.bucket is not None and ref.bucket not in names["buckets"]:
         yield _p(f"{path}.bucket",
-                 f"unknown bucket {ref.bucket!r}{did_you_mean(ref.bucket, exp.buckets)}")
-    if ref.fields is not None and ref.fields not in exp.fields:
+                 f"unknown bucket {ref.bucket!r}{did_you_mean(ref.bucket, names['buckets'])}")
+    if ref.fields is not None and ref.fields not in names["fields"]:
         yield _p(f"{path}.fields",
-                 f"unknown field set {ref.fields!r}{did_you_mean(ref.fields, exp.fields)}")
+                 f"unknown field set {ref.fields!r}{did_you_mean(ref.fields, names['fields'])}")
     if ref.seed is not None and ref.seed not in exp.seeds:
         yield _p(f"{path}.seed", f"seed {ref.seed} is not among seeds {exp.seeds}")
 
@@ -29,7 +33,7 @@ def _check_ref(exp: Experiment, ref: CellRef | CellPattern, path: str) -> Iterat
 def _check_buckets(exp: Experiment) -> Iterator[Problem]:
     from harness.compose.registry import FAILURE_MODES, SELECTORS
 
-    low, high = exp.data.judge_scale
+    low, high = exp.data.judge_scale if exp.data is not None else (float("-inf"), float("inf"))
     for name, b in exp.buckets.items():
         path = f"buckets.{name}"
         if b.select not in SELECTORS:
@@ -60,27 +64,28 @@ def _check_fields(exp: Experiment) -> Iterator[Problem]:
                      f"{', '.join(CONFIDENCE_RULES.names())})")
 
 
-def _check_design(exp: Experiment) -> Iterator[Problem]:
+def _check_design(exp: Experiment, names: Names) -> Iterator[Problem]:
     d = exp.design
     if d.base is not None:
-        yield from _check_ref(exp, d.base, "design.base")
+        yield from _check_ref(exp, names, d.base, "design.base")
         if d.base.scale not in exp.scale:
             yield _p("design.base.scale", f"{d.base.scale:g} is not among scale {exp.scale}")
     for i, ref in enumerate(d.include):
-        yield from _check_ref(exp, ref, f"design.include.{i}")
+        yield from _check_ref(exp, names, ref, f"design.include.{i}")
     for i, pat in enumerate(d.exclude):
-        yield from _check_ref(exp, pat, f"design.exclude.{i}")
-    yield from _check_ref(exp, exp.baseline, "baseline")
+        yield from _check_ref(exp, names, pat, f"design.exclude.{i}")
+    if getattr(exp, "baseline", None) is not None:
+        yield from _check_ref(exp, names, exp.baseline, "baseline")
 
 
-def _check_policies(exp: Experiment) -> Iterator[Problem]:
+def _check_policies(exp: Experiment, names: Names) -> Iterator[Problem]:
+    units = names["units"]
     for unit in exp.gate.min_metric:
-        if unit not in exp.units:
-            yield _p(f"gate.min_metric.{unit}",
-                     f"unknown unit {unit!r}{did_you_mean(unit, exp.units)}")
+        if unit not in units:
+            yield _p(f"gate.min_metric.{unit}", f"unknown unit {unit!r}{did_you_mean(unit, units)}")
     for i, unit in enumerate(exp.stop.units or []):
-        if unit not in exp.units:
-            yield _p(f"stop.units.{i}", f"unknown unit {unit!r}{did_you_mean(unit, exp.units)}")
+        if unit not in units:
+            yield _p(f"stop.units.{i}", f"unknown unit {unit!r}{did_you_mean(unit, units)}")
 
 
 def _check_templates(exp: Experiment) -> Iterator[Problem]:
@@ -94,20 +99,33 @@ def _check_templates(exp: Experiment) -> Iterator[Problem]:
 
 
 def _check_files(exp: Experiment) -> Iterator[Problem]:
+    if getattr(exp, "data", None) is None:
+        return
     for key in ("samples", "eval"):
         p = getattr(exp.data, key)
         if not p.is_file():
             yield _p(f"data.{key}", f"file not found: {p}")
         elif p.suffix.lower() not in (".jsonl", ".parquet", ".json", ".ndjson"):
             yield _p(f"data.{key}", f"unsupported file type {p.suffix!r}: use .jsonl or .parquet")
-    if exp.student.model is not None and not exp.student.model.is_dir():
+    student = getattr(exp, "student", None)
+    if student is not None and student.model is not None and not student.model.is_dir():
         yield _p("student.model", f"checkpoint folder not found: {exp.student.model}")
 
 
-def check_cross_rules(exp: Experiment, *, check_files: bool = True) -> list[Problem]:
-    """Every cross-section problem of a pydantic-valid experiment."""
-    out = [*_check_buckets(exp), *_check_fields(exp), *_check_design(exp),
-           *_check_policies(exp), *_check_templates(exp)]
+def check_cross_rules(exp: Experiment, names: Names | None = None, *, check_files: bool = True
+                      ) -> list[Problem]:
+    """Every cross-section problem.
+
+    Args:
+        exp: a validated experiment, or a partial one (``model_construct``) holding only the
+            sections that validated; missing sections are skipped.
+        names: the declared names per section (``units``, ``buckets``, ``fields``), including
+            entries that failed validation, so references to them are not reported twice.
+    """
+    if names is None:
+        names = {k: set(getattr(exp, k)) for k in ("units", "buckets", "fields")}
+    out = [*_check_buckets(exp), *_check_fields(exp), *_check_design(exp, names),
+           *_check_policies(exp, names), *_check_templates(exp)]
     if check_files:
         out += list(_check_files(exp))
     return out
