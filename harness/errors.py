@@ -8,12 +8,14 @@ CLI prints it and exits with status 2, never a traceback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 #: How many problems are printed; the rest are counted. Also bounds memory on huge bad files.
 DEFAULT_CAP = 50
 _STORE_CAP = 10_000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, order=True)
@@ -31,10 +33,14 @@ class Problem:
     message: str
 
     def render(self) -> str:
-        """``where: field: message`` (the field part omitted when empty)."""
-        return f"{self.where}: {self.field}: {self.message}" if self.field else (
-            f"{self.where}: {self.message}"
-        )
+        """``where: field: message`` on one line (the field part omitted when empty).
+
+        Control characters from user data (a teacher name with a newline) are escaped so one
+        problem stays one line.
+        """
+        text = f"{self.where}: {self.field}: {self.message}" if self.field else (
+            f"{self.where}: {self.message}")
+        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 @dataclass

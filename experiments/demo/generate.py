@@ -30,6 +30,7 @@ and re-serialisation to stay above 20,000 training records per second on one cor
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
 import itertools
 import json
@@ -84,15 +85,25 @@ REAL_SHIFT = -0.08          # extra shift on eval items with source "real"
 EVAL_REAL_RATE = 0.25       # share of eval items phrased like real traffic
 REFERENCE_RATE = 0.90       # share of training records that carry a reference
 
+
+
+class TeacherStyle(NamedTuple):
+    """How a teacher talks, apart from how often it is right."""
+
+    confidence: str            # "overconfident" | "calibrated" | "noisy" (see _candidate)
+    rationale_rate: float      # P(rationale present)
+    limits_rate: float         # P(limits present)
+    extra_tokens: tuple[int, int]  # unseen reasoning tokens added to completion_tokens, U[lo, hi]
+    lookup_before_refund: bool     # trajectory checks the order before issuing a refund
+    observation_skip_rate: float   # P(tool observations left null: acts without reading results)
+
+
 # Confidence styles: "overconfident" U(0.90, 0.99) regardless of correctness; "calibrated"
 # c ~ U(p - s, p + s) and correct ~ Bernoulli(c); "noisy" U(0.30, 0.95) independent.
-TEACHER_STYLE: dict[str, dict[str, Any]] = {
-    "teacher_a": {"confidence": "overconfident", "rationale": 1.0, "limits": 1.0,
-                  "extra_tokens": (40, 80), "lookup_before_refund": True},
-    "teacher_b": {"confidence": "calibrated", "rationale": 1.0, "limits": 0.5,
-                  "extra_tokens": (10, 25), "lookup_before_refund": False},
-    "teacher_c": {"confidence": "noisy", "rationale": 0.0, "limits": 0.0,
-                  "extra_tokens": (0, 3), "lookup_before_refund": False},
+TEACHER_STYLE: dict[str, TeacherStyle] = {
+    "teacher_a": TeacherStyle("overconfident", 1.0, 1.0, (40, 80), True, 0.0),
+    "teacher_b": TeacherStyle("calibrated", 1.0, 0.5, (10, 25), False, 0.0),
+    "teacher_c": TeacherStyle("noisy", 0.0, 0.0, (0, 3), False, 0.5),
 }
 # Illustrative prices (USD per 1k completion tokens) for ROI checks; not written to the data.
 TEACHER_PRICE_PER_1K: dict[str, float] = {"teacher_a": 0.060, "teacher_b": 0.020,
@@ -118,7 +129,8 @@ ROUTING_CUES: dict[str, tuple[tuple[str, str], ...]] = {
         ("I was charged twice for order {n}.", "a duplicate charge"),
         ("The invoice for order {n} shows the wrong total.", "a wrong invoice"),
         ("Please refund my payment for order {n}.", "a payment refund"),
-        ("My card was billed for order {n} even though I cancelled it.", "a charge after cancelling"),
+        ("My card was billed for order {n} even though I cancelled it.",
+         "a charge after cancelling"),
         ("I need a copy of the receipt for order {n}.", "a receipt request"),
         ("There is an unknown charge on my statement for order {n}.", "an unknown charge"),
         ("The discount code was not applied to order {n}, so I paid too much.", "an overpayment")),
@@ -172,8 +184,10 @@ ORDER_TEMPLATES: dict[bool, tuple[str, ...]] = {  # key: real phrasing?
     False: ("Order {oid} was {amt}, can you confirm the total?",
             "I paid {amt} for order {oid} yesterday.", "My order {oid} came to {amt} in total.",
             "For order {oid} I was billed {amt}.", "The receipt for order {oid} says {amt}."),
-    True: ("so {oid} cost me {amt}?? more than i expected", "paid {amt} on {oid} and got nothing",
-           "{amt} for order {oid}, is that the right price", "um my total for {oid} was {amt} right"),
+    True: ("so {oid} cost me {amt}?? more than i expected",
+           "paid {amt} on {oid} and got nothing",
+           "{amt} for order {oid}, is that the right price",
+           "um my total for {oid} was {amt} right"),
 }
 
 # tool_decision: (template, cue) per decision and phrasing ("plain", "hard", "real").
@@ -240,7 +254,8 @@ ANSWER_TOPICS: dict[str, dict[str, Any]] = {
     "feedback": {
         "reply": "REPLY: thank you for your feedback", "domain": "general",
         "phrase": "thank-you note",
-        "plain": ("Just wanted to say order {n} was perfect!", "Great service on order {n}, thanks."),
+        "plain": ("Just wanted to say order {n} was perfect!",
+                  "Great service on order {n}, thanks."),
         "hard": (("This heater from order {n} is fire, best purchase ever!", "fire"),),
         "real": ("{n} was great ty",)},
 }
@@ -340,14 +355,15 @@ def _pick_other(rnd: Rnd, seq: Sequence[str], exclude: str) -> str:
     return _pick(rnd, [x for x in seq if x != exclude])
 
 
-def _weighted(rnd: Rnd, table: Sequence[tuple[str, float]]) -> str:
-    """Pick a key from ``(key, weight)`` pairs whose weights sum to 1."""
-    u, acc = rnd(), 0.0
-    for key, weight in table:
-        acc += weight
-        if u < acc:
-            return key
-    return table[-1][0]
+class _Weighted:
+    """Draw keys of ``(key, weight)`` pairs (weights summing to 1) by bisecting the CDF."""
+
+    def __init__(self, table: Sequence[tuple[str, float]]) -> None:
+        self.keys = [k for k, _ in table]
+        self.cuts = list(itertools.accumulate(w for _, w in table))[:-1]  # last bin open-ended
+
+    def draw(self, rnd: Rnd) -> str:
+        return self.keys[bisect.bisect_right(self.cuts, rnd())]
 
 
 def _stream_seed(seed: int, stream: str) -> int:
@@ -486,12 +502,13 @@ def _fields_item(rnd: Rnd, n: int, difficulty: str, real: bool) -> Item:
                 {"order_id": order_id, "amount": amount, "currency": cur, "distractor": ship})
 
 
+_TOOL_DRAW = _Weighted(TOOL_MIX)
 TOOL_DOMAIN = {"lookup_order": "logistics", "issue_refund": "payments", "none": "general"}
 
 
 def _tool_item(rnd: Rnd, n: int, difficulty: str, real: bool) -> Item:
     """Call / no-call item; hard items mention the other decision's words as a distractor."""
-    decision = _weighted(rnd, TOOL_MIX)
+    decision = _TOOL_DRAW.draw(rnd)
     style = "real" if real and rnd() < 0.5 else ("hard" if difficulty == "hard" else "plain")
     template, cue = _pick(rnd, TOOL_TEMPLATES[decision][style])
     cents = 500 + int(rnd() * 30_000)
@@ -575,18 +592,6 @@ _P_BY_CASE: dict[tuple[str, bool, str, bool], dict[str, float]] = {
                                         (False, True))}
 
 
-def _decide(rnd: Rnd, style: str, p: float) -> tuple[bool, float]:
-    """Draw correctness and stated confidence according to the teacher's confidence style."""
-    if style == "calibrated":  # confidence c, then correct ~ Bernoulli(c): calibrated by design
-        spread = max(0.0, min(0.15, 0.99 - p, p - 0.01))
-        c = p + spread * (2.0 * rnd() - 1.0)
-        return rnd() < c, int(c * 100 + 0.5) / 100  # = round(c, 2), 3x faster
-    correct = rnd() < p
-    if style == "overconfident":
-        return correct, int(90.5 + 9 * rnd()) / 100
-    return correct, int(30.5 + 65 * rnd()) / 100
-
-
 def _wrong_routing(rnd: Rnd, teacher: str, item: Item) -> Answer:
     """Wrong label; on hard items usually the label of the cue stated first."""
     f = item.facts
@@ -636,12 +641,12 @@ def _wrong_fields(rnd: Rnd, teacher: str, item: Item) -> Answer:
                   True, None)
 
 
-def _trajectory(rnd: Rnd, teacher: str, name: str, order_id: str,
+def _trajectory(rnd: Rnd, style: TeacherStyle, name: str, order_id: str,
                 amount: str | None) -> list[dict[str, Any]]:
     """Tool steps behind a call; teacher_a checks the order before refunding, c skips results."""
-    blind = teacher == "teacher_c" and rnd() < 0.5
-    steps = []
-    if name == "lookup_order" or TEACHER_STYLE[teacher]["lookup_before_refund"]:
+    blind = rnd() < style.observation_skip_rate
+    steps: list[dict[str, Any]] = []
+    if name == "lookup_order" or style.lookup_before_refund:
         obs = None if blind else f"order {order_id}: {_pick(rnd, LOOKUP_STATUSES)}"
         steps.append({"tool": "lookup_order", "arguments": {"order_id": order_id},
                       "observation": obs})
@@ -701,23 +706,34 @@ WRONG_ANSWERS: dict[str, Callable[[Rnd, str, Item], Answer]] = {
 }
 
 
-def _candidate(rnd: Rnd, teacher: str, item: Item, p: float,
-               prompt_tokens: int) -> tuple[dict[str, Any], Answer, bool]:
+# (candidate dict, the Answer behind it, whether it is truly right): what judge and pools see.
+Judged = tuple[dict[str, Any], Answer, bool]
+
+
+def _candidate(rnd: Rnd, teacher: str, item: Item, p: float, prompt_tokens: int) -> Judged:
     """One teacher's candidate dict (contract key order), its Answer and true correctness.
 
     ``p`` is the teacher's probability of being right on this item (see ``p_correct``).
     """
     style = TEACHER_STYLE[teacher]
-    correct, confidence = _decide(rnd, style["confidence"], p)
+    # Correctness and stated confidence (int(x + 0.5) / 100 == round(x / 100, 2), faster).
+    if style.confidence == "calibrated":  # c first, then right ~ Bernoulli(c): calibrated
+        spread = max(0.0, min(0.15, 0.99 - p, p - 0.01))
+        c = p + spread * (2.0 * rnd() - 1.0)
+        correct, confidence = rnd() < c, int(c * 100 + 0.5) / 100
+    elif style.confidence == "overconfident":  # 0.90-0.99 whatever happens
+        correct, confidence = rnd() < p, int(90.5 + 9 * rnd()) / 100
+    else:  # noisy: 0.30-0.95, unrelated to correctness
+        correct, confidence = rnd() < p, int(30.5 + 65 * rnd()) / 100
     ans = item.right if correct else WRONG_ANSWERS[item.unit](rnd, teacher, item)
-    rationale = ans.rationale if rnd() < style["rationale"] else None
+    rationale = ans.rationale if rnd() < style.rationale_rate else None
     limits = None
-    if rnd() < style["limits"]:  # routing limits follow the label the teacher chose
+    if rnd() < style.limits_rate:  # routing limits follow the label the teacher chose
         limits = _pick(rnd, LIMITS[ans.final if item.unit == "intent_routing" else item.unit])
-    trajectory = None if ans.call is None else _trajectory(rnd, teacher, *ans.call)
+    trajectory = None if ans.call is None else _trajectory(rnd, style, *ans.call)
     # Completion tokens: visible text at ~4 characters a token, plus the teacher's unseen
     # reasoning overhead (its verbosity); len() keeps this cheap in the hot loop.
-    lo, hi = style["extra_tokens"]
+    lo, hi = style.extra_tokens
     chars = len(ans.final) + (len(rationale) if rationale else 0) + (len(limits) if limits else 0)
     completion = (chars + 3) // 4 + lo + int(rnd() * (hi - lo + 1))
     cand = {"teacher": teacher, "final": ans.final, "rationale": rationale, "limits": limits,
@@ -744,20 +760,23 @@ WINNER_TAG = {"intent_routing": "correct route", "order_fields": "all fields ext
               "tool_decision": "right tool decision"}
 
 
-def _judge(rnd: Rnd, item: Item, order: Sequence[str], cands: dict[str, dict[str, Any]],
-           answers: dict[str, Answer], correct: dict[str, bool]) -> dict[str, Any]:
+def _judge(rnd: Rnd, item: Item, results: Sequence[Judged]) -> dict[str, Any]:
     """Judge object: scores, winner (ties broken at random; null when all <= 2), tags."""
-    scores = {}
-    for t in order:
-        blind = item.must and answers[t].kind == "missed_escalation"
-        scores[t] = _judge_score(rnd, correct[t], answers[t].partial, blind)
-    best = max(scores.values())
+    scores: dict[str, int] = {}
+    best, tied = 0, []
+    for cand, ans, correct in results:
+        s = _judge_score(rnd, correct, ans.partial,
+                         item.must and ans.kind == "missed_escalation")
+        scores[cand["teacher"]] = s
+        if s > best:
+            best, tied = s, [cand]
+        elif s == best:
+            tied.append(cand)
     if best <= 2:
         return {"judge": JUDGE_ID, "winner": None, "scores": scores,
                 "reason_tags": ["no acceptable candidate"]}
-    tied = [t for t in order if scores[t] == best]
-    winner = tied[int(rnd() * len(tied))] if len(tied) > 1 else tied[0]
-    win = cands[winner]
+    win = tied[int(rnd() * len(tied))] if len(tied) > 1 else tied[0]
+    winner = win["teacher"]
     if item.unit == "escalation":
         tags = ["escalates risk" if win["final"] == REFUSAL_MARKER else "polite reply"]
     else:
@@ -769,16 +788,16 @@ def _judge(rnd: Rnd, item: Item, order: Sequence[str], cands: dict[str, dict[str
     return {"judge": JUDGE_ID, "winner": winner, "scores": scores, "reason_tags": tags}
 
 
-def _pools(rnd: Rnd, item: Item, has_reference: bool, order: Sequence[str],
-           judge: dict[str, Any], answers: dict[str, Answer],
-           correct: dict[str, bool]) -> tuple[dict[str, str], dict[str, Any] | None]:
+def _pools(rnd: Rnd, item: Item, has_reference: bool, judge: dict[str, Any],
+           results: Sequence[Judged]) -> tuple[dict[str, str], dict[str, Any] | None]:
     """Pool per teacher and failure entries (reference decides; else the judge does)."""
     pools: dict[str, str] = {}
     failure: dict[str, Any] = {}
     scores, winner = judge["scores"], judge["winner"]
-    for t in order:
+    for cand, ans, correct in results:
+        t = cand["teacher"]
         if has_reference:
-            if correct[t]:
+            if correct:
                 pool = "hard" if item.difficulty == "hard" and rnd() < HARD_POOL_RATE else "train"
             else:
                 pool = "failure"
@@ -793,8 +812,7 @@ def _pools(rnd: Rnd, item: Item, has_reference: bool, order: Sequence[str],
         pools[t] = pool
         if pool == "failure":
             if has_reference:
-                a = answers[t]
-                failure[t] = {"kind": a.kind, "correction": item.reference, "note": a.note}
+                failure[t] = {"kind": ans.kind, "correction": item.reference, "note": ans.note}
             else:
                 failure[t] = {"kind": "judge_rejected", "correction": None,
                               "note": f"judge scored {scores[t]}/5; no reference to check"}
@@ -809,17 +827,7 @@ def _check_n(n: int) -> None:
         raise ValueError(f"n must be in [0, {MAX_RECORDS}], got {n}")
 
 
-def _units(rnd: Rnd, n: int) -> Iterator[str]:
-    """Units in shuffled blocks of four, so every unit gets an equal share (within 1)."""
-    block = UNITS
-    for i in range(n):
-        if i % 4 == 0:
-            block = _UNIT_BLOCKS[int(rnd() * 24)]
-        yield block[i % 4]
-
-
-def _difficulty(rnd: Rnd) -> str:
-    return _weighted(rnd, DIFFICULTY_MIX)
+_DIFFICULTY_DRAW = _Weighted(DIFFICULTY_MIX)
 
 
 def iter_train_records(seed: int, n: int) -> Iterator[dict[str, Any]]:
@@ -828,21 +836,23 @@ def iter_train_records(seed: int, n: int) -> Iterator[dict[str, Any]]:
     rng = random.Random(_stream_seed(seed, "train"))
     rnd = rng.random
     offset = rng.randrange(ORDER_SPACE)
-    for i, unit in enumerate(_units(rnd, n)):
+    block = UNITS
+    for i in range(n):
+        if i % 4 == 0:  # units in shuffled blocks of four: equal shares, no visible cycle
+            block = _UNIT_BLOCKS[int(rnd() * 24)]
+        unit = block[i % 4]
         number = ORDER_BASE + 7 * ((ORDER_MULT * i + offset) % ORDER_SPACE) + 1 + int(rnd() * 6)
-        item = ITEM_BUILDERS[unit](rnd, number, _difficulty(rnd), False)
+        item = ITEM_BUILDERS[unit](rnd, number, _DIFFICULTY_DRAW.draw(rnd), False)
         prompt_tokens = _prompt_tokens(item.prompt)
         ps = _P_BY_CASE[unit, item.must, item.difficulty, False]
         order = _TEACHER_ORDERS[int(rnd() * 6)]  # candidate order carries no signal
-        cands, answers, correct = {}, {}, {}
-        for t in order:
-            cands[t], answers[t], correct[t] = _candidate(rnd, t, item, ps[t], prompt_tokens)
+        results = [_candidate(rnd, t, item, ps[t], prompt_tokens) for t in order]
         has_reference = rnd() < REFERENCE_RATE
-        judge = _judge(rnd, item, order, cands, answers, correct)
-        pools, failure = _pools(rnd, item, has_reference, order, judge, answers, correct)
+        judge = _judge(rnd, item, results)
+        pools, failure = _pools(rnd, item, has_reference, judge, results)
         yield {"id": f"sd-{i + 1:07d}", "unit": unit, "prompt": item.prompt,
                "reference": item.reference if has_reference else None,
-               "candidates": list(cands.values()), "judge": judge, "pools": pools,
+               "candidates": [r[0] for r in results], "judge": judge, "pools": pools,
                "failure": failure,
                "tags": {"difficulty": item.difficulty, "source": "synthetic",
                         "domain": item.domain},
@@ -855,10 +865,14 @@ def iter_eval_records(seed: int, n: int) -> Iterator[dict[str, Any]]:
     rng = random.Random(_stream_seed(seed, "eval"))
     rnd = rng.random
     offset = rng.randrange(ORDER_SPACE)
-    for i, unit in enumerate(_units(rnd, n)):
+    block = UNITS
+    for i in range(n):
+        if i % 4 == 0:
+            block = _UNIT_BLOCKS[int(rnd() * 24)]
+        unit = block[i % 4]
         number = ORDER_BASE + 7 * ((ORDER_MULT * i + offset) % ORDER_SPACE)  # multiple of 7
         real = rnd() < EVAL_REAL_RATE
-        item = ITEM_BUILDERS[unit](rnd, number, _difficulty(rnd), real)
+        item = ITEM_BUILDERS[unit](rnd, number, _DIFFICULTY_DRAW.draw(rnd), real)
         prompt_tokens = _prompt_tokens(item.prompt)
         ps = _P_BY_CASE[unit, item.must, item.difficulty, real]
         cands = [_candidate(rnd, t, item, ps[t], prompt_tokens)[0] for t in TEACHERS]
@@ -881,6 +895,7 @@ def _write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> int:
                 count += 1
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; the data files are not secret
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

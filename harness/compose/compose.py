@@ -52,7 +52,10 @@ class ComposedCell:
 
 
 def _templates(ctx: ComposeContext) -> dict[str, TargetTemplate]:
-    return {name: compile_target_template(u, name) for name, u in ctx.exp.units.items()}
+    if ctx.templates is None:
+        ctx.templates = {name: compile_target_template(u, name)
+                         for name, u in ctx.exp.units.items()}
+    return ctx.templates
 
 
 def _ranking(ctx: ComposeContext) -> pl.DataFrame:
@@ -86,7 +89,8 @@ def compose_cell(ctx: ComposeContext, cell: Cell) -> ComposedCell:
     samples = samples.with_columns(
         *(pl.lit(None, dtype=pl.Utf8).alias(f) for f in ("rationale", "limits", "trajectory")
           if not getattr(fields, f)))
-    samples = subsample(samples, _ranking(ctx), cell.axes.scale)
+    if cell.axes.scale < 1.0:  # the ranking (clustering) is only needed for subsets
+        samples = subsample(samples, _ranking(ctx), cell.axes.scale)
     return ComposedCell(cell=cell, frame=_render(ctx, samples))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import msgspec
 import polars as pl
 
+from harness.compose.templates import TargetTemplate
 from harness.samples import Dataset
 from harness.spec.models import Experiment
 
@@ -32,8 +33,11 @@ def normalise_answers(df: pl.DataFrame, cols: list[str], kind_col: str = "kind")
     out = df
     for c in cols:
         one_line = pl.col(c).str.replace_all(r"\s+", " ").str.strip_chars()
-        compact = pl.col(c).map_elements(_compact_json, return_dtype=pl.Utf8)
-        if df.filter(json_rows & pl.col(c).is_not_null()).height:
+        # Answers repeat a lot: compact each distinct JSON text once, then map.
+        distinct = df.filter(json_rows)[c].drop_nulls().unique().to_list()
+        if distinct:
+            mapping = {v: _compact_json(v) for v in distinct}
+            compact = pl.col(c).replace_strict(mapping, default=pl.col(c), return_dtype=pl.Utf8)
             out = out.with_columns(pl.when(json_rows).then(compact).otherwise(one_line).alias(c))
         else:
             out = out.with_columns(one_line.alias(c))
@@ -65,6 +69,7 @@ class ComposeContext:
     cands: pl.DataFrame
     items: pl.DataFrame
     ranking: pl.DataFrame | None = field(default=None)
+    templates: dict[str, TargetTemplate] | None = field(default=None)
 
 
 def build_context(exp: Experiment, data: Dataset) -> ComposeContext:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from harness.answers import parse_answer
@@ -52,6 +52,12 @@ class TemplateProblem(ValueError):
 def _env() -> SandboxedEnvironment:
     return SandboxedEnvironment(autoescape=False, undefined=StrictUndefined,
                                 keep_trailing_newline=False)
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> Template:
+    """Compile a template once; rendering a compiled template is cheap."""
+    return _env().from_string(source)
 
 
 def _only_simple_uses(tree: nodes.Node) -> bool:
@@ -87,7 +93,7 @@ class TargetTemplate:
         """Render one target; absent optional fields must be None or missing."""
         ctx = {v: row.get(v) or None for v in OPTIONAL_VARS}
         ctx.update(final=row["final"], marker=self.marker, unit=self.unit)
-        return _env().from_string(self.source).render(ctx)
+        return _compiled(self.source).render(ctx)
 
     def render_frame(self, df: pl.DataFrame) -> pl.Series:
         """Render the ``target`` of every row of ``df`` (columns: ``ROW_VARS``; Utf8, nullable).
@@ -123,7 +129,7 @@ class TargetTemplate:
         ctx: dict[str, Any] = {v: (_SENTINEL.format(v) if flags[v] else None)
                                for v in OPTIONAL_VARS}
         ctx.update(final=_SENTINEL.format("final"), marker=self.marker, unit=self.unit)
-        text = _env().from_string(self.source).render(ctx)
+        text = _compiled(self.source).render(ctx)
         parts: list[pl.Expr] = []
         pos = 0
         for m in _SENTINEL_RE.finditer(text):

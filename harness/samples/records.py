@@ -11,19 +11,22 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+#: Counts must fit the tables' 64-bit integer columns (and be non-negative).
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
-class Usage(msgspec.Struct, frozen=True):
+
+class Usage(msgspec.Struct, frozen=True, gc=False):
     """Teacher token usage for one answer."""
 
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: Count
+    completion_tokens: Count
 
 
-class Step(msgspec.Struct, frozen=True):
+class Step(msgspec.Struct, frozen=True, gc=False):
     """One tool step of a teacher's trajectory."""
 
     tool: str
@@ -31,7 +34,7 @@ class Step(msgspec.Struct, frozen=True):
     observation: str | None = None
 
 
-class Candidate(msgspec.Struct, frozen=True):
+class Candidate(msgspec.Struct, frozen=True, gc=False):
     """One teacher's answer to a prompt."""
 
     teacher: str
@@ -43,7 +46,7 @@ class Candidate(msgspec.Struct, frozen=True):
     usage: Usage | None = None
 
 
-class Judge(msgspec.Struct, frozen=True):
+class Judge(msgspec.Struct, frozen=True, gc=False):
     """The judge's verdict over a record's candidates."""
 
     judge: str | None = None
@@ -52,7 +55,7 @@ class Judge(msgspec.Struct, frozen=True):
     reason_tags: list[str] = []
 
 
-class Failure(msgspec.Struct, frozen=True):
+class Failure(msgspec.Struct, frozen=True, gc=False):
     """Why a candidate sits in the failure pool, and its correction."""
 
     kind: str
@@ -60,22 +63,22 @@ class Failure(msgspec.Struct, frozen=True):
     note: str | None = None
 
 
-class SampleRecord(msgspec.Struct, frozen=True):
+class SampleRecord(msgspec.Struct, frozen=True, gc=False):
     """Training-side record: one prompt and what the teachers said about it."""
 
     id: str
     unit: str
     prompt: str
-    candidates: list[Candidate]
+    candidates: Annotated[list[Candidate], msgspec.Meta(min_length=1)]
     reference: str | None = None
     judge: Judge | None = None
     pools: dict[str, str] | None = None
     failure: dict[str, Failure] | None = None
     tags: dict[str, str] | None = None
-    round: int | None = None
+    round: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
 
 
-class EvalRecord(msgspec.Struct, frozen=True):
+class EvalRecord(msgspec.Struct, frozen=True, gc=False):
     """Eval-side record: a held-out item with its gold answer (teacher answers optional)."""
 
     id: str
@@ -87,7 +90,7 @@ class EvalRecord(msgspec.Struct, frozen=True):
     judge: Judge | None = None
     pools: dict[str, str] | None = None
     failure: dict[str, Failure] | None = None
-    round: int | None = None
+    round: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
 
 
 AnyRecord = SampleRecord | EvalRecord
@@ -115,7 +118,7 @@ def explain_msgspec_error(exc: Exception) -> tuple[str, str]:
     return field, text
 
 
-def _decode_error(exc: msgspec.DecodeError, raw: bytes) -> str:
+def _decode_error(exc: Exception, raw: bytes) -> str:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as u:
@@ -137,10 +140,12 @@ def iter_jsonl(path: Path, record_type: type[AnyRecord]
     decoder = msgspec.json.Decoder(record_type)
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
             if not raw.strip():
                 continue
             try:
-                yield lineno, decoder.decode(raw), "", ""
+                yield lineno, decoder.decode(raw.decode("utf-8")), "", ""
             except msgspec.ValidationError as exc:
                 field, msg = explain_msgspec_error(exc)
                 yield lineno, None, field, msg

@@ -65,7 +65,8 @@ class ScoresSchema(pa.DataFrameModel):
     rec: int
     line: int
     teacher: str
-    score: float
+    # NaN (Parquet) is reported as off the judge scale by the cross-field rules, not as null.
+    score: float = pa.Field(nullable=True)
 
     class Config:
         strict = False

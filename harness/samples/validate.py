@@ -10,15 +10,18 @@ warnings, not rejected; a *reference* outside the vocabulary is an error.
 
 from __future__ import annotations
 
+import gc
 import hashlib
-import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import polars as pl
 
 from harness.errors import ProblemLog, did_you_mean
-from harness.samples.records import EvalRecord, SampleRecord, iter_records
+from harness.samples.records import AnyRecord, EvalRecord, SampleRecord, iter_records
 from harness.samples.schema import (
     CandidatesSchema,
     ItemsSchema,
@@ -80,21 +83,42 @@ def load_repository(path: Path, exp: Experiment, *, is_eval: bool,
         if own_log:
             log.raise_if_any(f"{path}: cannot be read")
         return None
+    from harness.samples import cache
+
+    start_total = log.total
+    sha = file_sha256(path)
+    key = cache.cache_key(sha, exp, is_eval)
+    hit = cache.load_cached(key)
+    if hit is not None:
+        return Repository(path=path, sha256=sha, tables=hit[0], warnings=hit[1])
     record_type = EvalRecord if is_eval else SampleRecord
-    good: list[tuple[int, object]] = []
-    for line, rec, fld, msg in iter_records(path, record_type):
-        if rec is None:
-            log.add(_where(path, line), fld, msg)
-        else:
-            good.append((line, rec))
-    if not good and log.total == 0:
+
+    def good_records() -> Iterator[tuple[int, AnyRecord]]:
+        # Streams into the table builder: decoded structs never pile up in memory.
+        for line, rec, fld, msg in iter_records(path, record_type):
+            if rec is None:
+                log.add(_where(path, line), fld, msg)
+            else:
+                yield line, rec
+
+    before = log.total
+    # The cyclic GC would rescan millions of fresh containers while tables are built; none of
+    # them form cycles, so it is paused for the pass (restored even on error).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        tables = build_tables(good_records())
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    if tables.items.height == 0 and log.total == before:
         log.add(path.name, "", "the file has no records")
-    tables = build_tables(good)  # type: ignore[arg-type]
-    del good
-    repo = Repository(path=path, sha256=file_sha256(path), tables=tables)
+    repo = Repository(path=path, sha256=sha, tables=tables)
     _check_values(repo, log)
     _check_cross_fields(repo, exp, log)
     _check_finals(repo, exp, log)
+    if log.total == start_total and tables.items.height:
+        cache.store(key, tables, repo.warnings)
     if own_log:
         log.raise_if_any(f"{path}: the file breaks the data contract ({log.total} problem(s))")
     return repo
@@ -118,9 +142,6 @@ def _check_values(repo: Repository, log: ProblemLog) -> None:
                            pl.col("prompt").str.len_chars() > 0)
     for line in blank["line"]:
         log.add(_where(repo.path, line), "prompt", "must not be only whitespace")
-    nan = cands.filter(pl.col("confidence").is_nan())
-    for line, cand in nan.select("line", "cand").iter_rows():
-        log.add(_where(repo.path, line), f"candidates[{cand}].confidence", "NaN is not a number")
 
 
 def _check_cross_fields(repo: Repository, exp: Experiment, log: ProblemLog) -> None:
@@ -167,8 +188,8 @@ def _check_cross_fields(repo: Repository, exp: Experiment, log: ProblemLog) -> N
 def _json_problem(text: str, kind: str) -> str | None:
     """Why ``text`` is not a valid final for a json_fields / tool_call unit (None if it is)."""
     try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        value = msgspec.json.decode(text)
+    except (msgspec.DecodeError, RecursionError):
         return "is not valid JSON"
     if kind == "json_fields":
         return None if isinstance(value, dict) else "must be a JSON object"
@@ -207,25 +228,42 @@ def _check_finals(repo: Repository, exp: Experiment, log: ProblemLog) -> None:
                 repo.warnings.append(f"{where.name}: {off.height} answer(s) of unit {unit_name!r} "
                                      f"are not among its labels (kept as teacher errors)")
         elif unit.kind in ("json_fields", "tool_call"):
-            for line, cand, final in cands.select("line", "cand", "final").iter_rows():
-                why = _json_problem(final, unit.kind)
-                if why:
-                    log.add(_where(where, line), f"candidates[{cand}].final",
-                            f"{why} (unit {unit_name!r} is {unit.kind})")
-            for line, ref in items.filter(pl.col("reference").is_not_null()).select(
-                    "line", "reference").iter_rows():
-                why = _json_problem(ref, unit.kind) or _vocab_problem(ref, unit)
-                if why:
-                    log.add(_where(where, line), "reference", f"{why} (unit {unit_name!r})")
-            for line, teacher, corr in fails.select("line", "teacher", "correction").iter_rows():
-                why = _json_problem(corr, unit.kind)
-                if why:
-                    log.add(_where(where, line), f"failure.{teacher}.correction", why)
+            kind = unit.kind
+
+            def final_problem(v: str, kind: str = kind) -> str | None:
+                return _json_problem(v, kind)
+
+            def ref_problem(v: str, kind: str = kind, unit: object = unit) -> str | None:
+                return _json_problem(v, kind) or _vocab_problem(v, unit)
+
+            for line, cand, _final, why in _located(cands, "final", final_problem,
+                                                   ["line", "cand"]):
+                log.add(_where(where, line), f"candidates[{cand}].final",
+                        f"{why} (unit {unit_name!r} is {kind})")
+            for line, _ref, why in _located(items, "reference", ref_problem, ["line"]):
+                log.add(_where(where, line), "reference", f"{why} (unit {unit_name!r})")
+            for line, teacher, _corr, why in _located(fails, "correction", final_problem,
+                                                      ["line", "teacher"]):
+                log.add(_where(where, line), f"failure.{teacher}.correction", why)
+
+
+def _located(df: pl.DataFrame, col: str, problem: Callable[[str], str | None],
+             keys: list[str]) -> list[tuple[Any, ...]]:
+    """Rows whose ``col`` value has a problem: ``(*keys, value, why)``, in file order.
+
+    Each distinct value is checked once (answers repeat a lot), then the bad ones are located.
+    """
+    bad = {v: why for v in df[col].drop_nulls().unique().to_list()
+           if (why := problem(v)) is not None}
+    if not bad:
+        return []
+    rows = df.filter(pl.col(col).is_in(list(bad))).sort("line").select(*keys, col).iter_rows()
+    return [(*r, bad[r[-1]]) for r in rows]
 
 
 def _vocab_problem(reference: str, unit: object) -> str | None:
     """A reference naming a field or tool the unit does not declare."""
-    value = json.loads(reference)
+    value = msgspec.json.decode(reference)
     kind = getattr(unit, "kind", "")
     if kind == "json_fields" and isinstance(value, dict):
         extra = sorted(set(value) - set(unit.fields))  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ of the pass are raised together as one :class:`~harness.errors.InputError`.
 
 from __future__ import annotations
 
+import contextlib
 import types
 import typing
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                "found a key that is a list or mapping; keys must be plain values",
+                key_node.start_mark) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping", node.start_mark,
@@ -61,20 +69,35 @@ class LoadedExperiment:
     path: Path
 
 
-def _line_index(node: yaml.Node | None, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
-    """Map each YAML path (tuple of keys / list indices as str) to its 1-based line."""
+def _line_index(node: yaml.Node | None, prefix: tuple[str, ...] = (),
+                _active: frozenset[int] = frozenset()) -> dict[tuple[str, ...], int]:
+    """Map each YAML path (tuple of keys / list indices as str) to its 1-based line.
+
+    An alias that refers back to a node being walked (a recursive alias) is not followed.
+    """
     out: dict[tuple[str, ...], int] = {}
+    if node is None or id(node) in _active:
+        return out
+    active = _active | {id(node)}
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             path = (*prefix, str(key_node.value))
             out[path] = key_node.start_mark.line + 1
-            out.update(_line_index(value_node, path))
+            out.update(_line_index(value_node, path, active))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             path = (*prefix, str(i))
             out[path] = item.start_mark.line + 1
-            out.update(_line_index(item, path))
+            out.update(_line_index(item, path, active))
     return out
+
+
+#: An experiment needs few aliases; many nested ones expand exponentially ("billion laughs").
+_MAX_ALIASES = 100
+
+
+def _count_aliases(text: str) -> int:
+    return sum(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=yaml.SafeLoader))
 
 
 class _Locator:
@@ -101,14 +124,28 @@ def _read_yaml(path: Path) -> tuple[Any, _Locator]:
     except (UnicodeDecodeError, OSError) as exc:
         raise InputError(f"{path}: cannot read experiment file ({exc})") from None
     try:
+        if _count_aliases(text) > _MAX_ALIASES:
+            raise InputError(f"{path}: invalid YAML", total=1, problems=[_problem(
+                path.name, "", f"more than {_MAX_ALIASES} aliases ('*name'); an experiment "
+                "file does not need them and they can expand without bound")])
         node = yaml.compose(text, Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
+    except RecursionError:
+        raise InputError(f"{path}: invalid YAML", total=1, problems=[_problem(
+            path.name, "", "the document nests too deeply (a recursive alias?)")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path.name}:{mark.line + 1}" if mark is not None else path.name
         problem = getattr(exc, "problem", None) or str(exc)
         context = getattr(exc, "context", None)
         msg = f"{context}: {problem}" if context else str(problem)
+        if isinstance(exc, yaml.reader.ReaderError):
+            # Unreadable characters: the reader knows the position, not the line.
+            line = text[: exc.position].count("\n") + 1
+            where = f"{path.name}:{line}"
+            msg = (f"character {exc.character!r} is not allowed in YAML (position "
+                   f"{exc.position})")
+        msg = " ".join(str(msg).split())
         if "could not determine a constructor" in msg:
             msg += " (YAML here is data only: tags that build Python objects are not allowed)"
         raise InputError(f"{path}: invalid YAML", total=1,
@@ -337,10 +374,8 @@ def _partial_experiment(raw: dict[str, Any]) -> Experiment:
             inner = typing.get_args(ann)[1]
             good = {}
             for key, entry in value.items():
-                try:
+                with contextlib.suppress(ValidationError):
                     good[key] = TypeAdapter(inner).validate_python(entry)
-                except ValidationError:
-                    pass
             parts[name] = good
             continue
         try:

@@ -7,8 +7,8 @@ from typing import Any
 
 import polars as pl
 import pytest
-
 from conftest import BASE_SPEC, label_record, tiny_samples
+
 from harness.compose import build_context, compose_cell
 from harness.matrix import build_cells
 from harness.samples import load_data
@@ -113,7 +113,8 @@ def test_field_ablation_controls_target(tiny):
     plain = rows(compose(path, "single_a/answer_only/x1/s0"))
     full = rows(compose(path, "single_a/full/x1/s0"))
     assert plain["r1"]["target"] == "Answer: billing"
-    assert full["r1"]["target"] == "Answer: billing\nReason: because billing\nLimits: unless unclear"
+    assert full["r1"]["target"] == (
+        "Answer: billing\nReason: because billing\nLimits: unless unclear")
 
 
 def test_trajectory_is_rendered_when_enabled(tiny):

@@ -1,0 +1,103 @@
+"""Latency and size of a student on the device it runs on (DESIGN.md, "Latency conventions").
+
+Batch-1 end-to-end latency (p50/p95/p99) and time to first token over real eval prompts,
+decode tokens/s, batched throughput at a fixed batch size, peak memory, parameter count and
+checkpoint size. Warm-up runs are excluded; CUDA is synchronised around every timed region.
+Generation here runs to a fixed number of new tokens (no early stop) so runs are comparable.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_generate(model: Any, ids: Any, mask: Any, new_tokens: int, pad: int, device: Any
+                    ) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                   min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def measure(model: Any, tokenizer: Any, prompts: list[str], device: Any, *, new_tokens: int = 16,
+            runs: int = 20, warmup: int = 3, batch_size: int = 32,
+            checkpoint_dir: Path | None = None) -> dict[str, Any]:
+    """Latency and size figures (milliseconds, tokens/s, MB).
+
+    Args:
+        prompts: real eval prompts; batch-1 runs cycle through them.
+        new_tokens: tokens generated per run (fixed).
+        runs: timed batch-1 runs after ``warmup`` untimed ones.
+        batch_size: the fixed batch size of the throughput measurement.
+    """
+    import torch
+    import transformers
+
+    pad = tokenizer.pad_token_id
+    enc = [tokenizer(p + "\n", add_special_tokens=False, return_tensors="pt") for p in prompts]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    e2e, ttft = [], []
+    with torch.inference_mode():
+        for r in range(warmup + runs):
+            e = enc[r % len(enc)]
+            ids, mask = e["input_ids"].to(device), e["attention_mask"].to(device)
+            first = _timed_generate(model, ids, mask, 1, pad, device)
+            full = _timed_generate(model, ids, mask, new_tokens, pad, device)
+            if r >= warmup:
+                ttft.append(first)
+                e2e.append(full)
+        batch = tokenizer([p + "\n" for p in (prompts * batch_size)[:batch_size]],
+                          add_special_tokens=False, return_tensors="pt", padding=True,
+                          padding_side="left")
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        _timed_generate(model, ids, mask, new_tokens, pad, device)  # warm-up
+        batched = _timed_generate(model, ids, mask, new_tokens, pad, device)
+    e2e_ms, ttft_ms = np.array(e2e) * 1000, np.array(ttft) * 1000
+    decode_s = np.maximum(np.array(e2e) - np.array(ttft), 1e-9)
+    params = sum(p.numel() for p in model.parameters())
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process RSS
+        device_name = platform.processor() or platform.machine()
+    ckpt_mb = (sum(f.stat().st_size for f in checkpoint_dir.glob("*.safetensors")) / 2**20
+               if checkpoint_dir else None)
+    return {
+        "latency_p50_ms": float(np.percentile(e2e_ms, 50)),
+        "latency_p95_ms": float(np.percentile(e2e_ms, 95)),
+        "latency_p99_ms": float(np.percentile(e2e_ms, 99)),
+        "ttft_p50_ms": float(np.percentile(ttft_ms, 50)),
+        "ttft_p95_ms": float(np.percentile(ttft_ms, 95)),
+        "decode_tokens_per_s": float(np.median((new_tokens - 1) / decode_s)),
+        "throughput_items_per_s": float(batch_size / batched),
+        "throughput_tokens_per_s": float(batch_size * new_tokens / batched),
+        "peak_memory_mb": float(peak_mb),
+        "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "process_rss",
+        "parameters": int(params),
+        "checkpoint_mb": ckpt_mb,
+        "conditions": {
+            "device": device.type, "device_name": device_name,
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            "new_tokens": new_tokens, "runs": runs, "warmup": warmup, "batch_size": batch_size,
+            "mean_prompt_tokens": float(np.mean([e["input_ids"].shape[1] for e in enc])),
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "threads": torch.get_num_threads(),
+        },
+    }

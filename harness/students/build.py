@@ -1,0 +1,91 @@
+"""Build a student: a local Hugging Face checkpoint, or a from-scratch causal LM with a tokenizer
+trained on the experiment's own text.
+
+Imports only torch, transformers and tokenizers (the GPU worker's path). Never touches the
+network: checkpoints load with ``local_files_only=True``, weights via safetensors, and
+``trust_remote_code`` only when the YAML opts in.
+
+Sequence layout shared by training, scoring and generation (no BOS token)::
+
+    encode(prompt + "\\n") + encode(target) + [eos]
+
+The loss covers the target tokens and the EOS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer trained on ``texts`` (a ``PreTrainedTokenizerFast``)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>")
+
+
+def build_from_config(cfg: dict[str, Any], tokenizer: Any, seed: int) -> Any:
+    """A randomly initialised (seeded) Llama-style causal LM sized by the YAML's ``config``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hidden = int(cfg["hidden"])
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden,
+        intermediate_size=int(cfg.get("intermediate") or 4 * hidden),
+        num_hidden_layers=int(cfg["layers"]), num_attention_heads=int(cfg["heads"]),
+        num_key_value_heads=int(cfg.get("kv_heads") or cfg["heads"]),
+        max_position_embeddings=int(cfg["max_position"]), tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def load_checkpoint(path: Path, trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """A local checkpoint folder -> (model, tokenizer); never the network."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True,
+                                              trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True,
+                                                 trust_remote_code=trust_remote_code,
+                                                 use_safetensors=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def build_student(student: dict[str, Any], texts: list[str], seed: int,
+                  base_dir: Path | None = None) -> tuple[Any, Any]:
+    """The student of a cell from its effective ``student`` spec.
+
+    Args:
+        student: the manifest's ``spec.student`` (``model`` path or ``config`` dict).
+        texts: training texts (prompts and targets) for the tokenizer of a from-scratch student.
+        seed: initialisation seed.
+        base_dir: folder relative ``model`` paths are resolved against.
+    """
+    if student.get("model"):
+        path = Path(student["model"])
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return load_checkpoint(path, bool(student.get("trust_remote_code")))
+    cfg = student["config"]
+    tokenizer = train_tokenizer(texts, int(cfg["vocab"]))
+    return build_from_config(cfg, tokenizer, seed), tokenizer

@@ -1,0 +1,169 @@
+"""The worker: train and evaluate one composed cell folder.
+
+``harness worker CELL_DIR`` reads ``manifest.json``, ``train.jsonl`` and ``eval.jsonl`` (written
+by ``compose``), builds the student, trains it, evaluates every unit, measures latency, and
+writes into the same folder:
+
+- ``train_log.jsonl``: one line per logged optimizer step;
+- ``model/``: the checkpoint and tokenizer (``from_pretrained`` reloads them);
+- ``predictions.jsonl``: per eval item the generation, parsed answer, correctness, confidence;
+- ``metrics.json``: per unit metrics, slices, calibration, fidelity; latency; training summary;
+- ``DONE``: the cell id, written last — a cell without it is not finished.
+
+Every file is written atomically. Imports: torch, transformers, numpy, the standard library and
+harness modules that need nothing more — the GPU machine has nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.fsutil import atomic_write_json, atomic_write_text
+
+METRICS_VERSION = 1
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """All JSON objects of a JSON Lines file."""
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def pick_device(requested: str | None = None) -> Any:
+    """``cuda`` when available (or requested), else ``cpu``."""
+    import torch
+
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def is_done(cell_dir: Path, cell_id: str) -> bool:
+    """Whether the folder holds finished results for exactly this cell id."""
+    done = cell_dir / "DONE"
+    try:
+        return done.read_text(encoding="utf-8").strip() == cell_id
+    except OSError:
+        return False
+
+
+def _evaluate(model: Any, tokenizer: Any, spec: dict[str, Any], eval_rows: list[dict[str, Any]],
+              device: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every unit's report and the per-item predictions."""
+    from harness.evaluate.predict import generate, parse_answers, score_labels, softmax_rows
+    from harness.evaluate.units import unit_report
+
+    max_len = int(spec["student"]["train"]["max_len"])
+    slices = spec["evaluation"]["slices"]
+    max_new = int(spec["evaluation"]["max_new_tokens"])
+    reports: dict[str, Any] = {}
+    predictions: list[dict[str, Any]] = []
+    for name, unit in spec["units"].items():
+        items = [r for r in eval_rows if r["unit"] == name]
+        if not items:
+            continue
+        prompts = [r["prompt"] for r in items]
+        marker = unit["answer_marker"]
+        probs = None
+        t0 = time.perf_counter()
+        if unit["kind"] == "label":
+            ll = score_labels(model, tokenizer, prompts, list(unit["labels"]), marker, device,
+                              max_len=max_len)
+            probs = softmax_rows(ll)
+            preds: list[str | None] = [unit["labels"][j] for j in probs.argmax(axis=1)]
+            texts = [f"{marker} {p}" for p in preds]
+        else:
+            texts = generate(model, tokenizer, prompts, device, max_new, max_len=max_len)
+            preds = parse_answers(texts, marker)
+        rep = unit_report(unit, items, preds, slices, probs)
+        rep["eval_seconds"] = round(time.perf_counter() - t0, 3)
+        for k, it in enumerate(items):
+            row = {"id": it["id"], "unit": name, "generation": texts[k], "answer": preds[k],
+                   "reference": it["reference"], "correct": rep["correct"][k],
+                   "tags": it.get("tags") or {}}
+            if probs is not None:
+                row["confidence"] = float(probs[k].max())
+                row["probs"] = [round(float(x), 6) for x in probs[k]]
+            predictions.append(row)
+        reports[name] = rep
+    return reports, predictions
+
+
+def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 20,
+             threads: int | None = None) -> dict[str, Any]:
+    """Train and evaluate one cell; returns the metrics dict (also written to metrics.json).
+
+    Raises whatever training raises (e.g. :class:`~harness.train.loop.NonFiniteLoss`,
+    ``torch.OutOfMemoryError``); the caller records it as the cell's failure.
+    """
+    import torch
+    import transformers
+
+    from harness.evaluate.latency import measure
+    from harness.students.build import build_student, load_checkpoint
+    from harness.train.loop import train
+
+    manifest = json.loads((cell_dir / "manifest.json").read_text(encoding="utf-8"))
+    spec = manifest["spec"]
+    cell_id = manifest["cell_id"]
+    (cell_dir / "DONE").unlink(missing_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    dev = pick_device(device)
+    seed = int(spec["seed"])
+    if dev.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    samples = read_jsonl(cell_dir / "train.jsonl")
+    eval_rows = read_jsonl(cell_dir / "eval.jsonl")
+    if not samples:
+        raise ValueError("the cell's training set is empty (check the bucket's filters)")
+    student = dict(spec["student"])
+    paths = manifest.get("paths", {})
+    if student.get("model"):
+        student["model"] = paths.get("student_model", student["model"])
+    texts = [s["prompt"] + "\n" for s in samples] + [s["target"] for s in samples]
+    t0 = time.perf_counter()
+    model, tokenizer = build_student(student, texts, seed)
+    teacher = None
+    if spec["student"].get("distill"):
+        teacher, _ = load_checkpoint(Path(paths["teacher_model"]),
+                                     bool(spec["student"].get("trust_remote_code")))
+    log_path = cell_dir / "train_log.jsonl"
+    log_tmp = cell_dir / ".train_log.jsonl.tmp"
+    with log_tmp.open("w", encoding="utf-8") as log_fh:
+        def log(row: dict[str, Any]) -> None:
+            log_fh.write(json.dumps(row) + "\n")
+            log_fh.flush()
+
+        summary = train(model, tokenizer, samples, spec["student"]["train"], seed=seed,
+                        device=dev, teacher=teacher, distill=spec["student"].get("distill"),
+                        log=log)
+    os.replace(log_tmp, log_path)
+    model_dir = cell_dir / "model"
+    model.save_pretrained(model_dir, safe_serialization=True)
+    tokenizer.save_pretrained(model_dir)
+    t_eval = time.perf_counter()
+    reports, predictions = _evaluate(model, tokenizer, spec, eval_rows, dev)
+    eval_seconds = time.perf_counter() - t_eval
+    latency = measure(model, tokenizer, [r["prompt"] for r in eval_rows[:64]], dev,
+                      runs=latency_runs, checkpoint_dir=model_dir)
+    metrics = {
+        "metrics_version": METRICS_VERSION, "cell_id": cell_id, "label": manifest["label"],
+        "axes": manifest["axes"], "units": {k: {kk: vv for kk, vv in v.items() if kk != "correct"}
+                                            for k, v in reports.items()},
+        "train": {**summary, "wall_seconds": round(t_eval - t0, 3)},
+        "eval_seconds": round(eval_seconds, 3), "latency": latency,
+        "environment": {"device": dev.type, "torch": torch.__version__,
+                        "transformers": transformers.__version__,
+                        "python": platform.python_version(), "host": platform.node()},
+    }
+    atomic_write_text(cell_dir / "predictions.jsonl",
+                      "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+    atomic_write_json(cell_dir / "metrics.json", metrics)
+    atomic_write_text(cell_dir / "DONE", cell_id + "\n")
+    return metrics
