@@ -185,6 +185,78 @@ def cmd_compose(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Compose, train and evaluate every cell (skipping finished ones), then collect results."""
+    from harness.run import format_table, run_cells
+
+    loaded, data = _load(args.experiment)
+    _check_bucket_teachers(loaded, data)
+    matrix = _cells(loaded, data)
+    cells = _select_cells(matrix, args.only)
+    out = Path(args.out)
+    summary = run_cells(loaded, data, cells, out, force=args.force, isolate=args.isolate,
+                        device=args.device, threads=args.threads, progress=not args.quiet,
+                        matrix=matrix)
+    counts = {s: sum(o.status == s for o in summary.outcomes)
+              for s in ("done", "skipped", "failed")}
+    print(f"{loaded.spec.name}: {counts['done']} cell(s) run, {counts['skipped']} already done, "
+          f"{counts['failed']} failed -> {summary.run_dir}")
+    print(format_table(summary.run_dir, {u: v.model_dump() for u, v in loaded.spec.units.items()}))
+    for o in summary.failed:
+        print(f"FAILED {o.cell.label} ({o.cell.cell_id}): {o.error['error'] if o.error else ''}",
+              file=sys.stderr)
+    return EXIT_FAIL if summary.failed else EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Train and evaluate one composed cell folder (torch + transformers + numpy only)."""
+    from harness.worker import run_cell
+
+    cell_dir = Path(args.cell_dir)
+    if not (cell_dir / "manifest.json").is_file():
+        raise InputError(f"{cell_dir}: not a composed cell folder (no manifest.json); run "
+                         "`harness compose` first")
+    metrics = run_cell(cell_dir, device=args.device, threads=args.threads)
+    for unit, rep in metrics["units"].items():
+        shown = ", ".join(f"{k}={v:.3f}" for k, v in rep["metrics"].items()
+                          if isinstance(v, float) and "." not in k)
+        print(f"{unit}: {shown}")
+    return EXIT_OK
+
+
+def cmd_export_lm_eval(args: argparse.Namespace) -> int:
+    """One lm-eval task YAML (and its JSONL) per unit of the experiment's eval set."""
+    from harness.compose import eval_frame
+    from harness.evaluate.lmeval import export_tasks
+
+    loaded, data = _load(args.experiment)
+    rows = [dict(r, candidates=r["candidates"] or []) for r in
+            eval_frame(loaded.spec, data).iter_rows(named=True)]
+    units = {k: v.model_dump(mode="json") for k, v in loaded.spec.units.items()}
+    for path in export_tasks(loaded.spec.name, units, rows, Path(args.out)):
+        print(path)
+    return EXIT_OK
+
+
+def cmd_lm_eval(args: argparse.Namespace) -> int:
+    """lm-eval's HFLM on a finished cell, next to the harness's own numbers."""
+    import json as _json
+
+    from harness.evaluate.lmeval import run_lm_eval
+
+    cell_dir = Path(args.cell_dir)
+    if not (cell_dir / "DONE").is_file() or not (cell_dir / "model").is_dir():
+        raise InputError(f"{cell_dir}: not a finished cell (no DONE or model/); run "
+                         "`harness run` first")
+    ours = _json.loads((cell_dir / "metrics.json").read_text(encoding="utf-8"))["units"]
+    theirs = run_lm_eval(cell_dir, batch_size=args.batch_size, device=args.device)
+    for unit, res in theirs.items():
+        harness_value = ours[unit]["metrics"].get("accuracy" if "acc" in res else "exact_match")
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in res.items())
+        print(f"{unit}: lm-eval {shown}; harness {harness_value:.4f}")
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from harness.spec import json_schema
 
@@ -209,6 +281,31 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--cell", action="append", help="cell id (or prefix) or label; repeatable")
     c.add_argument("--out", help="output folder (default runs/<experiment>/cells)")
     c.set_defaults(fn=cmd_compose)
+    r = sub.add_parser("run", help="train and evaluate every cell; resumable")
+    r.add_argument("experiment")
+    r.add_argument("--out", default="runs", help="runs folder (default: runs)")
+    r.add_argument("--only", action="append", help="cell id (or prefix) or label; repeatable")
+    r.add_argument("--force", action="store_true", help="re-run cells that are already done")
+    r.add_argument("--isolate", action="store_true",
+                   help="run each cell's worker in its own process")
+    r.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    r.add_argument("--threads", type=int, help="torch CPU threads")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(fn=cmd_run)
+    w = sub.add_parser("worker", help="train and evaluate one composed cell folder")
+    w.add_argument("cell_dir")
+    w.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    w.add_argument("--threads", type=int, help="torch CPU threads")
+    w.set_defaults(fn=cmd_worker)
+    x = sub.add_parser("export-lm-eval", help="write one lm-eval task per unit")
+    x.add_argument("experiment")
+    x.add_argument("--out", required=True, help="folder for the task YAMLs and data")
+    x.set_defaults(fn=cmd_export_lm_eval)
+    le = sub.add_parser("lm-eval", help="run lm-eval's HFLM on a finished cell")
+    le.add_argument("cell_dir")
+    le.add_argument("--batch-size", type=int, default=32)
+    le.add_argument("--device")
+    le.set_defaults(fn=cmd_lm_eval)
     s = sub.add_parser("schema", help="print the experiment JSON Schema")
     s.set_defaults(fn=cmd_schema)
     return p

@@ -108,6 +108,7 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
     from harness.students.build import build_student, load_checkpoint
     from harness.train.loop import train
 
+    transformers.utils.logging.disable_progress_bar()  # keep the run's own progress bar clean
     manifest = json.loads((cell_dir / "manifest.json").read_text(encoding="utf-8"))
     spec = manifest["spec"]
     cell_id = manifest["cell_id"]
@@ -150,8 +151,12 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
     t_eval = time.perf_counter()
     reports, predictions = _evaluate(model, tokenizer, spec, eval_rows, dev)
     eval_seconds = time.perf_counter() - t_eval
+    ev_spec = spec["evaluation"]
     latency = measure(model, tokenizer, [r["prompt"] for r in eval_rows[:64]], dev,
-                      runs=latency_runs, checkpoint_dir=model_dir)
+                      runs=int(ev_spec.get("latency_runs", latency_runs)),
+                      new_tokens=int(ev_spec.get("latency_new_tokens", 16)),
+                      batch_size=int(ev_spec.get("latency_batch_size", 32)),
+                      checkpoint_dir=model_dir)
     metrics = {
         "metrics_version": METRICS_VERSION, "cell_id": cell_id, "label": manifest["label"],
         "axes": manifest["axes"], "units": {k: {kk: vv for kk, vv in v.items() if kk != "correct"}

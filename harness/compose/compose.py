@@ -18,6 +18,7 @@ from harness.compose.registry import CONFIDENCE_RULES, FAILURE_MODES, SELECTORS
 from harness.compose.sampling import rank_records, subsample
 from harness.compose.templates import ROW_VARS, TargetTemplate, compile_target_template
 from harness.matrix import Cell
+from harness.spec.models import StudentSpec
 
 OUTPUT_COLUMNS = ["prompt", "target", "weight", "unit", "record_id", "teacher", "pool", "origin"]
 _ROW_COLUMNS = ["rec", "unit", "teacher", "pool", "weight", "origin", *ROW_VARS]
@@ -33,6 +34,7 @@ class ComposedCell:
 
     cell: Cell
     frame: pl.DataFrame
+    student: StudentSpec
 
     def counts(self, by: str | list[str]) -> dict[str, int]:
         """Sample counts grouped by one column (key) or several (keys joined by '/')."""
@@ -91,7 +93,7 @@ def compose_cell(ctx: ComposeContext, cell: Cell) -> ComposedCell:
           if not getattr(fields, f)))
     if cell.axes.scale < 1.0:  # the ranking (clustering) is only needed for subsets
         samples = subsample(samples, _ranking(ctx), cell.axes.scale)
-    return ComposedCell(cell=cell, frame=_render(ctx, samples))
+    return ComposedCell(cell=cell, frame=_render(ctx, samples), student=exp.student)
 
 
 def _render(ctx: ComposeContext, samples: pl.DataFrame) -> pl.DataFrame:

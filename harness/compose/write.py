@@ -97,7 +97,19 @@ def manifest(composed: ComposedCell, data: Dataset, files: dict[str, str]) -> di
                    "eval": {"file": data.eval.path.name, "sha256": data.eval.sha256}},
         "files": files,
         "eval_items": data.eval.n_records,
+        # Where checkpoints live on this machine (kept out of the spec so ids stay portable).
+        "paths": _paths(composed),
     }
+
+
+def _paths(composed: ComposedCell) -> dict[str, str]:
+    student = composed.student
+    out = {}
+    if student.model is not None:
+        out["student_model"] = str(student.model)
+    if student.distill is not None:
+        out["teacher_model"] = str(student.distill.teacher_model)
+    return out
 
 
 def write_cell(composed: ComposedCell, data: Dataset, eval_rows: pl.DataFrame, out: Path

@@ -353,7 +353,10 @@ class EvalSpec(Strict):
     """Evaluation options."""
 
     slices: list[str] = Field(["source"], description="Tag keys to slice every metric by.")
-    max_new_tokens: int = Field(64, ge=1)
+    max_new_tokens: int = Field(64, ge=1, description="Generation budget per eval answer.")
+    latency_runs: int = Field(20, ge=1, description="Timed batch-1 runs (after 3 warm-ups).")
+    latency_new_tokens: int = Field(16, ge=2, description="Tokens generated per latency run.")
+    latency_batch_size: int = Field(32, ge=1, description="Batch size of the throughput run.")
 
 
 # --------------------------------------------------------------------------- experiment

@@ -202,7 +202,7 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, Any]], cfg: dict[s
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"non-finite loss at optimizer step {step + 1}: {loss.item()}")
             loss.backward()
-            step_loss += float(loss)
+            step_loss += float(loss.detach())
             n_tok = int(b["attention_mask"].sum())
             tokens_seen += n_tok
             tokens_since_log += n_tok

@@ -1,0 +1,140 @@
+"""lm-eval integration: export the experiment's units as lm-eval tasks, and run lm-eval's HFLM on
+a trained cell.
+
+Each unit becomes one task over a local JSONL copy of its eval items:
+
+- ``label`` units: ``multiple_choice`` with context ``prompt + "\\n" + marker``, choices the
+  declared labels and ``target_delimiter: " "`` — the exact scoring the harness does, so the
+  accuracies agree;
+- other units: ``generate_until`` a newline after ``prompt + "\\n"``, a regex filter that keeps
+  the text after the marker, and ``exact_match`` against the reference.
+
+Task names are ``<experiment>_<unit>``. Nothing here touches the network: the datasets are local
+JSON files and the model is the cell's checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.fsutil import atomic_write_text
+
+
+def task_name(experiment: str, unit: str) -> str:
+    return f"{experiment}_{unit}"
+
+
+def _jinja_literal(text: str) -> str:
+    """A string literal safe inside a Jinja2 template (``{{ '...' }}``)."""
+    return "{{ " + json.dumps(text) + " }}"
+
+
+def task_config(experiment: str, unit_name: str, unit: dict[str, Any], data_file: Path
+                ) -> dict[str, Any]:
+    """The lm-eval task config of one unit."""
+    marker = unit["answer_marker"]
+    base: dict[str, Any] = {
+        "task": task_name(experiment, unit_name),
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data_file.resolve())}},
+        "test_split": "test",
+        "output_type": "multiple_choice" if unit["kind"] == "label" else "generate_until",
+        "metadata": {"version": 1, "harness_unit_kind": unit["kind"]},
+    }
+    if unit["kind"] == "label":
+        base.update({
+            "doc_to_text": "{{prompt}}\n" + _jinja_literal(marker),
+            "doc_to_choice": list(unit["labels"]),
+            "doc_to_target": "{{gold}}",
+            "target_delimiter": " ",
+            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        })
+    else:
+        base.update({
+            "doc_to_text": "{{prompt}}\n",
+            "doc_to_target": "{{reference}}",
+            "target_delimiter": "",
+            "generation_kwargs": {"until": ["\n"], "do_sample": False, "max_gen_toks": 64},
+            "filter_list": [{"name": "answer", "filter": [
+                {"function": "regex", "regex_pattern": re.escape(marker) + r"\s*(.*)",
+                 "group_select": 0},
+                {"function": "take_first"}]}],
+            "metric_list": [{"metric": "exact_match", "aggregation": "mean",
+                             "higher_is_better": True, "ignore_case": False,
+                             "ignore_punctuation": False}],
+        })
+    return base
+
+
+def export_tasks(experiment: str, units: dict[str, dict[str, Any]],
+                 eval_rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Write ``<unit>.jsonl`` and ``<unit>.yaml`` per unit into ``out``; returns the YAMLs."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, unit in units.items():
+        items = [r for r in eval_rows if r["unit"] == name]
+        if not items:
+            continue
+        data = out / f"{name}.jsonl"
+        lines = []
+        for r in items:
+            row = {"id": r["id"], "prompt": r["prompt"], "reference": r["reference"]}
+            if unit["kind"] == "label":
+                row["gold"] = list(unit["labels"]).index(r["reference"])
+            lines.append(json.dumps(row, ensure_ascii=False))
+        atomic_write_text(data, "\n".join(lines) + "\n")
+        cfg = out / f"{name}.yaml"
+        atomic_write_text(cfg, yaml.safe_dump(task_config(experiment, name, unit, data),
+                                              sort_keys=False, allow_unicode=True))
+        written.append(cfg)
+    return written
+
+
+def run_lm_eval(cell_dir: Path, *, batch_size: int = 32, device: str | None = None,
+                units: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """lm-eval's HFLM on a finished cell's checkpoint, over tasks exported from its eval set.
+
+    Returns:
+        unit -> {metric: value} as lm-eval reports it (``acc`` or ``exact_match``).
+    """
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    manifest = json.loads((cell_dir / "manifest.json").read_text(encoding="utf-8"))
+    spec = manifest["spec"]
+    experiment = spec["experiment"]
+    wanted = {k: v for k, v in spec["units"].items() if units is None or k in units}
+    rows = [json.loads(line) for line in (cell_dir / "eval.jsonl").open(encoding="utf-8")
+            if line.strip()]
+    tasks_dir = cell_dir / "lm_eval_tasks"
+    export_tasks(experiment, wanted, rows, tasks_dir)
+    model_dir = cell_dir / "model"
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+    dev = device or ("cuda" if _cuda() else "cpu")
+    lm = HFLM(pretrained=model.to(dev), tokenizer=tokenizer, batch_size=batch_size,
+              max_length=int(spec["student"]["train"]["max_len"]), device=dev)
+    manager = TaskManager(include_path=str(tasks_dir), include_defaults=False)
+    names = [task_name(experiment, u) for u in wanted if (tasks_dir / f"{u}.yaml").is_file()]
+    out = lm_eval.simple_evaluate(model=lm, tasks=names, task_manager=manager,
+                                  log_samples=False, bootstrap_iters=0)
+    results: dict[str, dict[str, float]] = {}
+    for unit in wanted:
+        res = out["results"].get(task_name(experiment, unit))
+        if res:
+            results[unit] = {k.split(",")[0]: float(v) for k, v in res.items()
+                             if isinstance(v, int | float) and "stderr" not in k}
+    return results
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,247 @@
+"""``harness run``: compose every cell, train and evaluate it, and collect the results store.
+
+Layout (``runs/<experiment>/``)::
+
+    cells/<cell_id>/   spec.yaml, manifest.json, train.jsonl, eval.jsonl   (compose)
+                       train_log.jsonl, model/, predictions.jsonl, metrics.json, DONE   (worker)
+                       FAILED.json   (only when the cell failed: error, kind, hint)
+    results.parquet    quality metrics, one row per cell x unit x metric x slice
+    latency.parquet    latency and size per cell
+    teacher_audit.json each teacher's eval answers scored like a student
+    run.json           the run's cells with their status
+
+A cell whose ``DONE`` holds its id is skipped; a changed spec or changed data gives a new cell id,
+so it is run afresh. A failing cell (exception, non-finite loss, out of memory, full disk) is
+recorded and the others go on; the command then exits with status 1.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.fsutil import atomic_write_json, atomic_write_text
+from harness.matrix import Cell
+from harness.samples import Dataset
+from harness.spec import LoadedExperiment
+from harness.worker import is_done
+
+
+@dataclass
+class CellOutcome:
+    """What happened to one cell in this run."""
+
+    cell: Cell
+    status: str  # "done" (ran now), "skipped" (already done), "failed"
+    seconds: float = 0.0
+    error: dict[str, str] | None = None
+
+
+@dataclass
+class RunSummary:
+    """The run's outcome: folder, cells, and whether any failed."""
+
+    run_dir: Path
+    outcomes: list[CellOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[CellOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+def failure_record(exc: BaseException) -> dict[str, str]:
+    """A failed cell's error with a plain reason and a hint of what to change."""
+    from harness.train.loop import NonFiniteLoss
+
+    text = f"{type(exc).__name__}: {exc}"
+    kind, hint = "error", "see the traceback below; the other cells are unaffected"
+    if isinstance(exc, NonFiniteLoss):
+        kind, hint = "non_finite_loss", ("lower student.train.lr, raise warmup_ratio, or check "
+                                         "for empty targets")
+    elif "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError":
+        kind, hint = "out_of_memory", ("lower student.train.batch_size or max_len (raise "
+                                       "grad_accum to keep the effective batch)")
+    elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        kind, hint = "disk_full", "free disk space in the run folder, then run again"
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
+    return {"kind": kind, "error": text, "hint": hint, "traceback": tb}
+
+
+def _write_spec(folder: Path, cell: Cell) -> None:
+    atomic_write_text(folder / "spec.yaml", yaml.safe_dump(
+        {"cell_id": cell.cell_id, "label": cell.label, **cell.effective}, sort_keys=False,
+        allow_unicode=True))
+
+
+def _run_isolated(folder: Path, device: str | None, threads: int | None) -> None:
+    """The worker in its own process, so a crash (even a segfault) cannot end the run."""
+    cmd = [sys.executable, "-m", "harness.cli", "worker", str(folder)]
+    if device:
+        cmd += ["--device", device]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        raise RuntimeError(f"worker process failed: {tail[0]}")
+
+
+def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: Path, *,
+              force: bool = False, isolate: bool = False, device: str | None = None,
+              threads: int | None = None, progress: bool = True,
+              matrix: list[Cell] | None = None) -> RunSummary:
+    """Compose, train and evaluate each of ``cells`` not already done; then collect the store
+    over the whole ``matrix`` (default: ``cells``), so ``--only`` never drops finished cells
+    from the results table."""
+    from tqdm import tqdm
+
+    from harness.compose import build_context, compose_cell, eval_frame, write_cell
+    from harness.worker import run_cell
+
+    exp = loaded.spec
+    run_dir = out / exp.name
+    cells_dir = run_dir / "cells"
+    summary = RunSummary(run_dir=run_dir)
+    ctx = build_context(exp, data)
+    ev = eval_frame(exp, data)
+    bar = tqdm(cells, unit="cell", disable=not progress, dynamic_ncols=True)
+    for cell in bar:
+        bar.set_description(cell.label)
+        folder = cells_dir / cell.cell_id
+        if is_done(folder, cell.cell_id) and not force:
+            summary.outcomes.append(CellOutcome(cell, "skipped"))
+            continue
+        t0 = time.perf_counter()
+        try:
+            (folder / "FAILED.json").unlink(missing_ok=True)
+            write_cell(compose_cell(ctx, cell), data, ev, cells_dir)
+            _write_spec(folder, cell)
+            if isolate:
+                _run_isolated(folder, device, threads)
+            else:
+                run_cell(folder, device=device, threads=threads)
+            summary.outcomes.append(CellOutcome(cell, "done", time.perf_counter() - t0))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one failing cell must not end the run
+            record = failure_record(exc)
+            try:
+                atomic_write_json(folder / "FAILED.json", {"cell_id": cell.cell_id, **record})
+            except OSError:
+                pass  # e.g. the disk is full: the outcome below still reports it
+            summary.outcomes.append(CellOutcome(cell, "failed", time.perf_counter() - t0,
+                                                record))
+            bar.write(f"FAILED {cell.label} ({cell.cell_id}): {record['error']}\n"
+                      f"  hint: {record['hint']}")
+    collect(loaded, data, matrix or cells, summary)
+    return summary
+
+
+def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary: RunSummary
+            ) -> None:
+    """Write results.parquet, latency.parquet, teacher_audit.json and run.json."""
+    from harness.store.results import (
+        cell_rows,
+        latency_rows,
+        read_json,
+        results_frame,
+        write_results,
+    )
+
+    exp = loaded.spec
+    run_dir = summary.run_dir
+    rows, lat = [], []
+    status = {o.cell.cell_id: o for o in summary.outcomes}
+    cell_index = []
+    for cell in cells:
+        folder = run_dir / "cells" / cell.cell_id
+        entry: dict[str, Any] = {"cell_id": cell.cell_id, "label": cell.label,
+                                 "is_baseline": cell.is_baseline}
+        if is_done(folder, cell.cell_id):
+            manifest, metrics = read_json(folder / "manifest.json"), read_json(
+                folder / "metrics.json")
+            rows += cell_rows(exp.name, manifest, metrics)
+            lat += latency_rows(exp.name, manifest, metrics)
+            entry.update(status="done", train_seconds=metrics["train"]["train_seconds"],
+                         eval_seconds=metrics["eval_seconds"])
+        else:
+            outcome = status.get(cell.cell_id)
+            entry.update(status="failed" if outcome and outcome.status == "failed"
+                         else "missing", error=outcome.error if outcome else None)
+        cell_index.append(entry)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if rows:
+        write_results(results_frame(rows), run_dir / "results.parquet")
+        write_results(results_frame(lat), run_dir / "latency.parquet")
+    atomic_write_json(run_dir / "teacher_audit.json", teacher_audit(exp.model_dump(mode="json"),
+                                                                    run_dir, cells))
+    atomic_write_json(run_dir / "run.json", {
+        "experiment": exp.name, "experiment_file": str(loaded.path),
+        "baseline": exp.baseline.model_dump(mode="json"), "cells": cell_index,
+        "inputs": {"samples": data.train.sha256, "eval": data.eval.sha256},
+        "python": sys.version.split()[0], "pid": os.getpid(),
+    })
+
+
+def teacher_audit(exp: dict[str, Any], run_dir: Path, cells: list[Cell]) -> dict[str, Any]:
+    """Each teacher's recorded eval answers scored per unit, with stated-confidence calibration.
+
+    Reads the eval set from any composed cell (they all carry the same ``eval.jsonl``).
+    """
+    from harness.evaluate.units import teacher_audit as audit_unit
+    from harness.worker import read_jsonl
+
+    for cell in cells:
+        path = run_dir / "cells" / cell.cell_id / "eval.jsonl"
+        if path.is_file():
+            rows = read_jsonl(path)
+            break
+    else:
+        return {}
+    out = {}
+    slices = exp["evaluation"]["slices"]
+    for name, unit in exp["units"].items():
+        items = [r for r in rows if r["unit"] == name]
+        audit = audit_unit(unit, items, slices)
+        for rep in audit.values():
+            rep.pop("correct", None)
+        out[name] = audit
+    return out
+
+
+def format_table(run_dir: Path, exp_units: dict[str, Any]) -> str:
+    """Per cell: the primary metric of every unit and p95 latency (for the terminal)."""
+    import polars as pl
+
+    from harness.evaluate.metrics import PRIMARY_METRIC
+
+    path = run_dir / "results.parquet"
+    if not path.is_file():
+        return "no finished cells"
+    df = pl.read_parquet(path).filter(pl.col("slice") == "all")
+    lat = pl.read_parquet(run_dir / "latency.parquet")
+    wanted = {u: PRIMARY_METRIC[spec["kind"]] for u, spec in exp_units.items()}
+    labels = df.select("label", "is_baseline").unique().sort("label")
+    header = ["cell", *(f"{u}.{m}" for u, m in wanted.items()), "p95_ms"]
+    lines = []
+    for label, base in labels.iter_rows():
+        vals = []
+        for u, m in wanted.items():
+            v = df.filter((pl.col("label") == label) & (pl.col("unit") == u)
+                          & (pl.col("metric") == m))["value"]
+            vals.append(f"{v[0]:.3f}" if len(v) else "-")
+        p95 = lat.filter((pl.col("label") == label) & (pl.col("metric") == "latency_p95_ms"))
+        vals.append(f"{p95['value'][0]:.1f}" if p95.height else "-")
+        lines.append([label + (" *" if base else ""), *vals])
+    widths = [max(len(str(r[i])) for r in [header, *lines]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True))  # noqa: E731
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)])

@@ -1,0 +1,1 @@
+"""Results store: the run folder layout, per-cell status, and the long results table."""
