@@ -28,7 +28,7 @@ $(DEMO_DATA): experiments/demo/generate.py
 demo: $(STAMP) $(DEMO_DATA)
 	$(HARNESS) validate experiments/demo.yaml
 	$(HARNESS) plan experiments/demo.yaml
-	$(HARNESS) compose experiments/demo.yaml
+	$(HARNESS) run experiments/demo.yaml
 
 test: $(STAMP) $(DEMO_DATA)
 	$(PY) -m pytest -q

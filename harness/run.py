@@ -17,6 +17,7 @@ recorded and the others go on; the command then exits with status 1.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -134,10 +135,9 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
             raise
         except Exception as exc:  # noqa: BLE001 - one failing cell must not end the run
             record = failure_record(exc)
-            try:
+            # e.g. the disk is full: the outcome below still reports the failure
+            with contextlib.suppress(OSError):
                 atomic_write_json(folder / "FAILED.json", {"cell_id": cell.cell_id, **record})
-            except OSError:
-                pass  # e.g. the disk is full: the outcome below still reports it
             summary.outcomes.append(CellOutcome(cell, "failed", time.perf_counter() - t0,
                                                 record))
             bar.write(f"FAILED {cell.label} ({cell.cell_id}): {record['error']}\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from conftest import label_record
+
 from harness.cli import main
 from harness.store.results import ResultsSchema
 

@@ -65,6 +65,14 @@ def _safe_div(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+def _precision(tp: int, fp: int, positives: int) -> float | None:
+    """Precision; with no predicted positives it is 0 when positives exist (nothing found),
+    undefined otherwise (scikit-learn's zero_division=0 convention, made explicit)."""
+    if tp + fp:
+        return tp / (tp + fp)
+    return 0.0 if positives else None
+
+
 def _f1(p: float | None, r: float | None) -> float | None:
     if p is None or r is None:
         return None
@@ -127,14 +135,14 @@ def score_json_fields(preds: Sequence[str | None], refs: Sequence[str], fields: 
                 per[key][1] += pv is not None and not hit
                 per[key][2] += rv is not None and not hit
         correct.append(exact)
-    prec, rec = _safe_div(tp, tp + fp), _safe_div(tp, tp + fn)
+    prec, rec = _precision(tp, fp, tp + fn), _safe_div(tp, tp + fn)
     out: dict[str, float | None] = {
         "json_valid": _safe_div(valid, len(correct)), "field_precision": prec,
         "field_recall": rec, "field_f1": _f1(prec, rec),
         "exact_match": _safe_div(sum(correct), len(correct)),
     }
     for f, (t, fpos, fneg) in per.items():
-        out[f"f1.{f}"] = _f1(_safe_div(t, t + fpos), _safe_div(t, t + fneg))
+        out[f"f1.{f}"] = _f1(_precision(t, fpos, t + fneg), _safe_div(t, t + fneg))
     return Scored(_clean(out), correct)
 
 
@@ -186,7 +194,7 @@ def score_refusal(preds: Sequence[str | None], refs: Sequence[str], marker: str)
     fp = sum(a and not b for a, b in zip(refused, should, strict=True))
     fn = sum(b and not a for a, b in zip(refused, should, strict=True))
     answerable = sum(not b for b in should)
-    prec, rec = _safe_div(tp, tp + fp), _safe_div(tp, tp + fn)
+    prec, rec = _precision(tp, fp, tp + fn), _safe_div(tp, tp + fn)
     correct = [int(a == b) for a, b in zip(refused, should, strict=True)]
     return Scored(_clean({
         "refusal_precision": prec, "refusal_recall": rec, "refusal_f1": _f1(prec, rec),

@@ -167,6 +167,9 @@ class TrainSpec(Strict):
     """Optimisation settings shared by every cell (cells differ in data, not in recipe)."""
 
     epochs: float = Field(3, gt=0)
+    min_steps: int = Field(
+        0, ge=0, description="Train at least this many optimizer steps (small subsets of a "
+        "learning curve otherwise stop before the optimiser gets anywhere).")
     batch_size: int = Field(32, ge=1)
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(3.0e-4, gt=0, lt=1)

@@ -127,8 +127,8 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, Any]], cfg: dict[s
         model: a causal LM (moved to ``device`` here).
         tokenizer: its tokenizer.
         samples: rows of ``train.jsonl`` (``prompt``, ``target``, ``weight``).
-        cfg: the YAML's ``student.train`` (epochs, batch_size, grad_accum, lr, weight_decay,
-            warmup_ratio, clip, max_len).
+        cfg: the YAML's ``student.train`` (epochs, min_steps, batch_size, grad_accum, lr,
+            weight_decay, warmup_ratio, clip, max_len).
         seed: shuffling and dropout seed.
         device: a ``torch.device``.
         teacher: optional white-box teacher (same tokenizer) for soft targets.
@@ -154,7 +154,8 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, Any]], cfg: dict[s
     bs, accum = int(cfg["batch_size"]), int(cfg["grad_accum"])
     epochs = float(cfg["epochs"])
     batches_per_epoch = math.ceil(len(examples) / bs)
-    total_micro = max(1, math.ceil(batches_per_epoch * epochs))
+    total_micro = max(1, math.ceil(batches_per_epoch * epochs),
+                      int(cfg.get("min_steps", 0)) * accum)
     total_steps = max(1, math.ceil(total_micro / accum))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
