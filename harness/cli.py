@@ -135,7 +135,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     loaded, data = _load(args.experiment)
     _check_bucket_teachers(loaded, data)
     cells = _cells(loaded, data)
-    ctx = build_context(loaded.spec, data)
+    ctx = build_context(loaded.spec, data, release=True)
     rows = _plan_rows(ctx, cells)
     if args.json:
         print(json.dumps({"experiment": loaded.spec.name, "cells": rows}, indent=2))
@@ -175,7 +175,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     loaded, data = _load(args.experiment)
     _check_bucket_teachers(loaded, data)
     cells = _select_cells(_cells(loaded, data), args.cell)
-    ctx = build_context(loaded.spec, data)
+    ctx = build_context(loaded.spec, data, release=True)
     out = Path(args.out) if args.out else Path("runs") / loaded.spec.name / "cells"
     ev = eval_frame(loaded.spec, data)
     for cell in cells:

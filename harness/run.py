@@ -112,7 +112,7 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
     run_dir = out / exp.name
     cells_dir = run_dir / "cells"
     summary = RunSummary(run_dir=run_dir)
-    ctx = build_context(exp, data)
+    ctx = build_context(exp, data, release=True)
     ev = eval_frame(exp, data)
     bar = tqdm(cells, unit="cell", disable=not progress, dynamic_ncols=True)
     for cell in bar:
@@ -169,6 +169,7 @@ def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary:
         if is_done(folder, cell.cell_id):
             manifest, metrics = read_json(folder / "manifest.json"), read_json(
                 folder / "metrics.json")
+            _predictions_parquet(folder)
             rows += cell_rows(exp.name, manifest, metrics)
             lat += latency_rows(exp.name, manifest, metrics)
             entry.update(status="done", train_seconds=metrics["train"]["train_seconds"],
@@ -190,6 +191,21 @@ def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary:
         "inputs": {"samples": data.train.sha256, "eval": data.eval.sha256},
         "python": sys.version.split()[0], "pid": os.getpid(),
     })
+
+
+def _predictions_parquet(folder: Path) -> None:
+    """The worker writes predictions as JSONL (no polars on a GPU machine); convert once."""
+    import polars as pl
+
+    from harness.fsutil import atomic_write
+
+    src, dst = folder / "predictions.jsonl", folder / "predictions.parquet"
+    if dst.is_file() and dst.stat().st_mtime_ns >= src.stat().st_mtime_ns:
+        return
+    df = pl.read_ndjson(src, infer_schema_length=None)
+    if "tags" in df.columns:  # free-form tag maps stay JSON text (no empty-struct columns)
+        df = df.with_columns(pl.col("tags").struct.json_encode())
+    atomic_write(dst, lambda p: df.write_parquet(p))
 
 
 def teacher_audit(exp: dict[str, Any], run_dir: Path, cells: list[Cell]) -> dict[str, Any]:

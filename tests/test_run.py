@@ -71,6 +71,8 @@ def test_run_writes_the_store_and_resumes(tiny_run, capsys):
             assert (c / name).is_file(), (c, name)
         assert (c / "DONE").read_text().strip() == c.name
         assert (c / "model" / "config.json").is_file()
+        preds = pl.read_parquet(c / "predictions.parquet")
+        assert preds.height == 30 and {"id", "answer", "correct"} <= set(preds.columns)
     results = pl.read_parquet(out / "tiny" / "results.parquet")
     ResultsSchema.validate(results)
     route = results.filter((pl.col("unit") == "route") & (pl.col("slice") == "all"))
@@ -122,6 +124,17 @@ def test_a_failing_cell_is_recorded_and_the_others_go_on(tiny_run, monkeypatch, 
     assert "FAILED" in capsys.readouterr().err
     monkeypatch.setattr(worker, "run_cell", real)
     assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0  # only the failed one runs
+
+
+def test_isolated_workers_give_the_same_results(tiny_run, tmp_path):
+    path, out = tiny_run
+    label = "judged/answer_only/x1/s0"
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--only", label]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / "iso"), "--quiet", "--only", label,
+                 "--isolate"]) == 0
+    a = pl.read_parquet(out / "tiny" / "results.parquet")
+    b = pl.read_parquet(tmp_path / "iso" / "tiny" / "results.parquet")
+    assert a.equals(b)
 
 
 def test_worker_and_lm_eval_reject_unfinished_folders(tmp_path, capsys):

@@ -72,11 +72,17 @@ class ComposeContext:
     templates: dict[str, TargetTemplate] | None = field(default=None)
 
 
-def build_context(exp: Experiment, data: Dataset) -> ComposeContext:
-    """Join the training tables into the candidate table the rules read."""
+def build_context(exp: Experiment, data: Dataset, *, release: bool = False) -> ComposeContext:
+    """Join the training tables into the candidate table the rules read.
+
+    Args:
+        release: drop the training tables from ``data`` once joined (they are not needed
+            again by composition; on a million-record repository this halves peak memory).
+    """
     t = data.train.tables
     units = units_table(exp)
-    items = t.items.select("rec", "id", "unit", "prompt", "reference", "winner")
+    # Prompts and ids are attached once per sample at rendering, not copied per candidate.
+    items = t.items.select("rec", "unit", "reference", "winner")
     fails = t.failures.select("rec", "teacher", pl.col("kind").alias("failure_kind"),
                               "correction", "note")
     cands = (
@@ -90,5 +96,9 @@ def build_context(exp: Experiment, data: Dataset) -> ComposeContext:
         .with_columns(pl.col("pool").fill_null("train"))
     )
     cands = normalise_answers(cands, ["final", "correction", "reference"])
-    return ComposeContext(exp=exp, data=data, cands=cands,
-                          items=items.select("rec", "id", "unit", "prompt"))
+    ctx = ComposeContext(exp=exp, data=data, cands=cands,
+                         items=t.items.select("rec", "id", "unit", "prompt"))
+    if release:
+        for name in ("candidates", "scores", "pools", "failures", "tags"):
+            setattr(t, name, getattr(t, name).clear())
+    return ctx
