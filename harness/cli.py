@@ -257,6 +257,24 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Analyse a run folder and print the decision; exit 0 CONTINUE, 3 STOP/SHIFT."""
+    from harness.analysis.analyse import analyse
+
+    result = analyse(Path(args.run_dir), [Path(h) for h in args.history or []],
+                     method=args.correction)
+    gate = result["gate"]
+    if args.json:
+        print(json.dumps({"decision": gate["decision"], "cell": gate["cell"],
+                          "reasons": gate["reasons"], "signals": result["signals"]}, indent=2))
+    else:
+        print(f"DECISION: {gate['decision']}")
+        print(f"  cell: {gate['cell']['label']} ({gate['cell']['cell_id']})")
+        for r in gate["reasons"]:
+            print(f"  {r}")
+    return int(gate["exit_status"])
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from harness.spec import json_schema
 
@@ -306,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--batch-size", type=int, default=32)
     le.add_argument("--device")
     le.set_defaults(fn=cmd_lm_eval)
+    g = sub.add_parser("gate", help="analyse a run and print the decision (exit 0/3)")
+    g.add_argument("run_dir")
+    g.add_argument("--history", nargs="*", help="earlier runs of the same experiment (rounds)")
+    g.add_argument("--correction", choices=["holm", "bh"], help="override gate.correction")
+    g.add_argument("--json", action="store_true", help="print the decision as JSON")
+    g.set_defaults(fn=cmd_gate)
     s = sub.add_parser("schema", help="print the experiment JSON Schema")
     s.set_defaults(fn=cmd_schema)
     return p

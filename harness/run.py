@@ -112,6 +112,7 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
     run_dir = out / exp.name
     cells_dir = run_dir / "cells"
     summary = RunSummary(run_dir=run_dir)
+    teachers = teacher_facts(data)  # before the context releases the candidate tables
     ctx = build_context(exp, data, release=True)
     ev = eval_frame(exp, data)
     bar = tqdm(cells, unit="cell", disable=not progress, dynamic_ncols=True)
@@ -142,12 +143,37 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
                                                 record))
             bar.write(f"FAILED {cell.label} ({cell.cell_id}): {record['error']}\n"
                       f"  hint: {record['hint']}")
-    collect(loaded, data, matrix or cells, summary)
+    collect(loaded, data, matrix or cells, summary, teachers)
     return summary
 
 
-def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary: RunSummary
-            ) -> None:
+def teacher_facts(data: Dataset) -> dict[str, Any]:
+    """What analysis needs from the repository itself: token usage per teacher (cost) and, per
+    unit, how often teachers disagree and how much of that the judge covers."""
+    import polars as pl
+
+    t = data.train.tables
+    usage = t.candidates.group_by("teacher").agg(
+        pl.col("prompt_tokens").fill_null(0).sum(), pl.col("completion_tokens").fill_null(0).sum())
+    per_rec = (t.candidates.join(t.items.select("rec", "unit", "winner"), on="rec")
+               .group_by("rec", "unit").agg(pl.col("final").n_unique().alias("answers"),
+                                            pl.col("winner").first().is_not_null().alias("judged")))
+    dis = per_rec.group_by("unit").agg(
+        (pl.col("answers") > 1).mean().alias("disagreement"),
+        ((pl.col("answers") > 1) & ~pl.col("judged")).mean().alias("unjudged_disagreement"))
+    return {
+        "n_records": t.items.height,
+        "usage": {r["teacher"]: {"prompt_tokens": int(r["prompt_tokens"]),
+                                 "completion_tokens": int(r["completion_tokens"])}
+                  for r in usage.iter_rows(named=True)},
+        "disagreement": {r["unit"]: {"rate": float(r["disagreement"]),
+                                     "unjudged_rate": float(r["unjudged_disagreement"])}
+                         for r in dis.iter_rows(named=True)},
+    }
+
+
+def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary: RunSummary,
+            teachers: dict[str, Any] | None = None) -> None:
     """Write results.parquet, latency.parquet, teacher_audit.json and run.json."""
     from harness.store.results import (
         cell_rows,
@@ -187,6 +213,7 @@ def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary:
                                                                     run_dir, cells))
     atomic_write_json(run_dir / "run.json", {
         "experiment": exp.name, "experiment_file": str(loaded.path),
+        "spec": exp.model_dump(mode="json"), "teachers": teachers or {},
         "baseline": exp.baseline.model_dump(mode="json"), "cells": cell_index,
         "inputs": {"samples": data.train.sha256, "eval": data.eval.sha256},
         "python": sys.version.split()[0], "pid": os.getpid(),

@@ -25,6 +25,19 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "answer_parse_rate": True,
 }
 
+#: The metrics each unit kind reports (per-field ``f1.<field>`` come on top for json_fields).
+METRICS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "label": ("accuracy", "macro_f1", "ece_15", "ece_10_mass", "brier", "nll",
+              "mean_confidence", "answer_parse_rate"),
+    "json_fields": ("json_valid", "field_precision", "field_recall", "field_f1", "exact_match",
+                    "answer_parse_rate"),
+    "tool_call": ("call_accuracy", "tool_name_accuracy", "argument_exact_match", "exact_match",
+                  "answer_parse_rate"),
+    "refusal": ("refusal_precision", "refusal_recall", "refusal_f1", "over_refusal_rate",
+                "accuracy", "answer_parse_rate"),
+    "text": ("exact_match", "rouge_l", "answer_parse_rate"),
+}
+
 #: The metric each unit kind is judged by first (gate, attribution).
 PRIMARY_METRIC: dict[str, str] = {
     "label": "accuracy", "json_fields": "field_f1", "tool_call": "exact_match",
@@ -44,10 +57,13 @@ class Scored:
     Attributes:
         metrics: metric name -> value (NaN-free; metrics without a defined value are omitted).
         correct: per item, 1 if the prediction counts as right for this unit kind, else 0.
+        parts: per-item additive counts from which the kind's primary metric is recomputed on
+            any subset of items (see :func:`primary_from_parts`); used by paired bootstraps.
     """
 
     metrics: dict[str, float]
     correct: list[int]
+    parts: dict[str, list[float]] | None = None
 
 
 def canonical(answer: str | None) -> str | None:
@@ -117,11 +133,13 @@ def score_json_fields(preds: Sequence[str | None], refs: Sequence[str], fields: 
     per = {f: [0, 0, 0] for f in fields}  # tp, fp, fn
     valid = 0
     correct = []
+    parts: dict[str, list[float]] = {"tp": [], "fp": [], "fn": []}
     for p_text, r_text in zip(preds, refs, strict=True):
         p, r = _as_object(p_text), _as_object(r_text) or {}
         valid += p is not None
         p = p or {}
         exact = 1
+        before = (tp, fp, fn)
         for key in set(p) | set(r):
             pv = str(p[key]).strip() if key in p else None
             rv = str(r[key]).strip() if key in r else None
@@ -135,6 +153,8 @@ def score_json_fields(preds: Sequence[str | None], refs: Sequence[str], fields: 
                 per[key][1] += pv is not None and not hit
                 per[key][2] += rv is not None and not hit
         correct.append(exact)
+        for name, now, then in zip(("tp", "fp", "fn"), (tp, fp, fn), before, strict=True):
+            parts[name].append(now - then)
     prec, rec = _precision(tp, fp, tp + fn), _safe_div(tp, tp + fn)
     out: dict[str, float | None] = {
         "json_valid": _safe_div(valid, len(correct)), "field_precision": prec,
@@ -143,7 +163,7 @@ def score_json_fields(preds: Sequence[str | None], refs: Sequence[str], fields: 
     }
     for f, (t, fpos, fneg) in per.items():
         out[f"f1.{f}"] = _f1(_precision(t, fpos, t + fneg), _safe_div(t, t + fneg))
-    return Scored(_clean(out), correct)
+    return Scored(_clean(out), correct, parts)
 
 
 def _call(text: str | None) -> tuple[bool, str | None, Any] | None:
@@ -196,11 +216,14 @@ def score_refusal(preds: Sequence[str | None], refs: Sequence[str], marker: str)
     answerable = sum(not b for b in should)
     prec, rec = _precision(tp, fp, tp + fn), _safe_div(tp, tp + fn)
     correct = [int(a == b) for a, b in zip(refused, should, strict=True)]
+    parts = {"tp": [float(a and b) for a, b in zip(refused, should, strict=True)],
+             "fp": [float(a and not b) for a, b in zip(refused, should, strict=True)],
+             "fn": [float(b and not a) for a, b in zip(refused, should, strict=True)]}
     return Scored(_clean({
         "refusal_precision": prec, "refusal_recall": rec, "refusal_f1": _f1(prec, rec),
         "over_refusal_rate": _safe_div(fp, answerable),
         "accuracy": _safe_div(sum(correct), len(correct)),
-    }), correct)
+    }), correct, parts)
 
 
 def _lcs(a: list[str], b: list[str]) -> int:
@@ -224,7 +247,19 @@ def score_text(preds: Sequence[str | None], refs: Sequence[str]) -> Scored:
         rouge.append(_f1(_safe_div(lcs, len(pt)), _safe_div(lcs, len(rt))) or 0.0)
     n = len(correct)
     return Scored(_clean({"exact_match": _safe_div(sum(correct), n),
-                          "rouge_l": _safe_div(sum(rouge), n)}), correct)
+                          "rouge_l": _safe_div(sum(rouge), n)}), correct,
+                  {"value": [float(x) for x in rouge]})
+
+
+def primary_from_parts(kind: str, sums: dict[str, float], n: int) -> float:
+    """The kind's primary metric from summed per-item parts (``Scored.parts``) of ``n`` items;
+    kinds without parts use the mean of ``correct`` (passed as ``sums["correct"]``)."""
+    if kind in ("json_fields", "refusal"):
+        tp, fp, fn = sums["tp"], sums["fp"], sums["fn"]
+        return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    if kind == "text":
+        return sums["value"] / n if n else 0.0
+    return sums["correct"] / n if n else 0.0
 
 
 def scorer_for(unit: dict[str, Any]) -> Callable[[Sequence[str | None], Sequence[str]], Scored]:

@@ -346,6 +346,9 @@ class GateSpec(Strict):
     )
     max_p95_latency_ms: float | None = Field(None, gt=0)
     min_roi: float | None = None
+    correction: Literal["holm", "bh"] = Field(
+        "holm", description="Multiple-comparison correction: Holm (family-wise) or "
+        "Benjamini-Hochberg (false discovery rate).")
     blocking_signals: list[
         Literal["diminishing_returns", "teacher_bias", "cost", "distribution_gap",
                 "teacher_inconsistency"]

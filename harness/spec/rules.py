@@ -79,10 +79,24 @@ def _check_design(exp: Experiment, names: Names) -> Iterator[Problem]:
 
 
 def _check_policies(exp: Experiment, names: Names) -> Iterator[Problem]:
+    from harness.evaluate.metrics import METRICS_BY_KIND
+
     units = names["units"]
-    for unit in exp.gate.min_metric:
+    for unit, mins in exp.gate.min_metric.items():
         if unit not in units:
             yield _p(f"gate.min_metric.{unit}", f"unknown unit {unit!r}{did_you_mean(unit, units)}")
+            continue
+        spec = exp.units.get(unit)
+        if spec is None:
+            continue
+        known = list(METRICS_BY_KIND[spec.kind])
+        if spec.kind == "json_fields":
+            known += [f"f1.{f}" for f in spec.fields]  # type: ignore[union-attr]
+        for metric in mins:
+            if metric not in known:
+                yield _p(f"gate.min_metric.{unit}.{metric}",
+                         f"unit {unit!r} ({spec.kind}) has no metric {metric!r}"
+                         f"{did_you_mean(metric, known)} (known: {', '.join(known)})")
     for i, unit in enumerate(exp.stop.units or []):
         if unit not in units:
             yield _p(f"stop.units.{i}", f"unknown unit {unit!r}{did_you_mean(unit, units)}")

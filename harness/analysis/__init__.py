@@ -1,0 +1,1 @@
+"""Analysis: attribution, learning curves, fidelity, ROI ledger, stop signals and the gate."""

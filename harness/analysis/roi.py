@@ -1,0 +1,102 @@
+"""The ROI ledger: what distilling a cell cost, what the student saves, and when it breaks even.
+
+The estimator is the chapter's (seed 003, Listing 16-3)::
+
+    requests = qps * 86400 * days
+    saved    = requests * avg_tokens / 1000 * (teacher_price_per_1k - student_price_per_1k)
+    ROI      = (saved - offline_cost) / offline_cost
+
+Offline cost per cell = teacher generation (recorded ``usage`` tokens x each teacher's prices,
+or its declared ``generation_cost``, for the teachers the bucket draws on) + judge cost (per
+judged record, when the bucket uses the judge) + training (measured train seconds / 3600 x
+``gpu_hour``) + sample maintenance (``maintenance_per_month`` over the horizon). The
+quality-adjusted view subtracts the manual fallback cost of the student's extra errors over the
+teacher's; the latency view compares the teacher's declared p95 with the student's measured p95.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.analysis.load import RunData
+
+
+def distill_roi(*, qps: float, teacher_cost_per_1k: float, student_cost_per_1k: float,
+                avg_tokens: float, days: float, offline_total_cost: float) -> float:
+    """ROI = (saved online inference cost - offline investment) / offline investment."""
+    requests = qps * 86400 * days
+    saved = requests * (avg_tokens / 1000) * (teacher_cost_per_1k - student_cost_per_1k)
+    return (saved - offline_total_cost) / max(offline_total_cost, 1e-9)
+
+
+def teacher_generation_cost(usage: dict[str, dict[str, float]], costs: dict[str, Any],
+                            teachers: list[str]) -> dict[str, float]:
+    """Per teacher: declared generation cost, or recorded tokens x prices (currency units)."""
+    out = {}
+    for t in teachers:
+        tc = costs["teachers"].get(t, {})
+        if tc.get("generation_cost") is not None:
+            out[t] = float(tc["generation_cost"])
+            continue
+        u = usage.get(t, {"prompt_tokens": 0, "completion_tokens": 0})
+        out[t] = (u["prompt_tokens"] / 1000 * tc.get("price_per_1k_prompt", 0.0)
+                  + u["completion_tokens"] / 1000 * tc.get("price_per_1k_completion", 0.0))
+    return out
+
+
+def ledger(run: RunData, usage: dict[str, dict[str, float]], n_records: int,
+           teacher_error: dict[str, float]) -> list[dict[str, Any]]:
+    """One ledger row per finished cell (JSON-ready).
+
+    Args:
+        usage: teacher -> summed ``prompt_tokens`` / ``completion_tokens`` of the repository.
+        n_records: records in the sample repository (judge cost is per judged record).
+        teacher_error: unit -> error rate of the best teacher on the eval set (audit).
+    """
+    costs = run.spec["costs"]
+    traffic = costs["traffic"]
+    days = float(traffic["days"])
+    requests = traffic["qps"] * 86400 * days
+    saved = requests * traffic["avg_tokens"] / 1000 * (costs["teacher_price_per_1k"]
+                                                       - costs["student_price_per_1k"])
+    all_teachers = sorted(usage)
+    teacher_p95 = [t.get("latency_p95_ms") for t in costs["teachers"].values()
+                   if t.get("latency_p95_ms")]
+    rows = []
+    for cell in run.cells:
+        bucket = run.spec["buckets"][cell.axes["bucket"]]
+        teachers = all_teachers if bucket["teachers"] == "all" else list(bucket["teachers"])
+        gen = teacher_generation_cost(usage, costs, teachers)
+        judged = bucket["select"] == "judge_winner" or bucket.get("min_score") is not None
+        judge = costs["judge_cost_per_item"] * n_records if judged else 0.0
+        train_h = float(cell.metrics["train"]["train_seconds"]) / 3600
+        training = train_h * costs["gpu_hour"]
+        maintenance = costs["maintenance_per_month"] * days / 30
+        offline = sum(gen.values()) + judge + training + maintenance
+        roi = (saved - offline) / max(offline, 1e-9)
+        daily = saved / days
+        # quality-adjusted: the student's extra errors over the best teacher, handled by hand
+        extra = []
+        for unit, items in cell.units.items():
+            student_err = 1 - float(items.correct.mean())
+            extra.append(student_err - teacher_error.get(unit, student_err))
+        extra_rate = sum(extra) / len(extra) if extra else 0.0
+        fallback = requests * extra_rate * costs["manual_fallback_cost"]
+        q_saved = saved - fallback
+        p95 = next((r["value"] for r in run.latency.filter(
+            run.latency["cell_id"] == cell.cell_id).iter_rows(named=True)
+            if r["metric"] == "latency_p95_ms"), None)
+        rows.append({
+            "cell_id": cell.cell_id, "label": cell.label, "currency": costs["currency"],
+            "teacher_generation": gen, "judge": judge, "training": training,
+            "training_hours": train_h, "maintenance": maintenance, "offline_cost": offline,
+            "online_saving": saved, "roi": roi,
+            "break_even_days": (offline / daily) if daily > 0 else None,
+            "extra_error_rate": extra_rate, "manual_fallback": fallback,
+            "quality_adjusted_saving": q_saved,
+            "quality_adjusted_roi": (q_saved - offline) / max(offline, 1e-9),
+            "student_p95_ms": p95,
+            "teacher_p95_ms": max(teacher_p95) if teacher_p95 else None,
+            "horizon_days": days,
+        })
+    return rows
