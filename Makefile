@@ -6,7 +6,7 @@ HARNESS := $(VENV)/bin/harness
 STAMP   := $(VENV)/.installed
 DEMO_DATA := experiments/demo/data/samples.jsonl
 
-.PHONY: demo test install demo-data lint clean
+.PHONY: demo test install demo-data lint clean browser
 
 install: $(STAMP)
 
@@ -31,9 +31,17 @@ demo: $(STAMP) $(DEMO_DATA)
 	$(HARNESS) run experiments/demo.yaml
 	@# the gate exits 3 for STOP / SHIFT_TO_REAL_DATA: a decision, not a failure of the demo
 	$(HARNESS) gate runs/demo; test $$? -ne 2
+	$(HARNESS) report runs/demo --out reports/demo/index.html
 
-test: $(STAMP) $(DEMO_DATA)
-	$(PY) -m pytest -q
+test: $(STAMP) $(DEMO_DATA) browser
+	$(PY) -m pytest -q -rs
+
+# The report test looks at the page in Debian's chromium; install it when missing (needs root
+# and the package registry). When that is impossible the test is skipped with a visible reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	    >/dev/null 2>&1 || echo "NOTE: chromium could not be installed; the browser test will be skipped"; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check harness tests benchmarks experiments

@@ -275,6 +275,16 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return int(gate["exit_status"])
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render the self-contained HTML report of a run folder."""
+    from harness.report.render import render_report
+
+    run_dir = Path(args.run_dir)
+    out = Path(args.out) if args.out else Path("reports") / run_dir.name / "index.html"
+    print(render_report(run_dir, out))
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from harness.spec import json_schema
 
@@ -330,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--correction", choices=["holm", "bh"], help="override gate.correction")
     g.add_argument("--json", action="store_true", help="print the decision as JSON")
     g.set_defaults(fn=cmd_gate)
+    rp = sub.add_parser("report", help="render the HTML report of a run folder")
+    rp.add_argument("run_dir")
+    rp.add_argument("--out", help="HTML file (default reports/<experiment>/index.html)")
+    rp.set_defaults(fn=cmd_report)
     s = sub.add_parser("schema", help="print the experiment JSON Schema")
     s.set_defaults(fn=cmd_schema)
     return p

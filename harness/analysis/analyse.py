@@ -45,7 +45,7 @@ def _fidelity_table(run: RunData) -> list[dict[str, Any]]:
 
 
 def analyse(run_dir: Path, history: list[Path] | None = None, method: str | None = None,
-            n_boot: int = 1000) -> dict[str, Any]:
+            n_boot: int = 1000, curve_boot: int = 200) -> dict[str, Any]:
     """Analyse a run folder (and earlier rounds); writes and returns ``analysis.json``."""
     run = load_run(run_dir)
     past = [load_run(h) for h in history or []]
@@ -57,7 +57,7 @@ def analyse(run_dir: Path, history: list[Path] | None = None, method: str | None
     facts = run.run.get("teachers", {})
     roi = ledger(run, facts.get("usage", {}), int(facts.get("n_records", 0)),
                  _teacher_error(run))
-    curves = learning_curves(run)
+    curves = learning_curves(run, n_boot=curve_boot)
     chosen = choose_cell(run, roi)
     sigs = signals(run, chosen, curves, roi, past)
     gate = decide(run, chosen, sigs, roi)

@@ -19,10 +19,11 @@ UNITS = {"route": {"kind": "label", "labels": ["a", "b"], "answer_marker": "Answ
 
 def spec_dict(buckets: list[str], fields: list[str], scales: list[float],
               stop: dict[str, Any] | None = None, gate: dict[str, Any] | None = None,
-              costs: dict[str, Any] | None = None) -> dict[str, Any]:
+              costs: dict[str, Any] | None = None, units: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
     exp = Experiment.model_validate({
         "name": "synth", "data": {"samples": "s.jsonl", "eval": "e.jsonl"},
-        "units": {k: {kk: vv for kk, vv in v.items()} for k, v in UNITS.items()},
+        "units": {k: dict(v) for k, v in (units or UNITS).items()},
         "student": {"config": {"layers": 1, "hidden": 32, "heads": 2}},
         "buckets": {b: {} for b in buckets}, "fields": {f: {} for f in fields},
         "scale": scales, "baseline": {"bucket": buckets[0], "fields": fields[0],
@@ -55,13 +56,15 @@ def write_run(root: Path, spec: dict[str, Any],
         is_base = (bucket, fields, scale) == (base["bucket"], base["fields"], base["scale"])
         manifest = {"cell_id": cell_id, "label": label, "is_baseline": is_base,
                     "axes": {"bucket": bucket, "fields": fields, "scale": scale, "seed": 0},
-                    "spec": {"units": spec["units"]},
+                    "spec": {"units": spec["units"], "scale": scale, "seed": 0,
+                             "bucket": {"name": bucket, **spec["buckets"][bucket]},
+                             "fields": {"name": fields, **spec["fields"][fields]}},
                     "counts": {"unit": {u: samples(scale) for u in units}}}
         reports, preds = {}, []
         for u, correct in units.items():
             items, answers = [], []
             for k, ok in enumerate(correct):
-                if u == "route":
+                if spec["units"][u]["kind"] == "label":
                     ref, ans = "a", ("a" if ok else "b")
                 else:
                     ref = "ESCALATE" if k % 2 == 0 else "REPLY: ok"
@@ -70,7 +73,8 @@ def write_run(root: Path, spec: dict[str, Any],
                 if teacher_answers and u in teacher_answers:
                     t_ok = teacher_answers[u][k]
                     cands = [{"teacher": "t", "final": ref if t_ok else
-                              ("b" if u == "route" else "X"), "confidence": 0.9}]
+                              ("b" if spec["units"][u]["kind"] == "label" else "X"),
+                              "confidence": 0.9}]
                 items.append({"id": f"e{k:04d}", "unit": u, "reference": ref, "tags": tags[k],
                               "candidates": cands})
                 answers.append(ans)

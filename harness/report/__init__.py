@@ -1,0 +1,1 @@
+"""The HTML report: Jinja2 templates and inline SVG charts."""

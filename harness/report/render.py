@@ -1,0 +1,228 @@
+"""``harness report``: one self-contained HTML page from a run folder.
+
+Reads ``results.parquet``, ``latency.parquet``, ``analysis.json`` (computed first when missing),
+``run.json``, ``teacher_audit.json`` and per cell its metrics and predictions; renders
+``templates/report.html.j2`` with Jinja2 (autoescape on). Inline CSS and SVG only — no scripts,
+fonts or any other request — so the file can be mailed, archived and opened offline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from harness.analysis.load import RunData, load_run
+from harness.evaluate.metrics import PRIMARY_METRIC
+from harness.fsutil import atomic_write_text
+from harness.report import svg
+
+MAX_DISAGREEMENTS = 40
+MAX_TABLE_ROWS = 400
+
+
+def _env() -> Environment:
+    env = Environment(loader=PackageLoader("harness.report", "templates"),
+                      autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
+                      lstrip_blocks=True)
+    env.filters["num"] = lambda v, d=3: "–" if v is None else (
+        f"{v:,.{d}f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else v)
+    env.filters["signed"] = lambda v, d=3: "–" if v is None else f"{v:+.{d}f}"
+    return env
+
+
+def _heatmap(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
+    """Arms x units: delta vs baseline with CI, significance and MDE greying."""
+    units = list(run.spec["units"])
+    cells: dict[str, dict[str, Any]] = {}
+    biggest = 1e-9
+    for c in analysis["attribution"]["vs_baseline"]:
+        cells.setdefault(c["arm"], {})[c["unit"]] = c
+        biggest = max(biggest, abs(c["delta"]))
+    rows = []
+    for arm, by_unit in cells.items():
+        row = {"arm": arm, "cells": []}
+        for u in units:
+            c = by_unit.get(u)
+            if c is None:
+                row["cells"].append(None)
+                continue
+            below = abs(c["delta"]) < c["mde"]
+            hue = 140 if c["delta"] >= 0 else 0  # green better, red worse (primaries: higher)
+            alpha = 0.12 if below else 0.15 + 0.75 * min(1.0, abs(c["delta"]) / biggest)
+            row["cells"].append({**c, "below_mde": below,
+                                 "style": f"background:hsla({hue},60%,45%,{alpha:.2f})"})
+        rows.append(row)
+    return {"units": units, "rows": rows,
+            "metrics": {u: PRIMARY_METRIC[run.spec["units"][u]["kind"]] for u in units}}
+
+
+def _calibration(run: RunData, chosen_id: str) -> list[dict[str, Any]]:
+    out = []
+    for unit, spec in run.spec["units"].items():
+        if spec["kind"] != "label":
+            continue
+        rows, charts = [], []
+        for cell in run.cells[:MAX_TABLE_ROWS]:
+            rep = cell.metrics["units"].get(unit)
+            if not rep or not rep.get("calibration"):
+                continue
+            m = rep["metrics"]
+            rows.append({"label": cell.label, "ece_15": m.get("ece_15"),
+                         "ece_10_mass": m.get("ece_10_mass"), "brier": m.get("brier"),
+                         "nll": m.get("nll"), "n": rep["n"],
+                         "unreliable": not rep["calibration"]["ece_reliable"]})
+            if cell.cell_id == chosen_id or cell.is_baseline:
+                charts.append({"label": cell.label, "svg": svg.reliability(
+                    rep["calibration"]["reliability"], f"Reliability: {cell.label}, {unit}")})
+        out.append({"unit": unit, "rows": rows, "charts": charts})
+    return out
+
+
+def _latency(run: RunData) -> list[dict[str, Any]]:
+    by_cell: dict[str, dict[str, Any]] = {}
+    for r in run.latency.iter_rows(named=True):
+        by_cell.setdefault(r["label"], {})[r["metric"]] = r["value"]
+    return [{"label": k, **v} for k, v in sorted(by_cell.items())][:MAX_TABLE_ROWS]
+
+
+def _curves(analysis: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for c in analysis["learning_curves"]:
+        pts = [(p["samples"], p["value"]) for p in c["points"]]
+        item = {**c, "svg": None}
+        if c["fit"]:
+            f = c["fit"]
+            m_max = f["m_max"]
+            xs = sorted({p[0] for p in pts} | {m_max * 1.5, m_max * 2})
+            fit = [(x, 1 - (f["a"] * x ** f["b"] + f["c"])) for x in xs]
+            y_now = 1 - (f["a"] * m_max ** f["b"] + f["c"])
+            lo, hi = f["gain_ci"]
+            band = ([(m_max, y_now, y_now), (2 * m_max, y_now + lo, y_now + hi)]
+                    if lo is not None else [])
+            item["svg"] = svg.lines([("measured", pts, "pts"), ("fit", fit, "fit")],
+                                    f"Learning curve {c['bucket']}/{c['fields']} {c['unit']}",
+                                    "training samples (log2)", c["metric"], band=band,
+                                    log_x=True)
+        elif len(pts) > 1:
+            item["svg"] = svg.lines([("measured", pts, "pts")],
+                                    f"Measured points {c['bucket']}/{c['fields']} {c['unit']}",
+                                    "training samples (log2)", c["metric"], log_x=True)
+        out.append(item)
+    return out
+
+
+def _roi_chart(analysis: dict[str, Any], chosen_id: str, spec: dict[str, Any]) -> Any:
+    row = next((r for r in analysis["roi"] if r["cell_id"] == chosen_id), None)
+    if row is None:
+        return None
+    t = spec["costs"]["traffic"]
+    per_day_tokens = t["qps"] * 86400 * t["avg_tokens"] / 1000
+    teacher = spec["costs"]["teacher_price_per_1k"] * per_day_tokens
+    student = spec["costs"]["student_price_per_1k"] * per_day_tokens
+    days = list(range(0, int(t["days"]) + 1, max(1, int(t["days"]) // 15)))
+    return svg.lines([("teacher only", [(d, teacher * d) for d in days], "s1"),
+                      ("distilled student", [(d, row["offline_cost"] + student * d)
+                                             for d in days], "s2")],
+                     f"Cumulative cost ({row['currency']}) over {t['days']} days", "days",
+                     f"cost ({row['currency']})")
+
+
+def _config_diff(run: RunData) -> dict[str, Any]:
+    """Only the bucket / field-set / scale / seed settings that differ between cells."""
+    flat: dict[str, dict[str, Any]] = {}
+    for cell in run.cells:
+        eff = cell.manifest["spec"]
+        row = {"scale": eff["scale"], "seed": eff["seed"]}
+        for part in ("bucket", "fields"):
+            for k, v in eff[part].items():
+                row[f"{part}.{k}"] = json.dumps(v) if isinstance(v, list | dict) else v
+        flat[cell.label] = row
+    keys = sorted({k for r in flat.values() for k in r})
+    differing = [k for k in keys if len({json.dumps(r.get(k), default=str)
+                                         for r in flat.values()}) > 1]
+    return {"keys": differing, "rows": [{"label": lab, "values": [r.get(k) for k in differing]}
+                                        for lab, r in sorted(flat.items())][:MAX_TABLE_ROWS]}
+
+
+def _disagreements(run: RunData, chosen_id: str) -> list[dict[str, Any]]:
+    base = next((c for c in run.cells if c.is_baseline), None)
+    best = next((c for c in run.cells if c.cell_id == chosen_id), None)
+    if base is None or best is None or base.cell_id == best.cell_id:
+        return []
+    prompts = {r["id"]: r["prompt"] for r in run.eval_rows}
+
+    def preds(cell: Any) -> dict[tuple[str, str], dict[str, Any]]:
+        path = run.path / "cells" / cell.cell_id / "predictions.jsonl"
+        rows = [json.loads(x) for x in path.open(encoding="utf-8") if x.strip()]
+        return {(r["unit"], r["id"]): r for r in rows}
+
+    a, b = preds(base), preds(best)
+    out = []
+    for key in sorted(a.keys() & b.keys()):
+        if a[key]["correct"] != b[key]["correct"]:
+            out.append({"unit": key[0], "id": key[1], "prompt": prompts.get(key[1], ""),
+                        "reference": a[key]["reference"], "baseline": a[key]["answer"],
+                        "best": b[key]["answer"], "best_right": bool(b[key]["correct"])})
+        if len(out) >= MAX_DISAGREEMENTS:
+            break
+    return out
+
+
+def _failed(run: RunData) -> list[dict[str, Any]]:
+    out = []
+    for entry in run.run["cells"]:
+        if entry["status"] == "done":
+            continue
+        err = entry.get("error") or {}
+        path = run.path / "cells" / entry["cell_id"] / "FAILED.json"
+        if path.is_file():
+            err = json.loads(path.read_text(encoding="utf-8"))
+        out.append({"label": entry["label"], "cell_id": entry["cell_id"],
+                    "status": entry["status"], "error": err.get("error", ""),
+                    "hint": err.get("hint", "")})
+    return out
+
+
+def build(run_dir: Path) -> dict[str, Any]:
+    """Everything the template shows."""
+    if not (run_dir / "analysis.json").is_file():
+        from harness.analysis.analyse import analyse
+
+        analyse(run_dir)
+    run = load_run(run_dir)
+    analysis = json.loads((run_dir / "analysis.json").read_text(encoding="utf-8"))
+    gate = analysis["gate"]
+    chosen = gate["cell"]["cell_id"]
+    env = next(iter(run.cells)).metrics.get("environment", {})
+    n_eval = {u: len(items.ids) for u, items in run.cells[0].units.items()}
+    statuses = [c["status"] for c in run.run["cells"]]
+    spec = run.spec
+    return {
+        "title": f"Distillation report: {run.run['experiment']}",
+        "experiment": run.run["experiment"], "gate": gate, "analysis": analysis,
+        "signals": analysis["signals"], "baseline": spec["baseline"],
+        "student": spec["student"], "n_eval": n_eval, "environment": env,
+        "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "completed": statuses.count("done"), "failed_count": len(statuses) -
+        statuses.count("done"), "total": len(statuses),
+        "heatmap": _heatmap(run, analysis), "attribution": analysis["attribution"],
+        "calibration": _calibration(run, chosen), "latency": _latency(run),
+        "teacher_p95": {t: c.get("latency_p95_ms") for t, c in spec["costs"]["teachers"].items()},
+        "curves": _curves(analysis), "fidelity": analysis["fidelity"][:MAX_TABLE_ROWS],
+        "fidelity_flags": analysis["fidelity_flags"], "roi": analysis["roi"][:MAX_TABLE_ROWS],
+        "roi_chart": _roi_chart(analysis, chosen, spec), "audit": run.teacher_audit,
+        "config_diff": _config_diff(run), "disagreements": _disagreements(run, chosen),
+        "failed": _failed(run), "primary": PRIMARY_METRIC,
+        "unit_kinds": {u: s["kind"] for u, s in spec["units"].items()},
+    }
+
+
+def render_report(run_dir: Path, out: Path) -> Path:
+    """Render the report of a run folder to ``out`` (written atomically)."""
+    html = _env().get_template("report.html.j2").render(**build(run_dir))
+    atomic_write_text(out, html)
+    return out
