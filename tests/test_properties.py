@@ -329,7 +329,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield folder
 
 
-@settings(SETTINGS, max_examples=150)
+@settings(SETTINGS, max_examples=600)
 @given(bad=corruptions)
 def test_corrupt_data_is_rejected_with_located_problems(data_dir: Path, bad: Corruption) -> None:
     (data_dir / "samples.jsonl").write_bytes(dump(BASE["samples"]))
@@ -544,7 +544,7 @@ def yaml_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny(tmp_path_factory.mktemp("prop_yaml")).parent
 
 
-@settings(SETTINGS, max_examples=200)
+@settings(SETTINGS, max_examples=400)
 @given(case=yaml_cases)
 def test_corrupt_yaml_is_rejected_with_located_problems(yaml_dir: Path, case: YamlCase) -> None:
     marker = yaml_dir / "pwned"

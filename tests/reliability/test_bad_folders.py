@@ -1,0 +1,79 @@
+"""Run folders given to ``report`` and ``gate``: missing, foreign or corrupt -> exit 2, located."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
+
+from synth import spec_dict, write_run  # noqa: E402
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    import numpy as np
+
+    spec = spec_dict(["a", "b"], ["plain"], [1.0])
+    cells = {(b, "plain", 1.0): {"route": (np.arange(60) % 3 > 0).astype(int)} for b in "ab"}
+    return write_run(tmp_path, spec, cells)
+
+
+@pytest.mark.parametrize("command", ["report", "gate"])
+def test_missing_folder(command, tmp_path, capsys):
+    assert main([command, str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "no such run folder" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("damage", ["results", "run_json", "metrics", "no_results"])
+@pytest.mark.parametrize("command", ["report", "gate"])
+def test_corrupt_folder(command, damage, run_dir, tmp_path, capsys):
+    if damage == "results":
+        (run_dir / "results.parquet").write_bytes(b"PAR1 broken")
+    elif damage == "run_json":
+        (run_dir / "run.json").write_text("{not json")
+    elif damage == "metrics":
+        cell = next((run_dir / "cells").iterdir())
+        (cell / "metrics.json").write_text('{"units": ')
+    else:
+        (run_dir / "results.parquet").unlink()
+    args = [command, str(run_dir)] + (["--out", str(tmp_path / "r.html")]
+                                      if command == "report" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(run_dir) in err
+    assert not (tmp_path / "r.html").exists()  # never a half-written output
+
+
+def test_results_of_another_schema_version(run_dir, capsys):
+    import polars as pl
+
+    df = pl.read_parquet(run_dir / "results.parquet").with_columns(pl.lit(99).alias(
+        "schema_version"))
+    df.write_parquet(run_dir / "results.parquet")
+    assert main(["gate", str(run_dir)]) == 2
+    assert "schema version" in capsys.readouterr().err
+
+
+def test_a_ten_megabyte_prompt_is_handled(tiny, capsys):
+    from conftest import tiny_samples
+
+    samples = tiny_samples()
+    samples[0]["prompt"] = "charged twice " * 750_000  # ~10 MB
+    path = tiny(samples=samples)
+    assert main(["validate", str(path)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_run_json_of_an_older_version_is_refused(run_dir, capsys):
+    run = json.loads((run_dir / "run.json").read_text())
+    run.pop("spec")
+    (run_dir / "run.json").write_text(json.dumps(run))
+    assert main(["gate", str(run_dir)]) == 2
+    assert "not written by this version" in capsys.readouterr().err
