@@ -136,15 +136,19 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
                                      bool(spec["student"].get("trust_remote_code")))
     log_path = cell_dir / "train_log.jsonl"
     log_tmp = cell_dir / ".train_log.jsonl.tmp"
-    with log_tmp.open("w", encoding="utf-8") as log_fh:
-        def log(row: dict[str, Any]) -> None:
-            log_fh.write(json.dumps(row) + "\n")
-            log_fh.flush()
+    try:
+        with log_tmp.open("w", encoding="utf-8") as log_fh:
+            def log(row: dict[str, Any]) -> None:
+                log_fh.write(json.dumps(row) + "\n")
+                log_fh.flush()
 
-        summary = train(model, tokenizer, samples, spec["student"]["train"], seed=seed,
-                        device=dev, teacher=teacher, distill=spec["student"].get("distill"),
-                        log=log)
-    os.replace(log_tmp, log_path)
+            summary = train(model, tokenizer, samples, spec["student"]["train"], seed=seed,
+                            device=dev, teacher=teacher, distill=spec["student"].get("distill"),
+                            log=log)
+        os.replace(log_tmp, log_path)
+    except BaseException:
+        log_tmp.unlink(missing_ok=True)  # a failed cell leaves no partial log behind
+        raise
     model_dir = cell_dir / "model"
     model.save_pretrained(model_dir, safe_serialization=True)
     tokenizer.save_pretrained(model_dir)

@@ -108,3 +108,25 @@ def test_full_disk_fails_the_cell_with_a_hint_and_the_others_go_on(exp, tmp_path
     assert not (failed[0] / "DONE").exists() and not (failed[0] / "metrics.json").exists()
     assert not list(failed[0].glob(".*.tmp"))  # no temporary file left behind
     assert sum((c / "DONE").is_file() for c in (out / "tiny" / "cells").iterdir()) == 3
+
+
+def test_non_finite_loss_fails_the_cell_with_a_hint(exp, tmp_path, monkeypatch):
+    import harness.train.loop as loop
+
+    real = loop.train
+    calls = {"n": 0}
+
+    def diverging(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise loop.NonFiniteLoss("non-finite loss at optimizer step 7: nan")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(loop, "train", diverging)
+    out = tmp_path / "runs"
+    assert main(["run", str(exp), "--out", str(out), "--quiet"]) == 1
+    failed = [c for c in (out / "tiny" / "cells").iterdir() if (c / "FAILED.json").is_file()]
+    assert len(failed) == 1
+    record = json.loads((failed[0] / "FAILED.json").read_text())
+    assert record["kind"] == "non_finite_loss" and "lr" in record["hint"]
+    assert not (failed[0] / "model").exists() and not list(failed[0].glob(".*.tmp"))

@@ -96,3 +96,26 @@ def test_report_in_headless_chromium(report, tmp_path):
     assert box is not None and box["y"] + 60 < 800  # the decision is on the first screen
     assert text.startswith("DECISION:")
     assert shot.stat().st_size > 10_000
+
+
+def test_every_text_field_of_the_report_is_escaped(report):
+    """Render the real context with a payload appended to every string the page can show."""
+    from markupsafe import Markup
+
+    from harness.report.render import _env, build
+
+    def poison(value):
+        if isinstance(value, Markup):
+            return value  # charts: built from escaped parts
+        if isinstance(value, str):
+            return value + PAYLOADS[0] + PAYLOADS[1]
+        if isinstance(value, dict):
+            return {k: poison(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(poison(v) for v in value)
+        return value
+
+    ctx = build(report.parent / "runs" / "tiny")
+    html = _env().get_template("report.html.j2").render(**poison(ctx))
+    assert "<script" not in html.lower() and "<img" not in html.lower()
+    assert html.count("&lt;script&gt;") > 50
