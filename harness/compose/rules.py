@@ -61,39 +61,31 @@ def failures_exclude(rows: pl.DataFrame, bucket: BucketSpec) -> pl.DataFrame:
     return rows.clear()
 
 
-def _corrected(rows: pl.DataFrame) -> pl.DataFrame:
-    """Rows whose target answer is known: the correction, else the unit's refusal marker."""
+def _corrected(rows: pl.DataFrame, *extra: pl.Expr) -> pl.DataFrame:
+    """Rows whose target answer is known — the correction, else the unit's refusal marker —
+    with ``final`` set to it. The teacher's rationale, limits and trajectory are dropped: they
+    argued for the wrong answer. ``extra`` expressions see the original ``final``."""
     answer = pl.coalesce(pl.col("correction"),
                          pl.when(pl.col("kind") == "refusal").then(pl.col("marker")))
-    return rows.with_columns(answer.alias("_answer")).filter(pl.col("_answer").is_not_null())
+    known = rows.with_columns(answer.alias("_answer")).filter(pl.col("_answer").is_not_null())
+    return known.with_columns(*extra).with_columns(
+        pl.col("_answer").alias("final"),
+        *(pl.lit(None, dtype=pl.Utf8).alias(c) for c in ("rationale", "limits", "trajectory")),
+    ).drop("_answer")
 
 
 @FAILURE_MODES.register("refusal")
 def failures_refusal(rows: pl.DataFrame, bucket: BucketSpec) -> pl.DataFrame:
     """A failed candidate becomes a sample whose target is its correction (or, without one, the
-    unit's refusal marker), so the student learns where the boundary is. The teacher's wrong
-    rationale and limits are dropped: they argued for the wrong answer."""
-    out = _corrected(rows).with_columns(
-        pl.col("_answer").alias("final"),
-        pl.lit(None, dtype=pl.Utf8).alias("rationale"),
-        pl.lit(None, dtype=pl.Utf8).alias("limits"),
-        pl.lit(None, dtype=pl.Utf8).alias("trajectory"),
-    ).drop("_answer")
-    return out
+    unit's refusal marker), so the student learns where the boundary is."""
+    return _corrected(rows)
 
 
 @FAILURE_MODES.register("contrastive")
 def failures_contrastive(rows: pl.DataFrame, bucket: BucketSpec) -> pl.DataFrame:
     """A failed candidate becomes a sample that states the right answer, then the wrong one and
     the correction note (rendered by the unit's template through ``wrong`` and ``note``)."""
-    out = _corrected(rows).with_columns(
-        pl.col("final").alias("wrong"),
-        pl.col("_answer").alias("final"),
-        pl.lit(None, dtype=pl.Utf8).alias("rationale"),
-        pl.lit(None, dtype=pl.Utf8).alias("limits"),
-        pl.lit(None, dtype=pl.Utf8).alias("trajectory"),
-    ).drop("_answer")
-    return out
+    return _corrected(rows, pl.col("final").alias("wrong"))
 
 
 # --------------------------------------------------------------------------- confidence
