@@ -36,7 +36,10 @@ def _umask() -> int:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write UTF-8 text atomically."""
-    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    def write(p: Path) -> None:
+        p.write_text(text, encoding="utf-8")
+
+    atomic_write(path, write)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -54,8 +54,8 @@ def choose_cell(run: RunData, roi: list[dict[str, Any]]) -> dict[str, Any]:
     for cell in run.cells:
         values = [_value(run, cell.cell_id, u, PRIMARY_METRIC[run.spec["units"][u]["kind"]])
                   for u in units]
-        mean = sum(v for v in values if v is not None) / max(1, sum(v is not None
-                                                                     for v in values))
+        present = [v for v in values if v is not None]
+        mean = sum(present) / max(1, len(present))
         unmet = [f"{u}.{m} = {v:.3f} < {lo:g}" if v is not None else f"{u}.{m}: missing"
                  for u, mins in policy["min_metric"].items() for m, lo in mins.items()
                  if (v := _value(run, cell.cell_id, u, m)) is None or v < lo]
@@ -160,9 +160,9 @@ def signals(run: RunData, chosen: dict[str, Any], curves: list[dict[str, Any]],
 def _best_primary(run: RunData, units: list[str]) -> float:
     best = 0.0
     for cell in run.cells:
-        vals = [_value(run, cell.cell_id, u, PRIMARY_METRIC[run.spec["units"][u]["kind"]])
-                for u in units]
-        vals = [v for v in vals if v is not None]
+        found = [_value(run, cell.cell_id, u, PRIMARY_METRIC[run.spec["units"][u]["kind"]])
+                 for u in units]
+        vals = [v for v in found if v is not None]
         if vals:
             best = max(best, sum(vals) / len(vals))
     return best

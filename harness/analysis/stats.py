@@ -13,13 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 #: z_{0.975} + z_{0.80}: the multiplier turning a standard error into an 80%-power MDE.
 MDE_Z = float(stats.norm.ppf(0.975) + stats.norm.ppf(0.80))
 
 
-def mcnemar_exact(a: Sequence[int], b: Sequence[int]) -> float:
+def mcnemar_exact(a: ArrayLike, b: ArrayLike) -> float:
     """Two-sided exact McNemar p-value for paired binary outcomes (1 = correct).
 
     Only discordant pairs count: b10 (a right, b wrong) vs b01; under H0 each is Binomial(n, 1/2).

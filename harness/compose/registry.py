@@ -8,7 +8,10 @@ any data is read. Kept free of heavy imports: validation imports this module.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    import polars as pl
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -51,9 +54,12 @@ class Registry(Generic[F]):
         import harness.compose.rules  # noqa: F401
 
 
+#: A rule: (candidate rows, bucket or field-set spec) -> rows.
+Rule = Callable[["pl.DataFrame", Any], "pl.DataFrame"]
+
 #: Candidate selection per record: bucket.select
-SELECTORS: Registry[Callable[..., object]] = Registry("selector")
+SELECTORS: Registry[Rule] = Registry("selector")
 #: What failure-pool candidates become: bucket.failures
-FAILURE_MODES: Registry[Callable[..., object]] = Registry("failure mode")
+FAILURE_MODES: Registry[Rule] = Registry("failure mode")
 #: How teacher confidence turns into sample weights: fields.confidence
-CONFIDENCE_RULES: Registry[Callable[..., object]] = Registry("confidence rule")
+CONFIDENCE_RULES: Registry[Rule] = Registry("confidence rule")

@@ -120,7 +120,8 @@ class TargetTemplate:
             expr = (pl.when(cond).then(piece) if expr is None
                     else expr.when(cond).then(piece))  # type: ignore[attr-defined]
         assert expr is not None
-        return df.select(expr.otherwise(pl.lit(None, dtype=pl.Utf8)).alias("target"))["target"]
+        final = expr.otherwise(pl.lit(None, dtype=pl.Utf8))  # type: ignore[attr-defined]
+        return df.select(final.alias("target"))["target"]
 
     def _pattern_expr(self, flags: dict[str, bool]) -> pl.Expr:
         """One presence pattern -> a concat of literals and columns."""

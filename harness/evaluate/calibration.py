@@ -7,10 +7,10 @@ bins with their counts. With fewer than 300 items ECE is noisy; :func:`calibrati
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 #: Below this many items ECE estimates are unreliable (flagged, not hidden).
 MIN_RELIABLE_N = 300
@@ -57,7 +57,7 @@ def ece_equal_mass(conf: np.ndarray, correct: np.ndarray, n_bins: int = 10
     return _bins_report(conf, correct, groups, edges)
 
 
-def calibration(probs: Sequence[Sequence[float]], true_index: Sequence[int]) -> dict[str, Any]:
+def calibration(probs: ArrayLike, true_index: ArrayLike) -> dict[str, Any]:
     """Calibration of a probability distribution per item over a unit's classes.
 
     Args:
@@ -91,8 +91,7 @@ def calibration(probs: Sequence[Sequence[float]], true_index: Sequence[int]) -> 
     }
 
 
-def stated_confidence_calibration(conf: Sequence[float], correct: Sequence[int]
-                                  ) -> dict[str, Any]:
+def stated_confidence_calibration(conf: ArrayLike, correct: ArrayLike) -> dict[str, Any]:
     """Calibration of a single stated confidence per answer (teacher audit).
 
     Brier and NLL are the binary ones: is the answer right, with probability ``conf``.

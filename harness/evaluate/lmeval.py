@@ -119,7 +119,8 @@ def run_lm_eval(cell_dir: Path, *, batch_size: int = 32, device: str | None = No
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
     dev = device or ("cuda" if _cuda() else "cpu")
-    lm = HFLM(pretrained=model.to(dev), tokenizer=tokenizer, batch_size=batch_size,
+    model = model.to(dev)  # type: ignore[arg-type]
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
               max_length=int(spec["student"]["train"]["max_len"]), device=dev)
     manager = TaskManager(include_path=str(tasks_dir), include_defaults=False)
     names = [task_name(experiment, u) for u in wanted if (tasks_dir / f"{u}.yaml").is_file()]

@@ -37,8 +37,8 @@ def score_labels(model: Any, tokenizer: Any, prompts: list[str], labels: list[st
     for i, prompt in enumerate(prompts):
         for j, lab in enumerate(labels):
             ctx, cont = _pairs(tokenizer, prompt + "\n" + marker, " " + lab)
-            ids = (ctx + cont)[-max_len:]
-            rows.append((i, j, ids, len(cont)))
+            seq_ids = (ctx + cont)[-max_len:]
+            rows.append((i, j, seq_ids, len(cont)))
     out = np.zeros((len(prompts), len(labels)), dtype=np.float64)
     order = sorted(range(len(rows)), key=lambda r: len(rows[r][2]))  # length-bucketed
     pad = tokenizer.pad_token_id

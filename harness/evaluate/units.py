@@ -131,8 +131,8 @@ def teacher_audit(unit: dict[str, Any], items: Sequence[dict[str, Any]],
         sub_items = [items[i] for i, _ in answers]
         preds = [c.get("final") for _, c in answers]
         rep = unit_report(unit, sub_items, preds, slice_keys)
-        confs = [(c.get("confidence"), ok) for (_, c), ok in zip(answers, rep["correct"],
-                                                                 strict=True)
+        confs = [(float(c["confidence"]), ok) for (_, c), ok in zip(answers, rep["correct"],
+                                                                    strict=True)
                  if c.get("confidence") is not None]
         cal = stated_confidence_calibration([c for c, _ in confs], [ok for _, ok in confs])
         rep.pop("fidelity")

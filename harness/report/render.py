@@ -44,7 +44,7 @@ def _heatmap(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
         biggest = max(biggest, abs(c["delta"]))
     rows = []
     for arm, by_unit in cells.items():
-        row = {"arm": arm, "cells": []}
+        row: dict[str, Any] = {"arm": arm, "cells": []}
         for u in units:
             c = by_unit.get(u)
             if c is None:

@@ -379,7 +379,7 @@ def _partial_experiment(raw: dict[str, Any]) -> Experiment:
             parts[name] = good
             continue
         try:
-            parts[name] = TypeAdapter(ann).validate_python(value)
+            parts[name] = TypeAdapter(ann).validate_python(value)  # type: ignore[arg-type]
         except ValidationError:
             parts[name] = (None if field.is_required()
                            else field.get_default(call_default_factory=True))

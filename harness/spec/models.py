@@ -338,6 +338,11 @@ class StopSpec(Strict):
     units: list[str] | None = Field(None, description="Units that matter; default all.")
 
 
+SignalName = Literal["diminishing_returns", "teacher_bias", "cost", "distribution_gap",
+                     "teacher_inconsistency"]
+DEFAULT_BLOCKING: tuple[SignalName, ...] = ("diminishing_returns", "cost", "distribution_gap")
+
+
 class GateSpec(Strict):
     """Gate policy (used by the analysis stage)."""
 
@@ -349,10 +354,9 @@ class GateSpec(Strict):
     correction: Literal["holm", "bh"] = Field(
         "holm", description="Multiple-comparison correction: Holm (family-wise) or "
         "Benjamini-Hochberg (false discovery rate).")
-    blocking_signals: list[
-        Literal["diminishing_returns", "teacher_bias", "cost", "distribution_gap",
-                "teacher_inconsistency"]
-    ] = Field(default_factory=lambda: ["diminishing_returns", "cost", "distribution_gap"])
+    blocking_signals: list[SignalName] = Field(
+        default_factory=lambda: list(DEFAULT_BLOCKING),
+        description="Stop signals that change the decision when they fire.")
 
 
 class EvalSpec(Strict):

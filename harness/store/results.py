@@ -111,7 +111,7 @@ def latency_rows(experiment: str, manifest: dict[str, Any], metrics: dict[str, A
 
 def results_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """Validated, sorted results table from rows."""
-    schema = {c: pl.Utf8 for c in COLUMNS}
+    schema: dict[str, Any] = {c: pl.Utf8 for c in COLUMNS}
     schema.update({"schema_version": pl.Int64, "scale": pl.Float64, "seed": pl.Int64,
                    "is_baseline": pl.Boolean, "value": pl.Float64, "n": pl.Int64,
                    "higher_is_better": pl.Boolean})
