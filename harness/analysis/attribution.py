@@ -119,13 +119,19 @@ def correct_family(contrasts: list[Contrast], method: str) -> None:
             c.verdict = "no evidence"
 
 
-def _one_factor(run: RunData, groups: dict[ArmKey, list[CellData]], reference: ArmKey,
-                axis: int, method: str, n_boot: int) -> list[Contrast]:
+def _family(run: RunData, groups: dict[ArmKey, list[CellData]], reference: ArmKey,
+            axis: int | None, method: str, n_boot: int) -> list[Contrast]:
+    """Every arm vs ``reference`` on every unit, corrected as one family.
+
+    ``axis`` (0 bucket, 1 fields, 2 scale) keeps only arms differing from the reference in that
+    axis alone; None keeps every arm.
+    """
     if reference not in groups:
         return []
     out = []
     for key, cells in groups.items():
-        if key == reference or any(key[i] != reference[i] for i in range(3) if i != axis):
+        if key == reference or (axis is not None and any(
+                key[i] != reference[i] for i in range(3) if i != axis)):
             continue
         for unit in run.spec["units"]:
             c = compare(run, groups[reference], cells, unit, n_boot)
@@ -178,18 +184,10 @@ def attribution(run: RunData, method: str = "holm", n_boot: int = 1000) -> dict[
         return {"correction": method, "error": "the baseline cell has no finished results",
                 "vs_baseline": [], "bucket_effects": [], "field_effects": [],
                 "fields_worth_keeping": []}
-    vs_base = []
-    for key, cells in groups.items():
-        if key == baseline:
-            continue
-        for unit in run.spec["units"]:
-            c = compare(run, groups[baseline], cells, unit, n_boot)
-            if c is not None:
-                vs_base.append(c)
-    correct_family(vs_base, method)
+    vs_base = _family(run, groups, baseline, None, method, n_boot)
     reference = _reference_arm(run)
-    buckets = _one_factor(run, groups, reference, 0, method, n_boot)
-    fields = _one_factor(run, groups, reference, 1, method, n_boot)
+    buckets = _family(run, groups, reference, 0, method, n_boot)
+    fields = _family(run, groups, reference, 1, method, n_boot)
     return {
         "correction": method, "alpha": ALPHA, "baseline": arm_label(baseline),
         "reference_arm": arm_label(reference),
