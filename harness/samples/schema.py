@@ -12,7 +12,6 @@ import polars as pl
 
 from harness.spec.models import POOLS
 
-SCHEMA_VERSION = 1
 
 
 class ItemsSchema(pa.DataFrameModel):
