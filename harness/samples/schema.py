@@ -13,7 +13,6 @@ import polars as pl
 from harness.spec.models import POOLS
 
 
-
 class ItemsSchema(pa.DataFrameModel):
     """One row per record. ``rec`` is the record's index in its file, ``line`` its line."""
 
