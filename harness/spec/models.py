@@ -177,6 +177,22 @@ class TrainSpec(Strict):
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     clip: float = Field(1.0, gt=0)
     max_len: int = Field(256, ge=8)
+    packing: bool = Field(
+        False,
+        description="Concatenate each micro-batch's examples into rows of up to max_len tokens "
+        "(per-example positions, block-diagonal causal mask: no example attends to another), "
+        "so no compute goes to padding. Same loss and gradients as padded batches; checked on "
+        "the model at start and turned off (with the reason in the training summary) when the "
+        "installed transformers does not isolate packed examples.")
+    chunked_ce: bool = Field(
+        False,
+        description="Compute the LM head and cross-entropy only at target positions, in chunks, "
+        "with the gradient formed in the forward: the tokens x vocab logits never exist at "
+        "once. Same loss and gradients; ignored with 'distill' (soft targets need full logits).")
+    compile: bool = Field(
+        False,
+        description="torch.compile the model's forward for training (first steps are slower "
+        "while it compiles; pays off on GPUs for runs of hundreds of steps).")
 
 
 class DistillSpec(Strict):
