@@ -72,9 +72,10 @@ CUT = "Q:"
 ANSWER_CUE = "So the answer is"
 WH_WORDS: tuple[str, ...] = ("where", "what", "why", "how", "who", "when", "which")
 #: Words that carry no meaning when checking whether a rationale names an option.
-STOP_WORDS = frozenset(
-    "a an the of to in on at for and or be is are was were your his her their its it with by "
-    "from as that this into up out some something someone".split())
+STOP_WORDS = frozenset({
+    "a", "an", "the", "of", "to", "in", "on", "at", "for", "and", "or", "be", "is", "are", "was",
+    "were", "your", "his", "her", "their", "its", "it", "with", "by", "from", "as", "that",
+    "this", "into", "up", "out", "some", "something", "someone"})
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / \
     "step_by_step" / "cqa"
 
@@ -584,8 +585,6 @@ def prepare(data: Path, out: Path, size: str = "cpu", seed: int = 0) -> dict[str
     _write_atomic(out / "samples.jsonl", _jsonl(samples))
     _write_atomic(out / "eval.jsonl", _jsonl(evals))
 
-    scores = Counter(r["judge"]["scores"][TEACHER] for r, i in
-                     zip(samples, range(len(train))) if i not in audited)
     # Diagnostic only (reads gold after the fact; composition never sees it): how often the
     # teacher is right at each consistency score, i.e. whether the judge is informative.
     by_score: dict[str, dict[str, Any]] = {}
@@ -619,7 +618,7 @@ def prepare(data: Path, out: Path, size: str = "cpu", seed: int = 0) -> dict[str
                   "judge": AUDIT_JUDGE},
         "consistency_judge": {
             "judge": CONSISTENCY_JUDGE,
-            "score_counts": {str(k): scores[k] for k in sorted(scores)},
+            "score_counts": {k: by_score[k]["n"] for k in sorted(by_score)},
             "teacher_accuracy_by_score_diagnostic": {k: by_score[k] for k in sorted(by_score)},
         },
         "inputs_sha256": {p.relative_to(data).as_posix(): sha256_file(p) for p in inputs},
