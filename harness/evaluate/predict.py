@@ -25,13 +25,41 @@ def _pairs(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], 
 
 
 def score_labels(model: Any, tokenizer: Any, prompts: list[str], labels: list[str], marker: str,
-                 device: Any, batch_size: int = 64, max_len: int = 512) -> np.ndarray:
+                 device: Any, batch_size: int = 64, max_len: int = 512,
+                 shared_prefix: bool | None = None) -> np.ndarray:
     """Log-likelihood of each label per prompt.
+
+    Args:
+        prompts: the items' prompts; the context is ``prompt + "\n" + marker``.
+        labels: the unit's labels; the continuation is ``" " + label``.
+        batch_size: items per forward (shared-prefix path) or (item, label) rows per forward
+            (per-pair path).
+        max_len: the joint sequence is cut from the left to this many tokens.
+        shared_prefix: score all labels of an item in one row that holds the context once
+            (:func:`score_labels_shared`); False: one row per (item, label)
+            (:func:`score_labels_per_pair`). Default: shared when the model's attention
+            implementation takes a custom 4D mask (sdpa, eager), per-pair otherwise.
 
     Returns:
         (n_prompts, n_labels) summed log-probabilities of the label continuation tokens.
     """
-    import torch
+    if shared_prefix is None:
+        shared_prefix = _takes_4d_mask(model)
+    if shared_prefix:
+        return score_labels_shared(model, tokenizer, prompts, labels, marker, device,
+                                   batch_size=batch_size, max_len=max_len)
+    return score_labels_per_pair(model, tokenizer, prompts, labels, marker, device,
+                                 batch_size=batch_size, max_len=max_len)
+
+
+def score_labels_per_pair(model: Any, tokenizer: Any, prompts: list[str], labels: list[str],
+                          marker: str, device: Any, batch_size: int = 64, max_len: int = 512
+                          ) -> np.ndarray:
+    """:func:`score_labels` with one sequence per (item, label), as lm-eval runs it.
+
+    Returns:
+        (n_prompts, n_labels) summed log-probabilities of the label continuation tokens.
+    """
 
     rows: list[tuple[int, int, list[int], int]] = []  # (item, label, ids, n_continuation)
     for i, prompt in enumerate(prompts):
@@ -40,6 +68,15 @@ def score_labels(model: Any, tokenizer: Any, prompts: list[str], labels: list[st
             seq_ids = (ctx + cont)[-max_len:]
             rows.append((i, j, seq_ids, len(cont)))
     out = np.zeros((len(prompts), len(labels)), dtype=np.float64)
+    _score_rows(model, tokenizer, rows, out, device, batch_size)
+    return out
+
+
+def _score_rows(model: Any, tokenizer: Any, rows: list[tuple[int, int, list[int], int]],
+                out: np.ndarray, device: Any, batch_size: int) -> None:
+    """Fill ``out[item, label]`` for (item, label, ids, n_continuation) rows, one per sequence."""
+    import torch
+
     order = sorted(range(len(rows)), key=lambda r: len(rows[r][2]))  # length-bucketed
     pad = tokenizer.pad_token_id
     with torch.inference_mode():
@@ -58,7 +95,120 @@ def score_labels(model: Any, tokenizer: Any, prompts: list[str], labels: list[st
                 positions = torch.arange(n - n_cont - 1, n - 1)
                 targets = torch.tensor(seq[n - n_cont:])
                 out[i, j] = float(logp[k, positions, targets].double().sum())
+
+
+def _takes_4d_mask(model: Any) -> bool:
+    """Whether the model's attention uses a dense 4D mask as given (sdpa and eager do; flash
+    and flex attention build their own)."""
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return impl in ("sdpa", "eager")
+
+
+def score_labels_shared(model: Any, tokenizer: Any, prompts: list[str], labels: list[str],
+                        marker: str, device: Any, batch_size: int = 64, max_len: int = 512
+                        ) -> np.ndarray:
+    """:func:`score_labels` with the context run once per item.
+
+    One row per item holds ``context + cont_1 + ... + cont_k``; each continuation gets the
+    positions that follow the context and a mask that lets it see the context and its own
+    earlier tokens only (never another label), so every log-probability is the one the
+    per-pair path computes, for about ``1/k`` of its tokens. The scored positions are gathered
+    before the vocabulary softmax, so only ``(scored tokens, vocab)`` logits leave the model.
+    Items whose joint sequence would need cutting (longer than ``max_len``) take the per-pair
+    path, where the cut depends on the label's length.
+
+    Returns:
+        (n_prompts, n_labels) summed log-probabilities of the label continuation tokens.
+    """
+    import torch
+
+    contexts = [p + "\n" + marker for p in prompts]
+    ctx_ids = tokenizer(contexts, add_special_tokens=False)["input_ids"]
+    whole = tokenizer([c + " " + lab for c in contexts for lab in labels],
+                      add_special_tokens=False)["input_ids"]
+    k = len(labels)
+    out = np.zeros((len(prompts), k), dtype=np.float64)
+    items: list[tuple[int, list[int], list[list[int]]]] = []
+    fallback: list[tuple[int, int, list[int], int]] = []
+    for i, ctx in enumerate(ctx_ids):
+        conts = [whole[i * k + j][len(ctx):] for j in range(k)]
+        if len(ctx) + max(len(c) for c in conts) > max_len:
+            for j, cont in enumerate(conts):
+                fallback.append((i, j, (ctx + cont)[-max_len:], len(cont)))
+        else:
+            items.append((i, ctx, conts))
+    if fallback:
+        _score_rows(model, tokenizer, fallback, out, device, batch_size)
+    items.sort(key=lambda it: len(it[1]) + sum(len(c) for c in it[2]))  # length-bucketed
+    pad = tokenizer.pad_token_id
+    impl = model.config._attn_implementation
+    dtype = next(model.parameters()).dtype
+    head = model.get_output_embeddings()
+    backbone: Any = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    hidden_only = (isinstance(head, torch.nn.Linear) and backbone is not None
+                   and _logits_are_head_of_hidden(model, backbone, head, device))
+    with torch.inference_mode():
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            width = max(len(c) + sum(len(x) for x in conts) for _, c, conts in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            pos = torch.zeros((len(chunk), width), dtype=torch.long)
+            seg = torch.full((len(chunk), width), -2, dtype=torch.long)  # -2 pad, -1 context
+            rows_at, cols_at, targets, owner = [], [], [], []
+            for r, (i, ctx, conts) in enumerate(chunk):
+                n_c = len(ctx)
+                ids[r, :n_c] = torch.tensor(ctx)
+                pos[r, :n_c] = torch.arange(n_c)
+                seg[r, :n_c] = -1
+                at = n_c
+                for j, cont in enumerate(conts):
+                    m = len(cont)
+                    ids[r, at:at + m] = torch.tensor(cont, dtype=torch.long)
+                    pos[r, at:at + m] = torch.arange(n_c, n_c + m)
+                    seg[r, at:at + m] = j
+                    # token t of the label is predicted at the context's last position (t = 0)
+                    # or at the label's own previous token
+                    for t in range(m):
+                        rows_at.append(r)
+                        cols_at.append(n_c - 1 if t == 0 else at + t - 1)
+                        targets.append(cont[t])
+                        owner.append((i, j))
+                    at += m
+                pos[r, at:] = torch.arange(width - at)
+            q = torch.arange(width)
+            allowed = (q[None, :, None] >= q[None, None, :]) & (
+                (seg[:, None, :] == -1) | (seg[:, None, :] == seg[:, :, None]))
+            mask = allowed[:, None]  # (rows, 1, width, width), True = may attend
+            if impl == "eager":  # eager adds the mask to the scores
+                mask = torch.zeros(mask.shape, dtype=dtype).masked_fill_(
+                    ~mask, torch.finfo(dtype).min)
+            kwargs = {"input_ids": ids.to(device), "attention_mask": mask.to(device),
+                      "position_ids": pos.to(device), "use_cache": False}
+            r_idx = torch.tensor(rows_at, device=device)
+            c_idx = torch.tensor(cols_at, device=device)
+            if hidden_only:
+                hid = backbone(**kwargs).last_hidden_state[r_idx, c_idx]
+                logits = head(hid)
+            else:
+                logits = model(**kwargs).logits[r_idx, c_idx]
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            picked = logp.gather(1, torch.tensor(targets, device=device)[:, None])[:, 0]
+            values = picked.double().cpu().numpy()
+            for (i, j), v in zip(owner, values, strict=True):
+                out[i, j] += v
     return out
+
+
+def _logits_are_head_of_hidden(model: Any, backbone: Any, head: Any, device: Any) -> bool:
+    """Whether ``model(x).logits == head(backbone(x).last_hidden_state)`` (no softcap or scale
+    in between), checked on 8 tokens."""
+    import torch
+
+    ids = torch.arange(8, device=device)[None] % int(head.weight.shape[0])
+    with torch.inference_mode():
+        ref = model(input_ids=ids, use_cache=False).logits.float()
+        mine = head(backbone(input_ids=ids, use_cache=False).last_hidden_state).float()
+    return float((ref - mine).abs().max()) <= 1e-3 * (float(ref.abs().max()) + 1.0)
 
 
 def softmax_rows(x: np.ndarray) -> np.ndarray:
@@ -78,11 +228,14 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
 
 
 def generate(model: Any, tokenizer: Any, prompts: list[str], device: Any, max_new_tokens: int,
-             batch_size: int = 32, max_len: int = 512) -> list[str]:
+             batch_size: int = 32, max_len: int = 512,
+             cache_implementation: str | None = None) -> list[str]:
     """Greedy generations (the text after ``prompt + "\\n"``), batched with left padding.
 
     Generation stops at EOS or at the first token containing a newline, so only the answer
-    line is produced whatever the target format.
+    line is produced whatever the target format. ``cache_implementation="static"`` gives
+    ``model.generate`` a preallocated KV cache (on CUDA transformers then compiles the decode
+    step); None keeps its default dynamic cache.
     """
     import torch
 
@@ -104,7 +257,9 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], device: Any, max_ne
                 mask[k, width - len(seq):] = 1
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                  max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=stops, pad_token_id=pad)
+                                 eos_token_id=stops, pad_token_id=pad,
+                                 **({"cache_implementation": cache_implementation}
+                                    if cache_implementation else {}))
             for k, i in enumerate(idx):
                 texts[i] = tokenizer.decode(out[k, width:], skip_special_tokens=True)
     return texts
