@@ -248,6 +248,11 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
     if not (cell_dir / "DONE").is_file() or not (cell_dir / "model").is_dir():
         raise InputError(f"{cell_dir}: not a finished cell (no DONE or model/); run "
                          "`harness run` first")
+    manifest = _json.loads((cell_dir / "manifest.json").read_text(encoding="utf-8"))
+    if manifest["spec"]["student"].get("kind") == "classifier":
+        raise InputError(f"{cell_dir}: a classifier student has no language-model head, and "
+                         "lm-eval's HFLM scores causal LMs; its metrics.json holds the "
+                         "harness's scores")
     ours = _json.loads((cell_dir / "metrics.json").read_text(encoding="utf-8"))["units"]
     theirs = run_lm_eval(cell_dir, batch_size=args.batch_size, device=args.device)
     for unit, res in theirs.items():

@@ -94,6 +94,38 @@ def _evaluate(model: Any, tokenizer: Any, spec: dict[str, Any], eval_rows: list[
     return reports, predictions
 
 
+def _evaluate_classifier(model: Any, tokenizer: Any, layout: Any, spec: dict[str, Any],
+                         eval_rows: list[dict[str, Any]], device: Any
+                         ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every unit's report and predictions for a classifier student: one forward pass per item,
+    softmax over the unit's class block (label units also get calibration)."""
+    from harness.evaluate.units import unit_report
+    from harness.students.classifier import classify
+
+    max_len = int(spec["student"]["train"]["max_len"])
+    reports: dict[str, Any] = {}
+    predictions: list[dict[str, Any]] = []
+    for name, unit in spec["units"].items():
+        items = [r for r in eval_rows if r["unit"] == name]
+        if not items:
+            continue
+        t0 = time.perf_counter()
+        block = layout.blocks[name]
+        probs = classify(model, tokenizer, block, [r["prompt"] for r in items], device, max_len)
+        preds: list[str | None] = [layout.answer(name, int(j)) for j in probs.argmax(axis=1)]
+        rep = unit_report(unit, items, preds, spec["evaluation"]["slices"],
+                          probs if unit["kind"] == "label" else None)
+        rep["eval_seconds"] = round(time.perf_counter() - t0, 3)
+        for k, it in enumerate(items):
+            predictions.append({
+                "id": it["id"], "unit": name, "generation": preds[k], "answer": preds[k],
+                "reference": it["reference"], "correct": rep["correct"][k],
+                "tags": it.get("tags") or {}, "confidence": float(probs[k].max()),
+                "probs": [round(float(x), 6) for x in probs[k]]})
+        reports[name] = rep
+    return reports, predictions
+
+
 def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 20,
              threads: int | None = None) -> dict[str, Any]:
     """Train and evaluate one cell; returns the metrics dict (also written to metrics.json).
@@ -104,8 +136,10 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
     import torch
     import transformers
 
-    from harness.evaluate.latency import measure
+    from harness.evaluate.latency import measure, measure_classifier
     from harness.students.build import build_student, load_checkpoint
+    from harness.students.classifier import ClassLayout, build_classifier
+    from harness.train.classifier import train_classifier
     from harness.train.loop import train
 
     transformers.utils.logging.disable_progress_bar()  # keep the run's own progress bar clean
@@ -128,8 +162,15 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
     if student.get("model"):
         student["model"] = paths.get("student_model", student["model"])
     texts = [s["prompt"] + "\n" for s in samples] + [s["target"] for s in samples]
+    classifier = student.get("kind") == "classifier"
+    layout = ClassLayout.from_units(spec["units"]) if classifier else None
     t0 = time.perf_counter()
-    model, tokenizer = build_student(student, texts, seed)
+    if layout is not None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local encoder; never the hub
+        model, tokenizer = build_classifier(Path(student["model"]), layout, seed,
+                                            bool(student.get("trust_remote_code")))
+    else:
+        model, tokenizer = build_student(student, texts, seed)
     teacher = None
     if spec["student"].get("distill"):
         teacher, _ = load_checkpoint(Path(paths["teacher_model"]),
@@ -142,9 +183,15 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
                 log_fh.write(json.dumps(row) + "\n")
                 log_fh.flush()
 
-            summary = train(model, tokenizer, samples, spec["student"]["train"], seed=seed,
-                            device=dev, teacher=teacher, distill=spec["student"].get("distill"),
-                            log=log)
+            if layout is not None:
+                summary = train_classifier(model, tokenizer, layout, samples,
+                                           spec["student"]["train"],
+                                           soft=bool(student.get("soft_targets")), seed=seed,
+                                           device=dev, log=log)
+            else:
+                summary = train(model, tokenizer, samples, spec["student"]["train"], seed=seed,
+                                device=dev, teacher=teacher,
+                                distill=spec["student"].get("distill"), log=log)
         os.replace(log_tmp, log_path)
     except BaseException:
         log_tmp.unlink(missing_ok=True)  # a failed cell leaves no partial log behind
@@ -153,14 +200,25 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
     model.save_pretrained(model_dir, safe_serialization=True)
     tokenizer.save_pretrained(model_dir)
     t_eval = time.perf_counter()
-    reports, predictions = _evaluate(model, tokenizer, spec, eval_rows, dev)
+    if layout is not None:
+        reports, predictions = _evaluate_classifier(model, tokenizer, layout, spec, eval_rows,
+                                                    dev)
+    else:
+        reports, predictions = _evaluate(model, tokenizer, spec, eval_rows, dev)
     eval_seconds = time.perf_counter() - t_eval
     ev_spec = spec["evaluation"]
-    latency = measure(model, tokenizer, [r["prompt"] for r in eval_rows[:64]], dev,
-                      runs=int(ev_spec.get("latency_runs", latency_runs)),
-                      new_tokens=int(ev_spec.get("latency_new_tokens", 16)),
-                      batch_size=int(ev_spec.get("latency_batch_size", 32)),
-                      checkpoint_dir=model_dir)
+    latency_prompts = [r["prompt"] for r in eval_rows[:64]]
+    runs = int(ev_spec.get("latency_runs", latency_runs))
+    if layout is not None:
+        latency = measure_classifier(model, tokenizer, latency_prompts, dev, runs=runs,
+                                     max_len=int(spec["student"]["train"]["max_len"]),
+                                     batch_size=int(ev_spec.get("latency_batch_size", 32)),
+                                     checkpoint_dir=model_dir)
+    else:
+        latency = measure(model, tokenizer, latency_prompts, dev, runs=runs,
+                          new_tokens=int(ev_spec.get("latency_new_tokens", 16)),
+                          batch_size=int(ev_spec.get("latency_batch_size", 32)),
+                          checkpoint_dir=model_dir)
     metrics = {
         "metrics_version": METRICS_VERSION, "cell_id": cell_id, "label": manifest["label"],
         "axes": manifest["axes"], "units": {k: {kk: vv for kk, vv in v.items() if kk != "correct"}

@@ -1,8 +1,10 @@
 """Compose one cell's training set: bucket -> failures -> confidence -> fields -> scale -> targets.
 
 The output frame has one row per training sample with columns ``prompt, target, weight, unit,
-record_id, teacher, pool, origin`` (origin: ``teacher`` or ``failure``), sorted by unit and record
-id so the file is byte-stable. Samples that end up with the same record and target are merged
+record_id, teacher, pool, origin, final, confidence`` (origin: ``teacher`` or ``failure``; final:
+the answer the target states, which classifier students train on; confidence: the teacher's
+stated confidence, null for corrected failures), sorted by unit and record id so the file is
+byte-stable. Samples that end up with the same record and target are merged
 (their weight is the maximum), e.g. when the judge's winner and a corrected failure both say
 ``ESCALATE``.
 """
@@ -20,8 +22,10 @@ from harness.compose.templates import ROW_VARS, TargetTemplate, compile_target_t
 from harness.matrix import Cell
 from harness.spec.models import StudentSpec
 
-OUTPUT_COLUMNS = ["prompt", "target", "weight", "unit", "record_id", "teacher", "pool", "origin"]
-_ROW_COLUMNS = ["rec", "unit", "teacher", "pool", "weight", "origin", *ROW_VARS]
+OUTPUT_COLUMNS = ["prompt", "target", "weight", "unit", "record_id", "teacher", "pool", "origin",
+                  "final", "confidence"]
+_FLOAT_COLUMNS = ("weight", "confidence")
+_ROW_COLUMNS = ["rec", "unit", "teacher", "pool", "weight", "confidence", "origin", *ROW_VARS]
 
 #: Rough token count used by ``plan`` and manifests before any tokenizer exists: words and
 #: punctuation marks. Real tokenizer counts are recorded by the worker.
@@ -85,7 +89,9 @@ def compose_cell(ctx: ComposeContext, cell: Cell) -> ComposedCell:
     failed = FAILURE_MODES[bucket.failures](rows.filter(pl.col("pool") == "failure"), bucket)
     if "wrong" not in failed.columns:
         failed = failed.with_columns(pl.lit(None, dtype=pl.Utf8).alias("wrong"))
-    failed = failed.with_columns(pl.lit(1.0).alias("weight"), pl.lit("failure").alias("origin"))
+    # A corrected failure states a checked answer, not the teacher's guess: no confidence.
+    failed = failed.with_columns(pl.lit(1.0).alias("weight"), pl.lit("failure").alias("origin"),
+                                 pl.lit(None, dtype=pl.Float64).alias("confidence"))
     samples = pl.concat([chosen.select(_ROW_COLUMNS), failed.select(_ROW_COLUMNS)])
     # Field ablation: what the target may contain.
     samples = samples.with_columns(
@@ -105,12 +111,13 @@ def _render(ctx: ComposeContext, samples: pl.DataFrame) -> pl.DataFrame:
         if part.height:
             parts.append(part.with_columns(tmpl.render_frame(part).alias("target")))
     if not parts:
-        return pl.DataFrame(schema={c: (pl.Float64 if c == "weight" else pl.Utf8)
+        return pl.DataFrame(schema={c: (pl.Float64 if c in _FLOAT_COLUMNS else pl.Utf8)
                                     for c in OUTPUT_COLUMNS})
     out = pl.concat(parts).join(ctx.items.select("rec", pl.col("id").alias("record_id"),
                                                  "prompt"), on="rec", how="left")
     out = (out.sort("rec", "origin", "teacher", descending=[False, True, False])
            .group_by("rec", "target", maintain_order=True)
-           .agg(pl.col("prompt", "unit", "record_id", "teacher", "pool", "origin").first(),
-                pl.col("weight").max()))
+           .agg(pl.col("prompt", "unit", "record_id", "teacher", "pool", "origin",
+                       "final").first(),
+                pl.col("weight", "confidence").max()))
     return out.sort("unit", "record_id", "origin", "teacher").select(OUTPUT_COLUMNS)

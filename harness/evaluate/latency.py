@@ -4,6 +4,10 @@ Batch-1 end-to-end latency (p50/p95/p99) and time to first token over real eval 
 decode tokens/s, batched throughput at a fixed batch size, peak memory, parameter count and
 checkpoint size. Warm-up runs are excluded; CUDA is synchronised around every timed region.
 Generation here runs to a fixed number of new tokens (no early stop) so runs are comparable.
+
+Classifier students (:func:`measure_classifier`) answer in one forward pass: their end-to-end
+latency is that pass, time to first token equals it (the whole answer arrives at once), and
+decode speed does not apply (left out rather than reported as a number).
 """
 
 from __future__ import annotations
@@ -46,7 +50,6 @@ def measure(model: Any, tokenizer: Any, prompts: list[str], device: Any, *, new_
         batch_size: the fixed batch size of the throughput measurement.
     """
     import torch
-    import transformers
 
     pad = tokenizer.pad_token_id
     enc = [tokenizer(p + "\n", add_special_tokens=False, return_tensors="pt") for p in prompts]
@@ -70,15 +73,7 @@ def measure(model: Any, tokenizer: Any, prompts: list[str], device: Any, *, new_
         batched = _timed_generate(model, ids, mask, new_tokens, pad, device)
     e2e_ms, ttft_ms = np.array(e2e) * 1000, np.array(ttft) * 1000
     decode_s = np.maximum(np.array(e2e) - np.array(ttft), 1e-9)
-    params = sum(p.numel() for p in model.parameters())
-    if device.type == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
-        device_name = torch.cuda.get_device_name(device)
-    else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process RSS
-        device_name = platform.processor() or platform.machine()
-    ckpt_mb = (sum(f.stat().st_size for f in checkpoint_dir.glob("*.safetensors")) / 2**20
-               if checkpoint_dir else None)
+    size = _size(model, device, checkpoint_dir)
     return {
         "latency_p50_ms": float(np.percentile(e2e_ms, 50)),
         "latency_p95_ms": float(np.percentile(e2e_ms, 95)),
@@ -88,16 +83,86 @@ def measure(model: Any, tokenizer: Any, prompts: list[str], device: Any, *, new_
         "decode_tokens_per_s": float(np.median((new_tokens - 1) / decode_s)),
         "throughput_items_per_s": float(batch_size / batched),
         "throughput_tokens_per_s": float(batch_size * new_tokens / batched),
-        "peak_memory_mb": float(peak_mb),
-        "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "process_rss",
-        "parameters": int(params),
-        "checkpoint_mb": ckpt_mb,
+        **size,
         "conditions": {
-            "device": device.type, "device_name": device_name,
-            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            **_conditions(model, device),
             "new_tokens": new_tokens, "runs": runs, "warmup": warmup, "batch_size": batch_size,
             "mean_prompt_tokens": float(np.mean([e["input_ids"].shape[1] for e in enc])),
+        },
+    }
+
+
+def _size(model: Any, device: Any, checkpoint_dir: Path | None) -> dict[str, Any]:
+    """Peak memory (CUDA allocator, else process RSS), parameters and checkpoint MB."""
+    import torch
+
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process RSS
+    ckpt_mb = (sum(f.stat().st_size for f in checkpoint_dir.glob("*.safetensors")) / 2**20
+               if checkpoint_dir else None)
+    return {"peak_memory_mb": float(peak_mb),
+            "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "process_rss",
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "checkpoint_mb": ckpt_mb}
+
+
+def _conditions(model: Any, device: Any) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else platform.processor() or platform.machine())
+    return {"device": device.type, "device_name": device_name,
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads()}
+
+
+def measure_classifier(model: Any, tokenizer: Any, prompts: list[str], device: Any, *,
+                       max_len: int = 512, runs: int = 20, warmup: int = 3,
+                       batch_size: int = 32, checkpoint_dir: Path | None = None
+                       ) -> dict[str, Any]:
+    """Latency and size of a classifier student (milliseconds, items/s, MB).
+
+    Batch-1 runs cycle through real eval prompts; the throughput run classifies a fixed batch
+    of ``batch_size`` prompts in one padded forward pass.
+    """
+    import torch
+
+    from harness.students.classifier import encode_prompts, pad_batch
+
+    ids = encode_prompts(tokenizer, prompts, max_len)
+    pad = tokenizer.pad_token_id
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def timed(batch: list[list[int]]) -> float:
+        x, mask = pad_batch(batch, pad, device)
+        _sync(device)
+        t0 = time.perf_counter()
+        model(input_ids=x, attention_mask=mask)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    model.eval()
+    with torch.inference_mode():
+        single = [timed([ids[r % len(ids)]]) for r in range(warmup + runs)][warmup:]
+        batch = (ids * batch_size)[:batch_size]
+        timed(batch)  # warm-up at this shape
+        batched = timed(batch)
+    ms = np.array(single) * 1000
+    p50, p95, p99 = (float(np.percentile(ms, q)) for q in (50, 95, 99))
+    return {
+        "latency_p50_ms": p50, "latency_p95_ms": p95, "latency_p99_ms": p99,
+        # One forward pass yields the whole answer: the first token is the last.
+        "ttft_p50_ms": p50, "ttft_p95_ms": p95,
+        "throughput_items_per_s": float(batch_size / batched),
+        **_size(model, device, checkpoint_dir),
+        "conditions": {
+            **_conditions(model, device), "student": "classifier", "runs": runs,
+            "warmup": warmup, "batch_size": batch_size,
+            "mean_prompt_tokens": float(np.mean([len(x) for x in ids])),
         },
     }

@@ -203,12 +203,26 @@ class DistillSpec(Strict):
     temperature: float = Field(2.0, gt=0)
 
 
-class StudentSpec(Strict):
-    """The student: a local checkpoint (``model``) or a from-scratch ``config``."""
+StudentKind = Literal["causal_lm", "classifier"]
 
+
+class StudentSpec(Strict):
+    """The student: a causal LM (a local checkpoint or a from-scratch ``config``), or a
+    sequence classifier head on a local pretrained encoder (``kind: classifier``)."""
+
+    kind: StudentKind = Field(
+        "causal_lm",
+        description="causal_lm: generates answers (every unit kind). classifier: an "
+        "AutoModelForSequenceClassification head on the encoder at 'model', one class block "
+        "per unit; only label and refusal units.")
     model: Path | None = Field(None, description="Local Hugging Face checkpoint folder.")
     config: StudentConfig | None = None
     trust_remote_code: bool = False
+    soft_targets: bool = Field(
+        False,
+        description="classifier only: train towards the teacher's stated confidence (its "
+        "answer gets the confidence, the unit's other classes share the rest) instead of a "
+        "one-hot target.")
     train: TrainSpec = TrainSpec()
     distill: DistillSpec | None = None
 
@@ -216,6 +230,15 @@ class StudentSpec(Strict):
     def _one_source(self) -> StudentSpec:
         if (self.model is None) == (self.config is None):
             raise ValueError("give exactly one of 'model' (a checkpoint path) or 'config'")
+        if self.kind == "classifier":
+            if self.model is None:
+                raise ValueError("a classifier student needs 'model': a local pretrained "
+                                 "encoder folder (e.g. the packaged MiniLM)")
+            if self.distill is not None:
+                raise ValueError("'distill' (token-level soft targets) needs a causal_lm "
+                                 "student; a classifier uses 'soft_targets' instead")
+        elif self.soft_targets:
+            raise ValueError("'soft_targets' applies to classifier students only")
         return self
 
 

@@ -126,6 +126,22 @@ def _check_files(exp: Experiment) -> Iterator[Problem]:
         yield _p("student.model", f"checkpoint folder not found: {exp.student.model}")
 
 
+#: Unit kinds a classifier student can answer: a fixed set of classes per item.
+CLASSIFIER_KINDS = ("label", "refusal")
+
+
+def _check_student(exp: Experiment) -> Iterator[Problem]:
+    student = getattr(exp, "student", None)
+    units = getattr(exp, "units", None) or {}
+    if student is None or student.kind != "classifier":
+        return
+    for name, unit in units.items():
+        if unit.kind not in CLASSIFIER_KINDS:
+            yield _p("student.kind", f"a classifier student cannot answer unit {name!r} of "
+                     f"kind {unit.kind!r} (only {' and '.join(CLASSIFIER_KINDS)} units): use "
+                     "kind: causal_lm, or move that unit to another experiment")
+
+
 def check_cross_rules(exp: Experiment, names: Names | None = None, *, check_files: bool = True
                       ) -> list[Problem]:
     """Every cross-section problem.
@@ -139,7 +155,7 @@ def check_cross_rules(exp: Experiment, names: Names | None = None, *, check_file
     if names is None:
         names = {k: set(getattr(exp, k)) for k in ("units", "buckets", "fields")}
     out = [*_check_buckets(exp), *_check_fields(exp), *_check_design(exp, names),
-           *_check_policies(exp, names), *_check_templates(exp)]
+           *_check_policies(exp, names), *_check_templates(exp), *_check_student(exp)]
     if check_files:
         out += list(_check_files(exp))
     return out

@@ -1,0 +1,162 @@
+"""Classifier students: a sequence-classification head on a local pretrained encoder.
+
+A common production pattern is to distil an LLM's labels into a small encoder. One
+``AutoModelForSequenceClassification`` serves every unit of the experiment: its output layer is
+the concatenation of one *class block* per unit, and each item is scored with a softmax over its
+own unit's block only (equivalent to one head per unit sharing the encoder). The blocks are:
+
+- a ``label`` unit: its declared labels, in order;
+- a ``refusal`` unit: ``[marker, ANSWER_CLASS]`` — refuse, or answer (any other answer).
+
+Class names are stored in the checkpoint's ``config.id2label`` as ``"<unit>:<class>"`` (unit
+names cannot contain ``:``), so a reloaded checkpoint knows its layout without the YAML.
+
+Imports only torch and transformers (the GPU worker's path); never touches the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: The class of a refusal unit meaning "answer rather than refuse"; also the student's predicted
+#: answer for it (refusal scoring compares only the refuse/answer decision).
+ANSWER_CLASS = "<answer>"
+
+
+@dataclass(frozen=True)
+class UnitBlock:
+    """One unit's slice of the output layer: classes ``offset .. offset + len(classes) - 1``."""
+
+    unit: str
+    kind: str
+    offset: int
+    classes: tuple[str, ...]
+    marker: str | None = None
+
+    @property
+    def stop(self) -> int:
+        return self.offset + len(self.classes)
+
+
+@dataclass(frozen=True)
+class ClassLayout:
+    """Where each unit's classes sit in the classifier's output layer."""
+
+    blocks: dict[str, UnitBlock]
+
+    @classmethod
+    def from_units(cls, units: dict[str, dict[str, Any]]) -> ClassLayout:
+        """The layout for the YAML's units (spec dicts with ``kind``, ``labels``/``marker``).
+
+        Raises:
+            ValueError: a unit kind a classifier cannot answer (only label and refusal).
+        """
+        blocks: dict[str, UnitBlock] = {}
+        offset = 0
+        for name, unit in units.items():
+            if unit["kind"] == "label":
+                classes = tuple(unit["labels"])
+                marker = None
+            elif unit["kind"] == "refusal":
+                classes = (unit["marker"], ANSWER_CLASS)
+                marker = unit["marker"]
+            else:
+                raise ValueError(f"a classifier student cannot answer unit {name!r} of kind "
+                                 f"{unit['kind']!r} (only label and refusal units)")
+            blocks[name] = UnitBlock(name, unit["kind"], offset, classes, marker)
+            offset += len(classes)
+        return cls(blocks)
+
+    @property
+    def n_classes(self) -> int:
+        return sum(len(b.classes) for b in self.blocks.values())
+
+    def id2label(self) -> dict[int, str]:
+        """``{output index: "<unit>:<class>"}`` for the checkpoint's config."""
+        return {b.offset + j: f"{b.unit}:{c}" for b in self.blocks.values()
+                for j, c in enumerate(b.classes)}
+
+    def target_index(self, unit: str, final: str) -> int | None:
+        """Index *within the unit's block* of a composed sample's answer; None when the answer
+        is outside the unit's classes (a label the unit does not declare)."""
+        block = self.blocks[unit]
+        answer = final.strip()
+        if block.kind == "refusal":
+            return 0 if answer == block.marker else 1
+        try:
+            return block.classes.index(answer)
+        except ValueError:
+            return None
+
+    def answer(self, unit: str, index: int) -> str:
+        """The answer string of class ``index`` within the unit's block."""
+        return self.blocks[unit].classes[index]
+
+
+def build_classifier(path: Path, layout: ClassLayout, seed: int,
+                     trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """A classification head (seeded init) on the local encoder at ``path`` -> (model, tokenizer).
+
+    The encoder's own weights load from ``path`` (safetensors, ``local_files_only``); the head is
+    new, sized ``layout.n_classes``.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True,
+                                              trust_remote_code=trust_remote_code)
+    id2label = layout.id2label()
+    torch.manual_seed(seed)  # the new head's initialisation
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, local_files_only=True, trust_remote_code=trust_remote_code,
+        num_labels=layout.n_classes, id2label=id2label,
+        label2id={v: k for k, v in id2label.items()}, ignore_mismatched_sizes=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return model, tokenizer
+
+
+def encode_prompts(tokenizer: Any, prompts: list[str], max_len: int) -> list[list[int]]:
+    """Token ids per prompt with the encoder's special tokens, truncated to ``max_len``."""
+    return list(tokenizer(prompts, truncation=True, max_length=max_len)["input_ids"])
+
+
+def pad_batch(ids: list[list[int]], pad_id: int, device: Any) -> tuple[Any, Any]:
+    """Right-padded ``input_ids`` and ``attention_mask``, both (batch, longest) int64."""
+    import torch
+
+    width = max(len(x) for x in ids)
+    out = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, seq in enumerate(ids):
+        out[row, :len(seq)] = torch.tensor(seq)
+        mask[row, :len(seq)] = 1
+    return out.to(device), mask.to(device)
+
+
+def classify(model: Any, tokenizer: Any, block: UnitBlock, prompts: list[str], device: Any,
+             max_len: int, batch_size: int = 64) -> Any:
+    """Class probabilities of each prompt over its unit's block.
+
+    Returns:
+        numpy array (n_prompts, len(block.classes)), rows summing to 1 (float64).
+    """
+    import numpy as np
+    import torch
+
+    ids = encode_prompts(tokenizer, prompts, max_len)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # length-bucketed batches
+    out = np.zeros((len(ids), len(block.classes)), dtype=np.float64)
+    cuda = getattr(device, "type", str(device)) == "cuda"
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            x, mask = pad_batch([ids[i] for i in idx], tokenizer.pad_token_id, device)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
+                logits = model(input_ids=x, attention_mask=mask).logits
+            probs = torch.softmax(logits[:, block.offset:block.stop].float(), dim=-1)
+            out[idx] = probs.cpu().double().numpy()
+    return out
