@@ -104,15 +104,22 @@ def build_classifier(path: Path, layout: ClassLayout, seed: int,
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True,
                                               trust_remote_code=trust_remote_code)
     id2label = layout.id2label()
     torch.manual_seed(seed)  # the new head's initialisation
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, local_files_only=True, trust_remote_code=trust_remote_code,
-        num_labels=layout.n_classes, id2label=id2label,
-        label2id={v: k for k, v in id2label.items()}, ignore_mismatched_sizes=True)
+    # transformers reports the new head's weights as "missing" in a warning table: expected here.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, local_files_only=True, trust_remote_code=trust_remote_code,
+            num_labels=layout.n_classes, id2label=id2label,
+            label2id={v: k for k, v in id2label.items()}, ignore_mismatched_sizes=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return model, tokenizer
