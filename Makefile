@@ -6,7 +6,7 @@ HARNESS := $(VENV)/bin/harness
 STAMP   := $(VENV)/.installed
 DEMO_DATA := experiments/demo/data/samples.jsonl
 
-.PHONY: demo test install demo-data lint clean browser
+.PHONY: demo test install demo-data lint clean browser real
 
 install: $(STAMP)
 
@@ -33,6 +33,21 @@ demo: $(STAMP) $(DEMO_DATA)
 	$(HARNESS) gate runs/demo; test $$? -ne 2
 	$(HARNESS) report runs/demo --out reports/demo/index.html
 
+# Real-data experiments (experiments/<name>/README.md): CPU-sized, datasets read from
+# ../shared/datasets unless DATA=PATH is given. `make clinc150`, `make real` runs all five.
+EXPERIMENTS := clinc150 clinc150_minilm snips bfcl step_by_step_cqa
+.PHONY: $(EXPERIMENTS)
+$(EXPERIMENTS): %: $(STAMP)
+	test -f experiments/$(patsubst %_minilm,%,$*)/data/cpu/samples.jsonl || \
+	  $(PY) experiments/$(patsubst %_minilm,%,$*)/prepare.py --size cpu $(if $(DATA),--data $(DATA))
+	$(HARNESS) validate experiments/$*.yaml
+	$(HARNESS) plan experiments/$*.yaml
+	$(HARNESS) run experiments/$*.yaml
+	$(HARNESS) gate runs/$*; test $$? -ne 2
+	$(HARNESS) report runs/$* --out reports/$*/index.html
+
+real: $(EXPERIMENTS)
+
 test: $(STAMP) $(DEMO_DATA) browser
 	$(PY) -m pytest -q -rs
 
@@ -48,4 +63,4 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy harness
 
 clean:
-	rm -rf runs experiments/demo/data
+	rm -rf runs experiments/*/data

@@ -136,4 +136,11 @@ def test_json_schema_is_printed_and_describes_sections(capsys):
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_shipped_experiment_validates(path, capsys):
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    prepared = all((path.parent / raw["data"][k]).is_file() for k in ("samples", "eval"))
+    if not prepared:
+        # A real-data experiment whose prepare script has not run here (its dataset lives
+        # outside the repository): the spec itself must still be valid.
+        load_experiment(path, check_files=False)
+        return
     assert main(["validate", str(path)]) == 0, capsys.readouterr().err
