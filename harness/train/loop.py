@@ -64,8 +64,9 @@ class TrainOptions:
 
     Read from the cfg dict with defaults, because manifests composed before a switch existed
     do not carry it; :class:`harness.spec.models.TrainSpec` documents the YAML keys.
-    ``compile_backend``, ``compile_mode`` and ``log_every`` are not YAML keys: benchmarks and
-    tests set them in the dict.
+    ``compile_backend``, ``compile_mode``, ``compile_dynamic`` (torch.compile's ``dynamic``;
+    None: recompile as dynamic once a second shape shows up) and ``log_every`` are not YAML
+    keys: benchmarks and tests set them in the dict.
     """
 
     packing: bool = False
@@ -73,6 +74,7 @@ class TrainOptions:
     compile: bool = False
     compile_backend: str = "inductor"
     compile_mode: str | None = None
+    compile_dynamic: bool | None = None
     log_every: int = 10
 
     @classmethod
@@ -83,6 +85,7 @@ class TrainOptions:
                    compile=bool(cfg.get("compile") or False),
                    compile_backend=str(cfg.get("compile_backend") or "inductor"),
                    compile_mode=cfg.get("compile_mode"),
+                   compile_dynamic=cfg.get("compile_dynamic"),
                    log_every=max(1, int(cfg.get("log_every") or 10)))
 
 
@@ -367,7 +370,10 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, Any]], cfg: dict[s
         device: a ``torch.device``.
         teacher: optional white-box teacher (same tokenizer) for soft targets.
         distill: ``alpha`` and ``temperature`` when ``teacher`` is given.
-        log: called with one dict per logged step (loss, lr, tokens/s, ...).
+        log: called with one dict per logged step (every ``log_every`` optimizer steps and
+            the last): ``step``, ``loss`` (that step's), ``loss_mean`` (mean step loss since the
+            previous row), ``lr``, ``grad_norm``, ``tokens_per_s``, ``tokens`` (real tokens so
+            far), ``elapsed_s`` (since the loop started; CUDA synchronised).
 
     Returns:
         summary: steps, tokens, seconds, final loss, tokens/s, the switches in effect.
@@ -453,7 +459,8 @@ def train_examples(model: Any, examples: Sequence[Example], cfg: dict[str, Any],
     # With the chunked loss the backbone runs alone (hidden states only, no full logits).
     forward = getattr(model, model.base_model_prefix) if head_weight is not None else model
     if opts.compile:
-        forward = torch.compile(forward, backend=opts.compile_backend, mode=opts.compile_mode)
+        forward = torch.compile(forward, backend=opts.compile_backend, mode=opts.compile_mode,
+                                dynamic=opts.compile_dynamic)
         in_effect["compile"] = opts.compile_backend + (f"/{opts.compile_mode}"
                                                        if opts.compile_mode else "")
 
@@ -464,6 +471,8 @@ def train_examples(model: Any, examples: Sequence[Example], cfg: dict[str, Any],
     tokens_since_log = 0
     last_loss = float("nan")
     bad = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss so far (CUDA)
+    window_loss = torch.zeros((), dtype=torch.float32, device=device)  # summed since last log
+    window_steps = 0
     for first in range(0, total_micro, accum):
         group = schedule[first:first + accum]
         batches = [micro_batch(examples, idx, pad_id, max_len, packing) for idx in group]
@@ -489,6 +498,8 @@ def train_examples(model: Any, examples: Sequence[Example], cfg: dict[str, Any],
         sched.step()
         opt.zero_grad(set_to_none=True)
         step += 1
+        window_loss += step_loss
+        window_steps += 1
         is_log_step = step % opts.log_every == 0 or step == total_steps
         if cuda and is_log_step and bool(bad):
             raise NonFiniteLoss(f"non-finite loss by optimizer step {step}")
@@ -497,11 +508,15 @@ def train_examples(model: Any, examples: Sequence[Example], cfg: dict[str, Any],
                 torch.cuda.synchronize()
             now = time.perf_counter()
             log({"step": step, "epoch": round(first / max(batches_per_epoch, 1), 3),
-                 "loss": round(float(step_loss), 6), "lr": sched.get_last_lr()[0],
+                 "loss": round(float(step_loss), 6),
+                 "loss_mean": round(float(window_loss) / window_steps, 6),
+                 "lr": sched.get_last_lr()[0],
                  "grad_norm": round(float(grad_norm), 4),
                  "tokens_per_s": round(tokens_since_log / max(now - t_log, 1e-9), 1),
                  "tokens": tokens_seen, "elapsed_s": round(now - t_start, 6)})
             t_log, tokens_since_log = now, 0
+            window_loss.zero_()
+            window_steps = 0
         if step == total_steps:
             last_loss = float(step_loss)
     if cuda:
