@@ -321,7 +321,9 @@ def _same_word(w: str, v: str) -> bool:
 def _matched(option: str, text: str) -> tuple[int, int]:
     """(content words of ``option`` found in ``text``, content words of ``option``)."""
     need = _content(option)
-    have = set(_stems(text)) - STOP_WORDS
+    have = set(_stems(text))
+    if not need <= STOP_WORDS:  # stop words then cannot name it (nor prefix-match "somewhere")
+        have -= STOP_WORDS
     return sum(any(_same_word(w, v) for v in have) for w in need), len(need)
 
 
