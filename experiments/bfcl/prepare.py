@@ -373,6 +373,14 @@ class Span:
 
 _NUM = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?![\d])")
 _DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH = (r"(?P<mon>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|"
+          r"aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
+_DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?"
+_YEAR = r"(?:,?\s+(?P<year>\d{4}))?"
+# "April 11th, 2023" and "the 5th of March 2023": written-out dates, ISO when the year is given.
+_WORD_DATES = (re.compile(rf"\b{_MONTH}\s+{_DAY}{_YEAR}\b", re.IGNORECASE),
+               re.compile(rf"\b{_DAY}\s+of\s+{_MONTH}{_YEAR}\b", re.IGNORECASE))
 _QUOTED = re.compile(r"(?:(?<=[\s(:=])|^)(?:'([^'\n]{1,80})'|\"([^\"\n]{1,80})\"|"
                      r"“([^”\n]{1,80})”|‘([^’\n]{1,80})’)")
 _CAPITAL = re.compile(r"[A-Z][\w'’&-]*(?:\s+(?:of|de|la|the|and|&)?\s*[A-Z][\w'’&-]*)*"
@@ -383,17 +391,25 @@ def extract_spans(text: str) -> list[Span]:
     """Numbers, dates, quoted strings and capitalised spans of ``text``, in text order."""
     spans: list[Span] = []
     taken: list[tuple[int, int]] = []
+
+    def free(a: int, b: int) -> bool:
+        return all(b <= s or a >= e for s, e in taken)
+
     for m in _DATE.finditer(text):
         spans.append(Span("date", m.group(0), m.start(), m.group(0)))
+        taken.append(m.span())
+    for m in (m for pattern in _WORD_DATES for m in pattern.finditer(text)):
+        month = _MONTHS.index(m["mon"][:3].lower()) + 1
+        day = int(m["day"])
+        if not free(*m.span()) or not 1 <= day <= 31:
+            continue
+        value = f"{m['year']}-{month:02d}-{day:02d}" if m["year"] else m.group(0)
+        spans.append(Span("date", value, m.start(), m.group(0)))
         taken.append(m.span())
     for m in _QUOTED.finditer(text):
         val = next(g for g in m.groups() if g is not None)
         spans.append(Span("quoted", val, m.start(), m.group(0)))
         taken.append(m.span())
-
-    def free(a: int, b: int) -> bool:
-        return all(b <= s or a >= e for s, e in taken)
-
     for m in _NUM.finditer(text):
         if not free(*m.span()):
             continue
@@ -405,7 +421,7 @@ def extract_spans(text: str) -> list[Span]:
             continue
         toks = m.group(0).split()
         # Sentence starters ("Find", "Can", "I") are capitalised but are not values.
-        while toks and toks[0].lower().strip(",") in _STARTERS:
+        while toks and re.sub(r"['’].*", "", toks[0].lower().strip(",")) in _STARTERS:
             toks.pop(0)
         if not toks:
             continue
@@ -449,14 +465,21 @@ _NAME_WORDS = frozenset("name title artist author director actor movie song albu
                         "company person user username cast genre".split())
 
 
-def fill_proximity(schema: dict[str, Any], text: str) -> tuple[dict[str, Any], list[str]]:
+def _default_group(prop: dict[str, Any]) -> str:
+    """Which default-filling group a parameter belongs to: ``enum`` or ``other``."""
+    return "enum" if isinstance(prop.get("enum"), list) else "other"
+
+
+def fill_proximity(schema: dict[str, Any], text: str,
+                   defaults: frozenset[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
     """The lexical teacher's arguments: each parameter takes the value that best fits it.
 
     Numbers go to the numeric parameter whose name/description words occur nearest before
     them; quoted strings, dates and capitalised spans go to string parameters by name hints
     (place-like names take a capitalised span, date names a date); enums take the enum value
     named in the request; booleans are set when their name occurs (False after a negation).
-    Optional parameters are only filled on direct evidence.
+    Optional parameters are only filled on direct evidence, or with their declared default
+    when their group (``enum``/``other``, see :func:`_default_group`) is in ``defaults``.
 
     Returns:
         (arguments in schema order, one short note per filled argument).
@@ -517,6 +540,9 @@ def fill_proximity(schema: dict[str, Any], text: str) -> tuple[dict[str, Any], l
                     value = [_coerce(v, item_t) for v in nums]
                     value = value if _MISSING not in value else _MISSING
                     how = "all numbers"
+        if (value is _MISSING and pname not in req and "default" in prop
+                and _default_group(prop) in defaults):
+            value, how = prop["default"], "declared default"
         if value is not _MISSING:
             args[pname] = value
             notes.append(f"{pname} <- {how}")
@@ -720,6 +746,7 @@ class LexicalTeacher:
         self.sims = sims
         self.threshold = 0.0
         self.scale = 0.05
+        self.defaults: frozenset[str] = frozenset()
 
     def _best(self, item: Item) -> tuple[int, float]:
         s = self.sims.word[item.id]
@@ -735,6 +762,22 @@ class LexicalTeacher:
         self.threshold = float(round(grid[int(np.argmax(acc))], 6))
         # The logistic slope: the seeds' spread of best similarities (floored).
         self.scale = max(0.02, float(np.std(best)) / 2)
+        # Whether gold tends to spell out declared defaults the request does not mention:
+        # learned per group from the seeds' gold calls, filled where it does most of the time.
+        hits: Counter[str] = Counter()
+        seen: Counter[str] = Counter()
+        for it in seeds:
+            if it.reference is None:
+                continue
+            schema = next(f for f in it.functions if f["name"] == it.reference["name"])
+            filled, _ = fill_proximity(schema, request_text(it))
+            for pname, prop in _properties(schema).items():
+                if pname in filled or pname in _required(schema) or "default" not in prop:
+                    continue
+                seen[_default_group(prop)] += 1
+                hits[_default_group(prop)] += (it.reference["arguments"].get(pname, _MISSING)
+                                               == prop["default"])
+        self.defaults = frozenset(g for g in seen if hits[g] > seen[g] / 2)
         return self
 
     def answer(self, item: Item) -> Answer:
@@ -747,7 +790,7 @@ class LexicalTeacher:
                           limits)
         schema = item.functions[k]
         p_pick = float(_softmax(self.sims.word[item.id], 0.05)[k])
-        args, notes = fill_proximity(schema, request_text(item))
+        args, notes = fill_proximity(schema, request_text(item), self.defaults)
         call = {"name": schema["name"], "arguments": args}
         conf = p_call * p_pick * (0.5 + 0.5 * _fill_ratio(call, schema))
         why = f"{schema['name']} TF-IDF {s:.3f} >= {self.threshold:.3f}"
@@ -995,7 +1038,8 @@ def _candidate(teacher: str, ans: Answer, prompt: str) -> dict[str, Any]:
 
 
 def _score(answers: Sequence[Answer], items: Sequence[Item]) -> dict[str, float | int]:
-    """Exact match, call/no-call accuracy and (on call items) function-name accuracy."""
+    """Exact match and call/no-call accuracy over all items; function-name accuracy and
+    argument exact match (name and arguments equal) over the items that need a call."""
     n = len(items)
     exact = sum(_canon(a.final) == _canon(dump_call(it.reference))
                 for a, it in zip(answers, items, strict=True))
@@ -1004,9 +1048,11 @@ def _score(answers: Sequence[Answer], items: Sequence[Item]) -> dict[str, float 
     calls = [(a, it) for a, it in zip(answers, items, strict=True) if it.reference is not None]
     named = sum(a.call is not None and a.call["name"] == it.reference["name"]  # type: ignore[index]
                 for a, it in calls)
+    args = sum(a.call is not None and a.call == it.reference for a, it in calls)
     return {"n": n, "exact_match": round(exact / n, 4) if n else 0.0,
             "call_accuracy": round(decided / n, 4) if n else 0.0,
-            "tool_name_accuracy": round(named / len(calls), 4) if calls else 0.0}
+            "tool_name_accuracy": round(named / len(calls), 4) if calls else 0.0,
+            "argument_exact_match": round(args / len(calls), 4) if calls else 0.0}
 
 
 def prepare(data: Path, out: Path, size: str, seed: int,
@@ -1072,6 +1118,7 @@ def prepare(data: Path, out: Path, size: str, seed: int,
         "teachers": {t: {"train": _score(answers["train"][t], train),
                          "eval": _score(answers["eval"][t], evals)} for t in teachers},
         "lexical_threshold": teachers["lexical"].threshold,  # type: ignore[attr-defined]
+        "lexical_fills_defaults": sorted(teachers["lexical"].defaults),  # type: ignore[attr-defined]
         "seed_ids": [it.id for it in seeds],
         "tools": tools,
         "sha256": shas,
