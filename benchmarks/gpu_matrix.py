@@ -171,7 +171,8 @@ def main() -> None:
     ap.add_argument("--n-cells", type=int, default=None, help="matrix size (default 12)")
     ap.add_argument("--concurrency", default=None, help="comma list of K (default 1,4)")
     ap.add_argument("--switches", default="", help="student.train switches, e.g. packing=true")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads per worker (default: cores / concurrency)")
     ap.add_argument("--keep", type=Path, default=None, help="scratch folder to keep")
     ap.add_argument("--out", type=Path, default=gc.RESULTS)
     ap.add_argument("--name", default=None, help="result file name (default gpu_matrix.json)")
@@ -193,7 +194,11 @@ def main() -> None:
                    "one_process_per_cell": True},
         "levels": []}
     for k in levels:
-        level = run_level(cells, k, device.type, args.threads)
+        # CPU threads per worker: what was asked, else the machine's cores shared among the K
+        # workers (16 cores on the GPU machine; oversubscribing them slows every cell).
+        threads = args.threads or max(1, (os.cpu_count() or 1) // k)
+        level = run_level(cells, k, device.type, threads)
+        level["threads_per_worker"] = threads
         result["levels"].append(level)
         print(f"concurrency {k}: {level['wall_s']} s, {level['cells_done']}/{n_cells} done, "
               f"GPU util mean {level['gpu_utilisation'].get('util_mean_pct')} %", flush=True)

@@ -19,9 +19,10 @@ micro-batches. Imports torch, transformers and numpy only (the GPU worker's path
 Performance switches (``student.train``; none changes what is computed, each has a CPU test
 showing it computes the same loss and gradients as the plain path):
 
-- ``packing``: a micro-batch's examples are concatenated into rows of at most ``max_len``
-  tokens, with per-example ``position_ids`` and a block-diagonal causal mask
-  (:mod:`harness.train.packing`), so no FLOP goes to padding and no example sees another.
+- ``packing``: a micro-batch's examples are concatenated into balanced rows of at most
+  ``max_len`` tokens, with per-example ``position_ids`` and a block-diagonal causal mask
+  (:mod:`harness.train.packing`), so almost no FLOP goes to padding and no example sees
+  another; a batch that packing would not shrink (equal lengths) stays padded.
 - ``chunked_ce``: the LM head and cross-entropy run only on target positions, chunk by chunk,
   computing the gradient in the forward (:class:`LinearCrossEntropy`): the (tokens x vocab)
   logits are never all alive at once. Off with a teacher (KD needs the full logits) and on
@@ -138,6 +139,10 @@ def micro_batch(examples: Sequence[Example], idx: list[int], pad_id: int, max_le
     """One micro-batch on the CPU, padded (:func:`collate`) or packed
     (:func:`~harness.train.packing.collate_packed`), in one layout for the loop.
 
+    With ``packing`` the batch is packed into rows of at most ``max_len`` tokens unless that
+    holds at least as many positions as padding every item to the longest (a batch of items of
+    equal length, as length grouping makes, gains nothing from packing).
+
     Returns:
         ``input_ids``, ``labels`` (rows, width); ``attention_mask`` (padded) or
         ``position_ids`` (packed) (rows, width); ``token_weights`` (rows, width) float32;
@@ -146,9 +151,12 @@ def micro_batch(examples: Sequence[Example], idx: list[int], pad_id: int, max_le
     """
     import torch
 
+    b: dict[str, Any] | None = None
     if packing:
         b = collate_packed(examples, idx, pad_id, max_len)
-    else:
+        if b["input_ids"].numel() >= len(idx) * max(len(examples[i].input_ids) for i in idx):
+            b = None
+    if b is None:
         b = collate(examples, idx, pad_id, torch.device("cpu"))
         b["token_weights"] = b.pop("weights")[:, None].expand_as(b["labels"]).contiguous()
         b["n_tokens"] = int(b["attention_mask"].sum())
@@ -304,9 +312,9 @@ def _to_device(t: Any, device: Any) -> Any:
     return t.to(device)
 
 
-def micro_loss(forward: Any, b: dict[str, Any], *, head_weight: Any | None, packing: bool,
-               device: Any, teacher: Any | None = None, alpha: float = 0.0,
-               temperature: float = 1.0) -> Any:
+def micro_loss(forward: Any, b: dict[str, Any], *, head_weight: Any | None, device: Any,
+               teacher: Any | None = None, alpha: float = 0.0, temperature: float = 1.0
+               ) -> Any:
     """The weighted loss sum of one micro-batch (not yet divided by the step's normaliser).
 
     Args:
@@ -315,7 +323,6 @@ def micro_loss(forward: Any, b: dict[str, Any], *, head_weight: Any | None, pack
         b: a micro-batch from :func:`micro_batch` (CPU tensors; moved here).
         head_weight: (vocab, hidden) LM head weight for the chunked loss, or None for the
             plain path (full logits, then cross-entropy).
-        packing: whether ``b`` is packed (position_ids, no attention mask).
         teacher, alpha, temperature: soft targets (plain path only).
 
     Returns:
@@ -325,7 +332,7 @@ def micro_loss(forward: Any, b: dict[str, Any], *, head_weight: Any | None, pack
 
     cuda = device.type == "cuda"
     inputs: dict[str, Any] = {"input_ids": _to_device(b["input_ids"], device), "use_cache": False}
-    if packing:
+    if "position_ids" in b:  # packed: the position resets mark the examples, no mask given
         inputs["position_ids"] = _to_device(b["position_ids"], device)
     else:
         inputs["attention_mask"] = _to_device(b["attention_mask"], device)
@@ -403,7 +410,8 @@ def train_examples(model: Any, examples: Sequence[Example], cfg: dict[str, Any],
 
     Returns:
         summary: ``steps``, ``examples``, ``tokens`` (real, non-padding tokens seen),
-        ``padded_tokens`` (tokens in the tensors, padding included), ``train_seconds``,
+        ``padded_tokens`` (tokens in the tensors, padding included),
+        ``packed_micro_batches`` (how many took the packed layout), ``train_seconds``,
         ``final_loss``, ``tokens_per_s``, ``packing`` / ``chunked_ce`` / ``compile`` (what was
         in effect, with the reason when a requested switch was turned off).
     """
@@ -465,7 +473,7 @@ def train_examples(model: Any, examples: Sequence[Example], cfg: dict[str, Any],
                                                        if opts.compile_mode else "")
 
     step = 0
-    tokens_seen = padded_seen = 0
+    tokens_seen = padded_seen = packed_batches = 0
     t_start = time.perf_counter()
     t_log = t_start
     tokens_since_log = 0
@@ -481,8 +489,9 @@ def train_examples(model: Any, examples: Sequence[Example], cfg: dict[str, Any],
         denom = sum(b["weight_sum"] for b in batches) or 1.0
         step_loss = torch.zeros((), dtype=torch.float32, device=device)
         for b in batches:
-            loss_sum = micro_loss(forward, b, head_weight=head_weight, packing=packing,
-                                  device=device, teacher=teacher, alpha=alpha, temperature=temp)
+            loss_sum = micro_loss(forward, b, head_weight=head_weight, device=device,
+                                  teacher=teacher, alpha=alpha, temperature=temp)
+            packed_batches += "position_ids" in b
             loss = loss_sum / denom
             if cuda:
                 bad |= ~torch.isfinite(loss)
@@ -526,6 +535,7 @@ def train_examples(model: Any, examples: Sequence[Example], cfg: dict[str, Any],
     seconds = time.perf_counter() - t_start
     model.eval()
     return {"steps": step, "examples": len(examples), "tokens": tokens_seen,
-            "padded_tokens": padded_seen, "train_seconds": round(seconds, 3),
+            "padded_tokens": padded_seen, "packed_micro_batches": packed_batches,
+            "train_seconds": round(seconds, 3),
             "final_loss": last_loss, "tokens_per_s": round(tokens_seen / max(seconds, 1e-9), 1),
             **in_effect}

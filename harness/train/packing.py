@@ -26,32 +26,38 @@ IGNORE = -100
 
 
 def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
-    """Assign items to rows with first-fit decreasing.
+    """Assign items to as few rows as fit, with the rows' fills balanced.
+
+    Starts from ``ceil(total / capacity)`` rows and deals the items longest first, each to the
+    emptiest row (longest-processing-time order); if a row would pass ``capacity``, tries again
+    with one more row. Balanced rows keep the batch's width (its fullest row) near
+    ``total / rows``, so little goes to padding even when the items do not fill ``capacity``.
 
     Args:
         lengths: token count of each item; each must be <= ``capacity``.
-        capacity: tokens per row.
+        capacity: tokens per row at most.
 
     Returns:
         rows: lists of indices into ``lengths``; each row's total is <= ``capacity``, every
         index appears exactly once, and items keep their original order inside a row (so the
         packing of a given batch is deterministic).
     """
-    if any(n > capacity for n in lengths):
+    if not lengths:
+        return []
+    if max(lengths) > capacity:
         raise ValueError(f"an item of {max(lengths)} tokens exceeds the row capacity {capacity}")
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    rows: list[list[int]] = []
-    free: list[int] = []
-    for i in order:
-        for r, room in enumerate(free):
-            if lengths[i] <= room:
-                rows[r].append(i)
-                free[r] -= lengths[i]
-                break
-        else:
-            rows.append([i])
-            free.append(capacity - lengths[i])
-    return [sorted(r) for r in rows]
+    n_rows = max(1, -(-sum(lengths) // capacity))
+    while True:
+        rows: list[list[int]] = [[] for _ in range(n_rows)]
+        fill = [0] * n_rows
+        for i in order:
+            r = min(range(n_rows), key=lambda k: (fill[k], k))
+            rows[r].append(i)
+            fill[r] += lengths[i]
+        if max(fill) <= capacity:
+            return [sorted(r) for r in rows if r]
+        n_rows += 1
 
 
 def collate_packed(examples: Sequence[Any], idx: Sequence[int], pad_id: int, capacity: int

@@ -72,7 +72,7 @@ def test_chunked_loss_and_gradients_equal_the_plain_path(packing):
     for name, head in (("plain", None), ("chunked", model.lm_head.weight)):
         model.zero_grad(set_to_none=True)
         fwd = model if head is None else model.model
-        loss = micro_loss(fwd, b, head_weight=head, packing=packing, device=CPU) / b["weight_sum"]
+        loss = micro_loss(fwd, b, head_weight=head, device=CPU) / b["weight_sum"]
         loss.backward()
         out[name] = (float(loss.detach()), [p.grad.clone() for p in model.parameters()])
     assert out["chunked"][0] == pytest.approx(out["plain"][0], rel=1e-5)
@@ -100,7 +100,9 @@ def test_training_with_chunked_ce_matches_plain_training():
     assert s1["chunked_ce"] is True and s1["packing"] is True
     assert [r["loss"] for r in l1] == pytest.approx([r["loss"] for r in l0], rel=1e-4)
     for a, b in zip(m1.parameters(), m0.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        # Adam turns float noise in near-zero gradients into steps of up to lr * noise/eps;
+        # a wrong loss would move weights by ~lr (3e-3), 30x the tolerance.
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_compiled_forward_matches_eager_training():
@@ -112,5 +114,7 @@ def test_compiled_forward_matches_eager_training():
     assert s1["compile"] == "aot_eager"
     assert [r["loss"] for r in l1] == pytest.approx([r["loss"] for r in l0], rel=1e-4)
     for a, b in zip(m1.parameters(), m0.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        # Adam turns float noise in near-zero gradients into steps of up to lr * noise/eps;
+        # a wrong loss would move weights by ~lr (3e-3), 30x the tolerance.
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     assert not hasattr(m1, "_orig_mod")  # the model itself stays a plain module
