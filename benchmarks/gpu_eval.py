@@ -6,7 +6,8 @@ initialised SmolLM2-135M-shaped Llama with a tokenizer trained on the cell's tex
 three ways, each after a warm-up on 32 items, CUDA synchronised, per dtype in ``--dtypes``:
 
 - ``harness_shared``: :func:`harness.evaluate.predict.score_labels_shared` (the default path:
-  one row per item, the prompt once, labels masked from each other);
+  one row per item, the prompt once, labels masked from each other), 64 items per forward as
+  in the worker, and again with ``--big-batch`` items per forward;
 - ``harness_per_pair``: :func:`~harness.evaluate.predict.score_labels_per_pair` (one row per
   item and label, as before);
 - ``lm_eval_hflm``: lm-eval's ``HFLM`` (``batch_size`` 32) running the unit exported as a
@@ -185,17 +186,20 @@ def bench_scoring(model: Any, tok: Any, unit_name: str, unit: dict[str, Any],
     gold = np.array([labels.index(r["reference"]) for r in items])
     out: dict[str, Any] = {"items": len(items), "labels": len(labels), "dtype": dtype}
     lls: dict[str, np.ndarray] = {}
-    for name, fn in (("harness_shared", score_labels_shared),
-                     ("harness_per_pair", score_labels_per_pair)):
-        fn(model, tok, prompts[:32], labels, marker, device, max_len=args.max_len)  # warm-up
+    scorers = (("harness_shared", score_labels_shared, 64),
+               (f"harness_shared_b{args.big_batch}", score_labels_shared, args.big_batch),
+               ("harness_per_pair", score_labels_per_pair, 64))
+    for name, fn, bs in scorers:
+        fn(model, tok, prompts[:32], labels, marker, device, batch_size=bs,
+           max_len=args.max_len)  # warm-up
         gc.sync(device)
         t0 = time.perf_counter()
-        ll = fn(model, tok, prompts, labels, marker, device, max_len=args.max_len)
+        ll = fn(model, tok, prompts, labels, marker, device, batch_size=bs, max_len=args.max_len)
         gc.sync(device)
         seconds = time.perf_counter() - t0
         lls[name] = ll
         out[name] = {"items_per_s": round(len(items) / seconds, 1),
-                     "seconds": round(seconds, 4),
+                     "seconds": round(seconds, 4), "batch_size": bs,
                      "accuracy": float((ll.argmax(1) == gold).mean())}
     out["shared_vs_per_pair_max_abs_ll_diff"] = float(
         np.abs(lls["harness_shared"] - lls["harness_per_pair"]).max())
@@ -218,6 +222,9 @@ def bench_scoring(model: Any, tok: Any, unit_name: str, unit: dict[str, Any],
         out["accuracy_identical"] = out["harness_shared"]["accuracy"] == acc
         out["speedup_vs_lm_eval"] = round(out["harness_shared"]["items_per_s"]
                                           / out["lm_eval_hflm"]["items_per_s"], 3)
+        out[f"speedup_vs_lm_eval_b{args.big_batch}"] = round(
+            out[f"harness_shared_b{args.big_batch}"]["items_per_s"]
+            / out["lm_eval_hflm"]["items_per_s"], 3)
     except ImportError as exc:
         out["lm_eval_hflm"] = {"error": f"lm-eval not installed ({exc}); on the GPU machine: "
                                "bash ../shared/device/wheels.sh lm-eval"}
@@ -365,6 +372,9 @@ def main() -> None:
     ap.add_argument("--dtypes", default=None,
                     help="scoring dtypes (default float32,bfloat16 on CUDA, float32 on CPU)")
     ap.add_argument("--max-len", type=int, default=512)
+    ap.add_argument("--big-batch", type=int, default=256,
+                    help="items per forward of the second shared-prefix run (the worker's "
+                    "default is 64)")
     ap.add_argument("--gen-dtype", default=None, help="default bfloat16 on CUDA, else float32")
     ap.add_argument("--new-tokens", type=int, default=None, help="default 64")
     ap.add_argument("--prompts", type=int, default=None, help="distinct batch-1 prompts (8)")
@@ -425,7 +435,8 @@ def main() -> None:
                            ("gpu_eval_smoke.json" if args.smoke else "gpu_eval.json"))
     rows_out = []
     for dtype, s in result["scoring"].items():
-        for k in ("harness_shared", "harness_per_pair", "lm_eval_hflm"):
+        for k in ("harness_shared", f"harness_shared_b{args.big_batch}", "harness_per_pair",
+                  "lm_eval_hflm"):
             fig = s.get(k, {})
             rows_out.append({"part": f"score {dtype}", "variant": k,
                              "items/s": fig.get("items_per_s"), "acc": fig.get("accuracy"),

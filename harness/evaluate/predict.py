@@ -112,7 +112,9 @@ def score_labels_shared(model: Any, tokenizer: Any, prompts: list[str], labels: 
     One row per item holds ``context + cont_1 + ... + cont_k``; each continuation gets the
     positions that follow the context and a mask that lets it see the context and its own
     earlier tokens only (never another label), so every log-probability is the one the
-    per-pair path computes, for about ``1/k`` of its tokens. The scored positions are gathered
+    per-pair path computes, for about ``1/k`` of its tokens. When every label of a batch's
+    items is a single token, only the contexts run (no mask) and all labels are read at the
+    last context position. The scored positions are gathered
     before the vocabulary softmax, so only ``(scored tokens, vocab)`` logits leave the model.
     Items whose joint sequence would need cutting (longer than ``max_len``) take the per-pair
     path, where the cut depends on the label's length.
@@ -150,6 +152,14 @@ def score_labels_shared(model: Any, tokenizer: Any, prompts: list[str], labels: 
     with torch.inference_mode():
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
+            if all(len(x) == 1 for _, _, conts in chunk for x in conts):
+                # Every label is one token: its log-probability is read at the context's last
+                # position, so the contexts alone are run, right-padded and without a mask
+                # (causal attention never looks right, so padding after a row changes nothing
+                # before it; sdpa can take its fastest causal kernel).
+                _score_single_tokens(model, chunk, pad, out, device, backbone if hidden_only
+                                     else None, head)
+                continue
             width = max(len(c) + sum(len(x) for x in conts) for _, c, conts in chunk)
             ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             pos = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -197,6 +207,36 @@ def score_labels_shared(model: Any, tokenizer: Any, prompts: list[str], labels: 
             for (i, j), v in zip(owner, values, strict=True):
                 out[i, j] += v
     return out
+
+
+def _score_single_tokens(model: Any, chunk: list[tuple[int, list[int], list[list[int]]]],
+                         pad: int, out: np.ndarray, device: Any, backbone: Any | None,
+                         head: Any) -> None:
+    """Fill ``out[item, :]`` for items whose every label continuation is a single token.
+
+    Args:
+        chunk: (item, context ids, [one-token continuation per label]).
+        backbone: run it and ``head`` on the last context positions only (no full logits),
+            or None to take the model's logits there.
+    """
+    import torch
+
+    width = max(len(ctx) for _, ctx, _ in chunk)
+    ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+    for r, (_, ctx, _) in enumerate(chunk):
+        ids[r, :len(ctx)] = torch.tensor(ctx)
+    rows = torch.arange(len(chunk), device=device)
+    last = torch.tensor([len(ctx) - 1 for _, ctx, _ in chunk], device=device)
+    kwargs = {"input_ids": ids.to(device), "use_cache": False}
+    if backbone is not None:
+        logits = head(backbone(**kwargs).last_hidden_state[rows, last])
+    else:
+        logits = model(**kwargs).logits[rows, last]
+    logp = torch.log_softmax(logits.float(), dim=-1)                  # (items, vocab)
+    targets = torch.tensor([[c[0] for c in conts] for _, _, conts in chunk], device=device)
+    values = logp.gather(1, targets).double().cpu().numpy()          # (items, labels)
+    for r, (i, _, _) in enumerate(chunk):
+        out[i] = values[r]
 
 
 def _logits_are_head_of_hidden(model: Any, backbone: Any, head: Any, device: Any) -> bool:

@@ -80,3 +80,21 @@ def test_default_picks_the_shared_path_only_where_a_4d_mask_is_honoured(tokenize
     predict.score_labels(model, tokenizer, ["x"], LABELS, "Answer:", CPU)
     predict.score_labels(model, tokenizer, ["x"], LABELS, "Answer:", CPU, shared_prefix=False)
     assert calls == ["shared", "pair", "pair"]
+
+
+def test_single_token_labels_read_at_the_last_context_position(tokenizer):
+    model = model_for(tokenizer, "sdpa", seed=6)
+    single = [w for w in WORDS if len(tokenizer(" " + w, add_special_tokens=False)
+                                      ["input_ids"]) == 1][:4]
+    assert len(single) >= 2, "the test tokenizer should have single-token words"
+    ps = prompts(17, seed=7)
+    per_pair = predict.score_labels_per_pair(model, tokenizer, ps, single, "Answer:", CPU)
+    calls: list[int] = []
+    original = predict._score_single_tokens
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(predict, "_score_single_tokens",
+                   lambda *a, **k: calls.append(1) or original(*a, **k))
+        shared = predict.score_labels_shared(model, tokenizer, ps, single, "Answer:", CPU,
+                                             batch_size=5)
+    assert calls  # the single-token path ran
+    np.testing.assert_allclose(shared, per_pair, rtol=1e-4, atol=1e-4)
