@@ -65,8 +65,8 @@ AUDIT_FRACTION = 0.05   # of the training records: the judge may read gold there
 # list, and a student that sees each function often enough to learn something), the
 # live_irrelevance items that offer one of those functions (hard no-call cases), and a few
 # curated irrelevance items.
-CPU_TOP_K = 16
-CPU_CURATED_NO_CALL = 40
+CPU_TOP_K = 8
+CPU_CURATED_NO_CALL = 30
 
 DESC_WORDS = 10         # words of a function description kept in the prompt
 SYSTEM_WORDS = 40       # words of a system message kept in the prompt
