@@ -216,6 +216,14 @@ class GpuSampler:
                 "memory_peak_mib": max(s[2] for s in self.samples)}
 
 
+def default_out(smoke: bool) -> Path:
+    """Where results go without ``--out``: the committed results folder, or for a smoke run
+    (whose figures mean nothing) a temporary folder, so smoke JSON is never committed."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "gpu_bench_smoke" if smoke else RESULTS
+
+
 def write_result(result: dict[str, Any], out_dir: Path, name: str) -> Path:
     """Write ``out_dir/name`` (JSON, indented) and return the path."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -382,9 +382,11 @@ def main() -> None:
     ap.add_argument("--gen-batch", type=int, default=None, help="batched throughput (32)")
     ap.add_argument("--skip", default="", help="comma list: scoring, generation")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=gc.RESULTS)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results folder (default benchmarks/results; with --smoke a temp folder)")
     ap.add_argument("--name", default=None, help="result file name (default gpu_eval.json)")
     args = ap.parse_args()
+    args.out = args.out or gc.default_out(args.smoke)
     import torch
 
     device = gc.pick_device(args.device or ("cpu" if args.smoke else None))

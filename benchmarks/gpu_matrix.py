@@ -174,9 +174,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads per worker (default: cores / concurrency)")
     ap.add_argument("--keep", type=Path, default=None, help="scratch folder to keep")
-    ap.add_argument("--out", type=Path, default=gc.RESULTS)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results folder (default benchmarks/results; with --smoke a temp folder)")
     ap.add_argument("--name", default=None, help="result file name (default gpu_matrix.json)")
     args = ap.parse_args()
+    args.out = args.out or gc.default_out(args.smoke)
 
     device = gc.pick_device(args.device or ("cpu" if args.smoke else None))
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="gpu_matrix_"))

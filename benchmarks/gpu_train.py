@@ -15,7 +15,9 @@ Two data sets:
   ``--cell-label`` is used; its prompts and targets tokenised with a byte-level BPE trained on
   them), variable length as it comes, cut at 512 tokens;
 - ``b``: longer sequences, 128-1,024 tokens (prompt 30-70 %, the rest a rationale-like target),
-  drawn from the same token stream.
+  drawn from the same token stream;
+- ``c`` (optional): fixed 512-token rows, loss on every token: the set-up of the baselines
+  measured before (shared/device/README.md), to check this set-up reproduces them.
 
 Figures per trainer variant, after ``--warmup`` optimizer steps, CUDA synchronised: useful
 tokens/s (real, non-padding tokens entering the forward), padding fraction (padding / all
@@ -312,7 +314,8 @@ def main() -> None:
     ap.add_argument("--cells", type=Path, default=gc.REPO / "runs/gpu_bench/cells",
                     help="composed demo cells (harness compose experiments/demo.yaml --out ...)")
     ap.add_argument("--cell-label", default="multi_judged/answer_only/x1.0/s0")
-    ap.add_argument("--sets", default="a,b", help="comma list of a (demo) and b (long)")
+    ap.add_argument("--sets", default="a,b",
+                    help="comma list of a (demo), b (long), c (fixed 512, calibration)")
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help="harness variants to run next to the baseline: " + ", ".join(VARIANTS))
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps (default 150)")
@@ -328,9 +331,11 @@ def main() -> None:
                     "baseline's that still counts as a match on GPU (bf16 noise)")
     ap.add_argument("--compile-backend", default=None,
                     help="torch.compile backend (default inductor; aot_eager in --smoke)")
-    ap.add_argument("--out", type=Path, default=gc.RESULTS, help="results folder")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results folder (default benchmarks/results; with --smoke a temp folder)")
     ap.add_argument("--name", default=None, help="result file name (default gpu_train.json)")
     args = ap.parse_args()
+    args.out = args.out or gc.default_out(args.smoke)
     import torch
 
     device = gc.pick_device(args.device or ("cpu" if args.smoke else None))
@@ -369,9 +374,15 @@ def main() -> None:
     stream = [t for e in ex_a for t in e.input_ids]
     n_b = max(args.steps * args.batch_size // 2, 8 * args.batch_size)
     ex_b = long_examples(stream, n_b, lo_b, hi_b, tokenizer.eos_token_id, args.seed)
+    fixed = 64 if args.smoke else 512
+    ex_c = [Example(input_ids=e.input_ids[:fixed], target_start=1, weight=1.0)
+            for e in long_examples(stream, n_b, fixed, fixed, tokenizer.eos_token_id,
+                                   args.seed + 1)]
     sets = {"a": (ex_a, len_a, f"demo composed set: {source}, cut at {len_a} tokens"),
             "b": (ex_b, hi_b, f"long set: {lo_b}-{hi_b} tokens from the demo token stream, "
-                              "prompt 30-70 %")}
+                              "prompt 30-70 %"),
+            "c": (ex_c, fixed, f"fixed length {fixed}, loss on every token: the set-up of the "
+                               "baselines in shared/device/README.md (a calibration check)")}
     model_probe = gc.llama(shape, args.seed)
     result: dict[str, Any] = {
         "benchmark": "gpu_train", "smoke": args.smoke, "environment": env,
