@@ -318,16 +318,22 @@ def normalized_prompt(prompt: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # Text features
 
+
+def _wordset(text: str) -> frozenset[str]:
+    """The whitespace-separated words of ``text`` as a set (word lists read better as text)."""
+    return frozenset(text.split())
+
+
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-STOP = frozenset(
-    "a an the of to in on for and or is are be by with at from as it its this that these those "
-    "i me my we our you your he she they them what which who whom how when where why can could "
-    "would will shall should do does did please tell give get show find let want need like "
-    "some any all there here about into up out if then than so just also me us am was were "
-    "has have had not no yes hi hey hello thanks thank".split())
-_STARTERS = STOP | frozenset("search book list check set make look play help provide "
-                             "calculate compute retrieve fetch".split())
+STOP = _wordset(
+    "a an the of to in on for and or is are be by with at from as it its this that these "
+    "those i me my we our you your he she they them what which who whom how when where why "
+    "can could would will shall should do does did please tell give get show find let want "
+    "need like some any all there here about into up out if then than so just also me us am "
+    "was were has have had not no yes hi hey hello thanks thank")
+_STARTERS = STOP | _wordset(
+    "search book list check set make look play help provide calculate compute retrieve fetch")
 
 
 def words(text: str) -> list[str]:
@@ -459,10 +465,12 @@ def _enum_match(prop: dict[str, Any], low_text: str) -> Any:
     return best
 
 
-_PLACE_WORDS = frozenset("location city place country area destination origin address state "
-                         "region town venue where from to".split())
-_NAME_WORDS = frozenset("name title artist author director actor movie song album team "
-                        "company person user username cast genre".split())
+_PLACE_WORDS = _wordset(
+    "location city place country area destination origin address state region town venue "
+    "where from to")
+_NAME_WORDS = _wordset(
+    "name title artist author director actor movie song album team company person user "
+    "username cast genre")
 
 
 def _default_group(prop: dict[str, Any]) -> str:
@@ -1118,7 +1126,8 @@ def prepare(data: Path, out: Path, size: str, seed: int,
         "teachers": {t: {"train": _score(answers["train"][t], train),
                          "eval": _score(answers["eval"][t], evals)} for t in teachers},
         "lexical_threshold": teachers["lexical"].threshold,  # type: ignore[attr-defined]
-        "lexical_fills_defaults": sorted(teachers["lexical"].defaults),  # type: ignore[attr-defined]
+        "lexical_fills_defaults": sorted(
+            teachers["lexical"].defaults),  # type: ignore[attr-defined]
         "seed_ids": [it.id for it in seeds],
         "tools": tools,
         "sha256": shas,
@@ -1135,7 +1144,8 @@ def _write(path: Path, lines: list[str]) -> None:
 
 
 # Plain YAML scalars that would not load as strings.
-_YAML_WORDS = frozenset("true false yes no on off null y n".split())
+_YAML_WORDS = _wordset(
+    "true false yes no on off null y n")
 
 
 def tools_yaml(data: Path, size: str, seed: int) -> str:

@@ -207,7 +207,8 @@ def test_gold_keeps_false_zero_and_null_values() -> None:
 
 def test_prompt_lists_functions_first_and_ends_with_the_request() -> None:
     item = prep.Item("x", "multiple", (
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Oslo?"}),
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Oslo?"}),
         ({"name": "get_weather", "description": "Current weather. Uses an API.",
           "parameters": {"type": "dict", "required": ["city"], "properties": {
               "city": {"type": "string"}, "unit": {"type": "string",
