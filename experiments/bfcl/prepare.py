@@ -120,8 +120,10 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise PrepareError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise PrepareError(f"{path}:{n}: JSON nested too deeply") from None
         if not isinstance(row, dict):
             raise PrepareError(f"{path}:{n}: expected a JSON object")
         rows.append(row)
@@ -413,15 +415,15 @@ def extract_spans(text: str) -> list[Span]:
         spans.append(Span("date", value, m.start(), m.group(0)))
         taken.append(m.span())
     for m in _QUOTED.finditer(text):
-        val = next(g for g in m.groups() if g is not None)
-        spans.append(Span("quoted", val, m.start(), m.group(0)))
+        quoted = next(g for g in m.groups() if g is not None)
+        spans.append(Span("quoted", quoted, m.start(), m.group(0)))
         taken.append(m.span())
     for m in _NUM.finditer(text):
         if not free(*m.span()):
             continue
         raw = m.group(0).replace(",", "")
-        val: Any = float(raw) if "." in raw else int(raw)
-        spans.append(Span("number", val, m.start(), m.group(0)))
+        number: float | int = float(raw) if "." in raw else int(raw)
+        spans.append(Span("number", number, m.start(), m.group(0)))
     for m in _CAPITAL.finditer(text):
         if not free(*m.span()):
             continue
@@ -1078,8 +1080,9 @@ def prepare(data: Path, out: Path, size: str, seed: int,
         raise PrepareError(f"{data}: too few items to split ({len(items)} in scope)")
     log(f"{len(items)} items: {len(train)} train, {len(seeds)} seeds, {len(evals)} eval")
     sims = compute_similarities(items)
-    teachers = {"lexical": LexicalTeacher(sims).fit(seeds),
-                "classifier": ClassifierTeacher(sims, seed).fit(seeds)}
+    lexical = LexicalTeacher(sims).fit(seeds)
+    teachers: dict[str, LexicalTeacher | ClassifierTeacher] = {
+        "lexical": lexical, "classifier": ClassifierTeacher(sims, seed).fit(seeds)}
     n_audit = math.floor(AUDIT_FRACTION * len(train))
     audited = {it.id for it in sorted(train, key=lambda it: _rank_key(seed, "audit", it.id))
                [:n_audit]}
@@ -1125,9 +1128,8 @@ def prepare(data: Path, out: Path, size: str, seed: int,
         "audited": {"records": n_audit, "fraction": round(n_audit / len(train), 4)},
         "teachers": {t: {"train": _score(answers["train"][t], train),
                          "eval": _score(answers["eval"][t], evals)} for t in teachers},
-        "lexical_threshold": teachers["lexical"].threshold,  # type: ignore[attr-defined]
-        "lexical_fills_defaults": sorted(
-            teachers["lexical"].defaults),  # type: ignore[attr-defined]
+        "lexical_threshold": lexical.threshold,
+        "lexical_fills_defaults": sorted(lexical.defaults),
         "seed_ids": [it.id for it in seeds],
         "tools": tools,
         "sha256": shas,
