@@ -187,7 +187,7 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
                 summary = train_classifier(model, tokenizer, layout, samples,
                                            spec["student"]["train"],
                                            soft=bool(student.get("soft_targets")), seed=seed,
-                                           device=dev, log=log)
+                                           device=dev, head_lr=student.get("head_lr"), log=log)
             else:
                 summary = train(model, tokenizer, samples, spec["student"]["train"], seed=seed,
                                 device=dev, teacher=teacher,

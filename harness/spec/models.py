@@ -223,6 +223,11 @@ class StudentSpec(Strict):
         description="classifier only: train towards the teacher's stated confidence (its "
         "answer gets the confidence, the unit's other classes share the rest) instead of a "
         "one-hot target.")
+    head_lr: float | None = Field(
+        None, gt=0, lt=1,
+        description="classifier only: learning rate of the new classification head (default "
+        "10 x train.lr); the pretrained encoder uses train.lr. A new head needs larger steps "
+        "than the encoder it sits on.")
     train: TrainSpec = TrainSpec()
     distill: DistillSpec | None = None
 
@@ -237,8 +242,8 @@ class StudentSpec(Strict):
             if self.distill is not None:
                 raise ValueError("'distill' (token-level soft targets) needs a causal_lm "
                                  "student; a classifier uses 'soft_targets' instead")
-        elif self.soft_targets:
-            raise ValueError("'soft_targets' applies to classifier students only")
+        elif self.soft_targets or self.head_lr is not None:
+            raise ValueError("'soft_targets' and 'head_lr' apply to classifier students only")
         return self
 
 

@@ -114,15 +114,29 @@ def build_classifier(path: Path, layout: ClassLayout, seed: int,
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model, info = AutoModelForSequenceClassification.from_pretrained(
             path, local_files_only=True, trust_remote_code=trust_remote_code,
             num_labels=layout.n_classes, id2label=id2label,
-            label2id={v: k for k, v in id2label.items()}, ignore_mismatched_sizes=True)
+            label2id={v: k for k, v in id2label.items()}, ignore_mismatched_sizes=True,
+            output_loading_info=True)
     finally:
         hf_logging.set_verbosity(verbosity)
+    # The parameters the checkpoint did not have: the new head (trained with its own rate).
+    model.harness_new_parameters = sorted(set(info.get("missing_keys", ()))
+                                          | {k for k, *_ in info.get("mismatched_keys", ())})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return model, tokenizer
+
+
+def head_parameter_names(model: Any) -> set[str]:
+    """Names of the parameters that are new in a built classifier (its head): those the
+    checkpoint lacked, else the usual head modules (``classifier``, ``score``)."""
+    new = set(getattr(model, "harness_new_parameters", ()))
+    names = {n for n, _ in model.named_parameters()}
+    if new & names:
+        return new & names
+    return {n for n in names if n.split(".")[0] in ("classifier", "score")}
 
 
 def encode_prompts(tokenizer: Any, prompts: list[str], max_len: int) -> list[list[int]]:

@@ -28,7 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from harness.students.classifier import ClassLayout, encode_prompts, pad_batch
+from harness.students.classifier import (
+    ClassLayout,
+    encode_prompts,
+    head_parameter_names,
+    pad_batch,
+)
+
+#: The head's learning rate relative to the encoder's when the YAML gives no ``head_lr``.
+HEAD_LR_FACTOR = 10.0
 from harness.train.loop import NonFiniteLoss
 
 
@@ -97,7 +105,7 @@ def sample_losses(logits: Any, targets: Any, spans: Any) -> Any:
 
 def train_classifier(model: Any, tokenizer: Any, layout: ClassLayout,
                      samples: list[dict[str, Any]], cfg: dict[str, Any], *, soft: bool,
-                     seed: int, device: Any,
+                     seed: int, device: Any, head_lr: float | None = None,
                      log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Fine-tune ``model`` (encoder + head) in place on composed samples.
 
@@ -107,6 +115,8 @@ def train_classifier(model: Any, tokenizer: Any, layout: ClassLayout,
         cfg: the YAML's ``student.train`` (epochs, min_steps, batch_size, grad_accum, lr,
             weight_decay, warmup_ratio, clip, max_len).
         soft: train towards the teacher's stated confidence (module docstring).
+        head_lr: learning rate of the new head (default ``HEAD_LR_FACTOR`` x ``cfg["lr"]``);
+            the pretrained encoder uses ``cfg["lr"]``.
 
     Returns:
         summary: steps, examples, skipped (answers outside the unit's classes), tokens,
@@ -133,13 +143,19 @@ def train_classifier(model: Any, tokenizer: Any, layout: ClassLayout,
     total_micro = max(1, math.ceil(batches_per_epoch * float(cfg["epochs"])),
                       int(cfg.get("min_steps", 0)) * accum)
     total_steps = max(1, math.ceil(total_micro / accum))
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": float(cfg["weight_decay"])},
-         {"params": no_decay, "weight_decay": 0.0}],
-        # The usual fine-tuning betas: the encoder is pretrained, not trained from scratch.
-        lr=float(cfg["lr"]), betas=(0.9, 0.999), fused=cuda)
+    lr = float(cfg["lr"])
+    head = head_parameter_names(model)
+    groups: list[dict[str, Any]] = []
+    for is_head in (False, True):
+        for decays in (True, False):
+            params = [p for n, p in model.named_parameters()
+                      if (n in head) == is_head and (p.ndim >= 2) == decays]
+            if params:
+                groups.append({"params": params,
+                               "weight_decay": float(cfg["weight_decay"]) if decays else 0.0,
+                               "lr": (head_lr or HEAD_LR_FACTOR * lr) if is_head else lr})
+    # The usual fine-tuning betas: the encoder is pretrained, not trained from scratch.
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=cuda)
     sched = get_cosine_schedule_with_warmup(opt, int(cfg["warmup_ratio"] * total_steps),
                                             total_steps)
     by_length = sorted(range(len(kept)), key=lambda i: (len(ids[i]), i))
@@ -192,5 +208,6 @@ def train_classifier(model: Any, tokenizer: Any, layout: ClassLayout,
     seconds = time.perf_counter() - t_start
     model.eval()
     return {"steps": step, "examples": len(kept), "skipped": len(samples) - len(kept),
+            "head_lr": head_lr or HEAD_LR_FACTOR * lr, "head_parameters": sorted(head),
             "tokens": tokens_seen, "train_seconds": round(seconds, 3), "final_loss": last_loss,
             "tokens_per_s": round(tokens_seen / max(seconds, 1e-9), 1)}

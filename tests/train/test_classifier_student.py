@@ -104,6 +104,7 @@ def test_training_learns_a_separable_task_deterministically(encoder_dir):
                                    device=torch.device("cpu"))
         probs.append(classify(model, tok, layout.blocks["route"], test, "cpu", 32))
     assert summary["examples"] == 48 and summary["skipped"] == 0
+    assert summary["head_parameters"] == ["classifier.bias", "classifier.weight"]
     assert summary["steps"] == 72  # 6 batches x 12 epochs
     assert summary["final_loss"] < 0.3
     assert probs[0].shape == (10, 3)
