@@ -34,10 +34,10 @@ from harness.students.classifier import (
     head_parameter_names,
     pad_batch,
 )
+from harness.train.loop import NonFiniteLoss
 
 #: The head's learning rate relative to the encoder's when the YAML gives no ``head_lr``.
 HEAD_LR_FACTOR = 10.0
-from harness.train.loop import NonFiniteLoss
 
 
 def target_rows(layout: ClassLayout, samples: list[dict[str, Any]], soft: bool
