@@ -145,17 +145,18 @@ def train_classifier(model: Any, tokenizer: Any, layout: ClassLayout,
     total_steps = max(1, math.ceil(total_micro / accum))
     lr = float(cfg["lr"])
     head = head_parameter_names(model)
-    groups: list[dict[str, Any]] = []
+    param_groups: list[dict[str, Any]] = []
     for is_head in (False, True):
         for decays in (True, False):
             params = [p for n, p in model.named_parameters()
                       if (n in head) == is_head and (p.ndim >= 2) == decays]
             if params:
-                groups.append({"params": params,
-                               "weight_decay": float(cfg["weight_decay"]) if decays else 0.0,
-                               "lr": (head_lr or HEAD_LR_FACTOR * lr) if is_head else lr})
+                param_groups.append({"params": params,
+                                     "weight_decay": (float(cfg["weight_decay"]) if decays
+                                                      else 0.0),
+                                     "lr": (head_lr or HEAD_LR_FACTOR * lr) if is_head else lr})
     # The usual fine-tuning betas: the encoder is pretrained, not trained from scratch.
-    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=cuda)
+    opt = torch.optim.AdamW(param_groups, lr=lr, betas=(0.9, 0.999), fused=cuda)
     sched = get_cosine_schedule_with_warmup(opt, int(cfg["warmup_ratio"] * total_steps),
                                             total_steps)
     by_length = sorted(range(len(kept)), key=lambda i: (len(ids[i]), i))
