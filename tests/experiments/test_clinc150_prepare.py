@@ -205,6 +205,16 @@ def test_two_records_per_pool_query_with_unit_prompts(train: list, summary: dict
             assert intent["reference"] == oos["reference"] != "OUT_OF_SCOPE"
 
 
+def test_training_ids_mix_intents(train: list) -> None:
+    """CLINC stores train in blocks of one intent; the harness batches in id order within a
+    token length, so ids must not follow the dataset's blocks (see training_records)."""
+    assert [r["id"] for r in train] == sorted(r["id"] for r in train)
+    refs = [r["reference"] for r in sorted(train, key=lambda r: r["id"])
+            if r["unit"] == "intent" and r["reference"] is not None]
+    same_as_next = sum(a == b for a, b in zip(refs, refs[1:], strict=False)) / (len(refs) - 1)
+    assert same_as_next < 0.1  # 45 intents at random: about 1/45
+
+
 def test_out_of_scope_answers_follow_each_teachers_threshold(train: list, evals: list,
                                                              summary: dict) -> None:
     """Answer the top intent at or above the teacher's threshold, else OUT_OF_SCOPE with
