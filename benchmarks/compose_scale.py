@@ -56,16 +56,28 @@ def _generator():  # type: ignore[no-untyped-def]
     return mod
 
 
-def _run(cmd: list[str], cwd: Path) -> dict[str, float]:
-    """Run one command; wall seconds and its peak RSS (MB) measured via a fresh wait4."""
+#: Runs ``harness.cli`` and, at exit, writes the process's own peak RSS to stderr. The child's
+#: ``ru_maxrss`` (from wait4) would carry this benchmark's own peak through exec, and this process
+#: has just generated a million records.
+_MEASURED_CLI = (
+    "import atexit, runpy, sys\n"
+    "from harness.evaluate.latency import process_peak_rss_mb\n"
+    "atexit.register(lambda: print(f'PEAK_RSS_MB {process_peak_rss_mb():.1f}', file=sys.stderr))\n"
+    "sys.argv = ['harness', *sys.argv[1:]]\n"
+    "runpy.run_module('harness.cli', run_name='__main__')\n")
+
+
+def _run(args: list[str], cwd: Path) -> dict[str, float]:
+    """Run one harness command; its wall seconds and its own peak RSS (MB)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-c", _MEASURED_CLI, *args], cwd=cwd,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
     wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{err}")
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    if proc.returncode != 0:
+        raise SystemExit(f"harness {' '.join(args)} failed:\n{proc.stderr}")
+    peak = [ln for ln in proc.stderr.splitlines() if ln.startswith("PEAK_RSS_MB ")]
+    return {"wall_s": round(wall, 2), "peak_rss_mb": float(peak[-1].split()[1])}
 
 
 def main() -> None:
@@ -89,11 +101,10 @@ def main() -> None:
     os.environ["HARNESS_CACHE_DIR"] = str(cache)
     shutil.rmtree(work / "cells", ignore_errors=True)
     (work / "exp.yaml").write_text(EXPERIMENT)
-    harness = [sys.executable, "-m", "harness.cli"]
     stages = {
-        "validate": _run([*harness, "validate", "exp.yaml"], work),
-        "plan": _run([*harness, "plan", "exp.yaml"], work),
-        "compose": _run([*harness, "compose", "exp.yaml", "--out", "cells"], work),
+        "validate": _run(["validate", "exp.yaml"], work),
+        "plan": _run(["plan", "exp.yaml"], work),
+        "compose": _run(["compose", "exp.yaml", "--out", "cells"], work),
     }
     total = round(sum(s["wall_s"] for s in stages.values()), 2)
     peak = max(s["peak_rss_mb"] for s in stages.values())

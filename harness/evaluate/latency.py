@@ -99,13 +99,30 @@ def _size(model: Any, device: Any, checkpoint_dir: Path | None) -> dict[str, Any
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process RSS
+        peak_mb = process_peak_rss_mb()
     ckpt_mb = (sum(f.stat().st_size for f in checkpoint_dir.glob("*.safetensors")) / 2**20
                if checkpoint_dir else None)
     return {"peak_memory_mb": float(peak_mb),
             "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "process_rss",
             "parameters": int(sum(p.numel() for p in model.parameters())),
             "checkpoint_mb": ckpt_mb}
+
+
+def process_peak_rss_mb() -> float:
+    """This process's peak resident set size in MB since it started (exec).
+
+    Read from ``VmHWM`` in ``/proc/self/status`` where there is one: ``ru_maxrss`` survives
+    ``exec``, so a worker started by a large parent (a test runner that has loaded models, say)
+    would report the parent's peak as its own. ``ru_maxrss`` only where ``/proc`` is missing.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def _conditions(model: Any, device: Any) -> dict[str, Any]:
