@@ -40,7 +40,8 @@ def _fidelity_table(run: RunData) -> list[dict[str, Any]]:
                 rows.append({"cell_id": cell.cell_id, "label": cell.label, "unit": unit,
                              "teacher": t, "metric": m, "value": rep["metrics"].get(m),
                              **{k: fid.get(k) for k in ("agreement", "agree_correct",
-                                                        "agree_wrong", "copied_error_rate")}})
+                                                        "agree_wrong", "copied_error_rate",
+                                                        "copied_error_chance")}})
     return rows
 
 

@@ -5,8 +5,9 @@ Signals (thresholds from the YAML's ``stop:``; each with evidence and a verdict)
 - ``diminishing_returns``: on every unit that matters, the upper 95% bound of the next
   doubling's predicted gain is below ``min_gain_next_doubling`` (needs fitted curves);
 - ``teacher_bias``: agreement with a teacher rises with scale while the primary metric does not
-  improve significantly ("more teacher-like, not more correct"), or the copied-error rate of the
-  chosen cell exceeds ``max_copied_error_rate``;
+  improve significantly ("more teacher-like, not more correct"), or the chosen cell repeats the
+  teacher's wrong answers more often than its own answer frequencies explain, by more than
+  ``max_copied_error_rate`` and significantly (one-sided binomial test, p < 0.05);
 - ``cost``: the chosen cell's ROI over the horizon is negative;
 - ``distribution_gap``: the chosen cell's primary metric on ``source=real`` lags
   ``source=synthetic`` by more than ``max_real_synthetic_gap`` and the gap does not close with
@@ -24,6 +25,8 @@ signal fires or a hard policy fails (p95 latency above the maximum, ROI below th
 from __future__ import annotations
 
 from typing import Any
+
+from scipy.stats import binomtest
 
 from harness.analysis.load import RunData
 from harness.evaluate.metrics import PRIMARY_METRIC
@@ -101,16 +104,23 @@ def signals(run: RunData, chosen: dict[str, Any], curves: list[dict[str, Any]],
     out.append({"signal": "diminishing_returns", "fires": fires, "threshold": thr,
                 "evidence": evidence})
 
-    # teacher bias
+    # teacher bias: copied errors beyond what the student's own answer frequencies explain
     thr_c = stop["max_copied_error_rate"]
-    copied = {f"{u}/{t}": fid["copied_error_rate"]
-              for u, rep in cell.metrics["units"].items() for t, fid in rep["fidelity"].items()
-              if "copied_error_rate" in fid}
-    worst = max(copied.items(), key=lambda kv: kv[1]) if copied else None
+    copied = {f"{u}/{t}": fid for u, rep in cell.metrics["units"].items()
+              for t, fid in rep["fidelity"].items() if "copied_error_rate" in fid}
+    excess = {k: copied_excess(fid) for k, fid in copied.items()}
+    worst = max(excess.items(), key=lambda kv: kv[1][0]) if excess else None
     flags = fidelity_flags(run)
-    fires = bool(flags) or (worst is not None and worst[1] > thr_c)
-    evidence = (f"highest copied-error rate {worst[0]} = {worst[1]:.3f}" if worst
-                else "no teacher answers on eval items")
+    fires = bool(flags) or (worst is not None and worst[1][0] > thr_c and worst[1][1] < 0.05)
+    if worst:
+        fid = copied[worst[0]]
+        evidence = (f"highest copied-error rate beyond chance {worst[0]}: "
+                    f"{fid['copied_error_rate']:.3f} of the teacher's "
+                    f"{int(fid.get('teacher_wrong', 0))} wrong answers repeated vs "
+                    f"{fid.get('copied_error_chance', 0.0):.3f} by chance "
+                    f"(excess {worst[1][0]:+.3f}, one-sided binomial p = {worst[1][1]:.3g})")
+    else:
+        evidence = "no teacher answers on eval items"
     if flags:
         evidence += "; more teacher-like, not more correct: " + "; ".join(flags)
     out.append({"signal": "teacher_bias", "fires": fires, "threshold": thr_c,
@@ -118,7 +128,10 @@ def signals(run: RunData, chosen: dict[str, Any], curves: list[dict[str, Any]],
 
     # cost
     row = next((r for r in roi if r["cell_id"] == cell.cell_id), None)
-    if row is not None:
+    if row is not None and row.get("roi") is None:
+        out.append({"signal": "cost", "fires": False, "threshold": 0.0,
+                    "evidence": "not assessed: `costs:` declares no price, so there is no ROI"})
+    elif row is not None:
         out.append({"signal": "cost", "fires": row["roi"] < 0, "threshold": 0.0,
                     "evidence": f"ROI over {row['horizon_days']:g} days = {row['roi']:.2f} "
                                 f"(offline {row['offline_cost']:.2f} {row['currency']}, saving "
@@ -155,6 +168,24 @@ def signals(run: RunData, chosen: dict[str, Any], curves: list[dict[str, Any]],
                                       for u, d in dis.items() if u in units)
                 or "no teacher disagreement recorded"})
     return out
+
+
+def copied_excess(fid: dict[str, float]) -> tuple[float, float]:
+    """(copied-error rate minus its chance rate, one-sided binomial p-value that the student
+    repeats the teacher's errors more often than chance).
+
+    A student whose answers carry no information about the teacher's still "copies" an error
+    whenever it happens to give the same wrong answer; only the excess is the teacher's
+    influence. Fidelity records written before the chance rate existed count chance as 0.
+    """
+    rate = float(fid["copied_error_rate"])
+    chance = float(fid.get("copied_error_chance", 0.0))
+    n = int(fid.get("teacher_wrong", 0))
+    if n == 0:
+        return rate - chance, 1.0
+    k = round(rate * n)
+    p = float(binomtest(k, n, min(max(chance, 0.0), 1.0), alternative="greater").pvalue)
+    return rate - chance, p
 
 
 def _best_primary(run: RunData, units: list[str]) -> float:
@@ -243,7 +274,10 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
                        f"{policy['max_p95_latency_ms']:g} ms — {'ok' if ok else 'too slow'}")
         if not ok and decision == "CONTINUE":
             decision = "STOP"
-    if policy.get("min_roi") is not None and row:
+    if policy.get("min_roi") is not None and row and row.get("roi") is None:
+        reasons.append(f"roi: not assessed (no price in `costs:`) vs min {policy['min_roi']:g} "
+                       "— the minimum cannot be checked")
+    elif policy.get("min_roi") is not None and row:
         ok = row["roi"] >= policy["min_roi"]
         reasons.append(f"roi: {row['roi']:.2f} vs min {policy['min_roi']:g} — "
                        f"{'ok' if ok else 'below'}")

@@ -44,9 +44,22 @@ def teacher_generation_cost(usage: dict[str, dict[str, float]], costs: dict[str,
     return out
 
 
+def costs_declared(costs: dict[str, Any]) -> bool:
+    """Whether the YAML prices anything at all. Without a single price every cost and saving is
+    0 and "ROI = 0.00" would read as a checked break-even; the ledger reports no ROI instead."""
+    per_teacher = any(v for t in costs["teachers"].values()
+                      for k, v in t.items() if k != "latency_p95_ms")
+    return per_teacher or any(costs[k] for k in (
+        "judge_cost_per_item", "gpu_hour", "maintenance_per_month", "teacher_price_per_1k",
+        "student_price_per_1k", "manual_fallback_cost"))
+
+
 def ledger(run: RunData, usage: dict[str, dict[str, float]], n_records: int,
            teacher_error: dict[str, float]) -> list[dict[str, Any]]:
     """One ledger row per finished cell (JSON-ready).
+
+    ``roi``, ``quality_adjusted_roi`` and ``break_even_days`` are None (``priced`` False) when
+    ``costs:`` declares no price at all.
 
     Args:
         usage: teacher -> summed ``prompt_tokens`` / ``completion_tokens`` of the repository.
@@ -54,6 +67,7 @@ def ledger(run: RunData, usage: dict[str, dict[str, float]], n_records: int,
         teacher_error: unit -> error rate of the best teacher on the eval set (audit).
     """
     costs = run.spec["costs"]
+    priced = costs_declared(costs)
     traffic = costs["traffic"]
     days = float(traffic["days"])
     requests = traffic["qps"] * 86400 * days
@@ -90,11 +104,11 @@ def ledger(run: RunData, usage: dict[str, dict[str, float]], n_records: int,
             "cell_id": cell.cell_id, "label": cell.label, "currency": costs["currency"],
             "teacher_generation": gen, "judge": judge, "training": training,
             "training_hours": train_h, "maintenance": maintenance, "offline_cost": offline,
-            "online_saving": saved, "roi": roi,
-            "break_even_days": (offline / daily) if daily > 0 else None,
+            "online_saving": saved, "priced": priced, "roi": roi if priced else None,
+            "break_even_days": (offline / daily) if daily > 0 and priced else None,
             "extra_error_rate": extra_rate, "manual_fallback": fallback,
             "quality_adjusted_saving": q_saved,
-            "quality_adjusted_roi": (q_saved - offline) / max(offline, 1e-9),
+            "quality_adjusted_roi": (q_saved - offline) / max(offline, 1e-9) if priced else None,
             "student_p95_ms": p95,
             "teacher_p95_ms": max(teacher_p95) if teacher_p95 else None,
             "horizon_days": days,

@@ -22,7 +22,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "argument_exact_match": True, "refusal_precision": True, "refusal_recall": True,
     "refusal_f1": True, "over_refusal_rate": False, "rouge_l": True,
     "agreement": True, "agree_correct": True, "agree_wrong": False,
-    "answer_parse_rate": True,
+    "answer_parse_rate": True, "copied_error_rate": False, "copied_error_chance": False,
 }
 
 #: The metrics each unit kind reports (per-field ``f1.<field>`` come on top for json_fields).

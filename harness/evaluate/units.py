@@ -7,7 +7,7 @@ predictions) and the teacher audit (each teacher's recorded answers).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,29 +92,41 @@ def fidelity(unit: dict[str, Any], items: Sequence[dict[str, Any]],
     Per teacher (over the items it answered): ``agreement`` (same decision/answer),
     ``agree_correct`` (agrees and is right), ``agree_wrong`` (agrees and is wrong — a copied
     teacher error), ``copied_error_rate`` (of the teacher's wrong answers, the share the
-    student repeats) and ``n``.
+    student repeats), ``copied_error_chance`` (the share a student with the same answer
+    frequencies would repeat by coincidence, its answers independent of the teacher's) and ``n``.
+
+    The chance rate matters for weak students: one that answers "A" to everything "repeats" every
+    teacher error that is "A" without having learnt anything from the teacher.
     """
     per: dict[str, dict[str, float]] = {}
     by_teacher: dict[str, list[tuple[int, str | None]]] = defaultdict(list)
     for i, it in enumerate(items):
         for c in it.get("candidates") or []:
             by_teacher[c["teacher"]].append((i, c.get("final")))
+    # The student's answer frequencies over every eval item (None = no parsable answer).
+    keys = [_decision_key(unit, p) for p in preds]
+    freq = Counter(k for k in keys if k is not None)
+    total = len(keys)
     for teacher, answers in sorted(by_teacher.items()):
         agree = agree_ok = agree_bad = teacher_wrong = copied = 0
+        chance = 0.0
         for i, final in answers:
-            same = (_decision_key(unit, preds[i]) is not None
-                    and _decision_key(unit, preds[i]) == _decision_key(unit, final))
+            same = keys[i] is not None and keys[i] == _decision_key(unit, final)
             t_ok = _decision_key(unit, final) == _decision_key(unit, items[i]["reference"])
             agree += same
             agree_ok += same and bool(correct[i])
             agree_bad += same and not correct[i]
             teacher_wrong += not t_ok
             copied += same and not t_ok
+            if not t_ok and total:
+                chance += freq.get(_decision_key(unit, final), 0) / total
         n = len(answers)
         per[teacher] = {"n": n, "agreement": agree / n, "agree_correct": agree_ok / n,
                         "agree_wrong": agree_bad / n}
         if teacher_wrong:
             per[teacher]["copied_error_rate"] = copied / teacher_wrong
+            per[teacher]["copied_error_chance"] = chance / teacher_wrong
+            per[teacher]["teacher_wrong"] = teacher_wrong
     return per
 
 

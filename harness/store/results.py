@@ -88,7 +88,8 @@ def cell_rows(experiment: str, manifest: dict[str, Any], metrics: dict[str, Any]
             for metric, value in sl["metrics"].items():
                 add(metric, value, name, sl["n"])
         for teacher, fid in rep["fidelity"].items():
-            for metric in ("agreement", "agree_correct", "agree_wrong", "copied_error_rate"):
+            for metric in ("agreement", "agree_correct", "agree_wrong", "copied_error_rate",
+                           "copied_error_chance"):
                 if metric in fid:
                     add(f"{metric}.{teacher}", fid[metric], "all", fid["n"])
     return rows

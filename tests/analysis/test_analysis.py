@@ -156,6 +156,23 @@ def test_roi_matches_the_estimator_by_hand(synth_run):
     assert row["quality_adjusted_saving"] == pytest.approx(saved - row["manual_fallback"])
 
 
+def test_without_prices_there_is_no_roi(synth_run):
+    # Nothing priced: every cost and saving is 0, and "ROI 0.00" would read as a checked
+    # break-even; the ledger, the cost signal and the gate say "not assessed" instead.
+    spec = spec_dict(["judged"], ["plain"], [1.0])
+    run_dir = synth_run(spec, {("judged", "plain", 1.0): {"route": exact(0.9, 100)}})
+    row = ledger(load_run(run_dir), {}, 100, {})[0]
+    assert row["priced"] is False and row["roi"] is None and row["break_even_days"] is None
+    out = analyse(run_dir)
+    cost = next(s for s in out["signals"] if s["signal"] == "cost")
+    assert not cost["fires"] and cost["evidence"].startswith("not assessed")
+    priced = {**spec_dict(["judged"], ["plain"], [1.0], costs={"gpu_hour": 1.0}),
+              "name": "synth_priced"}
+    cells = {("judged", "plain", 1.0): {"route": exact(0.9, 100)}}
+    row = ledger(load_run(synth_run(priced, cells)), {}, 100, {})[0]
+    assert row["priced"] is True and row["roi"] == pytest.approx(-1.0)
+
+
 def test_gate_cli_exit_codes_and_json(synth_run, tmp_path, capsys):
     rising = curve_run(synth_run, [0.55, 0.70, 0.82])
     assert main(["gate", str(rising)]) == 0

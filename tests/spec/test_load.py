@@ -47,6 +47,14 @@ def test_min_score_above_judge_scale(tiny):
     assert "buckets.multi.min_score: 7 is outside the judge scale (1-5)" in _errors(path)
 
 
+def test_min_roi_without_any_price_is_refused(tiny):
+    path = tiny(spec={"gate": {"min_roi": 0.0}})
+    assert "gate.min_roi: a minimum ROI needs prices" in _errors(path)
+    priced = tiny(spec={"gate": {"min_roi": 0.0},
+                        "costs": {"teacher_price_per_1k": 0.01, "student_price_per_1k": 0.001}})
+    load_experiment(priced)
+
+
 def test_all_problems_reported_in_one_pass(tiny):
     path = tiny(spec={
         "buckets": {"single_a": {"teachers": ["a"], "select": "judge_winer"},
