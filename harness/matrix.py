@@ -4,6 +4,8 @@ A cell is one point (bucket, field set, scale, seed). ``factorial`` takes every 
 ``one_at_a_time`` starts from ``design.base`` and varies one axis at a time (seeds are always
 crossed). ``include`` adds cells, ``exclude`` removes every cell matching a partial pattern, and
 the baseline cell is always part of the matrix because every comparison is made against it.
+``noise_seeds`` adds the reference arm (the base, else the baseline) retrained with extra seeds,
+so the analysis can measure training noise without crossing every arm with every seed.
 
 The cell id hashes the cell's *effective* spec (the resolved bucket and field set, units,
 student, sampling) together with the content hashes of the data files, so a changed spec or
@@ -89,6 +91,9 @@ def expand_axes(exp: Experiment) -> list[Axes]:
         out += _ref_axes(ref, exp.seeds)
     out = [a for a in out if not any(a.matches(p) for p in d.exclude)]
     out += _ref_axes(exp.baseline, exp.seeds)  # the baseline survives any exclude
+    # The reference arm retrained with extra seeds: the training-noise measurement.
+    ref = d.base if d.kind == "one_at_a_time" and d.base is not None else exp.baseline
+    out += [Axes(ref.bucket, ref.fields, ref.scale, s) for s in d.noise_seeds]
     seen: set[Axes] = set()
     unique = []
     for a in out:

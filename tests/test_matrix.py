@@ -65,3 +65,20 @@ def test_cell_ids_are_stable_and_sensitive(tiny):
 def test_baseline_flag(tiny):
     cells = build_cells(load_experiment(tiny()).spec, HASHES)
     assert [c.label for c in cells if c.is_baseline] == ["single_a/answer_only/x1/s0"]
+
+
+def test_noise_seeds_retrain_only_the_reference_arm(tiny):
+    oat = load_experiment(tiny(spec={
+        "scale": [0.5, 1.0],
+        "design": {"kind": "one_at_a_time", "noise_seeds": [1, 2],
+                   "base": {"bucket": "judged", "fields": "answer_only", "scale": 1.0}},
+    })).spec
+    axes = expand_axes(oat)
+    extra = [a for a in axes if a.seed != 0]
+    assert extra == [Axes("judged", "answer_only", 1.0, 1), Axes("judged", "answer_only", 1.0, 2)]
+    cells = build_cells(oat, HASHES)
+    assert len({c.cell_id for c in cells}) == len(cells)
+    # a factorial design retrains the baseline
+    fac = load_experiment(tiny(spec={"design": {"kind": "factorial", "noise_seeds": [5]}})).spec
+    assert [a for a in expand_axes(fac) if a.seed == 5] == [
+        Axes(fac.baseline.bucket, fac.baseline.fields, fac.baseline.scale, 5)]

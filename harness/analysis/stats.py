@@ -83,7 +83,8 @@ MetricFn = Callable[[np.ndarray], float]
 
 
 def paired_bootstrap(metric_ref: Sequence[MetricFn], metric_trt: Sequence[MetricFn], n: int,
-                     n_boot: int = 2000, seed: int = 0) -> PairedDelta:
+                     n_boot: int = 2000, seed: int = 0, resample_seeds: bool = True
+                     ) -> PairedDelta:
     """Paired bootstrap of ``metric(treatment) - metric(reference)`` over ``n`` shared items.
 
     Args:
@@ -91,6 +92,8 @@ def paired_bootstrap(metric_ref: Sequence[MetricFn], metric_trt: Sequence[Metric
             (items, with repeats) to the metric on those items. With several seeds, every
             replicate also resamples seeds (with replacement) and averages over them.
         n: number of paired eval items.
+        resample_seeds: False averages over every seed in each replicate (items only), for
+            callers that account for training noise separately (:func:`with_training_noise`).
         n_boot: resamples (>= 1,000 by convention).
     """
     rng = np.random.default_rng(seed)
@@ -99,13 +102,61 @@ def paired_bootstrap(metric_ref: Sequence[MetricFn], metric_trt: Sequence[Metric
     draws = np.empty(n_boot)
     for b in range(n_boot):
         idx = rng.integers(0, n, size=n)
-        trt = [metric_trt[i] for i in rng.integers(0, len(metric_trt), size=len(metric_trt))]
-        ref = [metric_ref[i] for i in rng.integers(0, len(metric_ref), size=len(metric_ref))]
+        trt, ref = list(metric_trt), list(metric_ref)
+        if resample_seeds:
+            trt = [metric_trt[i] for i in rng.integers(0, len(trt), size=len(trt))]
+            ref = [metric_ref[i] for i in rng.integers(0, len(ref), size=len(ref))]
         draws[b] = np.mean([f(idx) for f in trt]) - np.mean([f(idx) for f in ref])
     lo, hi = np.percentile(draws, [2.5, 97.5])
     se = float(draws.std(ddof=1))
     p = 2 * min(float(np.mean(draws <= 0)), float(np.mean(draws >= 0)))
     return PairedDelta(float(point), float(lo), float(hi), se, min(1.0, p), MDE_Z * se, n)
+
+
+def with_training_noise(d: PairedDelta, noise_var: float, noise_df: int) -> PairedDelta:
+    """Widen an items-only paired delta by the variance of retraining.
+
+    A student trained once is one draw of its training run: a second seed on the same data moves
+    its metric by a training-noise variance ``sigma^2`` that no resampling of eval items sees. For
+    arms averaged over ``k_ref`` and ``k_trt`` seeds, the delta's variance gains
+    ``noise_var = sigma^2 * (1/k_ref + 1/k_trt)``. ``sigma^2`` is itself estimated from a few
+    seeds (``noise_df`` degrees of freedom), so the interval and p-value use Student's t with
+    Welch-Satterthwaite degrees of freedom (the item part counts as known).
+
+    Args:
+        d: the items-only delta (``paired_bootstrap(..., resample_seeds=False)``).
+        noise_var: training-noise variance of the delta (metric units squared).
+        noise_df: degrees of freedom of the ``sigma^2`` estimate (>= 1).
+    """
+    var = d.se ** 2 + noise_var
+    se = float(np.sqrt(var))
+    if se == 0:
+        return d
+    df = float(noise_df) * (var / noise_var) ** 2 if noise_var > 0 else float("inf")
+    t_crit = float(stats.t.ppf(0.975, df))
+    p = float(2 * stats.t.sf(abs(d.delta) / se, df))
+    mde = (t_crit + float(stats.t.ppf(0.80, df))) * se
+    return PairedDelta(d.delta, d.delta - t_crit * se, d.delta + t_crit * se, se, min(1.0, p),
+                       mde, d.n)
+
+
+def pooled_seed_variance(metric_per_arm: Sequence[Sequence[float]]) -> tuple[float, int] | None:
+    """Pooled within-arm variance of a metric across training seeds, and its degrees of freedom.
+
+    Args:
+        metric_per_arm: per arm, its metric for each seed (on the same eval items); arms with one
+            seed carry no information and are skipped.
+
+    Returns:
+        ``(variance, df)`` with ``df = sum(k_arm - 1)``, or None when no arm has two seeds.
+    """
+    ss, df = 0.0, 0
+    for values in metric_per_arm:
+        v = np.asarray(values, dtype=float)
+        if v.size >= 2:
+            ss += float(((v - v.mean()) ** 2).sum())
+            df += v.size - 1
+    return (ss / df, df) if df else None
 
 
 def mean_metric(values: Sequence[float]) -> MetricFn:

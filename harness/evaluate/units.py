@@ -118,8 +118,9 @@ def fidelity(unit: dict[str, Any], items: Sequence[dict[str, Any]],
             agree_bad += same and not correct[i]
             teacher_wrong += not t_ok
             copied += same and not t_ok
-            if not t_ok and total:
-                chance += freq.get(_decision_key(unit, final), 0) / total
+            t_key = _decision_key(unit, final)
+            if not t_ok and total and t_key is not None:
+                chance += freq.get(t_key, 0) / total
         n = len(answers)
         per[teacher] = {"n": n, "agreement": agree / n, "agree_correct": agree_ok / n,
                         "agree_wrong": agree_bad / n}

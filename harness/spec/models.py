@@ -332,11 +332,18 @@ class DesignSpec(Strict):
     base: CellRef | None = Field(None, description="The centre of a one_at_a_time design.")
     include: list[CellRef] = Field(default_factory=list)
     exclude: list[CellPattern] = Field(default_factory=list)
+    noise_seeds: list[int] = Field(
+        default_factory=list,
+        description="Extra training seeds for the reference arm only (the one_at_a_time base, "
+        "else the baseline): measures how much retraining moves each unit, and widens the "
+        "intervals of single-seed arms by it.")
 
     @model_validator(mode="after")
     def _base_for_oat(self) -> DesignSpec:
         if self.kind == "one_at_a_time" and self.base is None:
             raise ValueError("a one_at_a_time design needs a 'base' cell")
+        if len(set(self.noise_seeds)) != len(self.noise_seeds):
+            raise ValueError("noise_seeds must be unique")
         return self
 
 

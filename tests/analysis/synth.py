@@ -34,11 +34,12 @@ def spec_dict(buckets: list[str], fields: list[str], scales: list[float],
 
 
 def write_run(root: Path, spec: dict[str, Any],
-              cells: dict[tuple[str, str, float], dict[str, np.ndarray]],
+              cells: dict[tuple[Any, ...], dict[str, np.ndarray]],
               tags: list[dict[str, str]] | None = None, samples: Callable[[float], int] =
               lambda s: int(1000 * s), teacher_answers: dict[str, list[int]] | None = None
               ) -> Path:
-    """One cell per (bucket, fields, scale); per unit a 0/1 correctness array (same length).
+    """One cell per (bucket, fields, scale[, seed]); per unit a 0/1 correctness array (same
+    length). The seed defaults to 0.
 
     Route answers are "a" when correct (references are all "a"); escalation items alternate
     must-escalate / answerable, answered right when correct.
@@ -48,15 +49,18 @@ def write_run(root: Path, spec: dict[str, Any],
     tags = tags or [{"source": "synthetic"}] * n
     rows, lat, entries = [], [], []
     base = spec["baseline"]
-    for i, ((bucket, fields, scale), units) in enumerate(cells.items()):
+    for i, (key, units) in enumerate(cells.items()):
+        bucket, fields, scale = key[:3]
+        seed = key[3] if len(key) > 3 else 0
         cell_id = f"{i:012x}"
-        label = f"{bucket}/{fields}/x{scale:g}/s0"
+        label = f"{bucket}/{fields}/x{scale:g}/s{seed}"
         folder = run_dir / "cells" / cell_id
         folder.mkdir(parents=True)
-        is_base = (bucket, fields, scale) == (base["bucket"], base["fields"], base["scale"])
+        is_base = (bucket, fields, scale, seed) == (base["bucket"], base["fields"],
+                                                    base["scale"], 0)
         manifest = {"cell_id": cell_id, "label": label, "is_baseline": is_base,
-                    "axes": {"bucket": bucket, "fields": fields, "scale": scale, "seed": 0},
-                    "spec": {"units": spec["units"], "scale": scale, "seed": 0,
+                    "axes": {"bucket": bucket, "fields": fields, "scale": scale, "seed": seed},
+                    "spec": {"units": spec["units"], "scale": scale, "seed": seed,
                              "bucket": {"name": bucket, **spec["buckets"][bucket]},
                              "fields": {"name": fields, **spec["fields"][fields]}},
                     "counts": {"unit": {u: samples(scale) for u in units}}}
