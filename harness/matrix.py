@@ -108,6 +108,8 @@ def effective_spec(exp: Experiment, axes: Axes, data_hashes: dict[str, str]) -> 
     bucket = exp.buckets[axes.bucket].model_dump(mode="json", exclude={"extends"})
     fields = exp.fields[axes.fields].model_dump(mode="json", exclude={"extends"})
     student = exp.student.model_dump(mode="json")
+    if student.get("pooling") is None:
+        student.pop("pooling", None)  # unset: ids of cells from before the key existed hold
     # Paths differ between machines; the checkpoint is identified by its folder name here.
     if student.get("model"):
         student["model"] = str(exp.student.model.name if exp.student.model else "")

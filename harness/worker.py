@@ -168,7 +168,8 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
     if layout is not None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local encoder; never the hub
         model, tokenizer = build_classifier(Path(student["model"]), layout, seed,
-                                            bool(student.get("trust_remote_code")))
+                                            bool(student.get("trust_remote_code")),
+                                            student.get("pooling"))
     else:
         model, tokenizer = build_student(student, texts, seed)
     teacher = None

@@ -228,6 +228,12 @@ class StudentSpec(Strict):
         description="classifier only: learning rate of the new classification head (default "
         "10 x train.lr); the pretrained encoder uses train.lr. A new head needs larger steps "
         "than the encoder it sits on.")
+    pooling: Literal["auto", "cls", "mean"] | None = Field(
+        None,
+        description="classifier only: how the encoder's tokens become one vector. cls: the "
+        "architecture's own pooler; mean: the masked mean of the last hidden states (what "
+        "sentence encoders such as all-MiniLM-L6-v2 were trained for); auto (default): mean "
+        "when the folder is a sentence-transformers model with mean pooling, else cls.")
     train: TrainSpec = TrainSpec()
     distill: DistillSpec | None = None
 
@@ -242,8 +248,9 @@ class StudentSpec(Strict):
             if self.distill is not None:
                 raise ValueError("'distill' (token-level soft targets) needs a causal_lm "
                                  "student; a classifier uses 'soft_targets' instead")
-        elif self.soft_targets or self.head_lr is not None:
-            raise ValueError("'soft_targets' and 'head_lr' apply to classifier students only")
+        elif self.soft_targets or self.head_lr is not None or self.pooling is not None:
+            raise ValueError("'soft_targets', 'head_lr' and 'pooling' apply to classifier "
+                             "students only")
         return self
 
 

@@ -16,6 +16,7 @@ Imports only torch and transformers (the GPU worker's path); never touches the n
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,30 +96,120 @@ class ClassLayout:
         return self.blocks[unit].classes[index]
 
 
+def resolve_pooling(path: Path, pooling: str | None) -> str:
+    """``cls`` or ``mean`` for the encoder at ``path``.
+
+    ``auto`` (or None) reads a sentence-transformers folder's ``1_Pooling/config.json``: an
+    encoder trained for mean pooling (all-MiniLM-L6-v2) never trained its ``[CLS]`` pooler for
+    sentence meaning, so a head on that pooler starts from features that barely separate
+    intents, and learns slowly on a small budget.
+    """
+    if pooling in ("cls", "mean"):
+        return pooling
+    cfg = path / "1_Pooling" / "config.json"
+    try:
+        mean = bool(json.loads(cfg.read_text(encoding="utf-8")).get("pooling_mode_mean_tokens"))
+    except (OSError, ValueError):
+        mean = False
+    return "mean" if mean else "cls"
+
+
+class _MaskedMeanPooler:
+    """Factory for the module replacing an encoder's ``[CLS]`` pooler (built lazily: torch is
+    imported only when a classifier is built)."""
+
+    @staticmethod
+    def make() -> Any:
+        import torch
+
+        class MaskedMeanPooler(torch.nn.Module):
+            """Masked mean of the last hidden states: (batch, seq, hidden) -> (batch, hidden).
+
+            The attention mask is handed over by a pre-hook on the encoder (BERT-style
+            encoders call their pooler with the hidden states alone).
+            """
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.mask: Any = None
+
+            def forward(self, hidden: Any) -> Any:
+                if self.mask is None:
+                    return hidden.mean(dim=1)
+                m = self.mask.to(hidden.dtype).unsqueeze(-1)
+                return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+
+        return MaskedMeanPooler()
+
+
+def apply_pooling(model: Any, pooling: str) -> None:
+    """Switch ``model`` to ``pooling`` in place and record it in ``config.harness_pooling``.
+
+    Raises:
+        ValueError: mean pooling asked of an encoder without a replaceable ``pooler``.
+    """
+    model.config.harness_pooling = pooling
+    if pooling != "mean":
+        return
+    base = model.base_model
+    if not hasattr(base, "pooler"):
+        raise ValueError(f"pooling: mean needs an encoder with a pooler module "
+                         f"({type(model).__name__} has none); use pooling: cls")
+    pooler = _MaskedMeanPooler.make()
+    base.pooler = pooler
+
+    def hand_over_mask(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        mask = kwargs.get("attention_mask")
+        if mask is None and len(args) > 1:
+            mask = args[1]
+        pooler.mask = mask
+
+    base.register_forward_pre_hook(hand_over_mask, with_kwargs=True)
+
+
 def build_classifier(path: Path, layout: ClassLayout, seed: int,
-                     trust_remote_code: bool = False) -> tuple[Any, Any]:
+                     trust_remote_code: bool = False, pooling: str | None = None
+                     ) -> tuple[Any, Any]:
     """A classification head (seeded init) on the local encoder at ``path`` -> (model, tokenizer).
 
     The encoder's own weights load from ``path`` (safetensors, ``local_files_only``); the head is
-    new, sized ``layout.n_classes``.
+    new, sized ``layout.n_classes``. ``pooling`` as in :func:`resolve_pooling`.
     """
+    model, tokenizer = _load(path, trust_remote_code, num_labels=layout.n_classes,
+                             id2label=layout.id2label(), seed=seed)
+    apply_pooling(model, resolve_pooling(path, pooling))
+    return model, tokenizer
+
+
+def load_classifier(path: Path, trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """A saved classifier student (a cell's ``model/``) with the pooling it was trained with."""
+    model, tokenizer = _load(path, trust_remote_code)
+    apply_pooling(model, getattr(model.config, "harness_pooling", "cls"))
+    return model, tokenizer
+
+
+def _load(path: Path, trust_remote_code: bool, num_labels: int | None = None,
+          id2label: dict[int, str] | None = None, seed: int = 0) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True,
                                               trust_remote_code=trust_remote_code)
-    id2label = layout.id2label()
     torch.manual_seed(seed)  # the new head's initialisation
-    # transformers reports the new head's weights as "missing" in a warning table: expected here.
+    extra: dict[str, Any] = {}
+    if id2label is not None:
+        extra = {"num_labels": num_labels, "id2label": id2label,
+                 "label2id": {v: k for k, v in id2label.items()},
+                 "ignore_mismatched_sizes": True}
+    # transformers reports the new head's weights (and, for a mean-pooled checkpoint, the
+    # pooler it no longer has) as "missing" in a warning table: expected here.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             path, local_files_only=True, trust_remote_code=trust_remote_code,
-            num_labels=layout.n_classes, id2label=id2label,
-            label2id={v: k for k, v in id2label.items()}, ignore_mismatched_sizes=True,
-            output_loading_info=True)
+            output_loading_info=True, **extra)
     finally:
         hf_logging.set_verbosity(verbosity)
     # The parameters the checkpoint did not have: the new head (trained with its own rate).
