@@ -113,21 +113,20 @@ def compare(run: RunData, ref: list[CellData], trt: list[CellData], unit: str,
     ids = sorted(set(ref[0].units[unit].ids).intersection(*(set(c.units[unit].ids)
                                                                for c in ref + trt)))
     pr, pt = _aligned(ref, unit, ids), _aligned(trt, unit, ids)
-    single = len(ref) == 1 or len(trt) == 1
-    if noise is not None and single:
-        d = paired_bootstrap(_metric_fns(kind, pr), _metric_fns(kind, pt), len(ids), n_boot,
-                             seed, resample_seeds=False)
+    # Single-seed arms with a measured seed variance: items only here, noise added after.
+    widen = noise is not None and (len(ref) == 1 or len(trt) == 1)
+    d = paired_bootstrap(_metric_fns(kind, pr), _metric_fns(kind, pt), len(ids), n_boot, seed,
+                         resample_seeds=not widen)
+    binary = kind not in ("json_fields", "refusal", "text")
+    if widen:
+        assert noise is not None
         d = with_training_noise(d, noise["variance"] * (1 / len(ref) + 1 / len(trt)),
                                 noise["df"])
         p, test = d.p_boot, "bootstrap+seed_noise_t"
+    elif binary and len(ref) == 1 and len(trt) == 1:
+        p, test = mcnemar_exact(pr[0]["correct"], pt[0]["correct"]), "mcnemar_exact"
     else:
-        d = paired_bootstrap(_metric_fns(kind, pr), _metric_fns(kind, pt), len(ids), n_boot,
-                             seed)
-        binary = kind not in ("json_fields", "refusal", "text")
-        if binary and len(ref) == 1 and len(trt) == 1:
-            p, test = mcnemar_exact(pr[0]["correct"], pt[0]["correct"]), "mcnemar_exact"
-        else:
-            p, test = d.p_boot, "paired_bootstrap"
+        p, test = d.p_boot, "paired_bootstrap"
     key = trt[0].axes
     rkey = ref[0].axes
     return Contrast(arm=arm_label((key["bucket"], key["fields"], float(key["scale"]))),

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.analysis.load import RunData
+from harness.spec.models import costs_declared
 
 
 def distill_roi(*, qps: float, teacher_cost_per_1k: float, student_cost_per_1k: float,
@@ -42,16 +43,6 @@ def teacher_generation_cost(usage: dict[str, dict[str, float]], costs: dict[str,
         out[t] = (u["prompt_tokens"] / 1000 * tc.get("price_per_1k_prompt", 0.0)
                   + u["completion_tokens"] / 1000 * tc.get("price_per_1k_completion", 0.0))
     return out
-
-
-def costs_declared(costs: dict[str, Any]) -> bool:
-    """Whether the YAML prices anything at all. Without a single price every cost and saving is
-    0 and "ROI = 0.00" would read as a checked break-even; the ledger reports no ROI instead."""
-    per_teacher = any(v for t in costs["teachers"].values()
-                      for k, v in t.items() if k != "latency_p95_ms")
-    return per_teacher or any(costs[k] for k in (
-        "judge_cost_per_item", "gpu_hour", "maintenance_per_month", "teacher_price_per_1k",
-        "student_price_per_1k", "manual_fallback_cost"))
 
 
 def ledger(run: RunData, usage: dict[str, dict[str, float]], n_records: int,

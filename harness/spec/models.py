@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -384,6 +384,16 @@ class CostSpec(Strict):
     student_price_per_1k: float = Field(0.0, ge=0)
     manual_fallback_cost: float = Field(0.0, ge=0, description="Cost of one error handled by hand.")
     traffic: TrafficSpec = TrafficSpec()
+
+
+def costs_declared(costs: dict[str, Any]) -> bool:
+    """Whether a ``costs:`` section (as JSON data) prices anything at all. Without a single
+    price every cost and saving is 0, and "ROI = 0.00" would read as a checked break-even."""
+    per_teacher = any(v for t in costs["teachers"].values()
+                      for k, v in t.items() if k != "latency_p95_ms")
+    return per_teacher or any(costs[k] for k in (
+        "judge_cost_per_item", "gpu_hour", "maintenance_per_month", "teacher_price_per_1k",
+        "student_price_per_1k", "manual_fallback_cost"))
 
 
 class StopSpec(Strict):

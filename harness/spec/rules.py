@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from harness.errors import Problem, did_you_mean
-from harness.spec.models import CellPattern, CellRef, Experiment
+from harness.spec.models import CellPattern, CellRef, Experiment, costs_declared
 
 
 def _p(path: str, message: str) -> Problem:
@@ -101,13 +101,11 @@ def _check_policies(exp: Experiment, names: Names) -> Iterator[Problem]:
         if unit not in units:
             yield _p(f"stop.units.{i}", f"unknown unit {unit!r}{did_you_mean(unit, units)}")
     costs = getattr(exp, "costs", None)
-    if exp.gate.min_roi is not None and costs is not None:
-        from harness.analysis.roi import costs_declared
-
-        if not costs_declared(costs.model_dump(mode="json")):
-            yield _p("gate.min_roi", "a minimum ROI needs prices: `costs:` declares none, so "
-                     "every cost and saving would be 0 (declare teacher/student prices per 1k "
-                     "tokens, or remove min_roi)")
+    if (exp.gate.min_roi is not None and costs is not None
+            and not costs_declared(costs.model_dump(mode="json"))):
+        yield _p("gate.min_roi", "a minimum ROI needs prices: `costs:` declares none, so "
+                 "every cost and saving would be 0 (declare teacher/student prices per 1k "
+                 "tokens, or remove min_roi)")
 
 
 def _check_templates(exp: Experiment) -> Iterator[Problem]:

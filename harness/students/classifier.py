@@ -114,32 +114,25 @@ def resolve_pooling(path: Path, pooling: str | None) -> str:
     return "mean" if mean else "cls"
 
 
-class _MaskedMeanPooler:
-    """Factory for the module replacing an encoder's ``[CLS]`` pooler (built lazily: torch is
-    imported only when a classifier is built)."""
+def _masked_mean_pooler() -> Any:
+    """A module replacing an encoder's ``[CLS]`` pooler: the masked mean of the last hidden
+    states, (batch, seq, hidden) -> (batch, hidden). The attention mask is handed over by a
+    pre-hook on the encoder (BERT-style encoders call their pooler with the hidden states
+    alone). Built here so torch is imported only when a classifier is built."""
+    import torch
 
-    @staticmethod
-    def make() -> Any:
-        import torch
+    class MaskedMeanPooler(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mask: Any = None
 
-        class MaskedMeanPooler(torch.nn.Module):
-            """Masked mean of the last hidden states: (batch, seq, hidden) -> (batch, hidden).
+        def forward(self, hidden: Any) -> Any:
+            if self.mask is None:
+                return hidden.mean(dim=1)
+            m = self.mask.to(hidden.dtype).unsqueeze(-1)
+            return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
 
-            The attention mask is handed over by a pre-hook on the encoder (BERT-style
-            encoders call their pooler with the hidden states alone).
-            """
-
-            def __init__(self) -> None:
-                super().__init__()
-                self.mask: Any = None
-
-            def forward(self, hidden: Any) -> Any:
-                if self.mask is None:
-                    return hidden.mean(dim=1)
-                m = self.mask.to(hidden.dtype).unsqueeze(-1)
-                return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-
-        return MaskedMeanPooler()
+    return MaskedMeanPooler()
 
 
 def apply_pooling(model: Any, pooling: str) -> None:
@@ -155,7 +148,7 @@ def apply_pooling(model: Any, pooling: str) -> None:
     if not hasattr(base, "pooler"):
         raise ValueError(f"pooling: mean needs an encoder with a pooler module "
                          f"({type(model).__name__} has none); use pooling: cls")
-    pooler = _MaskedMeanPooler.make()
+    pooler = _masked_mean_pooler()
     base.pooler = pooler
 
     def hand_over_mask(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
