@@ -49,11 +49,19 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def _load(path: str) -> tuple[LoadedExperiment, Dataset]:
+def _load(path: str, *, cap: bool = False, max_cells: int | None = None
+          ) -> tuple[LoadedExperiment, Dataset]:
+    """The experiment and its data; with ``cap``, a matrix larger than ``max_cells`` (default
+    :data:`harness.matrix.DEFAULT_MAX_CELLS`) is refused first, counted without building cells
+    and before the data files are read."""
     from harness.samples import load_data
     from harness.spec import load_experiment
 
     loaded = load_experiment(path)
+    if cap:
+        from harness.matrix import DEFAULT_MAX_CELLS, check_matrix_size
+
+        check_matrix_size(loaded.spec, max_cells or DEFAULT_MAX_CELLS)
     return loaded, load_data(loaded)
 
 
@@ -89,15 +97,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     loaded, data = _load(args.experiment)
     _check_bucket_teachers(loaded, data)
-    cells = _cells(loaded, data)
+    from harness.matrix import DEFAULT_MAX_CELLS, count_cells
     from harness.samples.stats import teacher_stats, unit_stats
+
+    n_cells = count_cells(loaded.spec)  # counted, not built: a huge matrix answers at once
 
     exp = loaded.spec
     tr = data.train.tables
     teachers = sorted(tr.candidates["teacher"].unique().to_list())
     print(f"{loaded.path}: valid ({time.perf_counter() - t0:.1f}s)")
     print(f"  experiment {exp.name!r}: {len(exp.units)} units, {len(teachers)} teachers "
-          f"({', '.join(teachers)}), {len(cells)} cells")
+          f"({', '.join(teachers)}), {n_cells} cells")
+    if n_cells > DEFAULT_MAX_CELLS:
+        print(f"  note: {n_cells:,} cells is more than plan/compose/run accept by default "
+              f"(--max-cells {DEFAULT_MAX_CELLS:,})")
     print(f"  {data.train.path.name}: {data.train.n_records:,} records, "
           f"{tr.candidates.height:,} candidates")
     print(f"  {data.eval.path.name}: {data.eval.n_records:,} items")
@@ -132,7 +145,7 @@ def _plan_rows(ctx: ComposeContext, cells: list[Cell]) -> list[dict[str, Any]]:
 def cmd_plan(args: argparse.Namespace) -> int:
     from harness.compose import build_context
 
-    loaded, data = _load(args.experiment)
+    loaded, data = _load(args.experiment, cap=True, max_cells=args.max_cells)
     _check_bucket_teachers(loaded, data)
     cells = _cells(loaded, data)
     ctx = build_context(loaded.spec, data, release=True)
@@ -172,7 +185,7 @@ def _select_cells(cells: list[Cell], wanted: list[str] | None) -> list[Cell]:
 def cmd_compose(args: argparse.Namespace) -> int:
     from harness.compose import build_context, compose_cell, eval_frame, write_cell
 
-    loaded, data = _load(args.experiment)
+    loaded, data = _load(args.experiment, cap=True, max_cells=args.max_cells)
     _check_bucket_teachers(loaded, data)
     cells = _select_cells(_cells(loaded, data), args.cell)
     ctx = build_context(loaded.spec, data, release=True)
@@ -189,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Compose, train and evaluate every cell (skipping finished ones), then collect results."""
     from harness.run import format_table, run_cells
 
-    loaded, data = _load(args.experiment)
+    loaded, data = _load(args.experiment, cap=True, max_cells=args.max_cells)
     _check_bucket_teachers(loaded, data)
     matrix = _cells(loaded, data)
     cells = _select_cells(matrix, args.only)
@@ -210,14 +223,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Train and evaluate one composed cell folder (torch + transformers + numpy only)."""
+    from harness.store.folder import MANIFEST, CellFolder
     from harness.worker import run_cell
 
     cell_dir = Path(args.cell_dir)
-    if not (cell_dir / "manifest.json").is_file():
-        raise InputError(f"{cell_dir}: not a composed cell folder (no manifest.json); run "
+    if not CellFolder(cell_dir).is_composed():
+        raise InputError(f"{cell_dir}: not a composed cell folder (no {MANIFEST}); run "
                          "`harness compose` first")
     metrics = run_cell(cell_dir, device=args.device, threads=args.threads)
-    for unit, rep in metrics["units"].items():
+    for unit, rep in metrics.units.items():
         shown = ", ".join(f"{k}={v:.3f}" for k, v in rep["metrics"].items()
                           if isinstance(v, float) and "." not in k)
         print(f"{unit}: {shown}")
@@ -240,20 +254,20 @@ def cmd_export_lm_eval(args: argparse.Namespace) -> int:
 
 def cmd_lm_eval(args: argparse.Namespace) -> int:
     """lm-eval's HFLM on a finished cell, next to the harness's own numbers."""
-    import json as _json
-
     from harness.evaluate.lmeval import run_lm_eval
+    from harness.store.folder import DONE, METRICS, MODEL, CellFolder
 
     cell_dir = Path(args.cell_dir)
-    if not (cell_dir / "DONE").is_file() or not (cell_dir / "model").is_dir():
-        raise InputError(f"{cell_dir}: not a finished cell (no DONE or model/); run "
+    folder = CellFolder(cell_dir)
+    if not folder.done.is_file() or not folder.model.is_dir():
+        raise InputError(f"{cell_dir}: not a finished cell (no {DONE} or {MODEL}/); run "
                          "`harness run` first")
-    manifest = _json.loads((cell_dir / "manifest.json").read_text(encoding="utf-8"))
-    if manifest["spec"]["student"].get("kind") == "classifier":
+    manifest = folder.read_manifest()
+    if manifest.spec["student"].get("kind") == "classifier":
         raise InputError(f"{cell_dir}: a classifier student has no language-model head, and "
-                         "lm-eval's HFLM scores causal LMs; its metrics.json holds the "
+                         f"lm-eval's HFLM scores causal LMs; its {METRICS} holds the "
                          "harness's scores")
-    ours = _json.loads((cell_dir / "metrics.json").read_text(encoding="utf-8"))["units"]
+    ours = folder.read_metrics().units
     theirs = run_lm_eval(cell_dir, batch_size=args.batch_size, device=args.device)
     for unit, res in theirs.items():
         harness_value = ours[unit]["metrics"].get("accuracy" if "acc" in res else "exact_match")
@@ -263,11 +277,13 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    """Analyse a run folder and print the decision; exit 0 CONTINUE, 3 STOP/SHIFT."""
-    from harness.analysis.analyse import analyse
+    """Analyse a run folder and print the decision; exit 0 CONTINUE, 3 STOP/SHIFT.
 
-    result = analyse(Path(args.run_dir), [Path(h) for h in args.history or []],
-                     method=args.correction)
+    The stored analysis is reused only when it was computed from the folder as it is now."""
+    from harness.analysis.analyse import current_analysis
+
+    result = current_analysis(Path(args.run_dir), [Path(h) for h in args.history or []],
+                              method=args.correction)
     gate = result["gate"]
     if args.json:
         print(json.dumps({"decision": gate["decision"], "cell": gate["cell"],
@@ -297,6 +313,22 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return n
+
+
+def _max_cells_option(p: argparse.ArgumentParser) -> None:
+    # The default lives in harness.matrix (imported lazily: it pulls in pydantic).
+    p.add_argument("--max-cells", type=_positive_int, metavar="N",
+                   help="refuse a matrix of more than N cells (default 5,000)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness", description="Declarative experiment and "
                                 "evaluation harness for knowledge distillation.")
@@ -308,11 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl_ = sub.add_parser("plan", help="list the matrix's cells with their training-set sizes")
     pl_.add_argument("experiment")
     pl_.add_argument("--json", action="store_true", help="machine-readable output")
+    _max_cells_option(pl_)
     pl_.set_defaults(fn=cmd_plan)
     c = sub.add_parser("compose", help="write each cell's training set (JSONL + manifest)")
     c.add_argument("experiment")
     c.add_argument("--cell", action="append", help="cell id (or prefix) or label; repeatable")
     c.add_argument("--out", help="output folder (default runs/<experiment>/cells)")
+    _max_cells_option(c)
     c.set_defaults(fn=cmd_compose)
     r = sub.add_parser("run", help="train and evaluate every cell; resumable")
     r.add_argument("experiment")
@@ -324,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     r.add_argument("--threads", type=int, help="torch CPU threads")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    _max_cells_option(r)
     r.set_defaults(fn=cmd_run)
     w = sub.add_parser("worker", help="train and evaluate one composed cell folder")
     w.add_argument("cell_dir")
@@ -356,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 failure, 2 bad input)."""
+    from harness.threads import configure_wait_policy
+
+    configure_wait_policy()  # before torch loads OpenMP: idle threads sleep, not spin
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))

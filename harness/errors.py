@@ -55,6 +55,15 @@ class ProblemLog:
         if len(self.problems) < _STORE_CAP:
             self.problems.append(Problem(where, field_path, message))
 
+    @property
+    def full(self) -> bool:
+        """Whether further problems are only counted (callers may skip composing messages)."""
+        return len(self.problems) >= _STORE_CAP
+
+    def count(self, n: int = 1) -> None:
+        """Count ``n`` problems without keeping them (used once the log is :attr:`full`)."""
+        self.total += n
+
     def extend(self, problems: Iterable[Problem]) -> None:
         for p in problems:
             self.add(p.where, p.field, p.message)

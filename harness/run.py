@@ -1,18 +1,11 @@
 """``harness run``: compose every cell, train and evaluate it, and collect the results store.
 
-Layout (``runs/<experiment>/``)::
+The layout of ``runs/<experiment>/`` is :mod:`harness.store.folder`'s; its contract files are
+the records of :mod:`harness.store.contracts`.
 
-    cells/<cell_id>/   spec.yaml, manifest.json, train.jsonl, eval.jsonl   (compose)
-                       train_log.jsonl, model/, predictions.jsonl, metrics.json, DONE   (worker)
-                       FAILED.json   (only when the cell failed: error, kind, hint)
-    results.parquet    quality metrics, one row per cell x unit x metric x slice
-    latency.parquet    latency and size per cell
-    teacher_audit.json each teacher's eval answers scored like a student
-    run.json           the run's cells with their status
-
-A cell whose ``DONE`` holds its id is skipped; a changed spec or changed data gives a new cell id,
-so it is run afresh. A failing cell (exception, non-finite loss, out of memory, full disk) is
-recorded and the others go on; the command then exits with status 1.
+A finished cell (its ``DONE`` marker holds its id) is skipped; a changed spec or changed data
+gives a new cell id, so it is run afresh. A failing cell (exception, non-finite loss, out of
+memory, full disk) is recorded and the others go on; the command then exits with status 1.
 """
 
 from __future__ import annotations
@@ -30,11 +23,12 @@ from typing import Any
 
 import yaml
 
-from harness.fsutil import atomic_write_json, atomic_write_text
+from harness.fsutil import atomic_write_text
 from harness.matrix import Cell
 from harness.samples import Dataset
 from harness.spec import LoadedExperiment
-from harness.worker import is_done
+from harness.store.contracts import CellEntry, FailureRecord, RunRecord, TeacherFacts
+from harness.store.folder import CellFolder, RunFolder
 
 
 @dataclass
@@ -77,8 +71,8 @@ def failure_record(exc: BaseException) -> dict[str, str]:
     return {"kind": kind, "error": text, "hint": hint, "traceback": tb}
 
 
-def _write_spec(folder: Path, cell: Cell) -> None:
-    atomic_write_text(folder / "spec.yaml", yaml.safe_dump(
+def _write_spec(folder: CellFolder, cell: Cell) -> None:
+    atomic_write_text(folder.spec, yaml.safe_dump(
         {"cell_id": cell.cell_id, "label": cell.label, **cell.effective}, sort_keys=False,
         allow_unicode=True))
 
@@ -109,28 +103,27 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
     from harness.worker import run_cell
 
     exp = loaded.spec
-    run_dir = out / exp.name
-    cells_dir = run_dir / "cells"
-    summary = RunSummary(run_dir=run_dir)
+    run = RunFolder(out / exp.name)
+    summary = RunSummary(run_dir=run.root)
     teachers = teacher_facts(data)  # before the context releases the candidate tables
     ctx = build_context(exp, data, release=True)
     ev = eval_frame(exp, data)
     bar = tqdm(cells, unit="cell", disable=not progress, dynamic_ncols=True)
     for cell in bar:
         bar.set_description(cell.label)
-        folder = cells_dir / cell.cell_id
-        if is_done(folder, cell.cell_id) and not force:
+        folder = run.cell(cell.cell_id)
+        if folder.is_done(cell.cell_id) and not force:
             summary.outcomes.append(CellOutcome(cell, "skipped"))
             continue
         t0 = time.perf_counter()
         try:
-            (folder / "FAILED.json").unlink(missing_ok=True)
-            write_cell(compose_cell(ctx, cell), data, ev, cells_dir)
+            folder.clear_failure()
+            write_cell(compose_cell(ctx, cell), data, ev, run.cells)
             _write_spec(folder, cell)
             if isolate:
-                _run_isolated(folder, device, threads)
+                _run_isolated(folder.path, device, threads)
             else:
-                run_cell(folder, device=device, threads=threads)
+                run_cell(folder.path, device=device, threads=threads)
             summary.outcomes.append(CellOutcome(cell, "done", time.perf_counter() - t0))
         except KeyboardInterrupt:
             raise
@@ -138,7 +131,7 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
             record = failure_record(exc)
             # e.g. the disk is full: the outcome below still reports the failure
             with contextlib.suppress(OSError):
-                atomic_write_json(folder / "FAILED.json", {"cell_id": cell.cell_id, **record})
+                folder.write_failure(FailureRecord(cell_id=cell.cell_id, **record))
             summary.outcomes.append(CellOutcome(cell, "failed", time.perf_counter() - t0,
                                                 record))
             bar.write(f"FAILED {cell.label} ({cell.cell_id}): {record['error']}\n"
@@ -147,7 +140,7 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
     return summary
 
 
-def teacher_facts(data: Dataset) -> dict[str, Any]:
+def teacher_facts(data: Dataset) -> TeacherFacts:
     """What analysis needs from the repository itself: token usage per teacher (cost) and, per
     unit, how often teachers disagree and how much of that the judge covers."""
     import polars as pl
@@ -161,72 +154,67 @@ def teacher_facts(data: Dataset) -> dict[str, Any]:
     dis = per_rec.group_by("unit").agg(
         (pl.col("answers") > 1).mean().alias("disagreement"),
         ((pl.col("answers") > 1) & ~pl.col("judged")).mean().alias("unjudged_disagreement"))
-    return {
-        "n_records": t.items.height,
-        "usage": {r["teacher"]: {"prompt_tokens": int(r["prompt_tokens"]),
-                                 "completion_tokens": int(r["completion_tokens"])}
-                  for r in usage.iter_rows(named=True)},
-        "disagreement": {r["unit"]: {"rate": float(r["disagreement"]),
-                                     "unjudged_rate": float(r["unjudged_disagreement"])}
-                         for r in dis.iter_rows(named=True)},
-    }
+    return TeacherFacts(
+        n_records=t.items.height,
+        usage={r["teacher"]: {"prompt_tokens": int(r["prompt_tokens"]),
+                              "completion_tokens": int(r["completion_tokens"])}
+               for r in usage.iter_rows(named=True)},
+        disagreement={r["unit"]: {"rate": float(r["disagreement"]),
+                                  "unjudged_rate": float(r["unjudged_disagreement"])}
+                      for r in dis.iter_rows(named=True)},
+    )
 
 
 def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary: RunSummary,
-            teachers: dict[str, Any] | None = None) -> None:
-    """Write results.parquet, latency.parquet, teacher_audit.json and run.json."""
-    from harness.store.results import (
-        cell_rows,
-        latency_rows,
-        read_json,
-        results_frame,
-        write_results,
-    )
+            teachers: TeacherFacts) -> None:
+    """Write the results and latency tables, the teacher audit and the run record."""
+    from harness.store.results import cell_rows, latency_rows, results_frame, write_results
 
     exp = loaded.spec
-    run_dir = summary.run_dir
+    run = RunFolder(summary.run_dir)
     rows, lat = [], []
     status = {o.cell.cell_id: o for o in summary.outcomes}
     cell_index = []
     for cell in cells:
-        folder = run_dir / "cells" / cell.cell_id
-        entry: dict[str, Any] = {"cell_id": cell.cell_id, "label": cell.label,
-                                 "is_baseline": cell.is_baseline}
-        if is_done(folder, cell.cell_id):
-            manifest, metrics = read_json(folder / "manifest.json"), read_json(
-                folder / "metrics.json")
+        folder = run.cell(cell.cell_id)
+        if folder.is_done(cell.cell_id):
+            manifest, metrics = folder.read_manifest(), folder.read_metrics()
             _predictions_parquet(folder)
             rows += cell_rows(exp.name, manifest, metrics)
             lat += latency_rows(exp.name, manifest, metrics)
-            entry.update(status="done", train_seconds=metrics["train"]["train_seconds"],
-                         eval_seconds=metrics["eval_seconds"])
+            entry = CellEntry(cell_id=cell.cell_id, label=cell.label,
+                              is_baseline=cell.is_baseline, status="done",
+                              train_seconds=metrics.train["train_seconds"],
+                              eval_seconds=metrics.eval_seconds, error=None)
         else:
             outcome = status.get(cell.cell_id)
-            entry.update(status="failed" if outcome and outcome.status == "failed"
-                         else "missing", error=outcome.error if outcome else None)
+            failed = outcome is not None and outcome.status == "failed"
+            entry = CellEntry(cell_id=cell.cell_id, label=cell.label,
+                              is_baseline=cell.is_baseline,
+                              status="failed" if failed else "missing", train_seconds=None,
+                              eval_seconds=None, error=outcome.error if outcome else None)
         cell_index.append(entry)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run.root.mkdir(parents=True, exist_ok=True)
     if rows:
-        write_results(results_frame(rows), run_dir / "results.parquet")
-        write_results(results_frame(lat), run_dir / "latency.parquet")
-    atomic_write_json(run_dir / "teacher_audit.json", teacher_audit(exp.model_dump(mode="json"),
-                                                                    run_dir, cells))
-    atomic_write_json(run_dir / "run.json", {
-        "experiment": exp.name, "experiment_file": str(loaded.path),
-        "spec": exp.model_dump(mode="json"), "teachers": teachers or {},
-        "baseline": exp.baseline.model_dump(mode="json"), "cells": cell_index,
-        "inputs": {"samples": data.train.sha256, "eval": data.eval.sha256},
-        "python": sys.version.split()[0], "pid": os.getpid(),
-    })
+        write_results(results_frame(rows), run.results)
+        write_results(results_frame(lat), run.latency)
+    run.write_teacher_audit(teacher_audit(exp.model_dump(mode="json"), run, cells))
+    run.write_run(RunRecord(
+        schema_version=RunRecord.SCHEMA_VERSION, experiment=exp.name,
+        experiment_file=str(loaded.path), spec=exp.model_dump(mode="json"), teachers=teachers,
+        baseline=exp.baseline.model_dump(mode="json"), cells=cell_index,
+        inputs={"samples": data.train.sha256, "eval": data.eval.sha256},
+        python=sys.version.split()[0], pid=os.getpid(),
+    ))
 
 
-def _predictions_parquet(folder: Path) -> None:
+def _predictions_parquet(folder: CellFolder) -> None:
     """The worker writes predictions as JSONL (no polars on a GPU machine); convert once."""
     import polars as pl
 
     from harness.fsutil import atomic_write
 
-    src, dst = folder / "predictions.jsonl", folder / "predictions.parquet"
+    src, dst = folder.predictions, folder.predictions_table
     if dst.is_file() and dst.stat().st_mtime_ns >= src.stat().st_mtime_ns:
         return
     df = pl.read_ndjson(src, infer_schema_length=None)
@@ -235,18 +223,18 @@ def _predictions_parquet(folder: Path) -> None:
     atomic_write(dst, lambda p: df.write_parquet(p))
 
 
-def teacher_audit(exp: dict[str, Any], run_dir: Path, cells: list[Cell]) -> dict[str, Any]:
+def teacher_audit(exp: dict[str, Any], run: RunFolder, cells: list[Cell]) -> dict[str, Any]:
     """Each teacher's recorded eval answers scored per unit, with stated-confidence calibration.
 
-    Reads the eval set from any composed cell (they all carry the same ``eval.jsonl``).
+    Reads the eval set from any composed cell (they all carry the same one).
     """
+    from harness.evaluate.units import PER_ITEM
     from harness.evaluate.units import teacher_audit as audit_unit
-    from harness.worker import read_jsonl
 
     for cell in cells:
-        path = run_dir / "cells" / cell.cell_id / "eval.jsonl"
-        if path.is_file():
-            rows = read_jsonl(path)
+        folder = run.cell(cell.cell_id)
+        if folder.eval.is_file():
+            rows = folder.read_eval()
             break
     else:
         return {}
@@ -256,7 +244,8 @@ def teacher_audit(exp: dict[str, Any], run_dir: Path, cells: list[Cell]) -> dict
         items = [r for r in rows if r["unit"] == name]
         audit = audit_unit(unit, items, slices)
         for rep in audit.values():
-            rep.pop("correct", None)
+            for key in PER_ITEM:
+                rep.pop(key, None)
         out[name] = audit
     return out
 
@@ -265,14 +254,14 @@ def format_table(run_dir: Path, exp_units: dict[str, Any]) -> str:
     """Per cell: the primary metric of every unit and p95 latency (for the terminal)."""
     import polars as pl
 
-    from harness.evaluate.metrics import PRIMARY_METRIC
+    from harness.units import primary_metric
 
-    path = run_dir / "results.parquet"
-    if not path.is_file():
+    run = RunFolder(run_dir)
+    if not run.results.is_file():
         return "no finished cells"
-    df = pl.read_parquet(path).filter(pl.col("slice") == "all")
-    lat = pl.read_parquet(run_dir / "latency.parquet")
-    wanted = {u: PRIMARY_METRIC[spec["kind"]] for u, spec in exp_units.items()}
+    df = pl.read_parquet(run.results).filter(pl.col("slice") == "all")
+    lat = pl.read_parquet(run.latency)
+    wanted = {u: primary_metric(spec["kind"]) for u, spec in exp_units.items()}
     labels = df.select("label", "is_baseline").unique().sort("label")
     header = ["cell", *(f"{u}.{m}" for u, m in wanted.items()), "p95_ms"]
     lines = []

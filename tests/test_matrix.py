@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from harness.errors import InputError
 from harness.matrix import Axes, build_cells, expand_axes
 from harness.spec import load_experiment
 
@@ -82,3 +85,81 @@ def test_noise_seeds_retrain_only_the_reference_arm(tiny):
     fac = load_experiment(tiny(spec={"design": {"kind": "factorial", "noise_seeds": [5]}})).spec
     assert [a for a in expand_axes(fac) if a.seed == 5] == [
         Axes(fac.baseline.bucket, fac.baseline.fields, fac.baseline.scale, 5)]
+
+
+# --------------------------------------------------------------------------- counting cells
+
+def _fake_experiment(draw) -> object:  # type: ignore[no-untyped-def]
+    """Just the attributes expand_axes and count_cells read, drawn at random."""
+    from types import SimpleNamespace as NS
+
+    from hypothesis import strategies as st
+
+    buckets = draw(st.lists(st.sampled_from("abcd"), min_size=1, max_size=4, unique=True))
+    fields = draw(st.lists(st.sampled_from("xyz"), min_size=1, max_size=3, unique=True))
+    scales = draw(st.lists(st.sampled_from([0.25, 0.5, 1.0]), min_size=1, max_size=3,
+                           unique=True))
+    seeds = draw(st.lists(st.integers(0, 4), min_size=1, max_size=4, unique=True))
+    opt = st.none() | st.just(None)
+
+    def ref(seed_any: bool = True) -> NS:
+        return NS(bucket=draw(st.sampled_from([*buckets, "zz"])),
+                  fields=draw(st.sampled_from([*fields, "ww"])),
+                  scale=draw(st.sampled_from([*scales, 0.75])),
+                  seed=draw(st.none() | st.integers(0, 5)) if seed_any else None)
+
+    def pattern() -> NS:
+        return NS(bucket=draw(opt | st.sampled_from(buckets)),
+                  fields=draw(opt | st.sampled_from(fields)),
+                  scale=draw(opt | st.sampled_from([*scales, 0.75])),
+                  seed=draw(opt | st.integers(0, 5)))
+
+    kind = draw(st.sampled_from(["factorial", "one_at_a_time"]))
+    base = NS(bucket=draw(st.sampled_from(buckets)), fields=draw(st.sampled_from(fields)),
+              scale=draw(st.sampled_from(scales)), seed=None)
+    design = NS(kind=kind, base=base if kind == "one_at_a_time" else None,
+                include=[ref() for _ in range(draw(st.integers(0, 3)))],
+                exclude=[pattern() for _ in range(draw(st.integers(0, 4)))],
+                noise_seeds=draw(st.lists(st.integers(0, 8), max_size=3, unique=True)))
+    baseline = NS(bucket=draw(st.sampled_from(buckets)), fields=draw(st.sampled_from(fields)),
+                  scale=draw(st.sampled_from(scales)),
+                  seed=draw(st.none() | st.sampled_from(seeds)))
+    return NS(design=design, buckets=dict.fromkeys(buckets), fields=dict.fromkeys(fields),
+              scale=scales, seeds=seeds, baseline=baseline)
+
+
+def test_count_cells_equals_the_expanded_matrix():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from harness.matrix import count_cells
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.data())
+    def check(data):  # type: ignore[no-untyped-def]
+        exp = data.draw(st.composite(lambda draw: _fake_experiment(draw))())
+        assert count_cells(exp) == len(expand_axes(exp))  # type: ignore[arg-type]
+
+    check()
+
+
+def test_count_cells_is_instant_for_a_huge_factorial(tiny):
+    import time
+
+    from harness.matrix import check_matrix_size, count_cells
+    from harness.spec.models import CellPattern
+
+    exp = load_experiment(tiny()).spec
+    big = exp.model_copy(update={
+        "buckets": {f"b{i}": exp.buckets["judged"] for i in range(1000)},
+        "fields": {f"f{i}": exp.fields["full"] for i in range(1000)},
+        "seeds": list(range(1000)),
+        "design": exp.design.model_copy(update={"exclude": [CellPattern(bucket="b1")]}),
+    })
+    t0 = time.perf_counter()
+    n = count_cells(big)
+    assert n == 1000 * 1000 * 1 * 1000 - 1000 * 1000 + 1000  # minus b1's; the baseline is kept
+    assert time.perf_counter() - t0 < 1
+    with pytest.raises(InputError, match=r"999,001,000 cells .*more than --max-cells 5,000"):
+        check_matrix_size(big, 5000)
+    assert check_matrix_size(exp, 5000) == len(expand_axes(exp))

@@ -36,7 +36,7 @@ from harness.analysis.stats import (
     pooled_seed_variance,
     with_training_noise,
 )
-from harness.evaluate.metrics import PRIMARY_METRIC, primary_from_parts
+from harness.units import get, primary_metric
 
 ALPHA = 0.05
 ArmKey = tuple[str, str, float]  # bucket, fields, scale
@@ -90,9 +90,10 @@ def _aligned(cells: list[CellData], unit: str, ids: list[str]) -> list[dict[str,
 
 
 def _metric_fns(kind: str, parts_per_seed: list[dict[str, np.ndarray]]) -> list[Any]:
+    primary = get(kind).primary_from_parts
+
     def make(parts: dict[str, np.ndarray]) -> Any:
-        return lambda idx: primary_from_parts(kind, {k: float(v[idx].sum())
-                                                     for k, v in parts.items()}, len(idx))
+        return lambda idx: primary({k: float(v[idx].sum()) for k, v in parts.items()}, len(idx))
 
     return [make(p) for p in parts_per_seed]
 
@@ -117,7 +118,7 @@ def compare(run: RunData, ref: list[CellData], trt: list[CellData], unit: str,
     widen = noise is not None and (len(ref) == 1 or len(trt) == 1)
     d = paired_bootstrap(_metric_fns(kind, pr), _metric_fns(kind, pt), len(ids), n_boot, seed,
                          resample_seeds=not widen)
-    binary = kind not in ("json_fields", "refusal", "text")
+    binary = get(kind).binary_primary  # primary = mean of per-item flags: McNemar applies
     if widen:
         assert noise is not None
         d = with_training_noise(d, noise["variance"] * (1 / len(ref) + 1 / len(trt)),
@@ -131,7 +132,7 @@ def compare(run: RunData, ref: list[CellData], trt: list[CellData], unit: str,
     rkey = ref[0].axes
     return Contrast(arm=arm_label((key["bucket"], key["fields"], float(key["scale"]))),
                     reference=arm_label((rkey["bucket"], rkey["fields"], float(rkey["scale"]))),
-                    unit=unit, metric=PRIMARY_METRIC[kind], delta=d.delta, ci_low=d.ci_low,
+                    unit=unit, metric=primary_metric(kind), delta=d.delta, ci_low=d.ci_low,
                     ci_high=d.ci_high, mde=d.mde, p=p, test=test, n=d.n)
 
 
@@ -159,7 +160,7 @@ def training_noise(run: RunData, groups: dict[ArmKey, list[CellData]]) -> dict[s
                 kind, _aligned(cells, unit, ids))]
         pooled = pooled_seed_variance(list(per_arm.values()))
         if pooled is not None:
-            out[unit] = {"metric": PRIMARY_METRIC[kind], "variance": pooled[0],
+            out[unit] = {"metric": primary_metric(kind), "variance": pooled[0],
                          "sd": float(np.sqrt(pooled[0])), "df": pooled[1], "arms": per_arm}
     return out
 

@@ -19,7 +19,7 @@ from scipy.optimize import curve_fit
 
 from harness.analysis.attribution import _aligned
 from harness.analysis.load import CellData, RunData
-from harness.evaluate.metrics import PRIMARY_METRIC, primary_from_parts
+from harness.units import get, primary_metric
 
 MIN_POINTS = 3
 
@@ -63,18 +63,18 @@ def learning_curves(run: RunData, n_boot: int = 200, seed: int = 0) -> list[dict
             kind = spec["kind"]
             usable = [c for c in cells if unit in c.units]
             row: dict[str, Any] = {"bucket": bucket, "fields": fields, "seed": s, "unit": unit,
-                                   "metric": PRIMARY_METRIC[kind], "scales": scales,
+                                   "metric": primary_metric(kind), "scales": scales,
                                    "points": [], "fit": None}
             if not usable:
                 continue
             ids = sorted(set.intersection(*(set(c.units[unit].ids) for c in usable)))
             parts = [_aligned([c], unit, ids)[0] for c in usable]
-            m = np.array([c.manifest["counts"]["unit"].get(unit, 0) for c in usable], float)
+            m = np.array([c.manifest.counts["unit"].get(unit, 0) for c in usable], float)
             full = np.arange(len(ids))
 
             def metric(p: dict[str, np.ndarray], idx: np.ndarray, kind: str = kind) -> float:
-                return primary_from_parts(kind, {k: float(v[idx].sum()) for k, v in p.items()},
-                                          len(idx))
+                sums = {k: float(v[idx].sum()) for k, v in p.items()}
+                return get(kind).primary_from_parts(sums, len(idx))
 
             err = np.array([1 - metric(p, full) for p in parts])
             row["points"] = [{"scale": float(c.axes["scale"]), "samples": int(mi),

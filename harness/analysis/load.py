@@ -1,15 +1,16 @@
 """Read a run folder (``runs/<experiment>/``) for analysis — and nothing else.
 
-Everything analysis needs was written by ``harness run``: ``run.json`` (the experiment's spec and
-the cells' status), ``results.parquet`` / ``latency.parquet``, and per finished cell its
-``manifest.json``, ``metrics.json`` and predictions. A missing, incomplete or foreign folder is an
-:class:`~harness.errors.InputError` (exit status 2).
+Everything analysis needs was written by ``harness run`` (paths:
+:class:`harness.store.folder.RunFolder`): the run record (the experiment's spec and the cells'
+status), the results and latency tables, and per finished cell its manifest, metrics and
+predictions. A missing, incomplete or foreign folder is an :class:`~harness.errors.InputError`
+(a :class:`~harness.store.contracts.ContractError` when a record does not match its contract;
+exit status 2).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ import numpy as np
 import polars as pl
 
 from harness.errors import InputError
-from harness.evaluate.metrics import scorer_for
+from harness.store.contracts import CellManifest, CellMetrics, RunRecord
+from harness.store.folder import CellFolder, RunFolder
 from harness.store.results import SCHEMA_VERSION
+from harness.units import get
 
 
 @dataclass
@@ -40,14 +43,14 @@ class UnitItems:
 
 @dataclass
 class CellData:
-    """A finished cell as analysis sees it."""
+    """A finished cell as analysis sees it (``axes``: the manifest's axes as a dict)."""
 
     cell_id: str
     label: str
     axes: dict[str, Any]
     is_baseline: bool
-    manifest: dict[str, Any]
-    metrics: dict[str, Any]
+    manifest: CellManifest
+    metrics: CellMetrics
     units: dict[str, UnitItems] = field(default_factory=dict)
 
 
@@ -56,22 +59,13 @@ class RunData:
     """A run folder's contents."""
 
     path: Path
-    run: dict[str, Any]
+    run: RunRecord
     spec: dict[str, Any]
     results: pl.DataFrame
     latency: pl.DataFrame
     cells: list[CellData]
     teacher_audit: dict[str, Any]
     eval_rows: list[dict[str, Any]]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: missing (is this a finished `harness run` folder?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
 
 
 def _read_parquet(path: Path) -> pl.DataFrame:
@@ -87,19 +81,29 @@ def _read_parquet(path: Path) -> pl.DataFrame:
     return df
 
 
-def _predictions(folder: Path) -> list[dict[str, Any]]:
-    path = folder / "predictions.jsonl"
+def _predictions(folder: CellFolder) -> list[dict[str, Any]]:
     try:
-        return [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot be read ({exc})") from None
+        return folder.read_predictions()
+    except OSError as exc:  # missing or corrupt content is a ContractError already
+        raise InputError(f"{folder.predictions}: cannot be read ({exc})") from None
 
 
 def _unit_items(unit: dict[str, Any], rows: list[dict[str, Any]]) -> UnitItems:
+    """Per-item parts as the worker scored them (each prediction's ``parts``: the primary
+    metric's additive parts, ``correct`` included); predictions written without them are scored
+    here (run folders from before the worker recorded parts)."""
     rows = sorted(rows, key=lambda r: r["id"])
-    scored = scorer_for(unit)([r["answer"] for r in rows], [r["reference"] for r in rows])
-    parts = {k: np.asarray(v, dtype=float) for k, v in (scored.parts or {}).items()}
-    parts["correct"] = np.asarray(scored.correct, dtype=float)
+    if rows and all(isinstance(r.get("parts"), dict) for r in rows):
+        names = sorted({k for r in rows for k in r["parts"]})
+        parts = {k: np.asarray([r["parts"].get(k, 0.0) for r in rows], dtype=float)
+                 for k in names}
+        if "correct" not in parts:
+            parts["correct"] = np.asarray([r["correct"] for r in rows], dtype=float)
+    else:
+        scored = get(unit["kind"]).score(unit, [r["answer"] for r in rows],
+                                         [r["reference"] for r in rows])
+        parts = {k: np.asarray(v, dtype=float) for k, v in (scored.parts or {}).items()}
+        parts["correct"] = np.asarray(scored.correct, dtype=float)
     return UnitItems(ids=[r["id"] for r in rows], correct=parts["correct"], parts=parts,
                      tags=[r.get("tags") or {} for r in rows])
 
@@ -108,35 +112,31 @@ def load_run(path: Path) -> RunData:
     """Load a run folder; raises :class:`InputError` when it is missing or incomplete."""
     if not path.is_dir():
         raise InputError(f"{path}: no such run folder")
-    run = _read_json(path / "run.json")
-    if "spec" not in run or "cells" not in run:
-        raise InputError(f"{path / 'run.json'}: not written by this version of `harness run`")
-    spec = run["spec"]
-    results = _read_parquet(path / "results.parquet")
-    latency = _read_parquet(path / "latency.parquet")
-    if set(results["experiment"].unique()) != {run["experiment"]}:
-        raise InputError(f"{path / 'results.parquet'}: rows of another experiment")
+    folder = RunFolder(path)
+    run = folder.read_run()
+    spec = run.spec
+    results = _read_parquet(folder.results)
+    latency = _read_parquet(folder.latency)
+    if set(results["experiment"].unique()) != {run.experiment}:
+        raise InputError(f"{folder.results}: rows of another experiment")
     cells = []
     eval_rows: list[dict[str, Any]] = []
-    for entry in run["cells"]:
-        if entry["status"] != "done":
+    for entry in run.cells:
+        if entry.status != "done":
             continue
-        folder = path / "cells" / entry["cell_id"]
-        manifest = _read_json(folder / "manifest.json")
-        metrics = _read_json(folder / "metrics.json")
-        cell = CellData(entry["cell_id"], entry["label"], manifest["axes"],
-                        bool(entry["is_baseline"]), manifest, metrics)
-        preds = _predictions(folder)
+        cell_folder = folder.cell(entry.cell_id)
+        manifest, metrics = cell_folder.read_manifest(), cell_folder.read_metrics()
+        cell = CellData(entry.cell_id, entry.label, asdict(manifest.axes), entry.is_baseline,
+                        manifest, metrics)
+        preds = _predictions(cell_folder)
         for name, unit in spec["units"].items():
             rows = [r for r in preds if r["unit"] == name]
             if rows:
                 cell.units[name] = _unit_items(unit, rows)
         cells.append(cell)
-        if not eval_rows and (folder / "eval.jsonl").is_file():
-            eval_rows = [json.loads(x) for x in (folder / "eval.jsonl").open(encoding="utf-8")
-                         if x.strip()]
+        if not eval_rows and cell_folder.eval.is_file():
+            eval_rows = cell_folder.read_eval()
     if not cells:
         raise InputError(f"{path}: no finished cell to analyse")
-    audit = _read_json(path / "teacher_audit.json") if (path / "teacher_audit.json").is_file() \
-        else {}
-    return RunData(path, run, spec, results, latency, cells, audit, eval_rows)
+    return RunData(path, run, spec, results, latency, cells, folder.read_teacher_audit(),
+                   eval_rows)

@@ -12,25 +12,98 @@ judged record, when the bucket uses the judge) + training (measured train second
 ``gpu_hour``) + sample maintenance (``maintenance_per_month`` over the horizon). The
 quality-adjusted view subtracts the manual fallback cost of the student's extra errors over the
 teacher's; the latency view compares the teacher's declared p95 with the student's measured p95.
+
+The formula has one home, :class:`RoiEstimate`: the ledger's ROI and break-even and the report's
+cumulative-cost chart are all computed by it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from harness.analysis.load import RunData
 from harness.spec.models import costs_declared
 
-
-def distill_roi(*, qps: float, teacher_cost_per_1k: float, student_cost_per_1k: float,
-                avg_tokens: float, days: float, offline_total_cost: float) -> float:
-    """ROI = (saved online inference cost - offline investment) / offline investment."""
-    requests = qps * 86400 * days
-    saved = requests * (avg_tokens / 1000) * (teacher_cost_per_1k - student_cost_per_1k)
-    return (saved - offline_total_cost) / max(offline_total_cost, 1e-9)
+#: Seconds in a day: traffic is declared per second, the horizon in days.
+SECONDS_PER_DAY = 86400
 
 
-def teacher_generation_cost(usage: dict[str, dict[str, float]], costs: dict[str, Any],
+def return_on(saving: float, offline_cost: float) -> float:
+    """ROI = (saving - offline investment) / offline investment (a zero investment counts as
+    1e-9, so a free distillation has a huge but finite ROI)."""
+    return (saving - offline_cost) / max(offline_cost, 1e-9)
+
+
+@dataclass(frozen=True)
+class RoiEstimate:
+    """The chapter's estimator for one offline investment (all money in ``costs.currency``).
+
+    Attributes:
+        qps: requests per second the student would serve.
+        avg_tokens: tokens per request.
+        days: the horizon (days).
+        teacher_price_per_1k / student_price_per_1k: online price per 1,000 tokens.
+        offline_cost: what distillation cost up front (generation, judge, training, upkeep).
+    """
+
+    qps: float
+    avg_tokens: float
+    days: float
+    teacher_price_per_1k: float
+    student_price_per_1k: float
+    offline_cost: float
+
+    @classmethod
+    def from_costs(cls, costs: dict[str, Any], offline_cost: float) -> RoiEstimate:
+        """The estimate for ``offline_cost`` under a spec's ``costs:`` section."""
+        traffic = costs["traffic"]
+        return cls(qps=traffic["qps"], avg_tokens=traffic["avg_tokens"],
+                   days=float(traffic["days"]),
+                   teacher_price_per_1k=costs["teacher_price_per_1k"],
+                   student_price_per_1k=costs["student_price_per_1k"],
+                   offline_cost=offline_cost)
+
+    @property
+    def requests(self) -> float:
+        """Requests over the horizon."""
+        return self.qps * SECONDS_PER_DAY * self.days
+
+    @property
+    def online_saving(self) -> float:
+        """Teacher minus student inference cost over the horizon."""
+        return self.requests * self.avg_tokens / 1000 * (self.teacher_price_per_1k
+                                                         - self.student_price_per_1k)
+
+    @property
+    def daily_saving(self) -> float:
+        """The online saving per day."""
+        return self.online_saving / self.days
+
+    @property
+    def roi(self) -> float:
+        """ROI over the horizon (see :func:`return_on`)."""
+        return return_on(self.online_saving, self.offline_cost)
+
+    @property
+    def break_even_days(self) -> float | None:
+        """Days until the saving pays the offline cost; None when nothing is saved."""
+        daily = self.daily_saving
+        return self.offline_cost / daily if daily > 0 else None
+
+    def cumulative_cost(self, points: int = 15) -> dict[str, list[tuple[int, float]]]:
+        """Cumulative cost over the horizon, about ``points`` + 1 whole days from day 0:
+        ``{"teacher only": [(day, cost)], "distilled student": [(day, offline + cost)]}``."""
+        per_day_k = self.qps * SECONDS_PER_DAY * self.avg_tokens / 1000
+        teacher = self.teacher_price_per_1k * per_day_k
+        student = self.student_price_per_1k * per_day_k
+        days = list(range(0, int(self.days) + 1, max(1, int(self.days) // points)))
+        return {"teacher only": [(d, teacher * d) for d in days],
+                "distilled student": [(d, self.offline_cost + student * d) for d in days]}
+
+
+def teacher_generation_cost(usage: Mapping[str, Mapping[str, float]], costs: dict[str, Any],
                             teachers: list[str]) -> dict[str, float]:
     """Per teacher: declared generation cost, or recorded tokens x prices (currency units)."""
     out = {}
@@ -45,7 +118,7 @@ def teacher_generation_cost(usage: dict[str, dict[str, float]], costs: dict[str,
     return out
 
 
-def ledger(run: RunData, usage: dict[str, dict[str, float]], n_records: int,
+def ledger(run: RunData, usage: Mapping[str, Mapping[str, float]], n_records: int,
            teacher_error: dict[str, float]) -> list[dict[str, Any]]:
     """One ledger row per finished cell (JSON-ready).
 
@@ -59,11 +132,7 @@ def ledger(run: RunData, usage: dict[str, dict[str, float]], n_records: int,
     """
     costs = run.spec["costs"]
     priced = costs_declared(costs)
-    traffic = costs["traffic"]
-    days = float(traffic["days"])
-    requests = traffic["qps"] * 86400 * days
-    saved = requests * traffic["avg_tokens"] / 1000 * (costs["teacher_price_per_1k"]
-                                                       - costs["student_price_per_1k"])
+    days = float(costs["traffic"]["days"])
     all_teachers = sorted(usage)
     teacher_p95 = [t.get("latency_p95_ms") for t in costs["teachers"].values()
                    if t.get("latency_p95_ms")]
@@ -74,12 +143,12 @@ def ledger(run: RunData, usage: dict[str, dict[str, float]], n_records: int,
         gen = teacher_generation_cost(usage, costs, teachers)
         judged = bucket["select"] == "judge_winner" or bucket.get("min_score") is not None
         judge = costs["judge_cost_per_item"] * n_records if judged else 0.0
-        train_h = float(cell.metrics["train"]["train_seconds"]) / 3600
+        train_h = float(cell.metrics.train["train_seconds"]) / 3600
         training = train_h * costs["gpu_hour"]
         maintenance = costs["maintenance_per_month"] * days / 30
         offline = sum(gen.values()) + judge + training + maintenance
-        roi = (saved - offline) / max(offline, 1e-9)
-        daily = saved / days
+        est = RoiEstimate.from_costs(costs, offline)
+        saved, requests = est.online_saving, est.requests
         # quality-adjusted: the student's extra errors over the best teacher, handled by hand
         extra = []
         for unit, items in cell.units.items():
@@ -95,11 +164,11 @@ def ledger(run: RunData, usage: dict[str, dict[str, float]], n_records: int,
             "cell_id": cell.cell_id, "label": cell.label, "currency": costs["currency"],
             "teacher_generation": gen, "judge": judge, "training": training,
             "training_hours": train_h, "maintenance": maintenance, "offline_cost": offline,
-            "online_saving": saved, "priced": priced, "roi": roi if priced else None,
-            "break_even_days": (offline / daily) if daily > 0 and priced else None,
+            "online_saving": saved, "priced": priced, "roi": est.roi if priced else None,
+            "break_even_days": est.break_even_days if priced else None,
             "extra_error_rate": extra_rate, "manual_fallback": fallback,
             "quality_adjusted_saving": q_saved,
-            "quality_adjusted_roi": (q_saved - offline) / max(offline, 1e-9) if priced else None,
+            "quality_adjusted_roi": return_on(q_saved, offline) if priced else None,
             "student_p95_ms": p95,
             "teacher_p95_ms": max(teacher_p95) if teacher_p95 else None,
             "horizon_days": days,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import msgspec
 import polars as pl
 
+import harness.units as unit_kinds
 from harness.compose.templates import TargetTemplate
 from harness.samples import Dataset
 from harness.spec.models import Experiment
@@ -29,7 +30,8 @@ def _compact_json(text: str | None) -> str | None:
 
 def normalise_answers(df: pl.DataFrame, cols: list[str], kind_col: str = "kind") -> pl.DataFrame:
     """Normalise answer columns: JSON kinds compacted, other kinds collapsed to one line."""
-    json_rows = pl.col(kind_col).is_in(["json_fields", "tool_call"])
+    json_rows = pl.col(kind_col).is_in([n for n in unit_kinds.names()
+                                        if unit_kinds.get(n).json_answers])
     out = df
     for c in cols:
         one_line = pl.col(c).str.replace_all(r"\s+", " ").str.strip_chars()
@@ -45,8 +47,10 @@ def normalise_answers(df: pl.DataFrame, cols: list[str], kind_col: str = "kind")
 
 
 def units_table(exp: Experiment) -> pl.DataFrame:
-    """unit, kind, marker (refusal marker or null), answer_marker."""
-    rows = [{"unit": name, "kind": u.kind, "marker": getattr(u, "marker", None),
+    """unit, kind, marker (the answer a failed candidate without a correction trains towards,
+    e.g. a refusal unit's marker; null for kinds that have none), answer_marker."""
+    rows = [{"unit": name, "kind": u.kind,
+             "marker": unit_kinds.get(u.kind).failure_answer(u.model_dump(mode="json")),
              "answer_marker": u.answer_marker} for name, u in exp.units.items()]
     return pl.DataFrame(rows, schema={"unit": pl.Utf8, "kind": pl.Utf8, "marker": pl.Utf8,
                                       "answer_marker": pl.Utf8})

@@ -65,8 +65,7 @@ def _corrected(rows: pl.DataFrame, *extra: pl.Expr) -> pl.DataFrame:
     """Rows whose target answer is known — the correction, else the unit's refusal marker —
     with ``final`` set to it. The teacher's rationale, limits and trajectory are dropped: they
     argued for the wrong answer. ``extra`` expressions see the original ``final``."""
-    answer = pl.coalesce(pl.col("correction"),
-                         pl.when(pl.col("kind") == "refusal").then(pl.col("marker")))
+    answer = pl.coalesce(pl.col("correction"), pl.col("marker"))
     known = rows.with_columns(answer.alias("_answer")).filter(pl.col("_answer").is_not_null())
     return known.with_columns(*extra).with_columns(
         pl.col("_answer").alias("final"),

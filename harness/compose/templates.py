@@ -1,6 +1,7 @@
 """Target templates: how a teacher answer's fields become the student's target text.
 
-Templates are Jinja2 (sandboxed, no autoescape: targets are plain text). Every target starts its
+Templates are Jinja2 (sandboxed with bounded output, work and nesting, see
+:mod:`harness.compose.sandbox`; no autoescape: targets are plain text). Every target starts its
 answer with the unit's answer marker, so evaluation can always parse the final answer out of a
 longer target: *the answer is the text after the first marker, up to the end of that line*.
 
@@ -20,14 +21,14 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, nodes
-from jinja2.sandbox import SandboxedEnvironment
 
 from harness.answers import parse_answer
+from harness.compose.sandbox import BoundedSandbox, budget
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from harness.spec.models import _UnitBase
+    from harness.spec.models import UnitOptions
 
 #: Row variables (columns of the composed table). ``final`` is always present.
 OPTIONAL_VARS: tuple[str, ...] = ("rationale", "limits", "trajectory", "wrong", "note")
@@ -49,9 +50,11 @@ class TemplateProblem(ValueError):
 
 
 @lru_cache(maxsize=1)
-def _env() -> SandboxedEnvironment:
-    return SandboxedEnvironment(autoescape=False, undefined=StrictUndefined,
-                                keep_trailing_newline=False)
+def _env() -> BoundedSandbox:
+    """The sandbox every target template renders in: bounded output, work and nesting
+    (:mod:`harness.compose.sandbox`)."""
+    return BoundedSandbox(autoescape=False, undefined=StrictUndefined,
+                          keep_trailing_newline=False)
 
 
 @lru_cache(maxsize=256)
@@ -89,11 +92,19 @@ class TargetTemplate:
     unit: str
     vectorisable: bool
 
-    def render_one(self, row: dict[str, Any]) -> str:
-        """Render one target; absent optional fields must be None or missing."""
+    def render_one(self, row: dict[str, Any], *, own_budget: bool = True) -> str:
+        """Render one target; absent optional fields must be None or missing.
+
+        With ``own_budget`` the render gets bounds that grow with the row's text (so long real
+        answers render as they always did); without, it spends the caller's budget.
+        """
         ctx = {v: row.get(v) or None for v in OPTIONAL_VARS}
         ctx.update(final=row["final"], marker=self.marker, unit=self.unit)
-        return _compiled(self.source).render(ctx)
+        if not own_budget:
+            return _compiled(self.source).render(ctx)
+        size = sum(len(v) for v in ctx.values() if isinstance(v, str))
+        with budget(size):
+            return _compiled(self.source).render(ctx)
 
     def render_frame(self, df: pl.DataFrame) -> pl.Series:
         """Render the ``target`` of every row of ``df`` (columns: ``ROW_VARS``; Utf8, nullable).
@@ -130,7 +141,8 @@ class TargetTemplate:
         ctx: dict[str, Any] = {v: (_SENTINEL.format(v) if flags[v] else None)
                                for v in OPTIONAL_VARS}
         ctx.update(final=_SENTINEL.format("final"), marker=self.marker, unit=self.unit)
-        text = _compiled(self.source).render(ctx)
+        with budget():
+            text = _compiled(self.source).render(ctx)
         parts: list[pl.Expr] = []
         pos = 0
         for m in _SENTINEL_RE.finditer(text):
@@ -143,7 +155,7 @@ class TargetTemplate:
         return pl.concat_str(parts) if parts else pl.lit("")
 
 
-def compile_target_template(unit: _UnitBase, unit_name: str = "unit") -> TargetTemplate:
+def compile_target_template(unit: UnitOptions, unit_name: str = "unit") -> TargetTemplate:
     """Check a unit's template and return it compiled.
 
     Raises:
@@ -151,36 +163,62 @@ def compile_target_template(unit: _UnitBase, unit_name: str = "unit") -> TargetT
             final answer right after the answer marker.
     """
     source = unit.template if unit.template is not None else DEFAULT_TEMPLATE
+    checked = _checked_template(source, unit.answer_marker, unit_name)
+    if isinstance(checked, str):
+        raise TemplateProblem(checked)
+    return checked
+
+
+@lru_cache(maxsize=1024)
+def _checked_template(source: str, marker: str, unit_name: str) -> TargetTemplate | str:
+    """The compiled template, or why it cannot be used (cached: 10,000 units often share one
+    template, and each check renders it 32 times)."""
+    try:
+        return _check_template(source, marker, unit_name)
+    except TemplateProblem as exc:
+        return str(exc)
+
+
+def _check_template(source: str, marker: str, unit_name: str) -> TargetTemplate:
     env = _env()
     try:
         tree = env.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"template syntax error on its line {exc.lineno}: "
                               f"{exc.message}") from None
-    tmpl = TargetTemplate(source=source, marker=unit.answer_marker, unit=unit_name,
+    except (RecursionError, MemoryError):  # not expected: nesting is checked on the tokens
+        raise TemplateProblem("the template nests too deeply") from None
+    tmpl = TargetTemplate(source=source, marker=marker, unit=unit_name,
                           vectorisable=_only_simple_uses(tree))
     # Render every presence pattern once with placeholders: catches unknown variables and
-    # checks the answer contract in all of them.
-    for combo in itertools.product((False, True), repeat=len(OPTIONAL_VARS)):
-        row: dict[str, Any] = {v: (f"<{v}>" if on else None)
-                               for v, on in zip(OPTIONAL_VARS, combo, strict=True)}
-        row["final"] = "<final>"
-        try:
-            out = tmpl.render_one(row)
-        except UndefinedError as exc:
-            from harness.errors import did_you_mean
-
-            name = str(exc.message or "").split("'")[1] if "'" in str(exc.message) else ""
-            known = [*ROW_VARS, "marker", "unit"]
-            raise TemplateProblem(f"template uses an unknown variable: {exc.message}"
-                                  f"{did_you_mean(name, known)} (known: {', '.join(known)})"
-                                  ) from None
-        except Exception as exc:  # noqa: BLE001 - any render failure is the user's template
-            raise TemplateProblem(f"template cannot be rendered: {exc}") from None
-        first_line = parse_answer(out, unit.answer_marker)
-        if first_line is None or first_line != "<final>":
-            raise TemplateProblem(
-                f"the rendered target must contain the answer marker {unit.answer_marker!r} "
-                "followed by {{ final }} on the same line (evaluation parses the answer there)"
-            )
+    # checks the answer contract in all of them. The 32 renders share one budget, so a template
+    # that works for its own sake is refused here, at validate time.
+    with budget():
+        for combo in itertools.product((False, True), repeat=len(OPTIONAL_VARS)):
+            _check_pattern(tmpl, combo, marker)
     return tmpl
+
+
+def _check_pattern(tmpl: TargetTemplate, combo: tuple[bool, ...], marker: str) -> None:
+    """Render one presence pattern with placeholders and check the answer contract."""
+    row: dict[str, Any] = {v: (f"<{v}>" if on else None)
+                           for v, on in zip(OPTIONAL_VARS, combo, strict=True)}
+    row["final"] = "<final>"
+    try:
+        out = tmpl.render_one(row, own_budget=False)
+    except UndefinedError as exc:
+        from harness.errors import did_you_mean
+
+        name = str(exc.message or "").split("'")[1] if "'" in str(exc.message) else ""
+        known = [*ROW_VARS, "marker", "unit"]
+        raise TemplateProblem(f"template uses an unknown variable: {exc.message}"
+                              f"{did_you_mean(name, known)} (known: {', '.join(known)})"
+                              ) from None
+    except Exception as exc:  # noqa: BLE001 - any render failure is the user's template
+        raise TemplateProblem(f"template cannot be rendered: {exc}") from None
+    first_line = parse_answer(out, marker)
+    if first_line is None or first_line != "<final>":
+        raise TemplateProblem(
+            f"the rendered target must contain the answer marker {marker!r} "
+            "followed by {{ final }} on the same line (evaluation parses the answer there)"
+        )

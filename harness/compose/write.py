@@ -1,12 +1,13 @@
 """Write a composed cell as files a worker can read with the standard library alone.
 
-``<out>/<cell_id>/``:
+``<out>/<cell_id>/`` (file names: :mod:`harness.store.folder`):
 
-- ``train.jsonl``: one sample per line — ``prompt, target, weight, unit, record_id, teacher,
+- the training set: one sample per line — ``prompt, target, weight, unit, record_id, teacher,
   pool, origin``;
-- ``eval.jsonl``: the eval set, flattened — ``id, unit, prompt, reference, tags, candidates``
+- the eval set: flattened — ``id, unit, prompt, reference, tags, candidates``
   (each candidate ``teacher, final, confidence``), answers normalised like training finals;
-- ``manifest.json`` (written last, so its presence means the folder is complete): the cell's
+- the manifest (:class:`~harness.store.contracts.CellManifest`; written last, so its presence
+  means the folder is complete): the cell's
   id, label, axes and effective spec, counts per unit / teacher / pool / origin, estimated token
   totals, and the SHA-256 of the input files and of the two JSONL files.
 """
@@ -15,18 +16,17 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
 from harness import __version__
 from harness.compose.compose import ComposedCell
 from harness.compose.context import normalise_answers, units_table
-from harness.fsutil import atomic_write, atomic_write_json
+from harness.fsutil import atomic_write
 from harness.samples import Dataset
 from harness.spec.models import Experiment
-
-MANIFEST_VERSION = 1
+from harness.store.contracts import Axes, CellManifest
+from harness.store.folder import EVAL, TRAIN, CellFolder
 
 
 def eval_frame(exp: Experiment, data: Dataset) -> pl.DataFrame:
@@ -71,35 +71,35 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def manifest(composed: ComposedCell, data: Dataset, files: dict[str, str]) -> dict[str, Any]:
-    """The manifest dict of a composed cell (see module docstring)."""
+def manifest(composed: ComposedCell, data: Dataset, files: dict[str, str]) -> CellManifest:
+    """The manifest of a composed cell (see module docstring)."""
     cell = composed.cell
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "harness_version": __version__,
-        "cell_id": cell.cell_id,
-        "label": cell.label,
-        "is_baseline": cell.is_baseline,
-        "axes": {"bucket": cell.axes.bucket, "fields": cell.axes.fields,
-                 "scale": cell.axes.scale, "seed": cell.axes.seed},
-        "spec": cell.effective,
-        "n_samples": composed.frame.height,
-        "n_records": composed.frame["record_id"].n_unique(),
-        "counts": {
+    return CellManifest(
+        schema_version=CellManifest.SCHEMA_VERSION,
+        harness_version=__version__,
+        cell_id=cell.cell_id,
+        label=cell.label,
+        is_baseline=cell.is_baseline,
+        axes=Axes(bucket=cell.axes.bucket, fields=cell.axes.fields, scale=cell.axes.scale,
+                  seed=cell.axes.seed),
+        spec=cell.effective,
+        n_samples=composed.frame.height,
+        n_records=composed.frame["record_id"].n_unique(),
+        counts={
             "unit": composed.counts("unit"),
             "teacher": composed.counts("teacher"),
             "pool": composed.counts("pool"),
             "origin": composed.counts("origin"),
             "unit/teacher": composed.counts(["unit", "teacher"]),
         },
-        "tokens": composed.token_totals(),
-        "inputs": {"samples": {"file": data.train.path.name, "sha256": data.train.sha256},
-                   "eval": {"file": data.eval.path.name, "sha256": data.eval.sha256}},
-        "files": files,
-        "eval_items": data.eval.n_records,
+        tokens=composed.token_totals(),
+        inputs={"samples": {"file": data.train.path.name, "sha256": data.train.sha256},
+                "eval": {"file": data.eval.path.name, "sha256": data.eval.sha256}},
+        files=files,
+        eval_items=data.eval.n_records,
         # Where checkpoints live on this machine (kept out of the spec so ids stay portable).
-        "paths": _paths(composed),
-    }
+        paths=_paths(composed),
+    )
 
 
 def _paths(composed: ComposedCell) -> dict[str, str]:
@@ -114,11 +114,15 @@ def _paths(composed: ComposedCell) -> dict[str, str]:
 
 def write_cell(composed: ComposedCell, data: Dataset, eval_rows: pl.DataFrame, out: Path
                ) -> Path:
-    """Write ``train.jsonl``, ``eval.jsonl`` and (last) ``manifest.json`` into ``out/<id>/``."""
-    folder = out / composed.cell.cell_id
-    (folder / "manifest.json").unlink(missing_ok=True)  # incomplete until rewritten
-    _write_jsonl(composed.frame, folder / "train.jsonl")
-    _write_eval(eval_rows, folder / "eval.jsonl")
-    files = {name: _sha256(folder / name) for name in ("train.jsonl", "eval.jsonl")}
-    atomic_write_json(folder / "manifest.json", manifest(composed, data, files))
-    return folder
+    """Write the training set, the eval set and (last) the manifest into ``out/<id>/``."""
+    folder = CellFolder(out / composed.cell.cell_id)
+    folder.clear_manifest()  # incomplete until rewritten
+    # A process killed mid-write leaves `.<file>.<random>.tmp` behind (atomic_write's
+    # temporaries): the cell is being redone, so they are stale.
+    for stale in folder.path.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+    _write_jsonl(composed.frame, folder.train)
+    _write_eval(eval_rows, folder.eval)
+    files = {TRAIN: _sha256(folder.train), EVAL: _sha256(folder.eval)}
+    folder.write_manifest(manifest(composed, data, files))
+    return folder.path

@@ -1,13 +1,11 @@
 """lm-eval integration: export the experiment's units as lm-eval tasks, and run lm-eval's HFLM on
 a trained cell.
 
-Each unit becomes one task over a local JSONL copy of its eval items:
-
-- ``label`` units: ``multiple_choice`` with context ``prompt + "\\n" + marker``, choices the
-  declared labels and ``target_delimiter: " "`` — the exact scoring the harness does, so the
-  accuracies agree;
-- other units: ``generate_until`` a newline after ``prompt + "\\n"``, a regex filter that keeps
-  the text after the marker, and ``exact_match`` against the reference.
+Each unit becomes one task over a local JSONL copy of its eval items; what the task does is
+the unit kind's (``UnitKind.lm_eval_task``): kinds whose answers are scored (``label``) become
+``multiple_choice`` tasks scored exactly as the harness scores them, so the accuracies agree;
+the others ``generate_until`` a newline and compare the text after the marker by
+``exact_match``.
 
 Task names are ``<experiment>_<unit>``. Nothing here touches the network: the datasets are local
 JSON files and the model is the cell's checkpoint folder.
@@ -16,58 +14,34 @@ JSON files and the model is the cell's checkpoint folder.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from harness.fsutil import atomic_write_text
+from harness.store.folder import CellFolder
+from harness.units import get
 
 
 def task_name(experiment: str, unit: str) -> str:
     return f"{experiment}_{unit}"
 
 
-def _jinja_literal(text: str) -> str:
-    """A string literal safe inside a Jinja2 template (``{{ '...' }}``)."""
-    return "{{ " + json.dumps(text) + " }}"
-
-
 def task_config(experiment: str, unit_name: str, unit: dict[str, Any], data_file: Path
                 ) -> dict[str, Any]:
-    """The lm-eval task config of one unit."""
-    marker = unit["answer_marker"]
+    """The lm-eval task config of one unit: the shared dataset part, then the kind's part
+    (``UnitKind.lm_eval_task``)."""
+    kind_part = get(unit["kind"]).lm_eval_task(unit)
     base: dict[str, Any] = {
         "task": task_name(experiment, unit_name),
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(data_file.resolve())}},
         "test_split": "test",
-        "output_type": "multiple_choice" if unit["kind"] == "label" else "generate_until",
+        "output_type": kind_part.pop("output_type"),
         "metadata": {"version": 1, "harness_unit_kind": unit["kind"]},
     }
-    if unit["kind"] == "label":
-        base.update({
-            "doc_to_text": "{{prompt}}\n" + _jinja_literal(marker),
-            "doc_to_choice": list(unit["labels"]),
-            "doc_to_target": "{{gold}}",
-            "target_delimiter": " ",
-            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-        })
-    else:
-        base.update({
-            "doc_to_text": "{{prompt}}\n",
-            "doc_to_target": "{{reference}}",
-            "target_delimiter": "",
-            "generation_kwargs": {"until": ["\n"], "do_sample": False, "max_gen_toks": 64},
-            "filter_list": [{"name": "answer", "filter": [
-                {"function": "regex", "regex_pattern": re.escape(marker) + r"\s*(.*)",
-                 "group_select": 0},
-                {"function": "take_first"}]}],
-            "metric_list": [{"metric": "exact_match", "aggregation": "mean",
-                             "higher_is_better": True, "ignore_case": False,
-                             "ignore_punctuation": False}],
-        })
+    base.update(kind_part)
     return base
 
 
@@ -83,9 +57,8 @@ def export_tasks(experiment: str, units: dict[str, dict[str, Any]],
         data = out / f"{name}.jsonl"
         lines = []
         for r in items:
-            row = {"id": r["id"], "prompt": r["prompt"], "reference": r["reference"]}
-            if unit["kind"] == "label":
-                row["gold"] = list(unit["labels"]).index(r["reference"])
+            row = {"id": r["id"], "prompt": r["prompt"], "reference": r["reference"],
+                   **get(unit["kind"]).lm_eval_row(unit, r)}
             lines.append(json.dumps(row, ensure_ascii=False))
         atomic_write_text(data, "\n".join(lines) + "\n")
         cfg = out / f"{name}.yaml"
@@ -107,15 +80,14 @@ def run_lm_eval(cell_dir: Path, *, batch_size: int = 32, device: str | None = No
     from lm_eval.tasks import TaskManager
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    manifest = json.loads((cell_dir / "manifest.json").read_text(encoding="utf-8"))
-    spec = manifest["spec"]
+    folder = CellFolder(cell_dir)
+    spec = folder.read_manifest().spec
     experiment = spec["experiment"]
     wanted = {k: v for k, v in spec["units"].items() if units is None or k in units}
-    rows = [json.loads(line) for line in (cell_dir / "eval.jsonl").open(encoding="utf-8")
-            if line.strip()]
+    rows = folder.read_eval()
     tasks_dir = cell_dir / "lm_eval_tasks"
     export_tasks(experiment, wanted, rows, tasks_dir)
-    model_dir = cell_dir / "model"
+    model_dir = folder.model
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
     dev = device or ("cuda" if _cuda() else "cpu")

@@ -9,24 +9,17 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from harness.evaluate.calibration import calibration, stated_confidence_calibration
-from harness.evaluate.metrics import canonical, scorer_for
+from harness.units import get
 
 ALL = "all"
-
-
-def _decision_key(unit: dict[str, Any], answer: str | None) -> str | None:
-    """What 'agreeing with the teacher' compares: the refuse/answer decision for refusal units,
-    the canonical answer otherwise."""
-    if answer is None:
-        return None
-    if unit["kind"] == "refusal":
-        return "REFUSE" if answer.strip() == unit["marker"] else "ANSWER"
-    return canonical(answer)
+#: Keys of a unit report that hold per-item lists rather than metrics.
+PER_ITEM = ("correct", "parts")
 
 
 def _slices(items: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, list[int]]:
@@ -52,24 +45,30 @@ def unit_report(unit: dict[str, Any], items: Sequence[dict[str, Any]],
         items: eval rows of this unit (``reference``, ``tags``, ``candidates``).
         preds: the parsed answer per item (None = no parseable answer).
         slice_keys: tag keys to slice by.
-        probs: (n, n_labels) label probabilities, for label units.
+        probs: (n, n_choices) probabilities over the kind's choices, for kinds whose answers
+            are scored (``answers_by == "loglik"``); they add calibration.
 
     Returns:
         ``{"n", "metrics", "slices": {name: {"n", "metrics"}}, "calibration", "fidelity",
-        "correct"}`` where ``correct`` is the per-item 0/1 list (for paired tests).
+        "correct", "parts"}`` where ``correct`` is the per-item 0/1 list and ``parts`` the
+        per-item additive parts of the primary metric (``Scored.parts``; empty for kinds whose
+        primary is the mean of ``correct``) — both per item, for paired tests, and not metrics:
+        :data:`PER_ITEM` names them so writers drop them from metric files.
     """
-    score = scorer_for(unit)
+    kind = get(unit["kind"])
+    score = partial(kind.score, unit)
     refs = [it["reference"] for it in items]
     scored = score(preds, refs)
     metrics = dict(scored.metrics)
     metrics["answer_parse_rate"] = (sum(p is not None for p in preds) / len(preds)
                                     if preds else 0.0)
     report: dict[str, Any] = {"n": len(items), "metrics": metrics, "slices": {},
-                              "calibration": None, "fidelity": {}, "correct": scored.correct}
+                              "calibration": None, "fidelity": {}, "correct": scored.correct,
+                              "parts": dict(scored.parts or {})}
     cal_index: list[int] = []
-    if probs is not None and unit["kind"] == "label":
-        labels = list(unit["labels"])
-        cal_index = [labels.index(r) for r in refs]
+    choices = kind.choices(unit) if kind.calibrated else None
+    if probs is not None and choices is not None:
+        cal_index = [choices.index(r) for r in refs]
         cal = calibration(probs, cal_index)
         metrics.update(cal["metrics"])
         report["calibration"] = {k: v for k, v in cal.items() if k != "metrics"}
@@ -103,22 +102,24 @@ def fidelity(unit: dict[str, Any], items: Sequence[dict[str, Any]],
     for i, it in enumerate(items):
         for c in it.get("candidates") or []:
             by_teacher[c["teacher"]].append((i, c.get("final")))
+    # What 'agreeing' compares is the kind's decision key (refusal units: refuse or answer).
+    key = partial(get(unit["kind"]).decision_key, unit)
     # The student's answer frequencies over every eval item (None = no parsable answer).
-    keys = [_decision_key(unit, p) for p in preds]
+    keys = [key(p) for p in preds]
     freq = Counter(k for k in keys if k is not None)
     total = len(keys)
     for teacher, answers in sorted(by_teacher.items()):
         agree = agree_ok = agree_bad = teacher_wrong = copied = 0
         chance = 0.0
         for i, final in answers:
-            same = keys[i] is not None and keys[i] == _decision_key(unit, final)
-            t_ok = _decision_key(unit, final) == _decision_key(unit, items[i]["reference"])
+            same = keys[i] is not None and keys[i] == key(final)
+            t_ok = key(final) == key(items[i]["reference"])
             agree += same
             agree_ok += same and bool(correct[i])
             agree_bad += same and not correct[i]
             teacher_wrong += not t_ok
             copied += same and not t_ok
-            t_key = _decision_key(unit, final)
+            t_key = key(final)
             if not t_ok and total and t_key is not None:
                 chance += freq.get(t_key, 0) / total
         n = len(answers)

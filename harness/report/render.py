@@ -1,7 +1,8 @@
 """``harness report``: one self-contained HTML page from a run folder.
 
-Reads ``results.parquet``, ``latency.parquet``, ``analysis.json`` (computed first when missing),
-``run.json``, ``teacher_audit.json`` and per cell its metrics and predictions; renders
+Reads the run folder (:class:`~harness.store.folder.RunFolder`): the results and latency tables,
+the analysis (recomputed when missing or computed from other files than the folder's now), the
+run record, the teacher audit and per cell its metrics, predictions and failure record; renders
 ``templates/report.html.j2`` with Jinja2 (autoescape on). Inline CSS and SVG only — no scripts,
 fonts or any other request — so the file can be mailed, archived and opened offline.
 """
@@ -16,9 +17,11 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness.analysis.load import RunData, load_run
-from harness.evaluate.metrics import PRIMARY_METRIC
+from harness.analysis.roi import RoiEstimate
 from harness.fsutil import atomic_write_text
 from harness.report import svg
+from harness.store.folder import RunFolder
+from harness.units import get, primary_metric
 
 MAX_DISAGREEMENTS = 40
 MAX_TABLE_ROWS = 400
@@ -57,17 +60,17 @@ def _heatmap(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
                                  "style": f"background:hsla({hue},60%,45%,{alpha:.2f})"})
         rows.append(row)
     return {"units": units, "rows": rows,
-            "metrics": {u: PRIMARY_METRIC[run.spec["units"][u]["kind"]] for u in units}}
+            "metrics": {u: primary_metric(run.spec["units"][u]["kind"]) for u in units}}
 
 
 def _calibration(run: RunData, chosen_id: str) -> list[dict[str, Any]]:
     out = []
     for unit, spec in run.spec["units"].items():
-        if spec["kind"] != "label":
+        if not get(spec["kind"]).calibrated:  # no probabilities, no reliability diagram
             continue
         rows, charts = [], []
         for cell in run.cells[:MAX_TABLE_ROWS]:
-            rep = cell.metrics["units"].get(unit)
+            rep = cell.metrics.units.get(unit)  # a cell need not have every unit
             if not rep or not rep.get("calibration"):
                 continue
             m = rep["metrics"]
@@ -119,15 +122,12 @@ def _roi_chart(analysis: dict[str, Any], chosen_id: str, spec: dict[str, Any]) -
     row = next((r for r in analysis["roi"] if r["cell_id"] == chosen_id), None)
     if row is None:
         return None
-    t = spec["costs"]["traffic"]
-    per_day_tokens = t["qps"] * 86400 * t["avg_tokens"] / 1000
-    teacher = spec["costs"]["teacher_price_per_1k"] * per_day_tokens
-    student = spec["costs"]["student_price_per_1k"] * per_day_tokens
-    days = list(range(0, int(t["days"]) + 1, max(1, int(t["days"]) // 15)))
-    return svg.lines([("teacher only", [(d, teacher * d) for d in days], "s1"),
-                      ("distilled student", [(d, row["offline_cost"] + student * d)
-                                             for d in days], "s2")],
-                     f"Cumulative cost ({row['currency']}) over {t['days']} days", "days",
+    # The ledger's own estimator draws the curve, so chart and table cannot disagree.
+    curve = RoiEstimate.from_costs(spec["costs"], row["offline_cost"]).cumulative_cost()
+    return svg.lines([("teacher only", curve["teacher only"], "s1"),
+                      ("distilled student", curve["distilled student"], "s2")],
+                     f"Cumulative cost ({row['currency']}) over "
+                     f"{spec['costs']['traffic']['days']} days", "days",
                      f"cost ({row['currency']})")
 
 
@@ -135,7 +135,7 @@ def _config_diff(run: RunData) -> dict[str, Any]:
     """Only the bucket / field-set / scale / seed settings that differ between cells."""
     flat: dict[str, dict[str, Any]] = {}
     for cell in run.cells:
-        eff = cell.manifest["spec"]
+        eff = cell.manifest.spec
         row = {"scale": eff["scale"], "seed": eff["seed"]}
         for part in ("bucket", "fields"):
             for k, v in eff[part].items():
@@ -156,8 +156,7 @@ def _disagreements(run: RunData, chosen_id: str) -> list[dict[str, Any]]:
     prompts = {r["id"]: r["prompt"] for r in run.eval_rows}
 
     def preds(cell: Any) -> dict[tuple[str, str], dict[str, Any]]:
-        path = run.path / "cells" / cell.cell_id / "predictions.jsonl"
-        rows = [json.loads(x) for x in path.open(encoding="utf-8") if x.strip()]
+        rows = RunFolder(run.path).cell(cell.cell_id).read_predictions()
         return {(r["unit"], r["id"]): r for r in rows}
 
     a, b = preds(base), preds(best)
@@ -174,36 +173,34 @@ def _disagreements(run: RunData, chosen_id: str) -> list[dict[str, Any]]:
 
 def _failed(run: RunData) -> list[dict[str, Any]]:
     out = []
-    for entry in run.run["cells"]:
-        if entry["status"] == "done":
+    for entry in run.run.cells:
+        if entry.status == "done":
             continue
-        err = entry.get("error") or {}
-        path = run.path / "cells" / entry["cell_id"] / "FAILED.json"
-        if path.is_file():
-            err = json.loads(path.read_text(encoding="utf-8"))
-        out.append({"label": entry["label"], "cell_id": entry["cell_id"],
-                    "status": entry["status"], "error": err.get("error", ""),
-                    "hint": err.get("hint", "")})
+        failure = RunFolder(run.path).cell(entry.cell_id).read_failure()
+        # the cell's own record first; else what this run saw; a cell not run has neither
+        error, hint = ((failure.error, failure.hint) if failure else
+                       (entry.error["error"], entry.error["hint"]) if entry.error else ("", ""))
+        out.append({"label": entry.label, "cell_id": entry.cell_id, "status": entry.status,
+                    "error": error, "hint": hint})
     return out
 
 
 def build(run_dir: Path) -> dict[str, Any]:
     """Everything the template shows."""
-    if not (run_dir / "analysis.json").is_file():
-        from harness.analysis.analyse import analyse
+    from harness.analysis.analyse import report_analysis
 
-        analyse(run_dir)
+    # Recomputed when a cell was re-run since (or never analysed): never a stale analysis.
+    analysis = report_analysis(run_dir)
     run = load_run(run_dir)
-    analysis = json.loads((run_dir / "analysis.json").read_text(encoding="utf-8"))
     gate = analysis["gate"]
     chosen = gate["cell"]["cell_id"]
-    env = next(iter(run.cells)).metrics.get("environment", {})
+    env = run.cells[0].metrics.environment
     n_eval = {u: len(items.ids) for u, items in run.cells[0].units.items()}
-    statuses = [c["status"] for c in run.run["cells"]]
+    statuses = [c.status for c in run.run.cells]
     spec = run.spec
     return {
-        "title": f"Distillation report: {run.run['experiment']}",
-        "experiment": run.run["experiment"], "gate": gate, "analysis": analysis,
+        "title": f"Distillation report: {run.run.experiment}",
+        "experiment": run.run.experiment, "gate": gate, "analysis": analysis,
         "signals": analysis["signals"], "baseline": spec["baseline"],
         "student": spec["student"], "n_eval": n_eval, "environment": env,
         "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -216,7 +213,8 @@ def build(run_dir: Path) -> dict[str, Any]:
         "fidelity_flags": analysis["fidelity_flags"], "roi": analysis["roi"][:MAX_TABLE_ROWS],
         "roi_chart": _roi_chart(analysis, chosen, spec), "audit": run.teacher_audit,
         "config_diff": _config_diff(run), "disagreements": _disagreements(run, chosen),
-        "failed": _failed(run), "primary": PRIMARY_METRIC,
+        "failed": _failed(run),
+        "primary": {s["kind"]: primary_metric(s["kind"]) for s in spec["units"].values()},
         "unit_kinds": {u: s["kind"] for u, s in spec["units"].items()},
     }
 

@@ -14,10 +14,10 @@ import gc
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import polars as pl
 
 from harness.errors import ProblemLog, did_you_mean
@@ -31,6 +31,7 @@ from harness.samples.schema import (
 )
 from harness.samples.tables import RecordTables, build_tables
 from harness.spec.models import Experiment
+from harness.units import get
 
 
 @dataclass
@@ -185,66 +186,36 @@ def _check_cross_fields(repo: Repository, exp: Experiment, log: ProblemLog) -> N
                 "'failure' pool")
 
 
-def _json_problem(text: str, kind: str) -> str | None:
-    """Why ``text`` is not a valid final for a json_fields / tool_call unit (None if it is)."""
-    try:
-        value = msgspec.json.decode(text)
-    except (msgspec.DecodeError, RecursionError):
-        return "is not valid JSON"
-    if kind == "json_fields":
-        return None if isinstance(value, dict) else "must be a JSON object"
-    if value is None:
-        return None
-    if (not isinstance(value, dict) or not isinstance(value.get("name"), str)
-            or not isinstance(value.get("arguments", {}), dict)):
-        return 'must be null or {"name": str, "arguments": object}'
-    return None
-
-
 def _check_finals(repo: Repository, exp: Experiment, log: ProblemLog) -> None:
-    """Per-kind rules for references (errors) and candidate finals (errors or warnings)."""
+    """Each unit kind's rules for references and corrections (errors) and candidate finals
+    (errors, or a counted warning for kinds whose off-vocabulary finals are teacher errors)."""
     t = repo.tables
     where = repo.path
     for unit_name, unit in exp.units.items():
         items = t.items.filter(pl.col("unit") == unit_name)
         if items.height == 0:
             continue
+        kind = get(unit.kind)
+        opts = unit.model_dump(mode="json")
         cands = t.candidates.join(items.select("rec"), on="rec", how="semi")
         fails = t.failures.join(items.select("rec"), on="rec", how="semi").filter(
             pl.col("correction").is_not_null())
-        if unit.kind == "label":
-            labels = list(unit.labels)
-            bad = items.filter(pl.col("reference").is_not_null()
-                               & ~pl.col("reference").is_in(labels))
-            for line, ref in bad.select("line", "reference").iter_rows():
-                log.add(_where(where, line), "reference",
-                        f"{ref!r} is not a label of unit {unit_name!r}{did_you_mean(ref, labels)}")
-            for line, corr in fails.filter(~pl.col("correction").is_in(labels)).select(
-                    "line", "correction").iter_rows():
-                log.add(_where(where, line), "failure", f"correction {corr!r} is not a label of "
-                        f"unit {unit_name!r}")
-            off = cands.filter(~pl.col("final").is_in(labels))
-            if off.height:
-                repo.warnings.append(f"{where.name}: {off.height} answer(s) of unit {unit_name!r} "
-                                     f"are not among its labels (kept as teacher errors)")
-        elif unit.kind in ("json_fields", "tool_call"):
-            kind = unit.kind
 
-            def final_problem(v: str, kind: str = kind) -> str | None:
-                return _json_problem(v, kind)
-
-            def ref_problem(v: str, kind: str = kind, unit: object = unit) -> str | None:
-                return _json_problem(v, kind) or _vocab_problem(v, unit)
-
-            for line, cand, _final, why in _located(cands, "final", final_problem,
-                                                   ["line", "cand"]):
-                log.add(_where(where, line), f"candidates[{cand}].final",
-                        f"{why} (unit {unit_name!r} is {kind})")
-            for line, _ref, why in _located(items, "reference", ref_problem, ["line"]):
-                log.add(_where(where, line), "reference", f"{why} (unit {unit_name!r})")
-            for line, teacher, _corr, why in _located(fails, "correction", final_problem,
-                                                      ["line", "teacher"]):
-                log.add(_where(where, line), f"failure.{teacher}.correction", why)
+        final_problem = partial(kind.final_problem, opts, unit_name)
+        ref_problem = partial(kind.reference_problem, opts, unit_name)
+        corr_problem = partial(kind.correction_problem, opts, unit_name)
+        bad_finals = _located(cands, "final", final_problem, ["line", "cand"])
+        if kind.bad_final == "error":
+            for line, cand, _final, why in bad_finals:
+                log.add(_where(where, line), f"candidates[{cand}].final", why)
+        for line, _ref, why in _located(items, "reference", ref_problem, ["line"]):
+            log.add(_where(where, line), "reference", why)
+        for line, teacher, _corr, why in _located(fails, "correction", corr_problem,
+                                                  ["line", "teacher"]):
+            log.add(_where(where, line), f"failure.{teacher}.correction", why)
+        if kind.bad_final == "warning" and bad_finals:
+            warning = kind.finals_warning(unit_name, len(bad_finals))
+            repo.warnings.append(f"{where.name}: {warning}")
 
 
 def _located(df: pl.DataFrame, col: str, problem: Callable[[str], str | None],
@@ -257,19 +228,6 @@ def _located(df: pl.DataFrame, col: str, problem: Callable[[str], str | None],
            if (why := problem(v)) is not None}
     if not bad:
         return []
-    rows = df.filter(pl.col(col).is_in(list(bad))).sort("line").select(*keys, col).iter_rows()
+    rows = (df.filter(pl.col(col).is_in(list(bad))).sort("line", maintain_order=True)
+            .select(*keys, col).iter_rows())
     return [(*r, bad[r[-1]]) for r in rows]
-
-
-def _vocab_problem(reference: str, unit: object) -> str | None:
-    """A reference naming a field or tool the unit does not declare."""
-    value = msgspec.json.decode(reference)
-    kind = getattr(unit, "kind", "")
-    if kind == "json_fields" and isinstance(value, dict):
-        extra = sorted(set(value) - set(unit.fields))  # type: ignore[attr-defined]
-        return f"fields {extra} are not declared" if extra else None
-    if kind == "tool_call" and isinstance(value, dict):
-        tools = unit.tools  # type: ignore[attr-defined]
-        if value["name"] not in tools:
-            return f"tool {value['name']!r} is not declared{did_you_mean(value['name'], tools)}"
-    return None

@@ -1,6 +1,7 @@
 """Load an experiment YAML into :class:`~harness.spec.models.Experiment`, reporting every problem.
 
-The YAML is read with a safe loader (no code-running tags) that also rejects duplicate keys.
+The YAML is read with a safe, bounded loader (:mod:`harness.spec.safe_yaml`: no code-running
+tags, duplicate keys refused, regular files of bounded size, bounded depth and alias expansion).
 ``extends`` in buckets and field sets is resolved on the raw mappings, then pydantic validates the
 whole document; its errors are turned into located problems (``demo.yaml:23: buckets.multi.
 min_score: ...``) with a did-you-mean for unknown keys. Cross-section rules run last. All problems
@@ -20,40 +21,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness.errors import InputError, ProblemLog, did_you_mean
-from harness.spec.models import Experiment
+from harness.spec.models import Experiment, Unit, unit_model
 from harness.spec.rules import check_cross_rules
+from harness.spec.safe_yaml import FileProblem, load_text, read_text
 
 _EXTENDABLE = ("buckets", "fields")
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate mapping keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
-                       ) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                "found a key that is a list or mapping; keys must be plain values",
-                key_node.start_mark) from None
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                f"found duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark,
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call]
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping  # type: ignore[arg-type]
-)
 
 
 @dataclass(frozen=True)
@@ -92,14 +64,6 @@ def _line_index(node: yaml.Node | None, prefix: tuple[str, ...] = (),
     return out
 
 
-#: An experiment needs few aliases; many nested ones expand exponentially ("billion laughs").
-_MAX_ALIASES = 100
-
-
-def _count_aliases(text: str) -> int:
-    return sum(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=yaml.SafeLoader))
-
-
 class _Locator:
     """Turns a YAML path into ``file:line`` using the composed node tree."""
 
@@ -117,22 +81,20 @@ class _Locator:
 
 
 def _read_yaml(path: Path) -> tuple[Any, _Locator]:
+    """Read the experiment file with every resource bounded (see :mod:`harness.spec.safe_yaml`)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
         raise InputError(f"{path}: experiment file not found") from None
-    except (UnicodeDecodeError, OSError) as exc:
+    except FileProblem as exc:
+        raise InputError(f"{path}: {exc}") from None
+    except UnicodeDecodeError as exc:
         raise InputError(f"{path}: cannot read experiment file ({exc})") from None
     try:
-        if _count_aliases(text) > _MAX_ALIASES:
-            raise InputError(f"{path}: invalid YAML", total=1, problems=[_problem(
-                path.name, "", f"more than {_MAX_ALIASES} aliases ('*name'); an experiment "
-                "file does not need them and they can expand without bound")])
-        node = yaml.compose(text, Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
-    except RecursionError:
+        data, node = load_text(text)
+    except RecursionError:  # not expected (depth is capped while composing); never a traceback
         raise InputError(f"{path}: invalid YAML", total=1, problems=[_problem(
-            path.name, "", "the document nests too deeply (a recursive alias?)")]) from None
+            path.name, "", "the document nests too deeply")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path.name}:{mark.line + 1}" if mark is not None else path.name
@@ -140,11 +102,13 @@ def _read_yaml(path: Path) -> tuple[Any, _Locator]:
         context = getattr(exc, "context", None)
         msg = f"{context}: {problem}" if context else str(problem)
         if isinstance(exc, yaml.reader.ReaderError):
-            # Unreadable characters: the reader knows the position, not the line.
-            line = text[: exc.position].count("\n") + 1
-            where = f"{path.name}:{line}"
-            msg = (f"character {exc.character!r} is not allowed in YAML (position "
-                   f"{exc.position})")
+            # Unreadable characters: the reader knows the position (libyaml: a byte offset),
+            # not the line.
+            char = chr(exc.character) if isinstance(exc.character, int) else exc.character
+            before = (text.encode("utf-8", "surrogatepass")[: exc.position].count(b"\n")
+                      if isinstance(exc.character, int) else text[: exc.position].count("\n"))
+            where = f"{path.name}:{before + 1}"
+            msg = f"character {char!r} is not allowed in YAML (position {exc.position})"
         msg = " ".join(str(msg).split())
         if "could not determine a constructor" in msg:
             msg += " (YAML here is data only: tags that build Python objects are not allowed)"
@@ -167,18 +131,20 @@ def _resolve_extends(raw: dict[str, Any], log: ProblemLog, loc: _Locator) -> Non
             continue
         resolved: dict[str, dict[str, Any]] = {}
 
-        def resolve(name: str, chain: tuple[str, ...], table: dict[str, Any] = table,
-                    section: str = section, resolved: dict[str, dict[str, Any]] = resolved
-                    ) -> dict[str, Any] | None:
-            if name in resolved:
-                return resolved[name]
-            entry = table[name]
-            if not isinstance(entry, dict):
-                return None  # pydantic reports the type error
-            parent = entry.get("extends")
-            merged = dict(entry)
-            if parent is not None:
-                path = (section, name, "extends")
+        def resolve(name: str, table: dict[str, Any] = table, section: str = section,
+                    resolved: dict[str, dict[str, Any]] = resolved) -> dict[str, Any] | None:
+            # Walk up to the first resolved ancestor (or the root), then merge back down:
+            # iterative, so a chain of any length (declared in any order) is fine.
+            chain: tuple[str, ...] = (name,)
+            while chain[-1] not in resolved:
+                current = chain[-1]
+                entry = table[current]
+                if not isinstance(entry, dict):
+                    return None  # pydantic reports the type error
+                parent = entry.get("extends")
+                if parent is None:
+                    break
+                path = (section, current, "extends")
                 if not isinstance(parent, str) or parent not in table:
                     hint = did_you_mean(str(parent), table) if isinstance(parent, str) else ""
                     log.add(loc.where(path), ".".join(path),
@@ -188,35 +154,77 @@ def _resolve_extends(raw: dict[str, Any], log: ProblemLog, loc: _Locator) -> Non
                     log.add(loc.where(path), ".".join(path),
                             f"extends cycle: {' -> '.join((*chain, parent))}")
                     return None
-                base = resolve(parent, (*chain, parent))
-                if base is None:
-                    return None
-                merged = {**{k: v for k, v in base.items() if k != "extends"}, **entry}
+                chain = (*chain, parent)
+            top = chain[-1]
+            merged = resolved[top] if top in resolved else dict(table[top])
+            resolved[top] = merged
+            for child in reversed(chain[:-1]):
+                entry = table[child]
+                merged = {**{k: v for k, v in merged.items() if k != "extends"}, **entry}
                 merged.pop("extends")
-            resolved[name] = merged
+                resolved[child] = merged
             return merged
 
         for name in list(table):
-            out = resolve(name, (name,))
+            out = resolve(name)
             if out is not None:
                 table[name] = out
 
 
-def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
-    """Make data and checkpoint paths absolute, relative to the YAML file's folder."""
+#: Linux's PATH_MAX and NAME_MAX (bytes): longer paths fail in the OS with ENAMETOOLONG.
+_PATH_MAX, _NAME_MAX = 4096, 255
 
-    def fix(mapping: Any, key: str) -> None:
-        if isinstance(mapping, dict) and isinstance(mapping.get(key), str):
-            p = Path(mapping[key]).expanduser()
-            mapping[key] = str(p if p.is_absolute() else (base / p).resolve())
+
+def _path_problem(text: str) -> str | None:
+    """Why ``text`` cannot name a file on this system, or None (checked before any OS call)."""
+    if "\x00" in text:
+        return "the path contains a NUL byte"
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size >= _PATH_MAX:
+        return f"the path is {size:,} bytes long; paths are shorter than {_PATH_MAX:,} bytes"
+    longest = max(text.split("/"), key=lambda c: len(c.encode("utf-8", "surrogatepass")))
+    if len(longest.encode("utf-8", "surrogatepass")) > _NAME_MAX:
+        return (f"the path has a component of {len(longest):,} characters ({longest[:20]!r}...); "
+                f"a file or folder name is at most {_NAME_MAX} bytes")
+    return None
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path, log: ProblemLog, loc: _Locator
+                   ) -> set[str]:
+    """Make data and checkpoint paths absolute, relative to the YAML file's folder.
+
+    A path that cannot name a file (NUL byte, too long, ``~nosuchuser``) is reported and left
+    as written; returns the dotted fields of those paths so later checks skip them.
+    """
+    bad: set[str] = set()
+
+    def fix(mapping: Any, key: str, path: tuple[str, ...]) -> None:
+        if not (isinstance(mapping, dict) and isinstance(mapping.get(key), str)):
+            return
+        reason = _path_problem(mapping[key])
+        if reason is None:
+            try:
+                p = Path(mapping[key]).expanduser()
+                mapping[key] = str(p if p.is_absolute() else (base / p).resolve())
+            except RuntimeError as exc:  # "Could not determine home directory", symlink loop
+                user = mapping[key].split("/", 1)[0]
+                reason = (f"cannot expand {user!r}: no such user" if user.startswith("~")
+                          else f"the path cannot be resolved ({exc})")
+            except (OSError, ValueError) as exc:
+                reason = f"the path cannot be resolved ({exc})"
+        if reason is not None:
+            field = ".".join(path)
+            bad.add(field)
+            log.add(loc.where(path), field, reason)
 
     data = raw.get("data")
-    fix(data, "samples")
-    fix(data, "eval")
+    fix(data, "samples", ("data", "samples"))
+    fix(data, "eval", ("data", "eval"))
     student = raw.get("student")
-    fix(student, "model")
+    fix(student, "model", ("student", "model"))
     if isinstance(student, dict):
-        fix(student.get("distill"), "teacher_model")
+        fix(student.get("distill"), "teacher_model", ("student", "distill", "teacher_model"))
+    return bad
 
 
 def _model_fields_at(loc: tuple[Any, ...]) -> tuple[list[str], tuple[str, ...]]:
@@ -241,15 +249,11 @@ def _model_fields_at(loc: tuple[Any, ...]) -> tuple[list[str], tuple[str, ...]]:
             continue
         origin = typing.get_origin(current)
         args = typing.get_args(current)
-        if origin in (types.UnionType, typing.Union):
-            # A discriminated union: pydantic puts the chosen tag into the location.
-            members = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-            for m in members:
-                kind = m.model_fields.get("kind")
-                if kind is not None and typing.get_args(kind.annotation) == (part,):
-                    current = m
-                    break
-            else:
+        if current is Unit:
+            # A unit entry: its validator puts the kind into the location, like a tagged union.
+            try:
+                current = unit_model(str(part))
+            except LookupError:
                 shown.append(str(part))
                 current = None
             continue
@@ -283,6 +287,9 @@ def _unwrap(tp: Any) -> Any:
 
 def _pydantic_problems(exc: ValidationError, log: ProblemLog, loc: _Locator) -> None:
     for err in exc.errors(include_url=False):
+        if log.full:  # 100,000 unknown keys: count the rest without a did-you-mean each
+            log.count()
+            continue
         raw_loc = tuple(err["loc"])
         allowed, shown = _model_fields_at(raw_loc)
         path = ".".join(shown)
@@ -292,13 +299,6 @@ def _pydantic_problems(exc: ValidationError, log: ProblemLog, loc: _Locator) -> 
             msg = f"unknown key{did_you_mean(key, allowed)}"
         elif kind == "missing":
             msg = "required key is missing"
-        elif kind == "union_tag_invalid" or kind == "union_tag_not_found":
-            msg = "'kind' must be one of label, json_fields, tool_call, refusal, text"
-            if "input" in err and isinstance(err["input"], dict):
-                given = err["input"].get("kind")
-                if given is not None:
-                    msg = f"unknown kind {given!r}" + did_you_mean(
-                        str(given), ["label", "json_fields", "tool_call", "refusal", "text"])
         else:
             msg = err["msg"].removeprefix("Value error, ")
             if "input" in err and kind.endswith("_type"):
@@ -323,7 +323,7 @@ def load_experiment(path: str | Path, *, check_files: bool = True) -> LoadedExpe
                          f"{type(raw).__name__})")
     log = ProblemLog()
     _resolve_extends(raw, log, loc)
-    _resolve_paths(raw, path.resolve().parent)
+    bad_paths = _resolve_paths(raw, path.resolve().parent, log, loc)
     spec: Experiment | None = None
     try:
         spec = Experiment.model_validate(raw)
@@ -340,7 +340,7 @@ def load_experiment(path: str | Path, *, check_files: bool = True) -> LoadedExpe
             raise
         cross = []  # a partial document too broken to cross-check; its errors are reported
     log.extend(_problem(loc.where(tuple(p.field.split("."))), p.field, p.message)
-               for p in cross)
+               for p in cross if p.field not in bad_paths)  # those are reported already
     if log:
         log.problems.sort(key=_line_of)
     log.raise_if_any(f"{path}: the experiment is not valid ({log.total} problem(s))")

@@ -10,9 +10,23 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
+
+import harness.units as unit_kinds
+from harness.errors import did_you_mean
 
 #: Names users give to experiments, units, buckets and field sets end up in folder names and
 #: cell labels, so they are restricted to a safe alphabet (no ``/``, no ``..``).
@@ -67,7 +81,14 @@ class DataSpec(Strict):
 # --------------------------------------------------------------------------- units
 
 
-class _UnitBase(Strict):
+class UnitOptions(Strict):
+    """Options every unit has; each kind's model (``LabelUnit``...) adds ``kind`` and its own.
+
+    The kind models live with their kind (``harness/units/<kind>.py``, built by
+    ``UnitKind.define_options``) and are looked up in the unit-kind registry, so a kind
+    registered at run time validates like a built-in one.
+    """
+
     template: str | None = Field(
         None,
         description="Jinja2 target template (inline text). Variables: final, rationale, limits, "
@@ -79,6 +100,9 @@ class _UnitBase(Strict):
         description="Text that precedes the final answer in every target, so evaluation can "
         "parse the answer out of a longer target.",
     )
+    #: Narrowed to ``Literal["<name>"]`` by each kind's model (declared here, after the shared
+    #: options, so every kind's fields keep the order template, answer_marker, kind, ...).
+    kind: str
 
     @field_validator("answer_marker")
     @classmethod
@@ -88,55 +112,79 @@ class _UnitBase(Strict):
         return v
 
 
-class LabelUnit(_UnitBase):
-    """Classification into declared labels; scored by accuracy, macro-F1 and calibration."""
+def unit_model(kind: str) -> type[UnitOptions]:
+    """The pydantic model of a registered kind's options.
 
-    kind: Literal["label"]
-    labels: list[str] = Field(min_length=2, description="The allowed labels.")
+    Raises:
+        harness.units.UnknownUnitKind: no kind of that name is registered.
+    """
+    model: type[UnitOptions] = unit_kinds.get(kind).options_model()
+    return model
 
-    @field_validator("labels")
+
+def __getattr__(name: str) -> Any:
+    """``LabelUnit``, ``JsonFieldsUnit``... : each registered kind's model, by its class name."""
+    # Only kind-model names, and only once this module is initialised (pydantic probes names
+    # while the models above are being built).
+    if not name.endswith("Unit") or "Unit" not in globals():
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for kind in unit_kinds.names():
+        model = unit_model(kind)
+        if model.__name__ == name:
+            return model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _validate_unit(value: Any) -> UnitOptions:
+    """Validate one ``units:`` entry with its kind's model.
+
+    Errors inside the entry carry the kind in their location (``units.x.label.labels``), as a
+    pydantic discriminated union's would, so the loader can find the model for did-you-mean.
+    """
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "model_attributes_type",
+            "Input should be a valid dictionary or object to extract fields from")
+    if "kind" not in value:
+        raise ValueError(f"'kind' must be one of {', '.join(unit_kinds.names())}")
+    kind = value["kind"]
+    if not isinstance(kind, str) or kind not in unit_kinds.names():
+        raise ValueError(f"unknown kind {kind!r}"
+                         + did_you_mean(str(kind), unit_kinds.names()))
+    model = unit_model(kind)
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise ValidationError.from_exception_data(exc.title, [
+            InitErrorDetails(type=e["type"], loc=(kind, *e["loc"]), input=e["input"],
+                             **({"ctx": e["ctx"]} if "ctx" in e else {}))  # type: ignore[typeddict-item]
+            for e in exc.errors(include_url=False)]) from None
+
+
+class _UnitEntry:
+    """The type of one ``units:`` entry: any registered kind's options model.
+
+    Validation dispatches on ``kind`` through the unit-kind registry at validation time (not a
+    union fixed when this module was imported); the JSON Schema lists every registered kind as
+    a ``oneOf`` with ``kind`` as the discriminator.
+    """
+
     @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        dup = sorted({x for x in v if v.count(x) > 1})
-        if dup:
-            raise ValueError(f"labels must be unique; repeated: {dup}")
-        if any(not x.strip() or "\n" in x for x in v):
-            raise ValueError("labels must be non-empty single-line strings")
-        return v
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(_validate_unit)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        choices = {k: unit_model(k).__pydantic_core_schema__ for k in unit_kinds.names()}
+        return handler(core_schema.tagged_union_schema(choices, discriminator="kind"))
 
 
-class JsonFieldsUnit(_UnitBase):
-    """Structured extraction into a JSON object with declared fields."""
-
-    kind: Literal["json_fields"]
-    fields: list[str] = Field(min_length=1, description="The fields to extract.")
-
-
-class ToolCallUnit(_UnitBase):
-    """Whether to call a tool, which one, and with what arguments."""
-
-    kind: Literal["tool_call"]
-    tools: list[str] = Field(min_length=1, description="The tools the student may call.")
-
-
-class RefusalUnit(_UnitBase):
-    """Knowing when not to answer: the marker means refuse / escalate."""
-
-    kind: Literal["refusal"]
-    marker: str = Field("ESCALATE", min_length=1, description="The refusal/escalation answer.")
-
-
-class TextUnit(_UnitBase):
-    """Free text, scored by exact match and ROUGE-L."""
-
-    kind: Literal["text"]
-
-
-Unit = Annotated[
-    LabelUnit | JsonFieldsUnit | ToolCallUnit | RefusalUnit | TextUnit,
-    Field(discriminator="kind"),
-]
-UnitKind = Literal["label", "json_fields", "tool_call", "refusal", "text"]
+if TYPE_CHECKING:
+    Unit = UnitOptions  # what a validated entry is, for type checkers
+else:
+    Unit = _UnitEntry
 
 
 # --------------------------------------------------------------------------- student

@@ -6,9 +6,11 @@ Each returns problems whose ``field`` is the dotted YAML path; the loader adds f
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from harness.errors import Problem, did_you_mean
 from harness.spec.models import CellPattern, CellRef, Experiment, costs_declared
+from harness.units import classifier_kinds, get, known_metrics
 
 
 def _p(path: str, message: str) -> Problem:
@@ -79,8 +81,6 @@ def _check_design(exp: Experiment, names: Names) -> Iterator[Problem]:
 
 
 def _check_policies(exp: Experiment, names: Names) -> Iterator[Problem]:
-    from harness.evaluate.metrics import METRICS_BY_KIND
-
     units = names["units"]
     for unit, mins in exp.gate.min_metric.items():
         if unit not in units:
@@ -89,9 +89,7 @@ def _check_policies(exp: Experiment, names: Names) -> Iterator[Problem]:
         spec = exp.units.get(unit)
         if spec is None:
             continue
-        known = list(METRICS_BY_KIND[spec.kind])
-        if spec.kind == "json_fields":
-            known += [f"f1.{f}" for f in spec.fields]  # type: ignore[union-attr]
+        known = known_metrics(spec)
         for metric in mins:
             if metric not in known:
                 yield _p(f"gate.min_metric.{unit}.{metric}",
@@ -123,17 +121,32 @@ def _check_files(exp: Experiment) -> Iterator[Problem]:
         return
     for key in ("samples", "eval"):
         p = getattr(exp.data, key)
-        if not p.is_file():
+        kind = _file_kind(p)
+        if kind == "missing":
             yield _p(f"data.{key}", f"file not found: {p}")
+        elif kind != "file":  # a device, FIFO or folder: reading it would hang or never end
+            yield _p(f"data.{key}", f"not a regular file ({kind}): {p}")
         elif p.suffix.lower() not in (".jsonl", ".parquet", ".json", ".ndjson"):
             yield _p(f"data.{key}", f"unsupported file type {p.suffix!r}: use .jsonl or .parquet")
     student = getattr(exp, "student", None)
-    if student is not None and student.model is not None and not student.model.is_dir():
+    if (student is not None and student.model is not None
+            and _file_kind(student.model) != "folder"):
         yield _p("student.model", f"checkpoint folder not found: {exp.student.model}")
 
 
-#: Unit kinds a classifier student can answer: a fixed set of classes per item.
-CLASSIFIER_KINDS = ("label", "refusal")
+def _file_kind(p: Path) -> str:
+    """``file``, ``folder``, ``missing`` or the kind of special file; never raises."""
+    import stat
+
+    try:
+        mode = p.stat().st_mode
+    except (OSError, ValueError):  # missing, too long a name, a NUL byte, no permission
+        return "missing"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "a FIFO" if stat.S_ISFIFO(mode) else "a device or other special file"
 
 
 def _check_student(exp: Experiment) -> Iterator[Problem]:
@@ -142,10 +155,26 @@ def _check_student(exp: Experiment) -> Iterator[Problem]:
     if student is None or student.kind != "classifier":
         return
     for name, unit in units.items():
-        if unit.kind not in CLASSIFIER_KINDS:
+        if get(unit.kind).classifier_classes(unit.model_dump(mode="json")) is None:
             yield _p("student.kind", f"a classifier student cannot answer unit {name!r} of "
-                     f"kind {unit.kind!r} (only {' and '.join(CLASSIFIER_KINDS)} units): use "
+                     f"kind {unit.kind!r} (only {' and '.join(classifier_kinds())} units): use "
                      "kind: causal_lm, or move that unit to another experiment")
+
+
+def check_student_switches(exp: Experiment) -> Iterator[Problem]:
+    """The performance switches of ``student.train`` the student kind cannot honour (its
+    training objective declares the ones it can: :mod:`harness.students.base`)."""
+    from harness.students.base import get as student_kind
+    from harness.students.base import unsupported_switches
+
+    student = getattr(exp, "student", None)
+    if student is None:
+        return
+    honoured = sorted(student_kind(student.kind).switches())
+    for switch in unsupported_switches(student.kind, student.train.model_dump()):
+        yield _p(f"student.train.{switch}",
+                 f"a {student.kind} student cannot honour {switch}: true (it honours: "
+                 f"{', '.join(honoured) or 'none'}); remove it")
 
 
 def check_cross_rules(exp: Experiment, names: Names | None = None, *, check_files: bool = True
@@ -161,7 +190,8 @@ def check_cross_rules(exp: Experiment, names: Names | None = None, *, check_file
     if names is None:
         names = {k: set(getattr(exp, k)) for k in ("units", "buckets", "fields")}
     out = [*_check_buckets(exp), *_check_fields(exp), *_check_design(exp, names),
-           *_check_policies(exp, names), *_check_templates(exp), *_check_student(exp)]
+           *_check_policies(exp, names), *_check_templates(exp), *_check_student(exp),
+           *check_student_switches(exp)]
     if check_files:
         out += list(_check_files(exp))
     return out

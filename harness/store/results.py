@@ -1,24 +1,24 @@
-"""The long results table every later stage reads: ``runs/<experiment>/results.parquet``.
+"""The long results table every later stage reads (the run folder's results table).
 
 One row per cell x unit x metric x slice, with the cell's axes and the metric's direction,
 including teacher-fidelity rows (``metric = "agreement.teacher_a"``...). Latency and size, which
-vary from run to run, go to ``latency.parquet`` (same schema, ``unit = "*"``) so that
-``results.parquet`` is byte-identical across reruns on the CPU.
+vary from run to run, go to the latency table (same schema, ``unit = "*"``) so that the results
+table is byte-identical across reruns on the CPU (paths: :class:`harness.store.folder.RunFolder`).
 The table is checked against :class:`ResultsSchema` before it is written, and carries
 ``schema_version`` so readers can refuse a table they do not understand.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandera.polars as pa
 import polars as pl
 
-from harness.evaluate.metrics import direction
 from harness.fsutil import atomic_write
+from harness.store.contracts import CellManifest, CellMetrics
+from harness.units import metric_direction
 
 SCHEMA_VERSION = 1
 LATENCY_METRICS = {
@@ -57,22 +57,22 @@ class ResultsSchema(pa.DataFrameModel):
 COLUMNS = list(ResultsSchema.to_schema().columns)
 
 
-def _cell_columns(experiment: str, manifest: dict[str, Any]) -> dict[str, Any]:
+def _cell_columns(experiment: str, manifest: CellManifest) -> dict[str, Any]:
     """The columns identifying a cell, shared by all its rows."""
-    axes = manifest["axes"]
+    axes = manifest.axes
     return {"schema_version": SCHEMA_VERSION, "experiment": experiment,
-            "cell_id": manifest["cell_id"], "label": manifest["label"],
-            "bucket": axes["bucket"], "fields": axes["fields"], "scale": float(axes["scale"]),
-            "seed": int(axes["seed"]), "is_baseline": bool(manifest["is_baseline"])}
+            "cell_id": manifest.cell_id, "label": manifest.label,
+            "bucket": axes.bucket, "fields": axes.fields, "scale": float(axes.scale),
+            "seed": int(axes.seed), "is_baseline": bool(manifest.is_baseline)}
 
 
-def cell_rows(experiment: str, manifest: dict[str, Any], metrics: dict[str, Any]
+def cell_rows(experiment: str, manifest: CellManifest, metrics: CellMetrics
               ) -> list[dict[str, Any]]:
     """Rows of one finished cell (see module docstring)."""
     base = _cell_columns(experiment, manifest)
-    units = manifest["spec"]["units"]
+    units = manifest.spec["units"]
     rows = []
-    for unit, rep in metrics["units"].items():
+    for unit, rep in metrics.units.items():
         kind = units[unit]["kind"]
 
         def add(metric: str, value: Any, slice_: str, n: int, unit: str = unit,
@@ -80,7 +80,7 @@ def cell_rows(experiment: str, manifest: dict[str, Any], metrics: dict[str, Any]
             if isinstance(value, int | float) and value == value:  # skip NaN
                 rows.append({**base, "unit": unit, "kind": kind, "metric": metric,
                              "slice": slice_, "value": float(value), "n": int(n),
-                             "higher_is_better": direction(metric)})
+                             "higher_is_better": metric_direction(metric)})
 
         for metric, value in rep["metrics"].items():
             add(metric, value, "all", rep["n"])
@@ -95,14 +95,14 @@ def cell_rows(experiment: str, manifest: dict[str, Any], metrics: dict[str, Any]
     return rows
 
 
-def latency_rows(experiment: str, manifest: dict[str, Any], metrics: dict[str, Any]
+def latency_rows(experiment: str, manifest: CellManifest, metrics: CellMetrics
                  ) -> list[dict[str, Any]]:
     """Latency and size rows of one finished cell (``unit = "*"``, ``kind = "latency"``)."""
     base = _cell_columns(experiment, manifest)
     rows = []
-    n_eval = sum(r["n"] for r in metrics["units"].values())
+    n_eval = sum(r["n"] for r in metrics.units.values())
     for metric, higher in LATENCY_METRICS.items():
-        value = metrics["latency"].get(metric)
+        value = metrics.latency.get(metric)  # not every student has every figure (decode rate)
         if isinstance(value, int | float):
             rows.append({**base, "unit": "*", "kind": "latency", "metric": metric,
                          "slice": "all", "value": float(value), "n": n_eval,
@@ -125,6 +125,3 @@ def write_results(df: pl.DataFrame, path: Path) -> None:
     """Write the results table atomically (Parquet)."""
     atomic_write(path, lambda p: df.write_parquet(p))
 
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -3,10 +3,9 @@
 A common production pattern is to distil an LLM's labels into a small encoder. One
 ``AutoModelForSequenceClassification`` serves every unit of the experiment: its output layer is
 the concatenation of one *class block* per unit, and each item is scored with a softmax over its
-own unit's block only (equivalent to one head per unit sharing the encoder). The blocks are:
-
-- a ``label`` unit: its declared labels, in order;
-- a ``refusal`` unit: ``[marker, ANSWER_CLASS]`` — refuse, or answer (any other answer).
+own unit's block only (equivalent to one head per unit sharing the encoder). A unit's block is
+its kind's ``classifier_classes`` (:mod:`harness.units`): a ``label`` unit's declared labels, in
+order; a ``refusal`` unit's ``[marker, ANSWER_CLASS]`` — refuse, or answer (any other answer).
 
 Class names are stored in the checkpoint's ``config.id2label`` as ``"<unit>:<class>"`` (unit
 names cannot contain ``:``), so a reloaded checkpoint knows its layout without the YAML.
@@ -16,14 +15,17 @@ Imports only torch and transformers (the GPU worker's path); never touches the n
 
 from __future__ import annotations
 
-import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: The class of a refusal unit meaning "answer rather than refuse"; also the student's predicted
-#: answer for it (refusal scoring compares only the refuse/answer decision).
-ANSWER_CLASS = "<answer>"
+from harness.students.base import Answers, StudentKind, register
+from harness.students.pooling import apply_pooling, resolve_pooling
+from harness.train.objective import Objective
+from harness.units import classifier_kinds, get
+from harness.units.refusal import ANSWER_CLASS  # noqa: F401 - re-exported (class names)
 
 
 @dataclass(frozen=True)
@@ -52,21 +54,17 @@ class ClassLayout:
         """The layout for the YAML's units (spec dicts with ``kind``, ``labels``/``marker``).
 
         Raises:
-            ValueError: a unit kind a classifier cannot answer (only label and refusal).
+            ValueError: a unit kind a classifier cannot answer (``classifier_classes`` None).
         """
         blocks: dict[str, UnitBlock] = {}
         offset = 0
         for name, unit in units.items():
-            if unit["kind"] == "label":
-                classes = tuple(unit["labels"])
-                marker = None
-            elif unit["kind"] == "refusal":
-                classes = (unit["marker"], ANSWER_CLASS)
-                marker = unit["marker"]
-            else:
+            classes = get(unit["kind"]).classifier_classes(unit)
+            if classes is None:
                 raise ValueError(f"a classifier student cannot answer unit {name!r} of kind "
-                                 f"{unit['kind']!r} (only label and refusal units)")
-            blocks[name] = UnitBlock(name, unit["kind"], offset, classes, marker)
+                                 f"{unit['kind']!r} (only {' and '.join(classifier_kinds())} "
+                                 "units)")
+            blocks[name] = UnitBlock(name, unit["kind"], offset, classes, unit.get("marker"))
             offset += len(classes)
         return cls(blocks)
 
@@ -83,81 +81,12 @@ class ClassLayout:
         """Index *within the unit's block* of a composed sample's answer; None when the answer
         is outside the unit's classes (a label the unit does not declare)."""
         block = self.blocks[unit]
-        answer = final.strip()
-        if block.kind == "refusal":
-            return 0 if answer == block.marker else 1
-        try:
-            return block.classes.index(answer)
-        except ValueError:
-            return None
+        return get(block.kind).class_index(block.classes, final.strip())
 
     def answer(self, unit: str, index: int) -> str:
         """The answer string of class ``index`` within the unit's block."""
-        return self.blocks[unit].classes[index]
-
-
-def resolve_pooling(path: Path, pooling: str | None) -> str:
-    """``cls`` or ``mean`` for the encoder at ``path``.
-
-    ``auto`` (or None) reads a sentence-transformers folder's ``1_Pooling/config.json``: an
-    encoder trained for mean pooling (all-MiniLM-L6-v2) never trained its ``[CLS]`` pooler for
-    sentence meaning, so a head on that pooler starts from features that barely separate
-    intents, and learns slowly on a small budget.
-    """
-    if pooling in ("cls", "mean"):
-        return pooling
-    cfg = path / "1_Pooling" / "config.json"
-    try:
-        mean = bool(json.loads(cfg.read_text(encoding="utf-8")).get("pooling_mode_mean_tokens"))
-    except (OSError, ValueError):
-        mean = False
-    return "mean" if mean else "cls"
-
-
-def _masked_mean_pooler() -> Any:
-    """A module replacing an encoder's ``[CLS]`` pooler: the masked mean of the last hidden
-    states, (batch, seq, hidden) -> (batch, hidden). The attention mask is handed over by a
-    pre-hook on the encoder (BERT-style encoders call their pooler with the hidden states
-    alone). Built here so torch is imported only when a classifier is built."""
-    import torch
-
-    class MaskedMeanPooler(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.mask: Any = None
-
-        def forward(self, hidden: Any) -> Any:
-            if self.mask is None:
-                return hidden.mean(dim=1)
-            m = self.mask.to(hidden.dtype).unsqueeze(-1)
-            return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-
-    return MaskedMeanPooler()
-
-
-def apply_pooling(model: Any, pooling: str) -> None:
-    """Switch ``model`` to ``pooling`` in place and record it in ``config.harness_pooling``.
-
-    Raises:
-        ValueError: mean pooling asked of an encoder without a replaceable ``pooler``.
-    """
-    model.config.harness_pooling = pooling
-    if pooling != "mean":
-        return
-    base = model.base_model
-    if not hasattr(base, "pooler"):
-        raise ValueError(f"pooling: mean needs an encoder with a pooler module "
-                         f"({type(model).__name__} has none); use pooling: cls")
-    pooler = _masked_mean_pooler()
-    base.pooler = pooler
-
-    def hand_over_mask(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        mask = kwargs.get("attention_mask")
-        if mask is None and len(args) > 1:
-            mask = args[1]
-        pooler.mask = mask
-
-    base.register_forward_pre_hook(hand_over_mask, with_kwargs=True)
+        block = self.blocks[unit]
+        return get(block.kind).class_answer(block.classes, index)
 
 
 def build_classifier(path: Path, layout: ClassLayout, seed: int,
@@ -265,3 +194,56 @@ def classify(model: Any, tokenizer: Any, block: UnitBlock, prompts: list[str], d
             probs = torch.softmax(logits[:, block.offset:block.stop].float(), dim=-1)
             out[idx] = probs.cpu().double().numpy()
     return out
+
+
+@register
+class ClassifierStudent(StudentKind):
+    """A sequence-classification head on a local encoder; answers every item with one forward
+    pass over its unit's class block."""
+
+    name = "classifier"
+
+    def __init__(self, spec: Mapping[str, Any], paths: Mapping[str, str]) -> None:
+        super().__init__(spec, paths)
+        self.layout = ClassLayout.from_units(spec["units"])
+
+    @classmethod
+    def objective_type(cls) -> type[Objective]:
+        from harness.train.objectives.classifier import ClassifierObjective
+
+        return ClassifierObjective
+
+    def build(self, samples: Sequence[dict[str, Any]], seed: int) -> None:
+        """The encoder at ``student.model`` with a new seeded head of the layout's classes."""
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local encoder; never the hub
+        self.model, self.tokenizer = build_classifier(
+            Path(self.student["model"]), self.layout, seed,
+            bool(self.student.get("trust_remote_code")), self.student.get("pooling"))
+
+    def objective(self, samples: list[dict[str, Any]]) -> Objective:
+        from harness.train.objectives.classifier import ClassifierObjective
+
+        return ClassifierObjective(self.tokenizer, self.layout, samples,
+                                   int(self.train_cfg["max_len"]),
+                                   soft=bool(self.student.get("soft_targets")),
+                                   head_lr=self.student.get("head_lr"))
+
+    def answer(self, unit_name: str, unit: Mapping[str, Any], prompts: list[str], device: Any
+               ) -> Answers:
+        """Softmax over the unit's block; the answer (and the "generation") is the top class.
+        Calibration applies where the classes are the unit's declared labels."""
+        probs = classify(self.model, self.tokenizer, self.layout.blocks[unit_name], prompts,
+                         device, int(self.student["train"]["max_len"]))
+        answers: list[str | None] = [self.layout.answer(unit_name, int(j))
+                                     for j in probs.argmax(axis=1)]
+        return Answers([str(a) for a in answers], answers, probs,
+                       calibrated=get(unit["kind"]).calibrated)
+
+    def latency(self, prompts: list[str], device: Any, *, runs: int, batch_size: int,
+                new_tokens: int, checkpoint_dir: Path) -> dict[str, Any]:
+        """One forward pass per answer: batch-1 latency, throughput, size (no decode speed)."""
+        from harness.evaluate.latency import measure_classifier
+
+        return measure_classifier(self.model, self.tokenizer, prompts, device, runs=runs,
+                                  max_len=int(self.student["train"]["max_len"]),
+                                  batch_size=batch_size, checkpoint_dir=checkpoint_dir)

@@ -65,8 +65,8 @@ def collate_packed(examples: Sequence[Any], idx: Sequence[int], pad_id: int, cap
     """Pack the examples ``idx`` into rows of at most ``capacity`` tokens (CPU tensors).
 
     Args:
-        examples: :class:`harness.train.loop.Example` objects (``input_ids``, ``target_start``,
-            ``weight``).
+        examples: :class:`harness.train.objectives.causal_lm.Example` objects
+            (``input_ids``, ``target_start``, ``weight``).
         idx: which examples form this micro-batch.
         pad_id: the tokenizer's pad id.
         capacity: tokens per row (the training ``max_len``).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,15 @@ import numpy as np
 
 from harness.evaluate.units import unit_report
 from harness.spec.models import Experiment
+from harness.store.contracts import (
+    Axes,
+    CellEntry,
+    CellManifest,
+    CellMetrics,
+    RunRecord,
+    TeacherFacts,
+)
+from harness.store.folder import CellFolder, RunFolder
 from harness.store.results import cell_rows, latency_rows, results_frame, write_results
 
 UNITS = {"route": {"kind": "label", "labels": ["a", "b"], "answer_marker": "Answer:"},
@@ -58,12 +66,16 @@ def write_run(root: Path, spec: dict[str, Any],
         folder.mkdir(parents=True)
         is_base = (bucket, fields, scale, seed) == (base["bucket"], base["fields"],
                                                     base["scale"], 0)
-        manifest = {"cell_id": cell_id, "label": label, "is_baseline": is_base,
-                    "axes": {"bucket": bucket, "fields": fields, "scale": scale, "seed": seed},
-                    "spec": {"units": spec["units"], "scale": scale, "seed": seed,
-                             "bucket": {"name": bucket, **spec["buckets"][bucket]},
-                             "fields": {"name": fields, **spec["fields"][fields]}},
-                    "counts": {"unit": {u: samples(scale) for u in units}}}
+        axes = Axes(bucket=bucket, fields=fields, scale=scale, seed=seed)
+        manifest = CellManifest(
+            schema_version=CellManifest.SCHEMA_VERSION, harness_version="synth",
+            cell_id=cell_id, label=label, is_baseline=is_base, axes=axes,
+            spec={"units": spec["units"], "scale": scale, "seed": seed,
+                  "bucket": {"name": bucket, **spec["buckets"][bucket]},
+                  "fields": {"name": fields, **spec["fields"][fields]}},
+            n_samples=samples(scale) * len(units), n_records=samples(scale),
+            counts={"unit": {u: samples(scale) for u in units}}, tokens={}, inputs={},
+            files={}, eval_items=n, paths={})
         reports, preds = {}, []
         for u, correct in units.items():
             items, answers = [], []
@@ -86,26 +98,35 @@ def write_run(root: Path, spec: dict[str, Any],
                               "correct": int(ok), "tags": tags[k]})
             rep = unit_report(spec["units"][u], items, answers, ["source"])
             rep.pop("correct")
+            rep.pop("parts")
+            rep["eval_seconds"] = 0.5
             reports[u] = rep
-        metrics = {"cell_id": cell_id, "units": reports,
-                   "train": {"train_seconds": 36.0, "examples": samples(scale)},
-                   "latency": {"latency_p95_ms": 12.0, "latency_p50_ms": 10.0}}
-        (folder / "manifest.json").write_text(json.dumps(manifest))
-        (folder / "metrics.json").write_text(json.dumps(metrics))
-        (folder / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
-        (folder / "DONE").write_text(cell_id)
+        metrics = CellMetrics(
+            schema_version=CellMetrics.SCHEMA_VERSION, cell_id=cell_id, label=label, axes=axes,
+            units=reports, train={"train_seconds": 36.0, "examples": samples(scale)},
+            eval_seconds=1.0, latency={"latency_p95_ms": 12.0, "latency_p50_ms": 10.0},
+            environment={})
+        cell = CellFolder(folder)
+        cell.write_manifest(manifest)
+        cell.write_metrics(metrics)
+        cell.write_predictions(preds)
+        cell.mark_done(cell_id)
         rows += cell_rows(spec["name"], manifest, metrics)
         lat += latency_rows(spec["name"], manifest, metrics)
-        entries.append({"cell_id": cell_id, "label": label, "is_baseline": is_base,
-                        "status": "done"})
-    write_results(results_frame(rows), run_dir / "results.parquet")
-    write_results(results_frame(lat), run_dir / "latency.parquet")
-    (run_dir / "run.json").write_text(json.dumps({
-        "experiment": spec["name"], "spec": spec, "cells": entries,
-        "teachers": {"n_records": 1000, "usage": {"t": {"prompt_tokens": 100_000,
-                                                        "completion_tokens": 50_000}},
-                     "disagreement": {}}}))
-    (run_dir / "teacher_audit.json").write_text("{}")
+        entries.append(CellEntry(cell_id=cell_id, label=label, is_baseline=is_base,
+                                 status="done", train_seconds=36.0, eval_seconds=1.0,
+                                 error=None))
+    run = RunFolder(run_dir)
+    write_results(results_frame(rows), run.results)
+    write_results(results_frame(lat), run.latency)
+    run.write_run(RunRecord(
+        schema_version=RunRecord.SCHEMA_VERSION, experiment=spec["name"],
+        experiment_file="synth.yaml", spec=spec,
+        teachers=TeacherFacts(n_records=1000, usage={"t": {"prompt_tokens": 100_000,
+                                                           "completion_tokens": 50_000}},
+                              disagreement={}),
+        baseline=spec["baseline"], cells=entries, inputs={}, python="3", pid=0))
+    run.write_teacher_audit({})
     return run_dir
 
 

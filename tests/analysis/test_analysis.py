@@ -12,7 +12,7 @@ from synth import spec_dict, write_run
 from harness.analysis.analyse import analyse
 from harness.analysis.attribution import attribution
 from harness.analysis.load import load_run
-from harness.analysis.roi import distill_roi, ledger
+from harness.analysis.roi import RoiEstimate, ledger
 from harness.cli import main
 
 
@@ -130,8 +130,8 @@ def test_roi_matches_the_estimator_by_hand(synth_run):
     # Listing 16-3's example: 20 qps, 0.06 vs 0.01 per 1k tokens, 800 tokens, 30 days, 2000 offline
     requests = 20 * 86400 * 30
     saved = requests * 0.8 * (0.06 - 0.01)
-    assert distill_roi(qps=20, teacher_cost_per_1k=0.06, student_cost_per_1k=0.01,
-                       avg_tokens=800, days=30, offline_total_cost=2000) == pytest.approx(
+    assert RoiEstimate(qps=20, teacher_price_per_1k=0.06, student_price_per_1k=0.01,
+                       avg_tokens=800, days=30, offline_cost=2000).roi == pytest.approx(
         (saved - 2000) / 2000, abs=1e-9)
     costs = {"teachers": {"t": {"price_per_1k_prompt": 0.01, "price_per_1k_completion": 0.03}},
              "judge_cost_per_item": 0.002, "gpu_hour": 2.5, "maintenance_per_month": 50,

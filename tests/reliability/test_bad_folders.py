@@ -77,3 +77,32 @@ def test_run_json_of_an_older_version_is_refused(run_dir, capsys):
     (run_dir / "run.json").write_text(json.dumps(run))
     assert main(["gate", str(run_dir)]) == 2
     assert "not written by this version" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["report", "gate"])
+def test_metrics_with_a_missing_key_is_located(command, run_dir, tmp_path, capsys):
+    cell = sorted((run_dir / "cells").iterdir())[0]
+    metrics = json.loads((cell / "metrics.json").read_text())
+    del metrics["train"]["train_seconds"]  # e.g. renamed by a newer worker
+    (cell / "metrics.json").write_text(json.dumps(metrics))
+    out = tmp_path / "r.html"
+    args = [command, str(run_dir)] + (["--out", str(out)] if command == "report" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert str(cell / "metrics.json") in err and "train.train_seconds" in err
+    assert not out.exists() and not (run_dir / "analysis.json").exists()
+
+
+@pytest.mark.parametrize("command", ["report", "gate"])
+def test_run_json_of_an_unknown_schema_version_is_refused(command, run_dir, tmp_path, capsys):
+    run = json.loads((run_dir / "run.json").read_text())
+    run["schema_version"] = 99
+    (run_dir / "run.json").write_text(json.dumps(run))
+    out = tmp_path / "r.html"
+    args = [command, str(run_dir)] + (["--out", str(out)] if command == "report" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(run_dir / "run.json") in err
+    assert "schema_version" in err and "99" in err
+    assert not out.exists() and not (run_dir / "analysis.json").exists()

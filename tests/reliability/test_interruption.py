@@ -86,9 +86,9 @@ def test_sigint_stops_cleanly_and_resumes(exp, tmp_path):
 
 def test_full_disk_fails_the_cell_with_a_hint_and_the_others_go_on(exp, tmp_path,
                                                                    monkeypatch, capsys):
-    import harness.worker as worker
+    import harness.store.folder as folder  # writes every contract file of the cell
 
-    real = worker.atomic_write_json
+    real = folder.atomic_write_json
     calls = {"n": 0}
 
     def full_disk(path, obj):
@@ -98,7 +98,7 @@ def test_full_disk_fails_the_cell_with_a_hint_and_the_others_go_on(exp, tmp_path
                 raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, obj)
 
-    monkeypatch.setattr(worker, "atomic_write_json", full_disk)
+    monkeypatch.setattr(folder, "atomic_write_json", full_disk)
     out = tmp_path / "runs"
     assert main(["run", str(exp), "--out", str(out), "--quiet"]) == 1
     failed = [c for c in (out / "tiny" / "cells").iterdir() if (c / "FAILED.json").is_file()]

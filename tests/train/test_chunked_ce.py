@@ -8,14 +8,9 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from harness.train.loop import (
-    Example,
-    linear_cross_entropy,
-    micro_batch,
-    micro_loss,
-    plain_linear_head,
-    train_examples,
-)
+from harness.train.linear_ce import linear_cross_entropy, plain_linear_head
+from harness.train.loop import train_examples
+from harness.train.objectives.causal_lm import Example, micro_batch, micro_loss
 
 CPU = torch.device("cpu")
 VOCAB = 97

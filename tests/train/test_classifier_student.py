@@ -13,7 +13,8 @@ from conftest import label_record
 
 from harness.cli import main
 from harness.students.classifier import ANSWER_CLASS, ClassLayout, build_classifier, classify
-from harness.train.classifier import sample_losses, target_rows, train_classifier
+from harness.train.loop import run
+from harness.train.objectives.classifier import ClassifierObjective, sample_losses, target_rows
 
 UNITS = {"route": {"kind": "label", "labels": ["billing", "shipping", "account"]},
          "esc": {"kind": "refusal", "marker": "ESCALATE"}}
@@ -100,8 +101,8 @@ def test_training_learns_a_separable_task_deterministically(encoder_dir):
     probs = []
     for _ in range(2):
         model, tok = build_classifier(encoder_dir, layout, seed=0)
-        summary = train_classifier(model, tok, layout, samples, cfg, soft=False, seed=0,
-                                   device=torch.device("cpu"))
+        objective = ClassifierObjective(tok, layout, samples, cfg["max_len"], soft=False)
+        summary = run(model, objective, cfg, seed=0, device=torch.device("cpu"))
         probs.append(classify(model, tok, layout.blocks["route"], test, "cpu", 32))
     assert summary["examples"] == 48 and summary["skipped"] == 0
     assert summary["head_parameters"] == ["classifier.bias", "classifier.weight"]

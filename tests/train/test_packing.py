@@ -8,7 +8,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from harness.train import packing as packing_mod
-from harness.train.loop import Example, micro_batch, micro_loss, train_examples
+from harness.train.loop import train_examples
+from harness.train.objectives.causal_lm import Example, micro_batch, micro_loss
 from harness.train.packing import pack_rows
 
 CPU = torch.device("cpu")

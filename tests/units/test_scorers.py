@@ -1,20 +1,17 @@
-"""Scorers per unit kind, checked on hand-computed cases (and scikit-learn where it applies)."""
+"""Scorers of the built-in unit kinds, checked on hand-computed cases (and scikit-learn)."""
 
 from __future__ import annotations
 
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from harness.evaluate.metrics import (
-    PRIMARY_METRIC,
-    canonical,
-    direction,
-    score_json_fields,
-    score_label,
-    score_refusal,
-    score_text,
-    score_tool_call,
-)
+from harness.units import canonical, names, primary_metric
+from harness.units import metric_direction as direction
+from harness.units.json_fields import score_json_fields
+from harness.units.label import score_label
+from harness.units.refusal import score_refusal
+from harness.units.text import score_text
+from harness.units.tool_call import score_tool_call
 
 
 def test_label_matches_sklearn():
@@ -72,5 +69,8 @@ def test_text_exact_and_rouge_l():
 def test_directions_and_primary_metrics():
     assert direction("ece_15") is False and direction("f1.order_id") is True
     assert direction("over_refusal_rate") is False
-    assert set(PRIMARY_METRIC) == {"label", "json_fields", "tool_call", "refusal", "text"}
+    assert set(names()) == {"label", "json_fields", "tool_call", "refusal", "text"}
+    assert {k: primary_metric(k) for k in names()} == {
+        "label": "accuracy", "json_fields": "field_f1", "tool_call": "exact_match",
+        "refusal": "refusal_f1", "text": "rouge_l"}
     assert canonical('{"b": 1, "a": 2}') == canonical('{"a":2,"b":1}')

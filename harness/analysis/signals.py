@@ -1,0 +1,316 @@
+"""Stop signals: one small function per :data:`~harness.spec.models.SignalName`, registered by name.
+
+Each signal reads a :class:`SignalContext` (the run, the chosen cell, the learning curves, the ROI
+ledger, earlier rounds) and returns a :class:`Signal` — whether it fires, the threshold from the
+YAML's ``stop:`` and its evidence in words. :func:`evaluate` runs them in the order
+``SignalName`` declares, which is the order ``analysis.json`` lists them in.
+
+- ``diminishing_returns``: on every unit that matters, the upper 95% bound of the next
+  doubling's predicted gain is below ``min_gain_next_doubling`` (needs fitted curves); with
+  earlier rounds, also no gain across rounds;
+- ``teacher_bias``: agreement with a teacher rises with scale while the primary metric does not
+  improve significantly ("more teacher-like, not more correct"), or the chosen cell repeats the
+  teacher's wrong answers more often than its own answer frequencies explain, by more than
+  ``max_copied_error_rate`` and significantly (one-sided binomial test, p < 0.05);
+- ``cost``: the chosen cell's ROI over the horizon is negative;
+- ``distribution_gap``: the chosen cell's primary metric on ``source=real`` lags
+  ``source=synthetic`` by more than ``max_real_synthetic_gap`` and the gap does not close with
+  scale;
+- ``teacher_inconsistency``: teachers disagree on a unit's training records beyond
+  ``max_teacher_disagreement`` where the judge gives no verdict.
+
+A new signal is a new ``SignalName`` and one function here decorated with ``@signal(name)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypedDict, get_args
+
+from scipy.stats import binomtest
+
+from harness.analysis.load import CellData, RunData
+from harness.spec.models import SignalName
+from harness.units import primary_metric
+
+#: Rise in agreement with a teacher (largest vs smallest scale) that counts as "more teacher-like".
+AGREEMENT_RISE = 0.05
+
+
+class Signal(TypedDict):
+    """One stop signal as ``analysis.json`` records it."""
+
+    signal: SignalName
+    fires: bool
+    threshold: float
+    evidence: str
+
+
+@dataclass(frozen=True)
+class SignalContext:
+    """What every signal may read.
+
+    Attributes:
+        run: the run folder's contents.
+        cell: the chosen cell (the one the decision is about).
+        units: the units that matter (``stop.units``, default all).
+        curves: the learning curves (``analysis.json``'s ``learning_curves``).
+        roi: the ROI ledger rows.
+        history: earlier rounds of the same experiment (``--history``).
+    """
+
+    run: RunData
+    cell: CellData
+    units: list[str]
+    curves: list[dict[str, Any]]
+    roi: list[dict[str, Any]]
+    history: list[RunData]
+
+    @property
+    def stop(self) -> dict[str, Any]:
+        """The YAML's ``stop:`` thresholds."""
+        return self.run.spec["stop"]
+
+
+#: A signal's function; None when it has nothing to assess (no ledger row for the cell).
+SignalFn = Callable[[SignalContext], Signal | None]
+REGISTRY: dict[SignalName, SignalFn] = {}
+
+
+def signal(name: SignalName) -> Callable[[SignalFn], SignalFn]:
+    """Register ``fn`` as the signal ``name`` (each name exactly once)."""
+    if name not in get_args(SignalName):
+        raise ValueError(f"{name!r} is not a SignalName")
+
+    def register(fn: SignalFn) -> SignalFn:
+        if name in REGISTRY:
+            raise ValueError(f"signal {name!r} is registered twice")
+        REGISTRY[name] = fn
+        return fn
+
+    return register
+
+
+def evaluate(ctx: SignalContext) -> list[Signal]:
+    """Every registered signal, in ``SignalName``'s order."""
+    out = []
+    for name in get_args(SignalName):
+        result = REGISTRY[name](ctx)
+        if result is not None:
+            out.append(result)
+    return out
+
+
+# -- shared look-ups -------------------------------------------------------------------------
+
+def value(run: RunData, cell_id: str, unit: str, metric: str, slice_: str = "all"
+          ) -> float | None:
+    """One value of ``results.parquet``; None when the table has no such row."""
+    df = run.results.filter((run.results["cell_id"] == cell_id) & (run.results["unit"] == unit)
+                            & (run.results["metric"] == metric)
+                            & (run.results["slice"] == slice_))
+    return float(df["value"][0]) if df.height else None
+
+
+def primary(run: RunData, unit: str) -> str:
+    """The unit's primary metric."""
+    return primary_metric(run.spec["units"][unit]["kind"])
+
+
+def units_that_matter(run: RunData) -> list[str]:
+    """``stop.units``, or every unit."""
+    return list(run.spec["stop"].get("units") or run.spec["units"])
+
+
+def best_primary(run: RunData, units: list[str]) -> float:
+    """The best cell's mean primary metric over ``units`` (0 when none has a value)."""
+    best = 0.0
+    for cell in run.cells:
+        found = [value(run, cell.cell_id, u, primary(run, u)) for u in units]
+        vals = [v for v in found if v is not None]
+        if vals:
+            best = max(best, sum(vals) / len(vals))
+    return best
+
+
+# -- the signals -------------------------------------------------------------------------------
+
+@signal("diminishing_returns")
+def diminishing_returns(ctx: SignalContext) -> Signal:
+    """The next doubling cannot buy ``min_gain_next_doubling`` on any unit that matters."""
+    cell, units = ctx.cell, ctx.units
+    # The chosen cell's own curve when its bucket and field set were run at several scales;
+    # otherwise the curves that exist (in a one-at-a-time design, the base's).
+    fitted = [c for c in ctx.curves if c["unit"] in units and c["bucket"] == cell.axes["bucket"]
+              and c["fields"] == cell.axes["fields"] and c["fit"]]
+    if not fitted:
+        fitted = [c for c in ctx.curves if c["unit"] in units and c["fit"]]
+    thr = ctx.stop["min_gain_next_doubling"]
+    if fitted and {c["unit"] for c in fitted} == set(units):
+        highs = {f"{c['unit']} ({c['bucket']}/{c['fields']})": c["fit"]["gain_ci"][1]
+                 for c in fitted}
+        fires = all(h is not None and h < thr for h in highs.values())
+        evidence = ", ".join(f"{u}: upper 95% gain {h:+.3f}" if h is not None else f"{u}: n/a"
+                             for u, h in highs.items())
+    else:
+        fires, evidence = False, "no fitted learning curve for the chosen cell's bucket and " \
+                                 "field set (needs >= 3 scale points)"
+    if ctx.history:
+        past = [best_primary(h, units) for h in ctx.history]
+        now = best_primary(ctx.run, units)
+        evidence += f"; across rounds best mean primary: {past} -> {now:.3f}"
+        if len(past) and now - max(past) < thr:
+            fires = True
+    return {"signal": "diminishing_returns", "fires": fires, "threshold": thr,
+            "evidence": evidence}
+
+
+@signal("teacher_bias")
+def teacher_bias(ctx: SignalContext) -> Signal:
+    """Copied errors beyond what the student's own answer frequencies explain, or agreement that
+    rises with scale while the metric does not."""
+    thr = ctx.stop["max_copied_error_rate"]
+    copied = {f"{u}/{t}": fid for u, rep in ctx.cell.metrics.units.items()
+              for t, fid in rep["fidelity"].items() if "copied_error_rate" in fid}
+    excess = {k: copied_excess(fid) for k, fid in copied.items()}
+    worst = max(excess.items(), key=lambda kv: kv[1][0]) if excess else None
+    flags = fidelity_flags(ctx.run)
+    fires = bool(flags) or (worst is not None and worst[1][0] > thr and worst[1][1] < 0.05)
+    if worst:
+        fid = copied[worst[0]]
+        evidence = (f"highest copied-error rate beyond chance {worst[0]}: "
+                    f"{fid['copied_error_rate']:.3f} of the teacher's "
+                    f"{int(fid.get('teacher_wrong', 0))} wrong answers repeated vs "
+                    f"{fid.get('copied_error_chance', 0.0):.3f} by chance "
+                    f"(excess {worst[1][0]:+.3f}, one-sided binomial p = {worst[1][1]:.3g})")
+    else:
+        evidence = "no teacher answers on eval items"
+    if flags:
+        evidence += "; more teacher-like, not more correct: " + "; ".join(flags)
+    return {"signal": "teacher_bias", "fires": fires, "threshold": thr, "evidence": evidence}
+
+
+@signal("cost")
+def cost(ctx: SignalContext) -> Signal | None:
+    """The chosen cell's ROI over the horizon is negative (not assessed without prices)."""
+    row = next((r for r in ctx.roi if r["cell_id"] == ctx.cell.cell_id), None)
+    if row is None:
+        return None
+    if row.get("roi") is None:
+        return {"signal": "cost", "fires": False, "threshold": 0.0,
+                "evidence": "not assessed: `costs:` declares no price, so there is no ROI"}
+    return {"signal": "cost", "fires": row["roi"] < 0, "threshold": 0.0,
+            "evidence": f"ROI over {row['horizon_days']:g} days = {row['roi']:.2f} "
+                        f"(offline {row['offline_cost']:.2f} {row['currency']}, saving "
+                        f"{row['online_saving']:.2f})"}
+
+
+@signal("distribution_gap")
+def distribution_gap(ctx: SignalContext) -> Signal:
+    """``source=real`` lags ``source=synthetic`` by more than the threshold and does not catch
+    up with scale."""
+    run, cell = ctx.run, ctx.cell
+    thr = ctx.stop["max_real_synthetic_gap"]
+    gaps = {}
+    for u in ctx.units:
+        m = primary(run, u)
+        real = value(run, cell.cell_id, u, m, "source=real")
+        syn = value(run, cell.cell_id, u, m, "source=synthetic")
+        if real is not None and syn is not None:
+            gaps[u] = syn - real
+    closing = _gap_closes(run, cell, ctx.units)
+    big = {u: g for u, g in gaps.items() if g > thr}
+    evidence = (", ".join(f"{u}: synthetic - real = {g:+.3f}" for u, g in gaps.items())
+                or "no source=real / source=synthetic slices")
+    if big:
+        evidence += "; the gap closes with scale" if closing else "; the gap does not close " \
+                                                                  "with scale"
+    return {"signal": "distribution_gap", "fires": bool(big) and not closing, "threshold": thr,
+            "evidence": evidence}
+
+
+@signal("teacher_inconsistency")
+def teacher_inconsistency(ctx: SignalContext) -> Signal:
+    """Teachers disagree on a unit's training records without a judge verdict too often."""
+    thr = ctx.stop["max_teacher_disagreement"]
+    dis = ctx.run.run.teachers.disagreement
+    bad = {u: d["unjudged_rate"] for u, d in dis.items() if u in ctx.units
+           and d["unjudged_rate"] > thr}
+    return {"signal": "teacher_inconsistency", "fires": bool(bad), "threshold": thr,
+            "evidence": ", ".join(f"{u}: teachers disagree on {d['rate']:.2f} of records, "
+                                  f"{d['unjudged_rate']:.2f} without a judge verdict"
+                                  for u, d in dis.items() if u in ctx.units)
+            or "no teacher disagreement recorded"}
+
+
+# -- evidence helpers --------------------------------------------------------------------------
+
+def copied_excess(fid: dict[str, float]) -> tuple[float, float]:
+    """(copied-error rate minus its chance rate, one-sided binomial p-value that the student
+    repeats the teacher's errors more often than chance).
+
+    A student whose answers carry no information about the teacher's still "copies" an error
+    whenever it happens to give the same wrong answer; only the excess is the teacher's
+    influence. Fidelity records written before the chance rate existed count chance as 0.
+    """
+    rate = float(fid["copied_error_rate"])
+    chance = float(fid.get("copied_error_chance", 0.0))
+    n = int(fid.get("teacher_wrong", 0))
+    if n == 0:
+        return rate - chance, 1.0
+    k = round(rate * n)
+    p = float(binomtest(k, n, min(max(chance, 0.0), 1.0), alternative="greater").pvalue)
+    return rate - chance, p
+
+
+def _gap_closes(run: RunData, cell: CellData, units: list[str]) -> bool:
+    """Whether the real/synthetic gap shrinks from the smallest to the largest scale of the
+    chosen cell's bucket and field set (by more than half)."""
+    same = sorted((c for c in run.cells if c.axes["bucket"] == cell.axes["bucket"]
+                   and c.axes["fields"] == cell.axes["fields"]),
+                  key=lambda c: float(c.axes["scale"]))
+    if len(same) < 2:
+        return False
+    for u in units:
+        m = primary(run, u)
+        g = []
+        for c in (same[0], same[-1]):
+            real = value(run, c.cell_id, u, m, "source=real")
+            syn = value(run, c.cell_id, u, m, "source=synthetic")
+            if real is None or syn is None:
+                return False
+            g.append(syn - real)
+        if g[1] > 0.5 * g[0]:
+            return False
+    return True
+
+
+def fidelity_flags(run: RunData) -> list[str]:
+    """Curve groups where agreement with a teacher rises with scale by > 0.05 while the primary
+    metric's change is within its noise (|delta| below 2 binomial standard errors)."""
+    flags = []
+    groups: dict[tuple[str, str, int], list[Any]] = {}
+    for c in run.cells:
+        groups.setdefault((c.axes["bucket"], c.axes["fields"], c.axes["seed"]), []).append(c)
+    for (bucket, fields, _), cells in groups.items():
+        if len(cells) < 2:
+            continue
+        cells.sort(key=lambda c: float(c.axes["scale"]))
+        lo, hi = cells[0], cells[-1]
+        for u, rep in hi.metrics.units.items():
+            if u not in lo.metrics.units:
+                continue
+            m = primary(run, u)
+            d_acc = rep["metrics"].get(m, 0) - lo.metrics.units[u]["metrics"].get(m, 0)
+            n = rep["n"]
+            p = rep["metrics"].get(m, 0.5)
+            noise = 2 * (2 * max(p * (1 - p), 1e-6) / max(n, 1)) ** 0.5
+            for t, fid in rep["fidelity"].items():
+                before = lo.metrics.units[u]["fidelity"].get(t)
+                if (before and fid["agreement"] - before["agreement"] > AGREEMENT_RISE
+                        and abs(d_acc) < noise):
+                    flags.append(f"{bucket}/{fields} {u} vs {t}: agreement "
+                                 f"{before['agreement']:.2f} -> {fid['agreement']:.2f}, {m} "
+                                 f"{d_acc:+.3f}")
+    return flags

@@ -1,0 +1,177 @@
+"""The student interface: everything the worker does with a student, whatever its kind.
+
+A *student kind* (``student.kind`` in the YAML: ``causal_lm``, ``classifier``) is one subclass of
+:class:`StudentKind`, registered by name. The worker picks the kind, then calls, in order:
+:meth:`~StudentKind.build`, :meth:`~StudentKind.train`, :meth:`~StudentKind.save`,
+:meth:`~StudentKind.answer` per unit, and :meth:`~StudentKind.latency` — it never asks which
+kind it holds.
+
+Standard library only at import time (``harness validate`` reads :func:`unsupported_switches`
+through this module); each kind imports torch and transformers inside its methods.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from harness.errors import did_you_mean
+from harness.train.objective import SWITCHES, Objective
+
+Log = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A student's answers to one unit's eval items, in item order.
+
+    Attributes:
+        texts: what the student produced per item (the generation, or the chosen class).
+        answers: the parsed answer per item (None: no parseable answer).
+        probs: (n_items, n_choices) probabilities over the unit's choices (scored or
+            classified units), written to the predictions; None for generated units.
+        calibrated: ``probs`` are over the unit's declared labels, so calibration applies.
+    """
+
+    texts: list[str]
+    answers: list[str | None]
+    probs: Any | None = None
+    calibrated: bool = False
+
+
+class StudentKind(ABC):
+    """One kind of student: how it is built, trained, saved, asked and timed.
+
+    Args:
+        spec: the cell's effective spec (the manifest's ``spec``: ``student``, ``units``,
+            ``evaluation``, ``seed``).
+        paths: the manifest's resolved paths (``student_model``, ``teacher_model``).
+
+    Attributes:
+        name: the ``student.kind`` value.
+        model, tokenizer: set by :meth:`build`.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, spec: Mapping[str, Any], paths: Mapping[str, str]) -> None:
+        self.spec = spec
+        self.paths = paths
+        student = dict(spec["student"])
+        if student.get("model"):  # the resolved checkpoint path, where compose recorded one
+            student["model"] = paths.get("student_model", student["model"])
+        self.student: dict[str, Any] = student
+        self.model: Any = None
+        self.tokenizer: Any = None
+
+    @property
+    def train_cfg(self) -> dict[str, Any]:
+        """``student.train`` of the spec."""
+        return dict(self.student["train"])
+
+    @classmethod
+    @abstractmethod
+    def objective_type(cls) -> type[Objective]:
+        """The class of this kind's training objective (imported on demand)."""
+
+    @classmethod
+    def switches(cls) -> frozenset[str]:
+        """The performance switches of ``student.train`` this kind honours (its objective's)."""
+        return cls.objective_type().switches
+
+    @abstractmethod
+    def build(self, samples: Sequence[dict[str, Any]], seed: int) -> None:
+        """Build (or load) :attr:`model` and :attr:`tokenizer`, seeded.
+
+        Args:
+            samples: rows of ``train.jsonl`` (a from-scratch tokenizer is trained on them).
+            seed: initialisation seed.
+        """
+
+    @abstractmethod
+    def objective(self, samples: list[dict[str, Any]]) -> Objective:
+        """The training objective over ``samples`` (rows of ``train.jsonl``)."""
+
+    def train(self, samples: list[dict[str, Any]], *, seed: int, device: Any,
+              log: Log | None = None) -> dict[str, Any]:
+        """Train :attr:`model` in place with the shared loop; returns its summary."""
+        from harness.train import loop
+
+        return loop.run(self.model, self.objective(samples), self.train_cfg, seed=seed,
+                        device=device, log=log)
+
+    def save(self, folder: Path) -> None:
+        """Checkpoint and tokenizer into ``folder`` (``from_pretrained`` reloads them)."""
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+
+    @abstractmethod
+    def answer(self, unit_name: str, unit: Mapping[str, Any], prompts: list[str], device: Any
+               ) -> Answers:
+        """The student's answers to one unit's eval prompts.
+
+        Args:
+            unit_name: the unit's name in ``units``.
+            unit: its spec (``kind``, ``answer_marker``, vocabulary).
+            prompts: the items' prompts.
+        """
+
+    @abstractmethod
+    def latency(self, prompts: list[str], device: Any, *, runs: int, batch_size: int,
+                new_tokens: int, checkpoint_dir: Path) -> dict[str, Any]:
+        """Latency and size figures (:mod:`harness.evaluate.latency`) over real prompts.
+
+        Args:
+            runs: timed batch-1 runs; batch_size: the throughput batch; new_tokens: tokens
+            generated per run (students that generate); checkpoint_dir: the saved model.
+        """
+
+
+K = TypeVar("K", bound=type[StudentKind])
+_KINDS: dict[str, type[StudentKind]] = {}
+
+
+def register(cls: K) -> K:
+    """Register a :class:`StudentKind` subclass under its ``name`` (a class decorator)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if _KINDS.get(cls.name, cls) is not cls:
+        raise ValueError(f"student kind {cls.name!r} is already registered")
+    _KINDS[cls.name] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    """Import the built-in kinds (they register themselves)."""
+    import harness.students.causal_lm
+    import harness.students.classifier  # noqa: F401
+
+
+def get(name: str) -> type[StudentKind]:
+    """The student kind registered as ``name``.
+
+    Raises:
+        KeyError: nobody registered it (with a did-you-mean).
+    """
+    _load_builtins()
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise KeyError(f"unknown student kind {name!r}{did_you_mean(name, _KINDS)} (known: "
+                       f"{', '.join(sorted(_KINDS))})") from None
+
+
+def names() -> list[str]:
+    """The registered kinds' names, sorted."""
+    _load_builtins()
+    return sorted(_KINDS)
+
+
+def unsupported_switches(kind: str, train: Mapping[str, Any]) -> list[str]:
+    """The performance switches ``train`` (``student.train``) turns on that ``kind`` cannot
+    honour, in :data:`~harness.train.objective.SWITCHES` order."""
+    honoured = get(kind).switches()
+    return [s for s in SWITCHES if train.get(s) and s not in honoured]

@@ -1,0 +1,98 @@
+"""The causal-LM student: a local checkpoint or a from-scratch Llama-style model
+(:mod:`harness.students.build`), trained on target tokens (optionally distilled from a
+white-box teacher), answering by label scoring or greedy generation.
+
+Imports torch and transformers inside methods only (the GPU worker's path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import harness.units as unit_kinds
+from harness.students.base import Answers, Log, StudentKind, register
+from harness.train.objective import Objective
+
+
+def scored_by_likelihood(unit: Mapping[str, Any]) -> bool:
+    """Whether a unit's answers are its kind's fixed choices ranked by log-likelihood after the
+    answer marker (no generation); every other unit is generated and parsed."""
+    return unit_kinds.get(unit["kind"]).answers_by == "loglik"
+
+
+@register
+class CausalLMStudent(StudentKind):
+    """A causal LM: generates (or scores) answers after ``prompt + "\\n"``."""
+
+    name = "causal_lm"
+
+    def __init__(self, spec: Mapping[str, Any], paths: Mapping[str, str]) -> None:
+        super().__init__(spec, paths)
+        self.teacher: Any = None
+
+    @classmethod
+    def objective_type(cls) -> type[Objective]:
+        from harness.train.objectives.causal_lm import CausalLMObjective
+
+        return CausalLMObjective
+
+    @property
+    def distill(self) -> dict[str, Any] | None:
+        """``student.distill`` (teacher path, alpha, temperature), when set."""
+        return self.student.get("distill")
+
+    def build(self, samples: Sequence[dict[str, Any]], seed: int) -> None:
+        """The student (a checkpoint, or a seeded model with a tokenizer trained on the
+        samples' prompts and targets), then the distillation teacher when one is set."""
+        from harness.students.build import build_student, load_checkpoint
+
+        texts = [s["prompt"] + "\n" for s in samples] + [s["target"] for s in samples]
+        self.model, self.tokenizer = build_student(self.student, texts, seed)
+        if self.distill:
+            self.teacher, _ = load_checkpoint(Path(self.paths["teacher_model"]),
+                                              bool(self.student.get("trust_remote_code")))
+
+    def objective(self, samples: list[dict[str, Any]]) -> Objective:
+        from harness.train.objectives.causal_lm import CausalLMObjective
+
+        return CausalLMObjective.from_samples(self.tokenizer, samples, self.train_cfg,
+                                              teacher=self.teacher, distill=self.distill)
+
+    def train(self, samples: list[dict[str, Any]], *, seed: int, device: Any,
+              log: Log | None = None) -> dict[str, Any]:
+        """The shared loop through :func:`harness.train.loop.train`, the causal LM's entry
+        point (looked up at call time, so a test can stand in for it)."""
+        from harness.train import loop
+
+        return loop.train(self.model, self.tokenizer, samples, self.train_cfg, seed=seed,
+                          device=device, teacher=self.teacher, distill=self.distill, log=log)
+
+    def answer(self, unit_name: str, unit: Mapping[str, Any], prompts: list[str], device: Any
+               ) -> Answers:
+        """Label units: each label's log-likelihood after ``prompt + "\\n" + marker``, softmaxed
+        (the answer line is rebuilt as ``marker label``); others: greedy generation, parsed."""
+        from harness.evaluate.predict import generate, parse_answers, score_labels, softmax_rows
+
+        max_len = int(self.student["train"]["max_len"])
+        marker = unit["answer_marker"]
+        if scored_by_likelihood(unit):
+            labels = list(unit_kinds.get(unit["kind"]).choices(unit) or ())
+            ll = score_labels(self.model, self.tokenizer, prompts, labels, marker, device,
+                              max_len=max_len)
+            probs = softmax_rows(ll)
+            answers: list[str | None] = [labels[j] for j in probs.argmax(axis=1)]
+            return Answers([f"{marker} {a}" for a in answers], answers, probs, calibrated=True)
+        max_new = int(self.spec["evaluation"]["max_new_tokens"])
+        texts = generate(self.model, self.tokenizer, prompts, device, max_new, max_len=max_len)
+        return Answers(texts, parse_answers(texts, marker))
+
+    def latency(self, prompts: list[str], device: Any, *, runs: int, batch_size: int,
+                new_tokens: int, checkpoint_dir: Path) -> dict[str, Any]:
+        """Batch-1 generation latency, time to first token, decode speed, throughput, size."""
+        from harness.evaluate.latency import measure
+
+        return measure(self.model, self.tokenizer, prompts, device, runs=runs,
+                       new_tokens=new_tokens, batch_size=batch_size,
+                       checkpoint_dir=checkpoint_dir)

@@ -1,0 +1,1 @@
+"""Training objectives of the shared loop, one module per student kind."""

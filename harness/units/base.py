@@ -1,0 +1,193 @@
+"""The unit-kind interface: everything the pipeline needs to know about one kind of unit.
+
+A *unit* is one capability the student is trained and judged on (``units:`` in the YAML); its
+*kind* decides how answers are obtained, validated, scored, compared with the teachers', laid
+out for a classifier student and exported to lm-eval. Each kind is one subclass of
+:class:`UnitKind` in its own module, registered by name (:mod:`harness.units.registry`).
+
+Methods take the unit's options as a plain mapping (``kind``, ``answer_marker``, the kind's
+vocabulary such as ``labels``): the dict stored in ``manifest.json``, or a validated spec model's
+``model_dump()``. Standard library only at import time — the GPU worker imports this; pydantic is
+imported inside :meth:`UnitKind.options_model` only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+from harness.units.common import MetricDef, Scored, canonical
+
+#: How a student's answer to a unit is obtained: ``loglik`` ranks the kind's fixed choices by
+#: log-likelihood after the answer marker (no generation); ``generate`` decodes greedily and
+#: parses the text after the marker.
+AnswersBy = Literal["loglik", "generate"]
+
+_model_cache: dict[type, type] = {}
+
+
+class UnitKind:
+    """Base class of a unit kind; subclasses set the class attributes and override methods.
+
+    Attributes:
+        name: the ``kind:`` value in the YAML (letters, digits, ``_``).
+        metrics: every metric the unit reports, in report order, with its direction.
+        field_metrics: per-field metric families (``f1`` -> ``f1.<field>``, one per name of
+            :meth:`metric_fields`).
+        primary: the metric the unit is judged by first (gate, attribution, curves).
+        error_metric: the metric whose complement is a teacher's error rate (ROI); the primary
+            metric when None.
+        answers_by: ``loglik`` or ``generate`` (see :data:`AnswersBy`).
+        binary_primary: the primary metric is the mean of the per-item ``correct`` flags, so a
+            paired comparison may use McNemar's exact test.
+        json_answers: answers are JSON text (compose compacts them instead of collapsing
+            whitespace).
+        classifier: a classifier student can answer the unit (:meth:`classifier_classes`).
+        bad_final: what a teacher final failing :meth:`final_problem` is: an ``error`` that
+            fails validation, or a ``warning`` (counted; kept as a teacher error).
+    """
+
+    name: ClassVar[str] = ""
+    metrics: ClassVar[tuple[MetricDef, ...]] = ()
+    field_metrics: ClassVar[tuple[MetricDef, ...]] = ()
+    primary: ClassVar[str] = ""
+    error_metric: ClassVar[str | None] = None
+    answers_by: ClassVar[AnswersBy] = "generate"
+    binary_primary: ClassVar[bool] = True
+    json_answers: ClassVar[bool] = False
+    classifier: ClassVar[bool] = False
+    bad_final: ClassVar[Literal["error", "warning"]] = "error"
+
+    # ------------------------------------------------------------------ scoring
+
+    def score(self, unit: Mapping[str, Any], preds: Sequence[str | None],
+              refs: Sequence[str]) -> Scored:
+        """Metrics of parallel predicted answers (None = unparseable) and references."""
+        raise NotImplementedError(f"unit kind {self.name!r} has no scorer")
+
+    def primary_from_parts(self, sums: Mapping[str, float], n: int) -> float:
+        """The primary metric from summed per-item parts (``Scored.parts``) of ``n`` items.
+
+        The default is the mean of ``correct`` (passed as ``sums["correct"]``); kinds whose
+        primary metric is not a mean of per-item flags override it.
+        """
+        return sums["correct"] / n if n else 0.0
+
+    def metric_fields(self, unit: Mapping[str, Any]) -> Sequence[str]:
+        """The names the per-field families are reported for (e.g. a unit's fields)."""
+        return ()
+
+    def known_metrics(self, unit: Mapping[str, Any]) -> list[str]:
+        """Every metric name this unit can report (``gate.min_metric`` is checked against it)."""
+        return [m.name for m in self.metrics] + [
+            f"{fam.name}.{f}" for fam in self.field_metrics for f in self.metric_fields(unit)]
+
+    @property
+    def teacher_error_metric(self) -> str:
+        """The metric whose complement is a teacher's error rate on the unit."""
+        return self.error_metric or self.primary
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether answers come with probabilities over :meth:`choices` (calibration)."""
+        return self.answers_by == "loglik"
+
+    def decision_key(self, unit: Mapping[str, Any], answer: str | None) -> str | None:
+        """What 'agreeing with the teacher' compares (fidelity): the canonical answer."""
+        return canonical(answer)
+
+    # ------------------------------------------------------------------ answering
+
+    def failure_answer(self, unit: Mapping[str, Any]) -> str | None:
+        """The target of a failed teacher answer that has no correction (compose's failure
+        modes), or None when such a failure cannot become a sample."""
+        return None
+
+    def choices(self, unit: Mapping[str, Any]) -> list[str] | None:
+        """The answers ranked by log-likelihood (``answers_by == "loglik"`` kinds only)."""
+        return None
+
+    def classifier_classes(self, unit: Mapping[str, Any]) -> tuple[str, ...] | None:
+        """The unit's class block in a classifier's output layer; None when a classifier
+        student cannot answer this kind."""
+        return None
+
+    def class_index(self, classes: Sequence[str], answer: str) -> int | None:
+        """Index within ``classes`` of a (stripped) training answer; None when it is none of
+        them (the sample is skipped)."""
+        try:
+            return list(classes).index(answer)
+        except ValueError:
+            return None
+
+    def class_answer(self, classes: Sequence[str], index: int) -> str:
+        """The answer a classifier gives when it picks class ``index``."""
+        return classes[index]
+
+    # ------------------------------------------------------------------ validation
+
+    def reference_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
+                          ) -> str | None:
+        """Why an eval ``reference`` is invalid for the unit (an error), or None."""
+        return None
+
+    def correction_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
+                           ) -> str | None:
+        """Why a failure's ``correction`` is invalid for the unit (an error), or None."""
+        return None
+
+    def final_problem(self, unit: Mapping[str, Any], unit_name: str, value: str) -> str | None:
+        """Why a teacher's ``final`` is invalid for the unit, or None (see ``bad_final``)."""
+        return None
+
+    def finals_warning(self, unit_name: str, count: int) -> str:
+        """The warning line for ``count`` finals failing :meth:`final_problem` (``bad_final
+        == "warning"`` kinds)."""
+        return f"{count} answer(s) of unit {unit_name!r} are not valid (kept as teacher errors)"
+
+    # ------------------------------------------------------------------ lm-eval export
+
+    def lm_eval_task(self, unit: Mapping[str, Any]) -> dict[str, Any]:
+        """The kind's part of an lm-eval task config (``output_type`` first).
+
+        Default: ``generate_until`` a newline after ``prompt + "\\n"``, a regex filter keeping
+        the text after the marker, and ``exact_match`` against the reference.
+        """
+        marker = unit["answer_marker"]
+        return {
+            "output_type": "generate_until",
+            "doc_to_text": "{{prompt}}\n",
+            "doc_to_target": "{{reference}}",
+            "target_delimiter": "",
+            "generation_kwargs": {"until": ["\n"], "do_sample": False, "max_gen_toks": 64},
+            "filter_list": [{"name": "answer", "filter": [
+                {"function": "regex", "regex_pattern": re.escape(marker) + r"\s*(.*)",
+                 "group_select": 0},
+                {"function": "take_first"}]}],
+            "metric_list": [{"metric": "exact_match", "aggregation": "mean",
+                             "higher_is_better": True, "ignore_case": False,
+                             "ignore_punctuation": False}],
+        }
+
+    def lm_eval_row(self, unit: Mapping[str, Any], item: Mapping[str, Any]) -> dict[str, Any]:
+        """Extra columns of an eval item's row in the exported lm-eval dataset."""
+        return {}
+
+    # ------------------------------------------------------------------ YAML options
+
+    def define_options(self) -> type:
+        """Build the pydantic model of the unit's YAML options (subclass of
+        ``harness.spec.models.UnitOptions`` with ``kind: Literal[<name>]``).
+
+        Called once, lazily: import pydantic and the spec inside the override so that the
+        worker, which imports every kind, never imports pydantic.
+        """
+        raise NotImplementedError(f"unit kind {self.name!r} declares no options model")
+
+    def options_model(self) -> type:
+        """The (cached) pydantic model validating a ``units:`` entry of this kind."""
+        cls = type(self)
+        if cls not in _model_cache:
+            _model_cache[cls] = self.define_options()
+        return _model_cache[cls]

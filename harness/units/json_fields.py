@@ -1,0 +1,142 @@
+"""``json_fields``: structured extraction into a JSON object with declared fields.
+
+Answers are generated greedily and parsed after the marker. Scored by JSON validity, micro field
+precision/recall/F1 (F1 primary, recomputed from per-item counts), F1 per declared field
+(``f1.<field>``) and exact-record match. Teacher finals that are not a JSON object are errors, as
+are references naming a field the unit does not declare.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.units.base import UnitKind
+from harness.units.common import (
+    ANSWER_PARSE_RATE,
+    MetricDef,
+    Scored,
+    clean,
+    decode_json_strictly,
+    f1,
+    f1_from_counts,
+    precision,
+    safe_div,
+)
+from harness.units.registry import register
+
+
+def _as_object(text: str | None) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text) if text is not None else None
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def score_json_fields(preds: Sequence[str | None], refs: Sequence[str], fields: Sequence[str]
+                      ) -> Scored:
+    """JSON validity, micro field precision/recall/F1, per-field F1, exact-record match.
+
+    A field counts as predicted when the key is present; it is right when its value equals the
+    reference's (compared as strings, whitespace-trimmed).
+    """
+    tp = fp = fn = 0
+    per = {f: [0, 0, 0] for f in fields}  # tp, fp, fn
+    valid = 0
+    correct = []
+    parts: dict[str, list[float]] = {"tp": [], "fp": [], "fn": []}
+    for p_text, r_text in zip(preds, refs, strict=True):
+        p, r = _as_object(p_text), _as_object(r_text) or {}
+        valid += p is not None
+        p = p or {}
+        exact = 1
+        before = (tp, fp, fn)
+        for key in set(p) | set(r):
+            pv = str(p[key]).strip() if key in p else None
+            rv = str(r[key]).strip() if key in r else None
+            hit = pv is not None and pv == rv
+            tp += hit
+            fp += pv is not None and not hit
+            fn += rv is not None and not hit
+            exact &= int(pv == rv)
+            if key in per:
+                per[key][0] += hit
+                per[key][1] += pv is not None and not hit
+                per[key][2] += rv is not None and not hit
+        correct.append(exact)
+        for name, now, then in zip(("tp", "fp", "fn"), (tp, fp, fn), before, strict=True):
+            parts[name].append(now - then)
+    prec, rec = precision(tp, fp, tp + fn), safe_div(tp, tp + fn)
+    out: dict[str, float | None] = {
+        "json_valid": safe_div(valid, len(correct)), "field_precision": prec,
+        "field_recall": rec, "field_f1": f1(prec, rec),
+        "exact_match": safe_div(sum(correct), len(correct)),
+    }
+    for f, (t, fpos, fneg) in per.items():
+        out[f"f1.{f}"] = f1(precision(t, fpos, t + fneg), safe_div(t, t + fneg))
+    return Scored(clean(out), correct, parts)
+
+
+@register
+class JsonFieldsKind(UnitKind):
+    """Structured extraction into a JSON object with declared fields."""
+
+    name = "json_fields"
+    metrics = (MetricDef("json_valid", True), MetricDef("field_precision", True),
+               MetricDef("field_recall", True), MetricDef("field_f1", True),
+               MetricDef("exact_match", True), ANSWER_PARSE_RATE)
+    field_metrics = (MetricDef("f1", True),)
+    primary = "field_f1"
+    binary_primary = False
+    json_answers = True
+
+    def score(self, unit: Mapping[str, Any], preds: Sequence[str | None],
+              refs: Sequence[str]) -> Scored:
+        return score_json_fields(preds, refs, unit["fields"])
+
+    def primary_from_parts(self, sums: Mapping[str, float], n: int) -> float:
+        return f1_from_counts(sums)
+
+    def metric_fields(self, unit: Mapping[str, Any]) -> Sequence[str]:
+        return list(unit["fields"])
+
+    def final_problem(self, unit: Mapping[str, Any], unit_name: str, value: str) -> str | None:
+        why = self._shape_problem(value)
+        return None if why is None else f"{why} (unit {unit_name!r} is {self.name})"
+
+    def correction_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
+                           ) -> str | None:
+        return self._shape_problem(value)
+
+    def reference_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
+                          ) -> str | None:
+        why = self._shape_problem(value)
+        if why is None:
+            _, obj = decode_json_strictly(value)
+            extra = sorted(set(obj) - set(unit["fields"]))
+            why = f"fields {extra} are not declared" if extra else None
+        return None if why is None else f"{why} (unit {unit_name!r})"
+
+    @staticmethod
+    def _shape_problem(text: str) -> str | None:
+        ok, value = decode_json_strictly(text)
+        if not ok:
+            return "is not valid JSON"
+        return None if isinstance(value, dict) else "must be a JSON object"
+
+    def define_options(self) -> type:
+        from typing import Literal
+
+        from pydantic import Field
+
+        from harness.spec.models import UnitOptions
+
+        class JsonFieldsUnit(UnitOptions):
+            """Structured extraction into a JSON object with declared fields."""
+
+            kind: Literal["json_fields"]
+            fields: list[str] = Field(min_length=1, description="The fields to extract.")
+
+        return JsonFieldsUnit

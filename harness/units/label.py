@@ -1,0 +1,129 @@
+"""``label``: classification into declared labels.
+
+Answers are scored, not generated: the log-likelihood of ``" " + label`` after
+``prompt + "\\n" + marker``, softmax over the labels as the confidence — so the unit also reports
+calibration. Scored by accuracy (primary) and macro-F1. A classifier student answers it with one
+class per label. Teacher finals outside the labels are real teacher errors: a warning, not an
+error; a reference outside them is an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.errors import did_you_mean
+from harness.units.base import UnitKind
+from harness.units.common import (
+    ANSWER_PARSE_RATE,
+    CALIBRATION_METRICS,
+    MetricDef,
+    Scored,
+    clean,
+    safe_div,
+)
+from harness.units.registry import register
+
+
+def score_label(preds: Sequence[str | None], refs: Sequence[str], labels: Sequence[str]
+                ) -> Scored:
+    """Accuracy and macro-F1 over the declared labels."""
+    correct = [int(p == r) for p, r in zip(preds, refs, strict=True)]
+    f1s = []
+    for lab in labels:
+        tp = sum(1 for p, r in zip(preds, refs, strict=True) if p == lab and r == lab)
+        fp = sum(1 for p, r in zip(preds, refs, strict=True) if p == lab and r != lab)
+        fn = sum(1 for p, r in zip(preds, refs, strict=True) if p != lab and r == lab)
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return Scored(clean({"accuracy": safe_div(sum(correct), len(correct)),
+                         "macro_f1": safe_div(sum(f1s), len(f1s))}), correct)
+
+
+def _jinja_literal(text: str) -> str:
+    """A string literal safe inside a Jinja2 template (``{{ '...' }}``)."""
+    return "{{ " + json.dumps(text) + " }}"
+
+
+@register
+class LabelKind(UnitKind):
+    """Classification into declared labels."""
+
+    name = "label"
+    metrics = (MetricDef("accuracy", True), MetricDef("macro_f1", True), *CALIBRATION_METRICS,
+               ANSWER_PARSE_RATE)
+    primary = "accuracy"
+    answers_by = "loglik"
+    classifier = True
+    bad_final = "warning"
+
+    def score(self, unit: Mapping[str, Any], preds: Sequence[str | None],
+              refs: Sequence[str]) -> Scored:
+        return score_label(preds, refs, unit["labels"])
+
+    def choices(self, unit: Mapping[str, Any]) -> list[str]:
+        return list(unit["labels"])
+
+    def classifier_classes(self, unit: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(unit["labels"])
+
+    def reference_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
+                          ) -> str | None:
+        labels = list(unit["labels"])
+        if value in labels:
+            return None
+        return f"{value!r} is not a label of unit {unit_name!r}{did_you_mean(value, labels)}"
+
+    def correction_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
+                           ) -> str | None:
+        if value in unit["labels"]:
+            return None
+        return f"correction {value!r} is not a label of unit {unit_name!r}"
+
+    def final_problem(self, unit: Mapping[str, Any], unit_name: str, value: str) -> str | None:
+        return None if value in unit["labels"] else "is not among its labels"
+
+    def finals_warning(self, unit_name: str, count: int) -> str:
+        return (f"{count} answer(s) of unit {unit_name!r} are not among its labels (kept as "
+                "teacher errors)")
+
+    def lm_eval_task(self, unit: Mapping[str, Any]) -> dict[str, Any]:
+        """``multiple_choice`` over the labels after ``prompt + "\\n" + marker`` with
+        ``target_delimiter: " "``: the harness's own scoring, so the accuracies agree."""
+        return {
+            "output_type": "multiple_choice",
+            "doc_to_text": "{{prompt}}\n" + _jinja_literal(unit["answer_marker"]),
+            "doc_to_choice": list(unit["labels"]),
+            "doc_to_target": "{{gold}}",
+            "target_delimiter": " ",
+            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        }
+
+    def lm_eval_row(self, unit: Mapping[str, Any], item: Mapping[str, Any]) -> dict[str, Any]:
+        return {"gold": list(unit["labels"]).index(item["reference"])}
+
+    def define_options(self) -> type:
+        from typing import Literal
+
+        from pydantic import Field, field_validator
+
+        from harness.spec.models import UnitOptions
+
+        class LabelUnit(UnitOptions):
+            """Classification into declared labels; scored by accuracy, macro-F1 and calibration."""  # noqa: E501
+
+            kind: Literal["label"]
+            labels: list[str] = Field(min_length=2, description="The allowed labels.")
+
+            @field_validator("labels")
+            @classmethod
+            def _unique(cls, v: list[str]) -> list[str]:
+                dup = sorted({x for x in v if v.count(x) > 1})
+                if dup:
+                    raise ValueError(f"labels must be unique; repeated: {dup}")
+                if any(not x.strip() or "\n" in x for x in v):
+                    raise ValueError("labels must be non-empty single-line strings")
+                return v
+
+        return LabelUnit

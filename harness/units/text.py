@@ -1,0 +1,68 @@
+"""``text``: free text, generated greedily and parsed after the marker.
+
+Scored by exact match (whitespace-normalised) and ROUGE-L F1 over whitespace tokens (primary,
+recomputed from per-item values). Any final is valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.units.base import UnitKind
+from harness.units.common import ANSWER_PARSE_RATE, MetricDef, Scored, clean, f1, safe_div
+from harness.units.registry import register
+
+
+def _lcs(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence (dynamic programming, O(len(a) * len(b)))."""
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def score_text(preds: Sequence[str | None], refs: Sequence[str]) -> Scored:
+    """Exact match (whitespace-normalised) and ROUGE-L F1 over whitespace tokens."""
+    correct, rouge = [], []
+    for p, r in zip(preds, refs, strict=True):
+        pt, rt = (p or "").split(), r.split()
+        correct.append(int(pt == rt))
+        lcs = _lcs(pt, rt)
+        rouge.append(f1(safe_div(lcs, len(pt)), safe_div(lcs, len(rt))) or 0.0)
+    n = len(correct)
+    return Scored(clean({"exact_match": safe_div(sum(correct), n),
+                         "rouge_l": safe_div(sum(rouge), n)}), correct,
+                  {"value": [float(x) for x in rouge]})
+
+
+@register
+class TextKind(UnitKind):
+    """Free text, scored by exact match and ROUGE-L."""
+
+    name = "text"
+    metrics = (MetricDef("exact_match", True), MetricDef("rouge_l", True), ANSWER_PARSE_RATE)
+    primary = "rouge_l"
+    binary_primary = False
+
+    def score(self, unit: Mapping[str, Any], preds: Sequence[str | None],
+              refs: Sequence[str]) -> Scored:
+        return score_text(preds, refs)
+
+    def primary_from_parts(self, sums: Mapping[str, float], n: int) -> float:
+        return sums["value"] / n if n else 0.0
+
+    def define_options(self) -> type:
+        from typing import Literal
+
+        from harness.spec.models import UnitOptions
+
+        class TextUnit(UnitOptions):
+            """Free text, scored by exact match and ROUGE-L."""
+
+            kind: Literal["text"]
+
+        return TextUnit

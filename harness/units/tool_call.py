@@ -1,0 +1,124 @@
+"""``tool_call``: whether to call a tool, which one, and with what arguments.
+
+The answer is JSON: ``null`` (no call) or ``{"name": str, "arguments": object}``, generated
+greedily and parsed after the marker. Scored by call/no-call accuracy, tool-name and argument
+accuracy on the items that need a call, and exact match (primary). Finals of another shape are
+errors, as are references naming a tool the unit does not declare.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.errors import did_you_mean
+from harness.units.base import UnitKind
+from harness.units.common import (
+    ANSWER_PARSE_RATE,
+    MetricDef,
+    Scored,
+    clean,
+    decode_json_strictly,
+    safe_div,
+)
+from harness.units.registry import register
+
+
+def _call(text: str | None) -> tuple[bool, str | None, Any] | None:
+    """(calls a tool, name, arguments) or None when the text is neither a call nor null."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if value is None:
+        return (False, None, None)
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return (True, value["name"], value.get("arguments", {}))
+    return None
+
+
+def score_tool_call(preds: Sequence[str | None], refs: Sequence[str]) -> Scored:
+    """Call/no-call accuracy; tool-name and argument accuracy on items that need a call."""
+    call_ok = name_ok = args_ok = needs = 0
+    correct = []
+    for p_text, r_text in zip(preds, refs, strict=True):
+        p, r = _call(p_text), _call(r_text)
+        assert r is not None, "references are validated"
+        decided = p is not None and p[0] == r[0]
+        call_ok += decided
+        if r[0]:
+            needs += 1
+            name_ok += bool(p and p[0] and p[1] == r[1])
+            args_ok += bool(p and p[0] and p[1] == r[1] and p[2] == r[2])
+        correct.append(int(p is not None and p == r))
+    n = len(correct)
+    return Scored(clean({
+        "call_accuracy": safe_div(call_ok, n), "tool_name_accuracy": safe_div(name_ok, needs),
+        "argument_exact_match": safe_div(args_ok, needs),
+        "exact_match": safe_div(sum(correct), n),
+    }), correct)
+
+
+@register
+class ToolCallKind(UnitKind):
+    """Whether to call a tool, which one, and with what arguments."""
+
+    name = "tool_call"
+    metrics = (MetricDef("call_accuracy", True), MetricDef("tool_name_accuracy", True),
+               MetricDef("argument_exact_match", True), MetricDef("exact_match", True),
+               ANSWER_PARSE_RATE)
+    primary = "exact_match"
+    json_answers = True
+
+    def score(self, unit: Mapping[str, Any], preds: Sequence[str | None],
+              refs: Sequence[str]) -> Scored:
+        return score_tool_call(preds, refs)
+
+    def final_problem(self, unit: Mapping[str, Any], unit_name: str, value: str) -> str | None:
+        why = self._shape_problem(value)
+        return None if why is None else f"{why} (unit {unit_name!r} is {self.name})"
+
+    def correction_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
+                           ) -> str | None:
+        return self._shape_problem(value)
+
+    def reference_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
+                          ) -> str | None:
+        why = self._shape_problem(value)
+        if why is None:
+            _, call = decode_json_strictly(value)
+            tools = list(unit["tools"])
+            if isinstance(call, dict) and call["name"] not in tools:
+                why = (f"tool {call['name']!r} is not declared"
+                       f"{did_you_mean(call['name'], tools)}")
+        return None if why is None else f"{why} (unit {unit_name!r})"
+
+    @staticmethod
+    def _shape_problem(text: str) -> str | None:
+        ok, value = decode_json_strictly(text)
+        if not ok:
+            return "is not valid JSON"
+        if value is None:
+            return None
+        if (not isinstance(value, dict) or not isinstance(value.get("name"), str)
+                or not isinstance(value.get("arguments", {}), dict)):
+            return 'must be null or {"name": str, "arguments": object}'
+        return None
+
+    def define_options(self) -> type:
+        from typing import Literal
+
+        from pydantic import Field
+
+        from harness.spec.models import UnitOptions
+
+        class ToolCallUnit(UnitOptions):
+            """Whether to call a tool, which one, and with what arguments."""
+
+            kind: Literal["tool_call"]
+            tools: list[str] = Field(min_length=1, description="The tools the student may call.")
+
+        return ToolCallUnit
