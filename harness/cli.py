@@ -51,11 +51,12 @@ def _fmt(v: Any) -> str:
 
 def _load(path: str, *, cap: bool = False, max_cells: int | None = None
           ) -> tuple[LoadedExperiment, Dataset]:
-    """The experiment and its data; with ``cap``, a matrix larger than ``max_cells`` (default
+    """The experiment (every experiment rule checked: :mod:`harness.checks`) and its data;
+    with ``cap``, a matrix larger than ``max_cells`` (default
     :data:`harness.matrix.DEFAULT_MAX_CELLS`) is refused first, counted without building cells
-    and before the data files are read."""
+    and before the data files are read. The data-fit rules are the caller's (:func:`_fit`)."""
+    from harness.checks import load_experiment
     from harness.samples import load_data
-    from harness.spec import load_experiment
 
     loaded = load_experiment(path)
     if cap:
@@ -65,38 +66,24 @@ def _load(path: str, *, cap: bool = False, max_cells: int | None = None
     return loaded, load_data(loaded)
 
 
+def _fit(loaded: LoadedExperiment, data: Dataset) -> None:
+    """The data-fit rules (:mod:`harness.checks.data_fit`): e.g. buckets and costs may only name
+    teachers the sample repository has."""
+    from harness.checks import check_data_fit
+
+    check_data_fit(loaded, data)
+
+
 def _cells(loaded: LoadedExperiment, data: Dataset) -> list[Cell]:
     from harness.matrix import build_cells
 
     return build_cells(loaded.spec, {"samples": data.train.sha256, "eval": data.eval.sha256})
 
 
-def _check_bucket_teachers(loaded: LoadedExperiment, data: Dataset) -> None:
-    """Buckets and costs may only name teachers the sample repository has."""
-    from harness.errors import ProblemLog, did_you_mean
-
-    known = set(data.train.tables.candidates["teacher"].unique().to_list())
-    log = ProblemLog()
-    exp = loaded.spec
-    for name, b in exp.buckets.items():
-        if isinstance(b.teachers, list):
-            for i, t in enumerate(b.teachers):
-                if t not in known:
-                    log.add(loaded.path.name, f"buckets.{name}.teachers.{i}",
-                            f"teacher {t!r} does not occur in {data.train.path.name}"
-                            f"{did_you_mean(t, known)}")
-    for t in exp.costs.teachers:
-        if t not in known:
-            log.add(loaded.path.name, f"costs.teachers.{t}",
-                    f"teacher {t!r} does not occur in {data.train.path.name}"
-                    f"{did_you_mean(t, known)}")
-    log.raise_if_any(f"{loaded.path}: the experiment does not fit its data")
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     loaded, data = _load(args.experiment)
-    _check_bucket_teachers(loaded, data)
+    _fit(loaded, data)
     from harness.matrix import DEFAULT_MAX_CELLS, count_cells
     from harness.samples.stats import teacher_stats, unit_stats
 
@@ -146,7 +133,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from harness.compose import build_context
 
     loaded, data = _load(args.experiment, cap=True, max_cells=args.max_cells)
-    _check_bucket_teachers(loaded, data)
+    _fit(loaded, data)
     cells = _cells(loaded, data)
     ctx = build_context(loaded.spec, data, release=True)
     rows = _plan_rows(ctx, cells)
@@ -186,7 +173,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     from harness.compose import build_context, compose_cell, eval_frame, write_cell
 
     loaded, data = _load(args.experiment, cap=True, max_cells=args.max_cells)
-    _check_bucket_teachers(loaded, data)
+    _fit(loaded, data)
     cells = _select_cells(_cells(loaded, data), args.cell)
     ctx = build_context(loaded.spec, data, release=True)
     out = Path(args.out) if args.out else Path("runs") / loaded.spec.name / "cells"
@@ -203,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.run import format_table, run_cells
 
     loaded, data = _load(args.experiment, cap=True, max_cells=args.max_cells)
-    _check_bucket_teachers(loaded, data)
+    _fit(loaded, data)
     matrix = _cells(loaded, data)
     cells = _select_cells(matrix, args.only)
     out = Path(args.out)

@@ -4,8 +4,9 @@ A cell is one point (bucket, field set, scale, seed). ``factorial`` takes every 
 ``one_at_a_time`` starts from ``design.base`` and varies one axis at a time (seeds are always
 crossed). ``include`` adds cells, ``exclude`` removes every cell matching a partial pattern, and
 the baseline cell is always part of the matrix because every comparison is made against it.
-``noise_seeds`` adds the reference arm (the base, else the baseline) retrained with extra seeds,
-so the analysis can measure training noise without crossing every arm with every seed.
+``noise_seeds`` (default ``[1, 2]``) adds the reference arm (the one_at_a_time base) and the
+baseline retrained with extra seeds, so the analysis can measure training noise without
+crossing every arm with every seed.
 
 The cell id hashes the cell's *effective* spec (the resolved bucket and field set, units,
 student, sampling) together with the content hashes of the data files, so a changed spec or
@@ -93,9 +94,10 @@ def expand_axes(exp: Experiment) -> list[Axes]:
         out += _ref_axes(ref, exp.seeds)
     out = [a for a in out if not any(a.matches(p) for p in d.exclude)]
     out += _ref_axes(exp.baseline, exp.seeds)  # the baseline survives any exclude
-    # The reference arm retrained with extra seeds: the training-noise measurement.
-    ref = d.base if d.kind == "one_at_a_time" and d.base is not None else exp.baseline
-    out += [Axes(ref.bucket, ref.fields, ref.scale, s) for s in d.noise_seeds]
+    # The reference arm and the baseline retrained with extra seeds: the training-noise
+    # measurement (the baseline is in every vs-baseline contrast, the base in every one-factor one).
+    for t in _noise_arms(exp):
+        out += [Axes(*t, s) for s in d.noise_seeds]
     seen: set[Axes] = set()
     unique = []
     for a in out:
@@ -151,13 +153,25 @@ def count_cells(exp: Experiment) -> int:
     b = exp.baseline
     t = (b.bucket, b.fields, b.scale)
     extra.setdefault(t, set()).update({b.seed} if b.seed is not None else seeds)
-    ref = d.base if d.kind == "one_at_a_time" and d.base is not None else exp.baseline
-    extra.setdefault((ref.bucket, ref.fields, ref.scale), set()).update(d.noise_seeds)
+    for t in _noise_arms(exp):
+        extra.setdefault(t, set()).update(d.noise_seeds)
     added = 0
     for t, chosen in extra.items():
         held = _kept_seeds(t, seeds, pats) if in_design(t) else set()
         added += len(chosen - held)
     return design - excluded + added
+
+
+def _noise_arms(exp: Experiment) -> list[Triple]:
+    """The arms ``design.noise_seeds`` retrains: the one_at_a_time base (if any), then the
+    baseline (once when they coincide)."""
+    d, b = exp.design, exp.baseline
+    out: list[Triple] = []
+    if d.kind == "one_at_a_time" and d.base is not None:
+        out.append((d.base.bucket, d.base.fields, d.base.scale))
+    if (b.bucket, b.fields, b.scale) not in out:
+        out.append((b.bucket, b.fields, b.scale))
+    return out
 
 
 def _oat_points(exp: Experiment) -> list[Triple]:

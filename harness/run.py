@@ -100,6 +100,7 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
     from tqdm import tqdm
 
     from harness.compose import build_context, compose_cell, eval_frame, write_cell
+    from harness.compose.compose import TargetTemplateError
     from harness.worker import run_cell
 
     exp = loaded.spec
@@ -125,8 +126,8 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
             else:
                 run_cell(folder.path, device=device, threads=threads)
             summary.outcomes.append(CellOutcome(cell, "done", time.perf_counter() - t0))
-        except KeyboardInterrupt:
-            raise
+        except (KeyboardInterrupt, TargetTemplateError):  # a template bound broken by a real
+            raise  # row is bad input: the run ends with exit 2, not one failed cell after another
         except Exception as exc:  # noqa: BLE001 - one failing cell must not end the run
             record = failure_record(exc)
             # e.g. the disk is full: the outcome below still reports the failure

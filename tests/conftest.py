@@ -1,8 +1,15 @@
-"""Shared fixtures: a tiny hand-written experiment whose every number can be checked by hand."""
+"""Shared fixtures only; the plain helpers they use live in ``tests/helpers``.
+
+- ``tiny``: writes the tiny hand-written experiment to a test's folder.
+- ``_isolated_cache`` (autouse): each test gets its own table cache.
+- ``_one_torch_thread`` (autouse, session): under pytest-xdist each worker keeps torch to one
+  thread, so two workers on two cores do not oversubscribe them.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,93 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def cand(teacher: str, final: str, confidence: float | None = 0.9, **kw: Any) -> dict[str, Any]:
-    return {"teacher": teacher, "final": final, "confidence": confidence, **kw}
-
-
-def label_record(i: int, prompt: str, reference: str | None, finals: dict[str, str],
-                 scores: dict[str, int] | None = None, winner: str | None = None,
-                 pools: dict[str, str] | None = None, failure: dict[str, Any] | None = None,
-                 confidences: dict[str, float] | None = None, unit: str = "route",
-                 **extra: Any) -> dict[str, Any]:
-    confidences = confidences or {}
-    rec: dict[str, Any] = {
-        "id": f"r{i}", "unit": unit, "prompt": prompt, "reference": reference,
-        "candidates": [cand(t, f, confidences.get(t, 0.9), rationale=f"because {f}",
-                            limits="unless unclear") for t, f in finals.items()],
-    }
-    if scores is not None:
-        rec["judge"] = {"judge": "j", "winner": winner, "scores": scores, "reason_tags": []}
-    if pools is not None:
-        rec["pools"] = pools
-    if failure is not None:
-        rec["failure"] = failure
-    rec.update(extra)
-    return rec
-
-
-BASE_SPEC: dict[str, Any] = {
-    "name": "tiny",
-    "data": {"samples": "samples.jsonl", "eval": "eval.jsonl"},
-    "units": {
-        "route": {"kind": "label", "labels": ["billing", "shipping"]},
-        "esc": {"kind": "refusal", "marker": "ESCALATE"},
-        "fields": {"kind": "json_fields", "fields": ["order_id"]},
-        "tool": {"kind": "tool_call", "tools": ["lookup_order"]},
-    },
-    "student": {"config": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300}},
-    "buckets": {
-        "single_a": {"teachers": ["a"], "select": "all"},
-        "judged": {"select": "judge_winner"},
-    },
-    "fields": {"answer_only": {}, "full": {"rationale": True, "limits": True}},
-    "scale": [1.0],
-    "seeds": [0],
-    "baseline": {"bucket": "single_a", "fields": "answer_only"},
-}
-
-
-def tiny_samples() -> list[dict[str, Any]]:
-    return [
-        label_record(1, "charged twice", "billing", {"a": "billing", "b": "shipping"},
-                     scores={"a": 5, "b": 2}, winner="a", pools={"a": "train", "b": "failure"},
-                     failure={"b": {"kind": "wrong_label", "correction": "billing",
-                                    "note": "a charge"}}),
-        label_record(2, "parcel late", "shipping", {"a": "billing", "b": "shipping"},
-                     scores={"a": 1, "b": 4}, winner="b", pools={"a": "failure", "b": "train"},
-                     failure={"a": {"kind": "wrong_label", "correction": "shipping",
-                                    "note": None}}),
-        label_record(3, "i will sue you", "ESCALATE", {"a": "REPLY: sorry", "b": "ESCALATE"},
-                     scores={"a": 2, "b": 5}, winner="b", pools={"a": "failure", "b": "train"},
-                     failure={"a": {"kind": "missed_escalation", "correction": None,
-                                    "note": "legal threat"}}, unit="esc"),
-        label_record(4, "order 77 please", '{"order_id":"77"}',
-                     {"a": '{"order_id": "77"}', "b": '{"order_id":"7"}'},
-                     scores={"a": 5, "b": 1}, winner="a", pools={"a": "train", "b": "failure"},
-                     failure={"b": {"kind": "wrong_field", "correction": '{"order_id":"77"}'}},
-                     unit="fields"),
-        label_record(5, "where is 88", '{"name":"lookup_order","arguments":{"order_id":"88"}}',
-                     {"a": '{"name":"lookup_order","arguments":{"order_id":"88"}}', "b": "null"},
-                     scores={"a": 4, "b": 2}, winner="a", unit="tool"),
-    ]
-
-
-def tiny_eval() -> list[dict[str, Any]]:
-    return [
-        {"id": "e1", "unit": "route", "prompt": "refund my money", "reference": "billing",
-         "candidates": [cand("a", "billing", 0.8), cand("b", "shipping", 0.6)],
-         "tags": {"source": "real"}},
-        {"id": "e2", "unit": "esc", "prompt": "lawyer now", "reference": "ESCALATE",
-         "tags": {"source": "synthetic"}},
-    ]
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+from tests.helpers.tiny import BASE_SPEC, tiny_eval, tiny_samples, write_jsonl
 
 
 @pytest.fixture
@@ -124,3 +45,17 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
                     ) -> None:
     """Each test gets its own table cache, so no test sees another's cached tables."""
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Under pytest-xdist (``make test``), one torch thread per worker.
+
+    Two workers each using every core would fight over two cores; the Makefile also sets
+    ``OMP_NUM_THREADS=1`` so that the subprocesses the tests start inherit the same limit.
+    Serial runs (``make test-fast``, a plain ``pytest``) keep torch's default.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)

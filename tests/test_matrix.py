@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.checks import load_experiment
 from harness.errors import InputError
 from harness.matrix import Axes, build_cells, expand_axes
-from harness.spec import load_experiment
 
 HASHES = {"samples": "s" * 64, "eval": "e" * 64}
 
@@ -33,7 +33,12 @@ def test_one_at_a_time_varies_one_axis_from_base_and_keeps_baseline(tiny):
         changed = sum(x != y for x, y in ((a.bucket, base.bucket), (a.fields, base.fields),
                                           (a.scale, base.scale)))
         assert changed <= 1
-    assert len(axes) == 1 + 1 + 1 + 2  # base + other bucket + other fields + 2 scales
+    # base + other bucket + other fields + 2 scales, then the default noise seeds [1, 2] on
+    # the base and on the baseline (was 5 cells before issue 17)
+    assert len(axes) == 1 + 1 + 1 + 2 + 2 + 2
+    assert [a for a in axes if a.seed != 0] == [
+        Axes("judged", "answer_only", 1.0, 1), Axes("judged", "answer_only", 1.0, 2),
+        Axes("single_a", "answer_only", 1.0, 1), Axes("single_a", "answer_only", 1.0, 2)]
 
 
 def test_include_and_exclude(tiny):
@@ -70,7 +75,20 @@ def test_baseline_flag(tiny):
     assert [c.label for c in cells if c.is_baseline] == ["single_a/answer_only/x1/s0"]
 
 
-def test_noise_seeds_retrain_only_the_reference_arm(tiny):
+def test_noise_seeds_default_and_switched_off(tiny):
+    from harness.matrix import count_cells
+
+    exp = load_experiment(tiny(spec={"design": {"kind": "factorial"}})).spec
+    assert exp.design.noise_seeds == [1, 2]
+    axes = expand_axes(exp)
+    assert [a.label for a in axes if a.seed != 0] == ["single_a/answer_only/x1/s1",
+                                                      "single_a/answer_only/x1/s2"]
+    assert count_cells(exp) == len(axes) == 2 * 2 + 2
+    off = load_experiment(tiny(spec={"design": {"noise_seeds": []}})).spec
+    assert count_cells(off) == len(expand_axes(off)) == 2 * 2
+
+
+def test_noise_seeds_retrain_the_reference_arm_and_the_baseline(tiny):
     oat = load_experiment(tiny(spec={
         "scale": [0.5, 1.0],
         "design": {"kind": "one_at_a_time", "noise_seeds": [1, 2],
@@ -78,7 +96,9 @@ def test_noise_seeds_retrain_only_the_reference_arm(tiny):
     })).spec
     axes = expand_axes(oat)
     extra = [a for a in axes if a.seed != 0]
-    assert extra == [Axes("judged", "answer_only", 1.0, 1), Axes("judged", "answer_only", 1.0, 2)]
+    assert extra == [Axes("judged", "answer_only", 1.0, 1), Axes("judged", "answer_only", 1.0, 2),
+                     Axes("single_a", "answer_only", 1.0, 1),
+                     Axes("single_a", "answer_only", 1.0, 2)]
     cells = build_cells(oat, HASHES)
     assert len({c.cell_id for c in cells}) == len(cells)
     # a factorial design retrains the baseline

@@ -23,13 +23,12 @@ from unittest import mock
 
 import pytest
 import yaml
-from conftest import BASE_SPEC, tiny_eval, tiny_samples
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import harness.spec
+import harness.checks
+from harness.checks import load_experiment
 from harness.cli import main
-from harness.spec import load_experiment
 from harness.spec.models import (
     BucketSpec,
     CellRef,
@@ -43,6 +42,7 @@ from harness.spec.models import (
     StudentSpec,
     ToolCallUnit,
 )
+from tests.helpers import BASE_SPEC, tiny_eval, tiny_samples
 
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                          HealthCheck.too_slow])
@@ -325,7 +325,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("prop_data")
     path = write_tiny(folder)
     loaded = load_experiment(path)  # the YAML does not change: load it once (it is slow)
-    with mock.patch.object(harness.spec, "load_experiment", lambda p, **kw: loaded):
+    with mock.patch.object(harness.checks, "load_experiment", lambda p, **kw: loaded):
         yield folder
 
 

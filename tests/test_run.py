@@ -7,44 +7,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import label_record
 
 from harness.cli import main
 from harness.store.results import ResultsSchema
-
-TINY_STUDENT = {"config": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300,
-                           "max_position": 96},
-                "train": {"epochs": 2, "batch_size": 8, "lr": 5e-3, "max_len": 96}}
-WORDS = ["invoice", "charge", "refund", "parcel", "courier", "late", "please", "help"]
-
-
-def route_data(n_train: int = 40, n_eval: int = 30) -> tuple[list[dict], list[dict]]:
-    """Records whose label follows the words (billing words vs shipping words)."""
-    import random
-
-    rng = random.Random(0)
-
-    def prompt(i: int) -> tuple[str, str]:
-        words = rng.sample(WORDS, 4)
-        bill = sum(w in ("invoice", "charge", "refund") for w in words)
-        ship = sum(w in ("parcel", "courier", "late") for w in words)
-        return f"ticket {i}: " + " ".join(words), "billing" if bill >= ship else "shipping"
-
-    train = []
-    for i in range(n_train):
-        p, ref = prompt(i)
-        other = "shipping" if ref == "billing" else "billing"
-        train.append(label_record(i, p, ref, {"a": ref, "b": other}, scores={"a": 5, "b": 1},
-                                  winner="a", pools={"a": "train", "b": "failure"},
-                                  failure={"b": {"kind": "wrong_label", "correction": ref}}))
-    ev = []
-    for i in range(n_eval):
-        p, ref = prompt(1000 + i)
-        ev.append({"id": f"e{i}", "unit": "route", "prompt": p, "reference": ref,
-                   "candidates": [{"teacher": "a", "final": ref, "confidence": 0.9},
-                                  {"teacher": "b", "final": "billing", "confidence": 0.6}],
-                   "tags": {"source": "real" if i % 3 == 0 else "synthetic"}})
-    return train, ev
+from tests.helpers import TINY_STUDENT, route_data
 
 
 @pytest.fixture

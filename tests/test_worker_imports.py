@@ -24,7 +24,7 @@ sys.exit(rc)
 
 
 def test_worker_imports_nothing_the_gpu_machine_lacks(tiny, tmp_path):
-    from test_run import TINY_STUDENT, route_data
+    from tests.helpers import TINY_STUDENT, route_data
 
     train, ev = route_data(16, 6)
     path = tiny(spec={"student": TINY_STUDENT, "evaluation": {"latency_runs": 1,

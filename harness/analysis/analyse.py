@@ -1,9 +1,12 @@
 """Put the analysis together: attribution, curves, ROI, signals, gate -> the analysis record
-(:class:`~harness.store.contracts.AnalysisRecord`, written to the run folder).
+(:class:`~harness.store.contracts.AnalysisRecord`, written to the run folder). Every cell x
+unit against chance (:mod:`harness.analysis.chance`) is computed once and kept in the gate
+section (``gate.vs_chance``), where the ``at_chance`` signal and the report read it.
 
 The record carries ``computed_from``, the SHA-256 of everything it was computed from (the run
 record, the results and latency tables, the teacher audit, each finished cell's id, manifest,
-metrics and predictions, the ``--history`` runs, the settings and the harness version).
+metrics and predictions, the ``--history`` runs, the settings, the registered stop signals and
+the harness version).
 ``harness gate`` and ``harness report`` call :func:`current_analysis`, which reuses the stored
 analysis only when that digest still matches: a re-run cell is never reported with a stale
 analysis.
@@ -19,10 +22,12 @@ from typing import Any
 
 from harness import __version__
 from harness.analysis.attribution import attribution
+from harness.analysis.chance import versus_chance
 from harness.analysis.curves import learning_curves
 from harness.analysis.gate import choose_cell, decide, fidelity_flags, signals
 from harness.analysis.load import RunData, load_run
 from harness.analysis.roi import ledger
+from harness.analysis.signals import REGISTRY
 from harness.errors import InputError
 from harness.store.contracts import AnalysisRecord
 from harness.store.folder import RunFolder
@@ -73,8 +78,9 @@ def analyse(run_dir: Path, history: list[Path] | None = None, method: str | None
     roi = ledger(run, facts.usage, facts.n_records, _teacher_error(run))
     curves = learning_curves(run, n_boot=curve_boot)
     chosen = choose_cell(run, roi)
-    sigs = signals(run, chosen, curves, roi, past)
-    gate = decide(run, chosen, sigs, roi)
+    vs_chance = versus_chance(run, n_boot)
+    sigs = signals(run, chosen, curves, roi, past, vs_chance)
+    gate = decide(run, chosen, sigs, roi, vs_chance)
     out = {
         "analysis_version": ANALYSIS_VERSION, "experiment": run.run.experiment,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -157,6 +163,8 @@ def computed_from(run_dir: Path, history: list[Path] | None = None, method: str 
         spec, files = _folder_inputs(run_dir)
         inputs = {
             "analysis_version": ANALYSIS_VERSION, "harness": __version__, "run": files,
+            # a new check changes what the analysis says: a stored one without it is stale
+            "signals": sorted(REGISTRY),
             "history": [{"path": str(h), **_folder_inputs(h)[1]} for h in history or []],
             # the method analyse() will use: naming the spec's default changes nothing
             "method": method or spec["gate"].get("correction", "holm"),

@@ -1,19 +1,26 @@
-"""Attribution: which bucket and which field helps which unit, and how sure we are.
+"""Attribution: which bucket and which field helps which unit, on which metric, how sure we are.
 
 Cells are grouped into *arms* (same bucket, fields and scale; one cell per seed). Every arm is
-compared with the baseline arm on each unit's primary metric, paired over eval items:
+compared with the baseline arm on each unit's *decision metrics* (the primary and what the kind
+declares besides: exact-record match and each field's F1, refusal recall and over-refusal, ...),
+paired over eval items, an arm being the mean over all its seeds (never one seed against one):
 
-- delta with a 95% paired-bootstrap CI (seeds resampled too when there are several);
-- p-value: McNemar's exact test when the primary metric is per-item correctness and there is one
-  seed, else the bootstrap p-value;
-- training noise: where some arm was trained with several seeds (``seeds:`` or
-  ``design.noise_seeds``), the pooled seed-to-seed variance of each unit's metric widens every
-  contrast involving a single-seed arm (t interval, Welch-Satterthwaite df), because resampling
-  eval items cannot see how much a second training run would move a student. Without any
-  multi-seed arm the result says so (``training_noise_note``);
-- the family of arms x units is corrected with Holm (default) or Benjamini-Hochberg;
-- verdict: ``better`` / ``worse`` when the corrected p < 0.05, else ``no evidence`` with the
-  minimum detectable effect beside it.
+- training noise: a student trained once is one draw of its training run, and no resampling
+  of eval items sees how much a second run would move it. ``design.noise_seeds`` (default
+  ``[1, 2]``) retrains the reference arm and the baseline; the pooled seed-to-seed variance of
+  each unit's metric (Student t, its degrees of freedom) is added to every contrast's
+  items-only bootstrap variance (Welch-Satterthwaite df). When it cannot be estimated (no arm
+  with several seeds, fewer than 2 df, or no spread at all, as at a ceiling) the contrast is
+  ``not estimable: <reason>``, never silently items-only. Only an explicit
+  ``noise_seeds: []`` with single-seed arms gives items-only tests, and the note says so;
+- p-value: the t test above; McNemar's exact test (items only, per-item correctness) or the
+  bootstrap p (printed ``< 1/B`` when no resample crossed 0: ``p_floor``, ``p_text``);
+- intervals respect the metric: a bounded metric's interval is clipped to the possible
+  differences (``ci_clipped``), and one wider than the metric's range is not estimable;
+- the family (arms x units x decision metrics) is corrected with Holm (default) or
+  Benjamini-Hochberg; ``families`` records its size and metrics;
+- verdict: ``better`` / ``worse`` (in the metric's own direction) when the corrected p < 0.05,
+  else ``no evidence`` with the minimum detectable effect beside it.
 
 One-factor views: *bucket effects* (arms differing from the reference arm in the bucket only) and
 *field effects* (in the field set only), each corrected as its own family; and the "fields worth
@@ -23,7 +30,7 @@ keeping" table derived from the field effects.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,20 +38,28 @@ import numpy as np
 from harness.analysis.load import CellData, RunData
 from harness.analysis.stats import (
     adjust,
+    fit_to_range,
+    format_p,
     mcnemar_exact,
     paired_bootstrap,
     pooled_seed_variance,
     with_training_noise,
 )
-from harness.units import get, primary_metric
+from harness.units import get
 
 ALPHA = 0.05
 ArmKey = tuple[str, str, float]  # bucket, fields, scale
+NOT_ESTIMABLE = "not estimable"
 
 
 @dataclass
 class Contrast:
-    """One arm vs a reference arm on one unit."""
+    """One arm vs a reference arm on one decision metric of one unit.
+
+    ``seeds`` is (reference seeds, arm seeds); ``covers`` says which sources of variation the
+    interval and test include; ``not_estimable`` the reason when they cannot be trusted (the
+    contrast then stays out of the corrected family, ``p_adjusted`` None).
+    """
 
     arm: str
     reference: str
@@ -57,8 +72,17 @@ class Contrast:
     p: float
     test: str
     n: int
-    p_adjusted: float = 1.0
+    p_adjusted: float | None = 1.0
     verdict: str = "no evidence"
+    primary: bool = True
+    higher_is_better: bool = True
+    seeds: tuple[int, int] = (1, 1)
+    covers: str = "items"
+    p_floor: float = 0.0
+    p_text: str = ""
+    p_adjusted_text: str = ""
+    ci_clipped: bool = False
+    not_estimable: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,96 +113,167 @@ def _aligned(cells: list[CellData], unit: str, ids: list[str]) -> list[dict[str,
     return out
 
 
-def _metric_fns(kind: str, parts_per_seed: list[dict[str, np.ndarray]]) -> list[Any]:
-    primary = get(kind).primary_from_parts
+def _metric_fns(kind: str, metric: str, parts_per_seed: list[dict[str, np.ndarray]]
+                ) -> list[Any]:
+    """Per seed, ``idx -> metric`` on those items (raises KeyError when a part is missing)."""
+    k = get(kind)
 
     def make(parts: dict[str, np.ndarray]) -> Any:
-        return lambda idx: primary({k: float(v[idx].sum()) for k, v in parts.items()}, len(idx))
+        return lambda idx: k.metric_from_items(metric, parts, idx)
 
-    return [make(p) for p in parts_per_seed]
+    fns = [make(p) for p in parts_per_seed]
+    for f in fns:  # fail here, not inside the bootstrap, when the run lacks a metric's parts
+        f(np.arange(1))
+    return fns
+
+
+def _shared_ids(cells: list[CellData], unit: str) -> list[str]:
+    return sorted(set(cells[0].units[unit].ids).intersection(
+        *(set(c.units[unit].ids) for c in cells)))
+
+
+def _label(cells: list[CellData]) -> str:
+    a = cells[0].axes
+    return arm_label((a["bucket"], a["fields"], float(a["scale"])))
+
+
+def noise_status(entry: dict[str, Any] | None, opted_out: bool) -> str | None:
+    """Why the seed variance of one unit's metric cannot be used (None: it can, or training
+    noise was switched off with ``noise_seeds: []`` and no arm has several seeds)."""
+    if entry is None:
+        return None if opted_out else (
+            "no arm was trained with several seeds (the design.noise_seeds cells are missing), "
+            "so retraining noise is unmeasured")
+    if entry["df"] < 2:
+        return (f"the seed variance has {entry['df']} degree of freedom (needs >= 2: train one "
+                "arm with >= 3 seeds)")
+    if entry["variance"] <= 0:
+        return ("the seeds did not move the metric at all (zero spread, as at a ceiling or "
+                "floor), so the seed variance cannot be estimated")
+    return None
 
 
 def compare(run: RunData, ref: list[CellData], trt: list[CellData], unit: str,
-            n_boot: int = 1000, seed: int = 0,
-            noise: dict[str, Any] | None = None) -> Contrast | None:
-    """Paired comparison of two arms on one unit (None when either lacks the unit).
+            metric: str | None = None, n_boot: int = 1000, seed: int = 0,
+            noise: dict[str, Any] | None = None, opted_out: bool = False) -> Contrast | None:
+    """Paired comparison of two arms (each the mean over its seeds) on one unit's metric.
 
-    ``noise`` (this unit's entry of :func:`training_noise`) applies when either arm was trained
-    with a single seed: its resampling cannot see how much retraining moves the metric, so the
-    item-only interval is widened by the measured seed variance. Arms with several seeds each
-    resample their own seeds instead.
+    Args:
+        metric: a decision metric of the unit's kind (default: the primary).
+        noise: this metric's entry of :func:`training_noise` (``variance``, ``df``), or None.
+        opted_out: training noise was switched off (``design.noise_seeds: []``).
+
+    Returns:
+        The contrast, or None when either arm lacks the unit or the run lacks the metric's
+        per-item parts (predictions written before the kind declared it).
     """
     if any(unit not in c.units for c in ref + trt):
         return None
-    kind = run.spec["units"][unit]["kind"]
-    ids = sorted(set(ref[0].units[unit].ids).intersection(*(set(c.units[unit].ids)
-                                                               for c in ref + trt)))
+    kind_name = run.spec["units"][unit]["kind"]
+    kind = get(kind_name)
+    metric = metric or kind.primary
+    ids = _shared_ids(ref + trt, unit)
     pr, pt = _aligned(ref, unit, ids), _aligned(trt, unit, ids)
-    # Single-seed arms with a measured seed variance: items only here, noise added after.
-    widen = noise is not None and (len(ref) == 1 or len(trt) == 1)
-    d = paired_bootstrap(_metric_fns(kind, pr), _metric_fns(kind, pt), len(ids), n_boot, seed,
-                         resample_seeds=not widen)
-    binary = get(kind).binary_primary  # primary = mean of per-item flags: McNemar applies
-    if widen:
-        assert noise is not None
+    try:
+        fr, ft = _metric_fns(kind_name, metric, pr), _metric_fns(kind_name, metric, pt)
+    except KeyError:
+        return None
+    reason = noise_status(noise, opted_out)
+    single = len(ref) == 1 and len(trt) == 1
+    per_item = kind.metric_parts(metric) == ("correct",) or (
+        metric == kind.primary and kind.binary_primary)  # a mean of 0/1: McNemar applies
+    # Items only here (every seed of each arm averaged in each replicate); seed noise is added
+    # analytically below, because resampling 1-3 seeds cannot estimate it.
+    d = paired_bootstrap(fr, ft, len(ids), n_boot, seed, resample_seeds=False)
+    if noise is not None and reason is None:
         d = with_training_noise(d, noise["variance"] * (1 / len(ref) + 1 / len(trt)),
                                 noise["df"])
-        p, test = d.p_boot, "bootstrap+seed_noise_t"
-    elif binary and len(ref) == 1 and len(trt) == 1:
-        p, test = mcnemar_exact(pr[0]["correct"], pt[0]["correct"]), "mcnemar_exact"
+        p, test, covers = d.p_boot, "bootstrap+seed_noise_t", "items + training seeds"
     else:
-        p, test = d.p_boot, "paired_bootstrap"
-    key = trt[0].axes
-    rkey = ref[0].axes
-    return Contrast(arm=arm_label((key["bucket"], key["fields"], float(key["scale"]))),
-                    reference=arm_label((rkey["bucket"], rkey["fields"], float(rkey["scale"]))),
-                    unit=unit, metric=primary_metric(kind), delta=d.delta, ci_low=d.ci_low,
-                    ci_high=d.ci_high, mde=d.mde, p=p, test=test, n=d.n)
+        covers = ("items only (training noise switched off: design.noise_seeds: [])"
+                  if reason is None else "items only")
+        if per_item and single:
+            p, test = mcnemar_exact(pr[0]["correct"], pt[0]["correct"]), "mcnemar_exact"
+            d = replace(d, p_floor=0.0)  # an exact test resolves any p
+        else:
+            p, test = d.p_boot, "paired_bootstrap"
+    d, wide, clipped = fit_to_range(d, kind.metric_def(metric).bounds)
+    return Contrast(arm=_label(trt), reference=_label(ref), unit=unit, metric=metric,
+                    delta=d.delta, ci_low=d.ci_low, ci_high=d.ci_high, mde=d.mde, p=p,
+                    test=test, n=d.n, primary=metric == kind.primary,
+                    higher_is_better=kind.metric_def(metric).higher_is_better,
+                    seeds=(len(ref), len(trt)), covers=covers, p_floor=d.p_floor,
+                    ci_clipped=clipped, not_estimable=reason or wide)
 
 
 def training_noise(run: RunData, groups: dict[ArmKey, list[CellData]]) -> dict[str, Any]:
-    """Per unit, how much retraining the same arm moves its primary metric.
+    """Per unit, how much retraining the same arm moves each decision metric.
 
     Pooled over every arm trained with several seeds (``seeds:``, or ``design.noise_seeds`` on
-    the reference arm), each arm's metric per seed on the eval items all its seeds share.
+    the reference arm and the baseline), each arm's metric per seed on the eval items all its
+    seeds share.
 
     Returns:
-        ``{unit: {"variance", "sd", "df", "arms": {arm label: [metric per seed]}}}``; units
-        with no multi-seed arm are absent.
+        ``{unit: {"metric", "variance", "sd", "df", "arms", "metrics": {metric: {"variance",
+        "sd", "df", "arms"}}}}`` (the top level is the primary metric's; ``arms``: arm label ->
+        metric per seed); units with no multi-seed arm are absent.
     """
     out: dict[str, Any] = {}
     for unit, spec in run.spec["units"].items():
-        kind = spec["kind"]
-        per_arm: dict[str, list[float]] = {}
-        for key, cells in groups.items():
-            if len(cells) < 2 or any(unit not in c.units for c in cells):
-                continue
-            ids = sorted(set(cells[0].units[unit].ids).intersection(
-                *(set(c.units[unit].ids) for c in cells)))
-            idx = np.arange(len(ids))
-            per_arm[arm_label(key)] = [fn(idx) for fn in _metric_fns(
-                kind, _aligned(cells, unit, ids))]
-        pooled = pooled_seed_variance(list(per_arm.values()))
-        if pooled is not None:
-            out[unit] = {"metric": primary_metric(kind), "variance": pooled[0],
-                         "sd": float(np.sqrt(pooled[0])), "df": pooled[1], "arms": per_arm}
+        kind = get(spec["kind"])
+        by_metric: dict[str, Any] = {}
+        for metric in kind.decision_metrics(spec):
+            per_arm: dict[str, list[float]] = {}
+            for key, cells in groups.items():
+                if len(cells) < 2 or any(unit not in c.units for c in cells):
+                    continue
+                ids = _shared_ids(cells, unit)
+                try:
+                    fns = _metric_fns(spec["kind"], metric, _aligned(cells, unit, ids))
+                except KeyError:
+                    break
+                per_arm[arm_label(key)] = [fn(np.arange(len(ids))) for fn in fns]
+            pooled = pooled_seed_variance(list(per_arm.values()))
+            if pooled is not None:
+                by_metric[metric] = {"variance": pooled[0], "sd": float(np.sqrt(pooled[0])),
+                                     "df": pooled[1], "arms": per_arm}
+        if kind.primary in by_metric:
+            out[unit] = {"metric": kind.primary, **by_metric[kind.primary],
+                         "metrics": by_metric}
     return out
 
 
 def correct_family(contrasts: list[Contrast], method: str) -> None:
-    """Adjust p-values across the family in place and set verdicts."""
-    for c, p in zip(contrasts, adjust([c.p for c in contrasts], method), strict=True):
+    """Adjust p-values across the family in place and set verdicts.
+
+    Not-estimable contrasts stay out of the family (their p-value means nothing); the p-value
+    texts show ``< floor`` where a bootstrap resolved no smaller p, and the correction uses
+    the floor for them.
+    """
+    tested = [c for c in contrasts if c.not_estimable is None]
+    # A bootstrap p of 0 only says p < 1/B: decide on the floor itself (conservative), so
+    # that a few resamples can never make a significant result on their own.
+    adjusted = adjust([max(c.p, c.p_floor) for c in tested], method)
+    for c, p in zip(tested, adjusted, strict=True):
         c.p_adjusted = p
+        c.p_text = format_p(c.p, c.p_floor)
+        c.p_adjusted_text = f"< {p:.2g}" if c.p < c.p_floor else format_p(p)
         if p < ALPHA and c.delta != 0:
-            c.verdict = "better" if c.delta > 0 else "worse"
+            c.verdict = "better" if (c.delta > 0) == c.higher_is_better else "worse"
         else:
             c.verdict = "no evidence"
+    for c in contrasts:
+        if c.not_estimable is not None:
+            c.p_adjusted, c.p_adjusted_text = None, "–"
+            c.p_text = format_p(c.p, c.p_floor)
+            c.verdict = f"{NOT_ESTIMABLE}: {c.not_estimable}"
 
 
 def _family(run: RunData, groups: dict[ArmKey, list[CellData]], reference: ArmKey,
             axis: int | None, method: str, n_boot: int,
-            noise: dict[str, Any] | None = None) -> list[Contrast]:
-    """Every arm vs ``reference`` on every unit, corrected as one family.
+            noise: dict[str, Any] | None = None, opted_out: bool = False) -> list[Contrast]:
+    """Every arm vs ``reference`` on every decision metric of every unit, corrected as one
+    family.
 
     ``axis`` (0 bucket, 1 fields, 2 scale) keeps only arms differing from the reference in that
     axis alone; None keeps every arm.
@@ -190,13 +285,29 @@ def _family(run: RunData, groups: dict[ArmKey, list[CellData]], reference: ArmKe
         if key == reference or (axis is not None and any(
                 key[i] != reference[i] for i in range(3) if i != axis)):
             continue
-        for unit in run.spec["units"]:
-            c = compare(run, groups[reference], cells, unit, n_boot,
-                        noise=(noise or {}).get(unit))
-            if c is not None:
-                out.append(c)
+        for unit, spec in run.spec["units"].items():
+            entry = (noise or {}).get(unit, {}).get("metrics", {})
+            for metric in get(spec["kind"]).decision_metrics(spec):
+                c = compare(run, groups[reference], cells, unit, metric, n_boot,
+                            noise=entry.get(metric), opted_out=opted_out)
+                if c is not None:
+                    out.append(c)
     correct_family(out, method)
     return out
+
+
+def family_summary(contrasts: list[Contrast], method: str) -> dict[str, Any]:
+    """What formed a family: its size (tests corrected together), the metrics per unit, and
+    how many contrasts were left out as not estimable."""
+    metrics: dict[str, list[str]] = {}
+    for c in contrasts:
+        seen = metrics.setdefault(c.unit, [])
+        if c.metric not in seen:
+            seen.append(c.metric)
+    return {"correction": method,
+            "size": sum(c.not_estimable is None for c in contrasts),
+            "not_estimable": sum(c.not_estimable is not None for c in contrasts),
+            "metrics": metrics}
 
 
 def _reference_arm(run: RunData) -> ArmKey:
@@ -221,34 +332,42 @@ def fields_worth_keeping(run: RunData, field_effects: list[Contrast]) -> list[di
         if other.get("confidence") != ref_fields.get("confidence"):
             changed.append(f"confidence={other.get('confidence')}")
         added = all(bool(other.get(f)) for f in changed if "=" not in f)
-        if c.verdict == "no evidence":
-            verdict = "no evidence"
+        if c.verdict not in ("better", "worse"):
+            verdict = c.verdict  # no evidence, or not estimable with its reason
         elif (c.verdict == "better") == added:
             verdict = "keep (removing hurts)"
         else:
             verdict = "drop (removing helps)"
         rows.append({"fields": "+".join(changed) or fields_name, "field_set": fields_name,
-                     "unit": c.unit, "delta": c.delta, "ci": [c.ci_low, c.ci_high],
-                     "mde": c.mde, "p_adjusted": c.p_adjusted, "verdict": verdict})
+                     "unit": c.unit, "metric": c.metric, "delta": c.delta,
+                     "ci": [c.ci_low, c.ci_high], "mde": c.mde, "p_adjusted": c.p_adjusted,
+                     "verdict": verdict})
     return rows
 
 
-def _noise_note(noise: dict[str, Any], single: list[str], run: RunData) -> str:
-    """One sentence for the report on what the intervals do and do not cover."""
-    if not single:
-        return "Every arm was trained with several seeds: intervals resample seeds and items."
+def _noise_note(noise: dict[str, Any], single: list[str], run: RunData, opted_out: bool
+                ) -> str:
+    """One paragraph for the report on what the intervals do and do not cover."""
     if not noise:
-        return (f"{len(single)} arm(s) were trained once (one seed): their intervals and tests "
-                "cover which eval items were drawn, not how much a second training run of the "
-                "same arm would move the metric, so a 'better' or 'worse' between single-seed "
-                "arms may be training noise. Measure it with design.noise_seeds (the reference "
-                "arm retrained with extra seeds) or seeds: [0, 1, 2].")
+        if opted_out:
+            return (f"Training noise was switched off (design.noise_seeds: []): the {len(single)} "
+                    "single-seed arm(s) are tested on eval items only, which cannot see how much "
+                    "a second training run of the same arm would move the metric, so a 'better' "
+                    "or 'worse' between them may be training noise.")
+        return ("Training noise could not be measured: no arm has several finished seeds (the "
+                "design.noise_seeds cells are missing), so every contrast is 'not estimable'. "
+                "Run the noise-seed cells, or set seeds: [0, 1, 2].")
     parts = [f"{u} {n['metric']} SD {n['sd']:.3f} ({n['df']} df)" for u, n in noise.items()]
-    missing = [u for u in run.spec["units"] if u not in noise]
     text = ("Retraining the same arm moves the metric by (seed-to-seed SD): " + ", ".join(parts)
-            + f". Contrasts of single-seed arms ({len(single)}) are widened by it (t intervals).")
+            + ". Every contrast adds this seed variance to the eval-item variance (t intervals "
+            "with its degrees of freedom); arms with several seeds count as their mean.")
+    missing = [u for u in run.spec["units"] if u not in noise]
     if missing:
-        text += f" No seed variance for {', '.join(missing)}: those intervals cover items only."
+        text += f" No seed variance for {', '.join(missing)}: their contrasts are not estimable."
+    bad = sorted({f"{u} {m}: {why}" for u, n in noise.items() for m, e in n["metrics"].items()
+                  if (why := noise_status(e, opted_out)) is not None})
+    if bad:
+        text += " Not estimable: " + "; ".join(bad) + "."
     return text
 
 
@@ -261,17 +380,22 @@ def attribution(run: RunData, method: str = "holm", n_boot: int = 1000) -> dict[
         return {"correction": method, "error": "the baseline cell has no finished results",
                 "vs_baseline": [], "bucket_effects": [], "field_effects": [],
                 "fields_worth_keeping": []}
+    # An explicit ``noise_seeds: []`` switches the measurement off; the default measures it.
+    opted_out = run.spec["design"].get("noise_seeds") == []
     noise = training_noise(run, groups)
-    vs_base = _family(run, groups, baseline, None, method, n_boot, noise)
+    vs_base = _family(run, groups, baseline, None, method, n_boot, noise, opted_out)
     reference = _reference_arm(run)
-    buckets = _family(run, groups, reference, 0, method, n_boot, noise)
-    fields = _family(run, groups, reference, 1, method, n_boot, noise)
+    buckets = _family(run, groups, reference, 0, method, n_boot, noise, opted_out)
+    fields = _family(run, groups, reference, 1, method, n_boot, noise, opted_out)
     single = sorted(arm_label(k) for k, cells in groups.items() if len(cells) == 1)
     return {
         "correction": method, "alpha": ALPHA, "baseline": arm_label(baseline),
         "reference_arm": arm_label(reference),
         "training_noise": noise,
-        "training_noise_note": _noise_note(noise, single, run),
+        "training_noise_note": _noise_note(noise, single, run, opted_out),
+        "families": {"vs_baseline": family_summary(vs_base, method),
+                     "bucket_effects": family_summary(buckets, method),
+                     "field_effects": family_summary(fields, method)},
         "vs_baseline": [c.to_dict() for c in vs_base],
         "bucket_effects": [c.to_dict() for c in buckets],
         "field_effects": [c.to_dict() for c in fields],

@@ -28,6 +28,8 @@ from harness.spec.models import costs_declared
 
 #: Seconds in a day: traffic is declared per second, the horizon in days.
 SECONDS_PER_DAY = 86400
+#: What the ledger, the cost signal and the report say when ``costs:`` prices nothing.
+NOT_PRICED = "not assessed: no prices declared"
 
 
 def return_on(saving: float, offline_cost: float) -> float:
@@ -122,8 +124,9 @@ def ledger(run: RunData, usage: Mapping[str, Mapping[str, float]], n_records: in
            teacher_error: dict[str, float]) -> list[dict[str, Any]]:
     """One ledger row per finished cell (JSON-ready).
 
-    ``roi``, ``quality_adjusted_roi`` and ``break_even_days`` are None (``priced`` False) when
-    ``costs:`` declares no price at all.
+    When ``costs:`` declares no price at all (``priced`` False) every money figure (generation,
+    judge, training, maintenance, offline cost, saving, fallback, ROIs, break-even) is None and
+    ``cost_note`` says :data:`NOT_PRICED`: a column of 0.00 would read as a checked break-even.
 
     Args:
         usage: teacher -> summed ``prompt_tokens`` / ``completion_tokens`` of the repository.
@@ -160,15 +163,18 @@ def ledger(run: RunData, usage: Mapping[str, Mapping[str, float]], n_records: in
         p95 = next((r["value"] for r in run.latency.filter(
             run.latency["cell_id"] == cell.cell_id).iter_rows(named=True)
             if r["metric"] == "latency_p95_ms"), None)
+        money: dict[str, Any] = {
+            "teacher_generation": gen, "judge": judge, "training": training,
+            "maintenance": maintenance, "offline_cost": offline, "online_saving": saved,
+            "roi": est.roi, "break_even_days": est.break_even_days,
+            "manual_fallback": fallback, "quality_adjusted_saving": q_saved,
+            "quality_adjusted_roi": return_on(q_saved, offline)}
+        if not priced:  # every figure would be 0: none is shown rather than a ledger of zeros
+            money = dict.fromkeys(money)
         rows.append({
             "cell_id": cell.cell_id, "label": cell.label, "currency": costs["currency"],
-            "teacher_generation": gen, "judge": judge, "training": training,
-            "training_hours": train_h, "maintenance": maintenance, "offline_cost": offline,
-            "online_saving": saved, "priced": priced, "roi": est.roi if priced else None,
-            "break_even_days": est.break_even_days if priced else None,
-            "extra_error_rate": extra_rate, "manual_fallback": fallback,
-            "quality_adjusted_saving": q_saved,
-            "quality_adjusted_roi": return_on(q_saved, offline) if priced else None,
+            "priced": priced, "cost_note": None if priced else NOT_PRICED, **money,
+            "training_hours": train_h, "extra_error_rate": extra_rate,
             "student_p95_ms": p95,
             "teacher_p95_ms": max(teacher_p95) if teacher_p95 else None,
             "horizon_days": days,

@@ -5,6 +5,9 @@ ledger, earlier rounds) and returns a :class:`Signal` — whether it fires, the 
 YAML's ``stop:`` and its evidence in words. :func:`evaluate` runs them in the order
 ``SignalName`` declares, which is the order ``analysis.json`` lists them in.
 
+- ``at_chance``: the chosen cell is not above chance on some unit that matters (its 95% CI
+  against the best constant answer / uniform guessing does not exclude it, see
+  :mod:`harness.analysis.chance`); the gate treats it as blocking whatever the YAML says;
 - ``diminishing_returns``: on every unit that matters, the upper 95% bound of the next
   doubling's predicted gain is below ``min_gain_next_doubling`` (needs fitted curves); with
   earlier rounds, also no gain across rounds;
@@ -30,7 +33,9 @@ from typing import Any, TypedDict, get_args
 
 from scipy.stats import binomtest
 
+from harness.analysis.chance import describe, learned
 from harness.analysis.load import CellData, RunData
+from harness.analysis.roi import NOT_PRICED
 from harness.spec.models import SignalName
 from harness.units import primary_metric
 
@@ -58,6 +63,8 @@ class SignalContext:
         curves: the learning curves (``analysis.json``'s ``learning_curves``).
         roi: the ROI ledger rows.
         history: earlier rounds of the same experiment (``--history``).
+        vs_chance: every cell x unit against chance
+            (:func:`harness.analysis.chance.versus_chance`).
     """
 
     run: RunData
@@ -66,6 +73,7 @@ class SignalContext:
     curves: list[dict[str, Any]]
     roi: list[dict[str, Any]]
     history: list[RunData]
+    vs_chance: list[dict[str, Any]]
 
     @property
     def stop(self) -> dict[str, Any]:
@@ -136,6 +144,20 @@ def best_primary(run: RunData, units: list[str]) -> float:
 
 # -- the signals -------------------------------------------------------------------------------
 
+@signal("at_chance")
+def at_chance(ctx: SignalContext) -> Signal:
+    """The chosen cell is indistinguishable from (or below) chance on a unit that matters."""
+    rows = [r for r in ctx.vs_chance
+            if r["cell_id"] == ctx.cell.cell_id and r["unit"] in ctx.units]
+    bad = [r for r in rows if not learned(r)]
+    missing = [u for u in ctx.units if u not in {r["unit"] for r in rows}]
+    # what fired first; every unit's comparison when nothing did
+    evidence = "; ".join(describe(r) for r in (bad or rows))
+    if missing:
+        evidence += ("; " if evidence else "") + f"no eval items for {', '.join(missing)}"
+    return {"signal": "at_chance", "fires": bool(bad), "threshold": 0.0, "evidence": evidence}
+
+
 @signal("diminishing_returns")
 def diminishing_returns(ctx: SignalContext) -> Signal:
     """The next doubling cannot buy ``min_gain_next_doubling`` on any unit that matters."""
@@ -199,7 +221,7 @@ def cost(ctx: SignalContext) -> Signal | None:
         return None
     if row.get("roi") is None:
         return {"signal": "cost", "fires": False, "threshold": 0.0,
-                "evidence": "not assessed: `costs:` declares no price, so there is no ROI"}
+                "evidence": f"{NOT_PRICED} in `costs:`, so there is no ROI"}
     return {"signal": "cost", "fires": row["roi"] < 0, "threshold": 0.0,
             "evidence": f"ROI over {row['horizon_days']:g} days = {row['roi']:.2f} "
                         f"(offline {row['offline_cost']:.2f} {row['currency']}, saving "

@@ -10,7 +10,7 @@ the data cannot support is reported as "no evidence", never as "no effect".
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -68,6 +68,8 @@ class PairedDelta:
         p_boot: two-sided bootstrap p-value (share of resamples on the other side of 0, x2).
         mde: minimum detectable effect, ``MDE_Z * se``.
         n: paired items.
+        p_floor: the smallest p-value the method can resolve (``1/B`` for ``B`` bootstrap
+            resamples; 0 for a t or exact test): a bootstrap p of 0 means ``p < p_floor``.
     """
 
     delta: float
@@ -77,6 +79,7 @@ class PairedDelta:
     p_boot: float
     mde: float
     n: int
+    p_floor: float = 0.0
 
 
 MetricFn = Callable[[np.ndarray], float]
@@ -110,7 +113,8 @@ def paired_bootstrap(metric_ref: Sequence[MetricFn], metric_trt: Sequence[Metric
     lo, hi = np.percentile(draws, [2.5, 97.5])
     se = float(draws.std(ddof=1))
     p = 2 * min(float(np.mean(draws <= 0)), float(np.mean(draws >= 0)))
-    return PairedDelta(float(point), float(lo), float(hi), se, min(1.0, p), MDE_Z * se, n)
+    return PairedDelta(float(point), float(lo), float(hi), se, min(1.0, p), MDE_Z * se, n,
+                       1.0 / n_boot)
 
 
 def with_training_noise(d: PairedDelta, noise_var: float, noise_df: int) -> PairedDelta:
@@ -138,6 +142,40 @@ def with_training_noise(d: PairedDelta, noise_var: float, noise_df: int) -> Pair
     mde = (t_crit + float(stats.t.ppf(0.80, df))) * se
     return PairedDelta(d.delta, d.delta - t_crit * se, d.delta + t_crit * se, se, min(1.0, p),
                        mde, d.n)
+
+
+def format_p(p: float, floor: float = 0.0) -> str:
+    """A p-value for people: ``"< 0.001"`` below the method's resolution ``floor`` (a bootstrap
+    of 1,000 resamples never sees p = 0), else 4 decimals (scientific below 0.0001)."""
+    if floor > 0 and p < floor:
+        return f"< {floor:.2g}"
+    return f"{p:.1e}" if 0 < p < 1e-4 else f"{p:.4f}"
+
+
+def fit_to_range(d: PairedDelta, bounds: tuple[float, float] | None
+                 ) -> tuple[PairedDelta, str | None, bool]:
+    """Hold a delta of a bounded metric to what the metric allows.
+
+    A metric in ``[low, high]`` has differences in ``[-(high - low), high - low]``. An
+    interval (or MDE) wider than the metric's whole range says nothing: it is *not estimable*
+    (the reason is returned). Otherwise the interval is clipped to the possible differences.
+
+    Returns:
+        ``(delta, reason or None, clipped)``.
+    """
+    if bounds is None:
+        return d, None, False
+    span = bounds[1] - bounds[0]
+    width = d.ci_high - d.ci_low
+    if not np.isfinite(width) or width > span:
+        return d, (f"the 95% interval [{d.ci_low:+.3f}, {d.ci_high:+.3f}] is wider than the "
+                   f"metric's range [{bounds[0]:g}, {bounds[1]:g}]"), False
+    if d.mde > span:
+        return d, (f"the minimum detectable effect {d.mde:.3f} exceeds the metric's range "
+                   f"[{bounds[0]:g}, {bounds[1]:g}]"), False
+    lo, hi = max(d.ci_low, -span), min(d.ci_high, span)
+    clipped = (lo, hi) != (d.ci_low, d.ci_high)
+    return replace(d, ci_low=lo, ci_high=hi), None, clipped
 
 
 def pooled_seed_variance(metric_per_arm: Sequence[Sequence[float]]) -> tuple[float, int] | None:

@@ -18,7 +18,9 @@ import polars as pl
 from harness.compose.context import ComposeContext
 from harness.compose.registry import CONFIDENCE_RULES, FAILURE_MODES, SELECTORS
 from harness.compose.sampling import rank_records, subsample
+from harness.compose.sandbox import TemplateBoundError
 from harness.compose.templates import ROW_VARS, TargetTemplate, compile_target_template
+from harness.errors import InputError, Problem
 from harness.matrix import Cell
 from harness.spec.models import StudentSpec
 
@@ -30,6 +32,11 @@ _ROW_COLUMNS = ["rec", "unit", "teacher", "pool", "weight", "confidence", "origi
 #: Rough token count used by ``plan`` and manifests before any tokenizer exists: words and
 #: punctuation marks. Real tokenizer counts are recorded by the worker.
 TOKEN_PATTERN = r"\w+|[^\w\s]"
+
+
+class TargetTemplateError(InputError):
+    """A unit's target template broke its bounds on a real training row (exit status 2; the
+    whole run stops, as every cell of the experiment renders the same template)."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,7 @@ def _render(ctx: ComposeContext, samples: pl.DataFrame) -> pl.DataFrame:
     for unit, tmpl in templates.items():
         part = samples.filter(pl.col("unit") == unit)
         if part.height:
-            parts.append(part.with_columns(tmpl.render_frame(part).alias("target")))
+            parts.append(part.with_columns(_render_targets(ctx, unit, tmpl, part)))
     if not parts:
         return pl.DataFrame(schema={c: (pl.Float64 if c in _FLOAT_COLUMNS else pl.Utf8)
                                     for c in OUTPUT_COLUMNS})
@@ -121,3 +128,35 @@ def _render(ctx: ComposeContext, samples: pl.DataFrame) -> pl.DataFrame:
                        "final").first(),
                 pl.col("weight", "confidence").max()))
     return out.sort("unit", "record_id", "origin", "teacher").select(OUTPUT_COLUMNS)
+
+
+def _render_targets(ctx: ComposeContext, unit: str, tmpl: TargetTemplate, part: pl.DataFrame
+                    ) -> pl.Series:
+    """The ``target`` column of one unit's rows.
+
+    Raises:
+        TargetTemplateError: a real row broke the template's bounds (validate renders templates
+            on placeholder answers only, so a template that grows with its input passes there).
+    """
+    try:
+        return tmpl.render_frame(part).alias("target")
+    except TemplateBoundError as exc:
+        rec = _first_unrenderable(tmpl, part)
+        ids = ctx.items.filter(pl.col("rec") == rec)["id"] if rec is not None else None
+        at = f" (first at record {ids[0]!r})" if ids is not None and len(ids) else ""
+        problem = Problem(f"units.{unit}.template", "",
+                          f"{exc}{at}: simplify the template or shorten the answers")
+        raise TargetTemplateError(f"experiment {ctx.exp.name!r}: the target template of unit "
+                                  f"{unit!r} broke its bounds on a training row",
+                                  [problem]) from None
+
+
+def _first_unrenderable(tmpl: TargetTemplate, part: pl.DataFrame) -> int | None:
+    """The ``rec`` of the first row that breaks the template's bounds on its own, if any (only
+    on the error path: renders row by row)."""
+    for row in part.select(*ROW_VARS, "rec").iter_rows(named=True):
+        try:
+            tmpl.render_one(row)
+        except TemplateBoundError:
+            return int(row["rec"])
+    return None

@@ -16,8 +16,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from harness.analysis.chance import learned
 from harness.analysis.load import RunData, load_run
-from harness.analysis.roi import RoiEstimate
+from harness.analysis.roi import NOT_PRICED, RoiEstimate
 from harness.fsutil import atomic_write_text
 from harness.report import svg
 from harness.store.folder import RunFolder
@@ -37,12 +38,31 @@ def _env() -> Environment:
     return env
 
 
+#: How a learned-nothing cell looks in both cells x units tables: amber hatching, never the
+#: neutral grey of "no evidence".
+AT_CHANCE_STYLE = ("background:repeating-linear-gradient(135deg,#ffe1a8 0 6px,#fff3d6 6px 12px);"
+                   "outline:2px solid #9a6700;outline-offset:-2px")
+
+
+def _at_chance(analysis: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
+    """(arm, unit) -> labels of the arm's cells that are not above chance on the unit."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for r in analysis["gate"].get("vs_chance", []):
+        if not learned(r):
+            out.setdefault((r["arm"], r["unit"]), []).append(r["label"])
+    return out
+
+
 def _heatmap(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
-    """Arms x units: delta vs baseline with CI, significance and MDE greying."""
+    """Arms x units: delta vs baseline with CI, significance and MDE greying; an arm whose
+    student is not above chance on the unit is hatched amber and marked, whatever its delta."""
     units = list(run.spec["units"])
     cells: dict[str, dict[str, Any]] = {}
     biggest = 1e-9
+    chance = _at_chance(analysis)
     for c in analysis["attribution"]["vs_baseline"]:
+        if not c.get("primary", True):
+            continue  # the heatmap shows primaries; every decision metric is in the tables
         cells.setdefault(c["arm"], {})[c["unit"]] = c
         biggest = max(biggest, abs(c["delta"]))
     rows = []
@@ -56,10 +76,32 @@ def _heatmap(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
             below = abs(c["delta"]) < c["mde"]
             hue = 140 if c["delta"] >= 0 else 0  # green better, red worse (primaries: higher)
             alpha = 0.12 if below else 0.15 + 0.75 * min(1.0, abs(c["delta"]) / biggest)
-            row["cells"].append({**c, "below_mde": below,
-                                 "style": f"background:hsla({hue},60%,45%,{alpha:.2f})"})
+            at_chance = chance.get((arm, u), [])
+            style = (AT_CHANCE_STYLE if at_chance
+                     else f"background:hsla({hue},60%,45%,{alpha:.2f})")
+            row["cells"].append({**c, "below_mde": below and not at_chance,
+                                 "at_chance": at_chance, "style": style})
         rows.append(row)
+    baseline = analysis["attribution"].get("baseline")
     return {"units": units, "rows": rows,
+            "metrics": {u: primary_metric(run.spec["units"][u]["kind"]) for u in units},
+            "baseline_at_chance": [u for u in units if (baseline, u) in chance]}
+
+
+def _chance(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
+    """Cells x units against chance: per cell and unit the student's primary metric, the
+    chance level, the CI of the difference and the verdict; per unit the audited teachers."""
+    units = list(run.spec["units"])
+    by_cell: dict[str, dict[str, Any]] = {}
+    teachers: dict[str, dict[str, float]] = {}
+    for r in analysis["gate"].get("vs_chance", []):
+        by_cell.setdefault(r["label"], {})[r["unit"]] = {
+            **r, "learned": learned(r), "style": "" if learned(r) else AT_CHANCE_STYLE}
+        teachers.setdefault(r["unit"], r["teachers"])
+    rows = [{"label": label, "cells": [cells.get(u) for u in units]}
+            for label, cells in by_cell.items()][:MAX_TABLE_ROWS]
+    nothing = sum(1 for r in analysis["gate"].get("vs_chance", []) if not learned(r))
+    return {"units": units, "rows": rows, "teachers": teachers, "at_chance": nothing,
             "metrics": {u: primary_metric(run.spec["units"][u]["kind"]) for u in units}}
 
 
@@ -119,8 +161,10 @@ def _curves(analysis: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _roi_chart(analysis: dict[str, Any], chosen_id: str, spec: dict[str, Any]) -> Any:
+    """The chosen cell's cumulative cost; None without a ledger row or without prices (a chart
+    of zeros would draw a break-even nobody computed)."""
     row = next((r for r in analysis["roi"] if r["cell_id"] == chosen_id), None)
-    if row is None:
+    if row is None or not row.get("priced", True) or row["offline_cost"] is None:
         return None
     # The ledger's own estimator draws the curve, so chart and table cannot disagree.
     curve = RoiEstimate.from_costs(spec["costs"], row["offline_cost"]).cumulative_cost()
@@ -208,7 +252,12 @@ def build(run_dir: Path) -> dict[str, Any]:
         statuses.count("done"), "total": len(statuses),
         "heatmap": _heatmap(run, analysis), "attribution": analysis["attribution"],
         "calibration": _calibration(run, chosen), "latency": _latency(run),
-        "teacher_p95": {t: c.get("latency_p95_ms") for t, c in spec["costs"]["teachers"].items()},
+        # declared values only: the template says "not declared" when there are none
+        "teacher_p95": {t: c["latency_p95_ms"] for t, c in spec["costs"]["teachers"].items()
+                        if c.get("latency_p95_ms")},
+        "chance": _chance(run, analysis),
+        "priced": all(r.get("priced", True) for r in analysis["roi"]),
+        "not_priced": NOT_PRICED, "at_chance_style": AT_CHANCE_STYLE,
         "curves": _curves(analysis), "fidelity": analysis["fidelity"][:MAX_TABLE_ROWS],
         "fidelity_flags": analysis["fidelity_flags"], "roi": analysis["roi"][:MAX_TABLE_ROWS],
         "roi_chart": _roi_chart(analysis, chosen, spec), "audit": run.teacher_audit,

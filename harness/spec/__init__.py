@@ -1,6 +1,11 @@
-"""Experiment YAML -> frozen pydantic models, every error with its YAML path and line."""
+"""Experiment YAML -> frozen pydantic models, every error with its YAML path and line.
 
-from harness.spec.load import LoadedExperiment, json_schema, load_experiment
+A leaf package: it imports only the standard library, pydantic, PyYAML and the lower leaves
+(:mod:`harness.errors`, :mod:`harness.units`). The cross-section and data-fit rules sit above it
+in :mod:`harness.checks`, whose ``load_experiment`` is the one way callers load an experiment.
+"""
+
+from harness.spec.load import LoadedExperiment, ParsedExperiment, json_schema, parse_experiment
 from harness.spec.models import (
     BucketSpec,
     CellRef,
@@ -16,8 +21,9 @@ __all__ = [
     "Experiment",
     "FieldSpec",
     "LoadedExperiment",
+    "ParsedExperiment",
     "StudentSpec",
     "Unit",
     "json_schema",
-    "load_experiment",
+    "parse_experiment",
 ]

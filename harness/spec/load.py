@@ -1,31 +1,41 @@
-"""Load an experiment YAML into :class:`~harness.spec.models.Experiment`, reporting every problem.
+"""Read an experiment YAML and validate it with pydantic, reporting every problem located.
 
 The YAML is read with a safe, bounded loader (:mod:`harness.spec.safe_yaml`: no code-running
 tags, duplicate keys refused, regular files of bounded size, bounded depth and alias expansion).
-``extends`` in buckets and field sets is resolved on the raw mappings, then pydantic validates the
-whole document; its errors are turned into located problems (``demo.yaml:23: buckets.multi.
-min_score: ...``) with a did-you-mean for unknown keys. Cross-section rules run last. All problems
-of the pass are raised together as one :class:`~harness.errors.InputError`.
+``extends`` in buckets and field sets is resolved on the raw mappings, data and checkpoint paths
+are made absolute, then pydantic validates the whole document; its errors become located problems
+(``demo.yaml:23: buckets.multi.min_score: ...``) with a did-you-mean for unknown keys
+(:mod:`harness.spec.locate`).
+
+This module is the spec's half of loading and stops there: :func:`parse_experiment` returns a
+:class:`ParsedExperiment` holding the problems found so far and, per top-level section, the
+validated section or None. The rules that span sections (registered names, references, templates,
+student kinds, files) live above spec, compose and evaluate, in :mod:`harness.checks`; its
+:func:`harness.checks.load_experiment` runs them on the parsed sections, adds their problems to the
+same log and raises one :class:`~harness.errors.InputError` for the whole pass. Callers load
+experiments through that function.
 """
 
 from __future__ import annotations
 
 import contextlib
-import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from harness.errors import InputError, ProblemLog, did_you_mean
-from harness.spec.models import Experiment, Unit, unit_model
-from harness.spec.rules import check_cross_rules
+from harness.errors import InputError, Problem, ProblemLog, did_you_mean
+from harness.spec.locate import Locator, line_index, line_of, pydantic_problems
+from harness.spec.models import Experiment
 from harness.spec.safe_yaml import FileProblem, load_text, read_text
 
 _EXTENDABLE = ("buckets", "fields")
+#: Sections keyed by user-chosen names, which references (``baseline.bucket``...) point into.
+NAMED_SECTIONS = ("units", "buckets", "fields")
 
 
 @dataclass(frozen=True)
@@ -41,46 +51,7 @@ class LoadedExperiment:
     path: Path
 
 
-def _line_index(node: yaml.Node | None, prefix: tuple[str, ...] = (),
-                _active: frozenset[int] = frozenset()) -> dict[tuple[str, ...], int]:
-    """Map each YAML path (tuple of keys / list indices as str) to its 1-based line.
-
-    An alias that refers back to a node being walked (a recursive alias) is not followed.
-    """
-    out: dict[tuple[str, ...], int] = {}
-    if node is None or id(node) in _active:
-        return out
-    active = _active | {id(node)}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            path = (*prefix, str(key_node.value))
-            out[path] = key_node.start_mark.line + 1
-            out.update(_line_index(value_node, path, active))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            path = (*prefix, str(i))
-            out[path] = item.start_mark.line + 1
-            out.update(_line_index(item, path, active))
-    return out
-
-
-class _Locator:
-    """Turns a YAML path into ``file:line`` using the composed node tree."""
-
-    def __init__(self, file: Path, lines: dict[tuple[str, ...], int]) -> None:
-        self.file = file
-        self.lines = lines
-
-    def where(self, path: tuple[str, ...]) -> str:
-        p = tuple(str(x) for x in path)
-        while p:
-            if p in self.lines:
-                return f"{self.file.name}:{self.lines[p]}"
-            p = p[:-1]
-        return self.file.name
-
-
-def _read_yaml(path: Path) -> tuple[Any, _Locator]:
+def _read_yaml(path: Path) -> tuple[Any, Locator]:
     """Read the experiment file with every resource bounded (see :mod:`harness.spec.safe_yaml`)."""
     try:
         text = read_text(path)
@@ -114,16 +85,14 @@ def _read_yaml(path: Path) -> tuple[Any, _Locator]:
             msg += " (YAML here is data only: tags that build Python objects are not allowed)"
         raise InputError(f"{path}: invalid YAML", total=1,
                          problems=[_problem(where, "", msg)]) from None
-    return data, _Locator(path, _line_index(node))
+    return data, Locator(path, line_index(node))
 
 
-def _problem(where: str, field: str, message: str) -> Any:
-    from harness.errors import Problem
-
+def _problem(where: str, field: str, message: str) -> Problem:
     return Problem(where, field, message)
 
 
-def _resolve_extends(raw: dict[str, Any], log: ProblemLog, loc: _Locator) -> None:
+def _resolve_extends(raw: dict[str, Any], log: ProblemLog, loc: Locator) -> None:
     """Replace each ``extends: parent`` in buckets/fields by the parent's merged keys."""
     for section in _EXTENDABLE:
         table = raw.get(section)
@@ -189,7 +158,7 @@ def _path_problem(text: str) -> str | None:
     return None
 
 
-def _resolve_paths(raw: dict[str, Any], base: Path, log: ProblemLog, loc: _Locator
+def _resolve_paths(raw: dict[str, Any], base: Path, log: ProblemLog, loc: Locator
                    ) -> set[str]:
     """Make data and checkpoint paths absolute, relative to the YAML file's folder.
 
@@ -227,94 +196,66 @@ def _resolve_paths(raw: dict[str, Any], base: Path, log: ProblemLog, loc: _Locat
     return bad
 
 
-def _model_fields_at(loc: tuple[Any, ...]) -> tuple[list[str], tuple[str, ...]]:
-    """Walk the model tree along a pydantic error location.
+@dataclass(frozen=True)
+class ParsedExperiment:
+    """An experiment YAML after reading and pydantic validation, before cross-section rules.
 
-    Returns the field names allowed at the parent of the last element (for did-you-mean) and
-    the display path with union tags (e.g. ``label`` in ``units.x.label.labels``) removed.
+    Attributes:
+        path: the YAML file.
+        spec: the validated experiment, or None when any pydantic problem was found.
+        sections: every top-level section name -> its validated value, or None when it failed
+            validation (its problems are in ``log``) or is required and missing. An absent
+            optional section holds its default. In ``units``, ``buckets`` and ``fields`` (when
+            written as a mapping) only the entries that validated are kept.
+        names: the names declared in ``units``, ``buckets`` and ``fields``, including entries
+            that failed validation, so a reference to one is not reported a second time.
+        log: the problems found so far; rules above spec add theirs through :meth:`report`.
+        locator: YAML path -> ``file:line``.
+        reported: dotted fields already reported (paths that cannot name a file): later
+            problems on them are dropped.
     """
-    current: Any = Experiment
-    shown: list[str] = []
-    allowed: list[str] = []
-    for i, part in enumerate(loc):
-        current = _unwrap(current)
-        last = i == len(loc) - 1
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            allowed = list(current.model_fields)
-            shown.append(str(part))
-            if last:
-                break
-            field = current.model_fields.get(str(part))
-            current = field.annotation if field is not None else None
-            continue
-        origin = typing.get_origin(current)
-        args = typing.get_args(current)
-        if current is Unit:
-            # A unit entry: its validator puts the kind into the location, like a tagged union.
-            try:
-                current = unit_model(str(part))
-            except LookupError:
-                shown.append(str(part))
-                current = None
-            continue
-        if origin is dict:
-            shown.append(str(part))
-            current = args[1] if args else None
-            continue
-        if origin in (list, tuple):
-            shown.append(str(part))
-            current = args[0] if args else None
-            continue
-        shown.append(str(part))
-        current = None
-    return allowed, tuple(shown)
+
+    path: Path
+    spec: Experiment | None
+    sections: Mapping[str, Any]
+    names: Mapping[str, frozenset[str]]
+    log: ProblemLog
+    locator: Locator
+    reported: frozenset[str]
+
+    def report(self, problems: Iterable[Problem]) -> None:
+        """Add problems whose ``field`` is a dotted YAML path, located at their line."""
+        for p in problems:
+            if p.field not in self.reported:
+                self.log.add(self.locator.where(tuple(p.field.split("."))), p.field, p.message)
+
+    def finish(self) -> LoadedExperiment:
+        """The loaded experiment, or one InputError with every problem, sorted by line.
+
+        Raises:
+            InputError: when any problem was found in the pass.
+        """
+        if self.log:
+            self.log.problems.sort(key=line_of)
+        self.log.raise_if_any(f"{self.path}: the experiment is not valid "
+                              f"({self.log.total} problem(s))")
+        assert self.spec is not None  # no problem means pydantic validated the whole document
+        return LoadedExperiment(spec=self.spec, path=self.path)
 
 
-def _unwrap(tp: Any) -> Any:
-    """Strip ``Annotated`` and ``X | None`` so the walker sees the model or container."""
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is typing.Annotated:
-            tp = typing.get_args(tp)[0]
-            continue
-        if origin in (types.UnionType, typing.Union):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            if len(args) == 1:
-                tp = args[0]
-                continue
-        return tp
-
-
-def _pydantic_problems(exc: ValidationError, log: ProblemLog, loc: _Locator) -> None:
-    for err in exc.errors(include_url=False):
-        if log.full:  # 100,000 unknown keys: count the rest without a did-you-mean each
-            log.count()
-            continue
-        raw_loc = tuple(err["loc"])
-        allowed, shown = _model_fields_at(raw_loc)
-        path = ".".join(shown)
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            key = str(raw_loc[-1]) if raw_loc else ""
-            msg = f"unknown key{did_you_mean(key, allowed)}"
-        elif kind == "missing":
-            msg = "required key is missing"
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            if "input" in err and kind.endswith("_type"):
-                msg += f" (got {err['input']!r:.60})"
-        log.add(loc.where(shown), path, msg)
-
-
-def load_experiment(path: str | Path, *, check_files: bool = True) -> LoadedExperiment:
-    """Read, resolve and validate an experiment YAML.
+def parse_experiment(path: str | Path) -> ParsedExperiment:
+    """Read, resolve and validate an experiment YAML (no cross-section rules: see the module
+    docstring).
 
     Args:
         path: the YAML file.
-        check_files: also require the data files to exist.
+
+    Returns:
+        the parsed experiment with every problem found so far in its log.
 
     Raises:
-        InputError: with every problem found (YAML path and line for each).
+        InputError: only when there is no document to check: the file cannot be read, is not
+            YAML, or is not a mapping.
     """
     path = Path(path)
     raw, loc = _read_yaml(path)
@@ -324,68 +265,55 @@ def load_experiment(path: str | Path, *, check_files: bool = True) -> LoadedExpe
     log = ProblemLog()
     _resolve_extends(raw, log, loc)
     bad_paths = _resolve_paths(raw, path.resolve().parent, log, loc)
-    spec: Experiment | None = None
     try:
-        spec = Experiment.model_validate(raw)
+        spec: Experiment | None = Experiment.model_validate(raw)
+        sections = {name: getattr(spec, name) for name in Experiment.model_fields}
     except ValidationError as exc:
-        _pydantic_problems(exc, log, loc)
-    # Cross-section rules also run on whatever validated, so one pass reports everything.
-    partial = spec if spec is not None else _partial_experiment(raw)
-    names = {k: set(raw[k]) if isinstance(raw.get(k), dict) else set()
-             for k in ("units", "buckets", "fields")}
-    try:
-        cross = check_cross_rules(partial, names, check_files=check_files)
-    except (AttributeError, TypeError, KeyError):
-        if spec is not None:
-            raise
-        cross = []  # a partial document too broken to cross-check; its errors are reported
-    log.extend(_problem(loc.where(tuple(p.field.split("."))), p.field, p.message)
-               for p in cross if p.field not in bad_paths)  # those are reported already
-    if log:
-        log.problems.sort(key=_line_of)
-    log.raise_if_any(f"{path}: the experiment is not valid ({log.total} problem(s))")
-    assert spec is not None
-    return LoadedExperiment(spec=spec, path=path)
+        spec = None
+        pydantic_problems(exc, log, loc)
+        sections = _validated_sections(raw, {str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+    names = {k: frozenset(raw[k]) if isinstance(raw.get(k), dict) else frozenset()
+             for k in NAMED_SECTIONS}
+    return ParsedExperiment(path=path, spec=spec, sections=sections, names=names, log=log,
+                            locator=loc, reported=frozenset(bad_paths))
 
 
-def _line_of(p: Any) -> tuple[int, str]:
-    """Sort key: the line number in ``where`` (``file:12``), then the field."""
-    tail = p.where.rsplit(":", 1)[-1]
-    return (int(tail) if tail.isdigit() else 0, p.field)
+def _validated_sections(raw: dict[str, Any], failed: set[str]) -> dict[str, Any]:
+    """Each top-level section validated on its own (used when the whole document failed).
 
+    Args:
+        raw: the document (extends and paths resolved).
+        failed: the sections the whole-document pass reported errors in.
 
-def _partial_experiment(raw: dict[str, Any]) -> Experiment:
-    """An unvalidated Experiment holding only the sections (and dict entries) that validate.
-
-    Sections that fail are left out (their errors are already reported): required ones become
-    None or empty, which the cross-section rules treat as "nothing to check".
+    A failed section is None (its errors are reported already; the experiment's own field
+    validators, e.g. ``scale`` in (0, 1], count too); an absent optional one holds its default;
+    in the named sections each entry is validated on its own and only the good ones are kept, so
+    rules still check the rest.
     """
-    from pydantic import TypeAdapter
-
-    parts: dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for name, field in Experiment.model_fields.items():
         if name not in raw:
-            parts[name] = (None if field.is_required()
-                           else field.get_default(call_default_factory=True))
+            out[name] = (None if field.is_required()
+                         else field.get_default(call_default_factory=True))
             continue
         value = raw[name]
         ann = field.annotation
-        if name in ("units", "buckets", "fields") and isinstance(value, dict):
-            inner = typing.get_args(ann)[1]
+        if name in failed and name not in NAMED_SECTIONS:
+            out[name] = None
+            continue
+        if name in NAMED_SECTIONS and isinstance(value, dict):
+            inner = TypeAdapter(typing.get_args(ann)[1])
             good = {}
             for key, entry in value.items():
-                with contextlib.suppress(ValidationError):
-                    good[key] = TypeAdapter(inner).validate_python(entry)
-            parts[name] = good
+                with contextlib.suppress(ValidationError):  # reported by the whole-document pass
+                    good[key] = inner.validate_python(entry)
+            out[name] = good
             continue
         try:
-            parts[name] = TypeAdapter(ann).validate_python(value)  # type: ignore[arg-type]
-        except ValidationError:
-            parts[name] = (None if field.is_required()
-                           else field.get_default(call_default_factory=True))
-    for name in ("units", "buckets", "fields"):
-        parts.setdefault(name, {})
-    return Experiment.model_construct(**parts)
+            out[name] = TypeAdapter(ann).validate_python(value)  # type: ignore[arg-type]
+        except ValidationError:  # reported by the whole-document pass
+            out[name] = None
+    return out
 
 
 def json_schema() -> dict[str, Any]:

@@ -388,10 +388,11 @@ class DesignSpec(Strict):
     include: list[CellRef] = Field(default_factory=list)
     exclude: list[CellPattern] = Field(default_factory=list)
     noise_seeds: list[int] = Field(
-        default_factory=list,
-        description="Extra training seeds for the reference arm only (the one_at_a_time base, "
-        "else the baseline): measures how much retraining moves each unit, and widens the "
-        "intervals of single-seed arms by it.")
+        default_factory=lambda: [1, 2],
+        description="Extra training seeds for the reference arm (the one_at_a_time base) and "
+        "the baseline: measures how much retraining moves each unit, and every verdict is "
+        "tested against it (3 seeds in all by default). [] switches the measurement off: "
+        "single-seed arms are then tested on eval items only, and the analysis says so.")
 
     @model_validator(mode="after")
     def _base_for_oat(self) -> DesignSpec:
@@ -454,9 +455,11 @@ class StopSpec(Strict):
     units: list[str] | None = Field(None, description="Units that matter; default all.")
 
 
-SignalName = Literal["diminishing_returns", "teacher_bias", "cost", "distribution_gap",
-                     "teacher_inconsistency"]
-DEFAULT_BLOCKING: tuple[SignalName, ...] = ("diminishing_returns", "cost", "distribution_gap")
+SignalName = Literal["at_chance", "diminishing_returns", "teacher_bias", "cost",
+                     "distribution_gap", "teacher_inconsistency"]
+#: ``at_chance`` blocks whatever ``blocking_signals`` says (a student at chance never CONTINUEs).
+DEFAULT_BLOCKING: tuple[SignalName, ...] = ("at_chance", "diminishing_returns", "cost",
+                                            "distribution_gap")
 
 
 class GateSpec(Strict):

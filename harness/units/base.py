@@ -36,6 +36,11 @@ class UnitKind:
         field_metrics: per-field metric families (``f1`` -> ``f1.<field>``, one per name of
             :meth:`metric_fields`).
         primary: the metric the unit is judged by first (gate, attribution, curves).
+        decision: further metrics attribution tests besides the primary (each recomputable
+            from ``Scored.parts`` by :meth:`metric_from_sums`); they join the family of
+            comparisons corrected for multiplicity.
+        decision_fields: per-field families attribution tests for every field (``f1`` ->
+            ``f1.<field>`` for each name of :meth:`metric_fields`).
         error_metric: the metric whose complement is a teacher's error rate (ROI); the primary
             metric when None.
         answers_by: ``loglik`` or ``generate`` (see :data:`AnswersBy`).
@@ -52,6 +57,8 @@ class UnitKind:
     metrics: ClassVar[tuple[MetricDef, ...]] = ()
     field_metrics: ClassVar[tuple[MetricDef, ...]] = ()
     primary: ClassVar[str] = ""
+    decision: ClassVar[tuple[str, ...]] = ()
+    decision_fields: ClassVar[tuple[str, ...]] = ()
     error_metric: ClassVar[str | None] = None
     answers_by: ClassVar[AnswersBy] = "generate"
     binary_primary: ClassVar[bool] = True
@@ -73,6 +80,50 @@ class UnitKind:
         primary metric is not a mean of per-item flags override it.
         """
         return sums["correct"] / n if n else 0.0
+
+    def decision_metrics(self, unit: Mapping[str, Any]) -> list[str]:
+        """The metrics attribution tests on this unit: the primary first, then
+        :attr:`decision`, then each field of each :attr:`decision_fields` family."""
+        out = [self.primary, *(m for m in self.decision if m != self.primary)]
+        return out + [f"{fam}.{f}" for fam in self.decision_fields
+                      for f in self.metric_fields(unit)]
+
+    def metric_def(self, metric: str) -> MetricDef:
+        """The definition of one of the unit's metrics (``f1.<field>`` -> the ``f1`` family).
+
+        Raises:
+            KeyError: the kind does not report ``metric``.
+        """
+        base, dot, _ = metric.partition(".")
+        for m in (self.field_metrics if dot else self.metrics):
+            if m.name == base:
+                return m
+        raise KeyError(f"unit kind {self.name!r} reports no metric {metric!r}")
+
+    def metric_parts(self, metric: str) -> tuple[str, ...] | None:
+        """The names of the ``Scored.parts`` :meth:`metric_from_sums` needs for ``metric``
+        (None: every part, the default for the primary)."""
+        return None
+
+    def metric_from_sums(self, metric: str, sums: Mapping[str, float], n: int) -> float:
+        """A decision metric from the summed parts of ``n`` items; the primary by default.
+
+        Raises:
+            KeyError: ``metric`` cannot be recomputed from parts.
+        """
+        if metric == self.primary:
+            return self.primary_from_parts(sums, n)
+        raise KeyError(f"unit kind {self.name!r} cannot recompute {metric!r} from parts")
+
+    def metric_from_items(self, metric: str, parts: Mapping[str, Any], idx: Any) -> float:
+        """A decision metric on the items ``idx`` (an index array, repeats allowed) from the
+        per-item parts (``{name: array of shape (n,)}``): sums the parts it needs over ``idx``
+        and calls :meth:`metric_from_sums`. Kinds with a metric that is not a function of sums
+        (macro-F1) override it."""
+        names = self.metric_parts(metric)
+        use = parts if names is None else {k: parts[k] for k in names}
+        return self.metric_from_sums(metric, {k: float(v[idx].sum()) for k, v in use.items()},
+                                     len(idx))
 
     def metric_fields(self, unit: Mapping[str, Any]) -> Sequence[str]:
         """The names the per-field families are reported for (e.g. a unit's fields)."""

@@ -21,27 +21,36 @@ class MetricDef:
         name: the metric's name in ``metrics.json`` and ``results.parquet``; for a per-field
             family (``f1``) the base of ``f1.<field>``.
         higher_is_better: the direction reports, the gate and the store use.
+        bounds: the metric's range ``(low, high)`` when it has one (rates, F1s: ``(0, 1)``);
+            a difference of two values then lies in ``[low - high, high - low]``, and
+            attribution clips or refuses intervals that do not fit (None: unbounded).
     """
 
     name: str
     higher_is_better: bool
+    bounds: tuple[float, float] | None = None
+
+
+#: The range of rates, accuracies, precisions, recalls and F1s.
+UNIT_RANGE: tuple[float, float] = (0.0, 1.0)
 
 
 #: Share of items whose generation held a parseable answer (every kind reports it).
-ANSWER_PARSE_RATE = MetricDef("answer_parse_rate", True)
+ANSWER_PARSE_RATE = MetricDef("answer_parse_rate", True, UNIT_RANGE)
 
 #: Calibration of scored answers' probabilities (:mod:`harness.evaluate.calibration`); also the
 #: teacher audit's stated-confidence calibration.
 CALIBRATION_METRICS: tuple[MetricDef, ...] = (
-    MetricDef("ece_15", False), MetricDef("ece_10_mass", False), MetricDef("brier", False),
-    MetricDef("nll", False), MetricDef("mean_confidence", True),
+    MetricDef("ece_15", False, UNIT_RANGE), MetricDef("ece_10_mass", False, UNIT_RANGE),
+    MetricDef("brier", False, UNIT_RANGE), MetricDef("nll", False),
+    MetricDef("mean_confidence", True, UNIT_RANGE),
 )
 
 #: Agreement with each teacher (``<metric>.<teacher>`` rows of the results table).
 FIDELITY_METRICS: tuple[MetricDef, ...] = (
-    MetricDef("agreement", True), MetricDef("agree_correct", True),
-    MetricDef("agree_wrong", False), MetricDef("copied_error_rate", False),
-    MetricDef("copied_error_chance", False),
+    MetricDef("agreement", True, UNIT_RANGE), MetricDef("agree_correct", True, UNIT_RANGE),
+    MetricDef("agree_wrong", False, UNIT_RANGE), MetricDef("copied_error_rate", False, UNIT_RANGE),
+    MetricDef("copied_error_chance", False, UNIT_RANGE),
 )
 
 
@@ -52,8 +61,9 @@ class Scored:
     Attributes:
         metrics: metric name -> value (NaN-free; metrics without a defined value are omitted).
         correct: per item, 1 if the prediction counts as right for this unit kind, else 0.
-        parts: per-item additive counts from which the kind's primary metric is recomputed on
-            any subset of items (see ``UnitKind.primary_from_parts``); used by paired
+        parts: per-item values from which the kind's decision metrics are recomputed on any
+            subset of items (see ``UnitKind.metric_from_items``): additive counts (``tp``,
+            ``fp``, ...) or per-item values (ROUGE-L, class indexes); used by paired
             bootstraps.
     """
 

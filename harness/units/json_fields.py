@@ -15,6 +15,7 @@ from typing import Any
 from harness.units.base import UnitKind
 from harness.units.common import (
     ANSWER_PARSE_RATE,
+    UNIT_RANGE,
     MetricDef,
     Scored,
     clean,
@@ -47,12 +48,16 @@ def score_json_fields(preds: Sequence[str | None], refs: Sequence[str], fields: 
     valid = 0
     correct = []
     parts: dict[str, list[float]] = {"tp": [], "fp": [], "fn": []}
+    for f in fields:  # per-field counts: f1.<field> is a decision metric too
+        for name in ("tp", "fp", "fn"):
+            parts[f"{name}.{f}"] = []
     for p_text, r_text in zip(preds, refs, strict=True):
         p, r = _as_object(p_text), _as_object(r_text) or {}
         valid += p is not None
         p = p or {}
         exact = 1
         before = (tp, fp, fn)
+        per_before = {f: tuple(v) for f, v in per.items()}
         for key in set(p) | set(r):
             pv = str(p[key]).strip() if key in p else None
             rv = str(r[key]).strip() if key in r else None
@@ -68,6 +73,9 @@ def score_json_fields(preds: Sequence[str | None], refs: Sequence[str], fields: 
         correct.append(exact)
         for name, now, then in zip(("tp", "fp", "fn"), (tp, fp, fn), before, strict=True):
             parts[name].append(now - then)
+        for f in fields:
+            for k, name in enumerate(("tp", "fp", "fn")):
+                parts[f"{name}.{f}"].append(per[f][k] - per_before[f][k])
     prec, rec = precision(tp, fp, tp + fn), safe_div(tp, tp + fn)
     out: dict[str, float | None] = {
         "json_valid": safe_div(valid, len(correct)), "field_precision": prec,
@@ -84,11 +92,14 @@ class JsonFieldsKind(UnitKind):
     """Structured extraction into a JSON object with declared fields."""
 
     name = "json_fields"
-    metrics = (MetricDef("json_valid", True), MetricDef("field_precision", True),
-               MetricDef("field_recall", True), MetricDef("field_f1", True),
-               MetricDef("exact_match", True), ANSWER_PARSE_RATE)
-    field_metrics = (MetricDef("f1", True),)
+    metrics = (MetricDef("json_valid", True, UNIT_RANGE),
+               MetricDef("field_precision", True, UNIT_RANGE),
+               MetricDef("field_recall", True, UNIT_RANGE), MetricDef("field_f1", True, UNIT_RANGE),
+               MetricDef("exact_match", True, UNIT_RANGE), ANSWER_PARSE_RATE)
+    field_metrics = (MetricDef("f1", True, UNIT_RANGE),)
     primary = "field_f1"
+    decision = ("exact_match",)
+    decision_fields = ("f1",)
     binary_primary = False
     json_answers = True
 
@@ -98,6 +109,19 @@ class JsonFieldsKind(UnitKind):
 
     def primary_from_parts(self, sums: Mapping[str, float], n: int) -> float:
         return f1_from_counts(sums)
+
+    def metric_parts(self, metric: str) -> tuple[str, ...] | None:
+        if metric == "exact_match":
+            return ("correct",)
+        suffix = metric[len("f1"):] if metric.startswith("f1.") else ""  # "" or ".<field>"
+        return ("tp" + suffix, "fp" + suffix, "fn" + suffix)
+
+    def metric_from_sums(self, metric: str, sums: Mapping[str, float], n: int) -> float:
+        if metric == "exact_match":
+            return sums["correct"] / n if n else 0.0
+        if metric == "field_f1" or metric.startswith("f1."):
+            return f1_from_counts({k.partition(".")[0]: v for k, v in sums.items()})
+        return super().metric_from_sums(metric, sums, n)
 
     def metric_fields(self, unit: Mapping[str, Any]) -> Sequence[str]:
         return list(unit["fields"])

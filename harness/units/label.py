@@ -18,6 +18,7 @@ from harness.units.base import UnitKind
 from harness.units.common import (
     ANSWER_PARSE_RATE,
     CALIBRATION_METRICS,
+    UNIT_RANGE,
     MetricDef,
     Scored,
     clean,
@@ -28,7 +29,11 @@ from harness.units.registry import register
 
 def score_label(preds: Sequence[str | None], refs: Sequence[str], labels: Sequence[str]
                 ) -> Scored:
-    """Accuracy and macro-F1 over the declared labels."""
+    """Accuracy and macro-F1 over the declared labels.
+
+    Parts: ``pred_class`` / ``ref_class``, each item's label index (-1: none of the labels), from
+    which :meth:`LabelKind.metric_from_items` recomputes macro-F1 on any subset of items.
+    """
     correct = [int(p == r) for p, r in zip(preds, refs, strict=True)]
     f1s = []
     for lab in labels:
@@ -37,8 +42,11 @@ def score_label(preds: Sequence[str | None], refs: Sequence[str], labels: Sequen
         fn = sum(1 for p, r in zip(preds, refs, strict=True) if p != lab and r == lab)
         if tp + fp + fn:
             f1s.append(2 * tp / (2 * tp + fp + fn))
+    index = {lab: k for k, lab in enumerate(labels)}
+    parts = {"pred_class": [float(index.get(p, -1)) if p is not None else -1.0 for p in preds],
+             "ref_class": [float(index.get(r, -1)) for r in refs]}
     return Scored(clean({"accuracy": safe_div(sum(correct), len(correct)),
-                         "macro_f1": safe_div(sum(f1s), len(f1s))}), correct)
+                         "macro_f1": safe_div(sum(f1s), len(f1s))}), correct, parts)
 
 
 def _jinja_literal(text: str) -> str:
@@ -51,9 +59,10 @@ class LabelKind(UnitKind):
     """Classification into declared labels."""
 
     name = "label"
-    metrics = (MetricDef("accuracy", True), MetricDef("macro_f1", True), *CALIBRATION_METRICS,
-               ANSWER_PARSE_RATE)
+    metrics = (MetricDef("accuracy", True, UNIT_RANGE), MetricDef("macro_f1", True, UNIT_RANGE),
+               *CALIBRATION_METRICS, ANSWER_PARSE_RATE)
     primary = "accuracy"
+    decision = ("macro_f1",)
     answers_by = "loglik"
     classifier = True
     bad_final = "warning"
@@ -61,6 +70,26 @@ class LabelKind(UnitKind):
     def score(self, unit: Mapping[str, Any], preds: Sequence[str | None],
               refs: Sequence[str]) -> Scored:
         return score_label(preds, refs, unit["labels"])
+
+    def metric_parts(self, metric: str) -> tuple[str, ...] | None:
+        return ("correct",) if metric == "accuracy" else None
+
+    def metric_from_items(self, metric: str, parts: Mapping[str, Any], idx: Any) -> float:
+        """Accuracy from ``correct``; macro-F1 from the class indexes (labels that neither a
+        prediction nor a reference names among ``idx`` do not count, as in the scorer)."""
+        if metric != "macro_f1":
+            return super().metric_from_items(metric, parts, idx)
+        import numpy as np  # the worker never calls this; numpy is allowed there anyway
+
+        pred = np.asarray(parts["pred_class"])[idx].astype(int) + 1  # 0: no label
+        ref = np.asarray(parts["ref_class"])[idx].astype(int) + 1
+        size = int(max(pred.max(initial=0), ref.max(initial=0))) + 1
+        tp = np.bincount(ref[pred == ref], minlength=size)[1:]
+        fp = np.bincount(pred, minlength=size)[1:] - tp
+        fn = np.bincount(ref, minlength=size)[1:] - tp
+        denom = 2 * tp + fp + fn
+        seen = denom > 0
+        return float(np.mean(2 * tp[seen] / denom[seen])) if seen.any() else 0.0
 
     def choices(self, unit: Mapping[str, Any]) -> list[str]:
         return list(unit["labels"])

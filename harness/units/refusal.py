@@ -15,6 +15,7 @@ from typing import Any
 from harness.units.base import UnitKind
 from harness.units.common import (
     ANSWER_PARSE_RATE,
+    UNIT_RANGE,
     MetricDef,
     Scored,
     clean,
@@ -45,7 +46,8 @@ def score_refusal(preds: Sequence[str | None], refs: Sequence[str], marker: str)
     correct = [int(a == b) for a, b in zip(refused, should, strict=True)]
     parts = {"tp": [float(a and b) for a, b in zip(refused, should, strict=True)],
              "fp": [float(a and not b) for a, b in zip(refused, should, strict=True)],
-             "fn": [float(b and not a) for a, b in zip(refused, should, strict=True)]}
+             "fn": [float(b and not a) for a, b in zip(refused, should, strict=True)],
+             "answerable": [float(not b) for b in should]}
     return Scored(clean({
         "refusal_precision": prec, "refusal_recall": rec, "refusal_f1": f1(prec, rec),
         "over_refusal_rate": safe_div(fp, answerable),
@@ -58,10 +60,13 @@ class RefusalKind(UnitKind):
     """Knowing when not to answer: the marker means refuse / escalate."""
 
     name = "refusal"
-    metrics = (MetricDef("refusal_precision", True), MetricDef("refusal_recall", True),
-               MetricDef("refusal_f1", True), MetricDef("over_refusal_rate", False),
-               MetricDef("accuracy", True), ANSWER_PARSE_RATE)
+    metrics = (MetricDef("refusal_precision", True, UNIT_RANGE),
+               MetricDef("refusal_recall", True, UNIT_RANGE),
+               MetricDef("refusal_f1", True, UNIT_RANGE),
+               MetricDef("over_refusal_rate", False, UNIT_RANGE),
+               MetricDef("accuracy", True, UNIT_RANGE), ANSWER_PARSE_RATE)
     primary = "refusal_f1"
+    decision = ("refusal_recall", "over_refusal_rate")
     error_metric = "accuracy"
     binary_primary = False
     classifier = True
@@ -72,6 +77,17 @@ class RefusalKind(UnitKind):
 
     def primary_from_parts(self, sums: Mapping[str, float], n: int) -> float:
         return f1_from_counts(sums)
+
+    def metric_parts(self, metric: str) -> tuple[str, ...] | None:
+        return {"refusal_recall": ("tp", "fn"),
+                "over_refusal_rate": ("fp", "answerable")}.get(metric, ("tp", "fp", "fn"))
+
+    def metric_from_sums(self, metric: str, sums: Mapping[str, float], n: int) -> float:
+        if metric == "refusal_recall":
+            return safe_div(sums["tp"], sums["tp"] + sums["fn"]) or 0.0
+        if metric == "over_refusal_rate":
+            return safe_div(sums["fp"], sums["answerable"]) or 0.0
+        return super().metric_from_sums(metric, sums, n)
 
     def decision_key(self, unit: Mapping[str, Any], answer: str | None) -> str | None:
         """The refuse/answer decision: agreeing on *whether* to refuse is what matters."""

@@ -10,7 +10,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.units.base import UnitKind
-from harness.units.common import ANSWER_PARSE_RATE, MetricDef, Scored, clean, f1, safe_div
+from harness.units.common import (
+    ANSWER_PARSE_RATE,
+    UNIT_RANGE,
+    MetricDef,
+    Scored,
+    clean,
+    f1,
+    safe_div,
+)
 from harness.units.registry import register
 
 
@@ -44,8 +52,10 @@ class TextKind(UnitKind):
     """Free text, scored by exact match and ROUGE-L."""
 
     name = "text"
-    metrics = (MetricDef("exact_match", True), MetricDef("rouge_l", True), ANSWER_PARSE_RATE)
+    metrics = (MetricDef("exact_match", True, UNIT_RANGE), MetricDef("rouge_l", True, UNIT_RANGE),
+               ANSWER_PARSE_RATE)
     primary = "rouge_l"
+    decision = ("exact_match",)
     binary_primary = False
 
     def score(self, unit: Mapping[str, Any], preds: Sequence[str | None],
@@ -54,6 +64,14 @@ class TextKind(UnitKind):
 
     def primary_from_parts(self, sums: Mapping[str, float], n: int) -> float:
         return sums["value"] / n if n else 0.0
+
+    def metric_parts(self, metric: str) -> tuple[str, ...] | None:
+        return ("correct",) if metric == "exact_match" else ("value",)
+
+    def metric_from_sums(self, metric: str, sums: Mapping[str, float], n: int) -> float:
+        if metric == "exact_match":
+            return sums["correct"] / n if n else 0.0
+        return super().metric_from_sums(metric, sums, n)
 
     def define_options(self) -> type:
         from typing import Literal

@@ -16,6 +16,7 @@ from harness.errors import did_you_mean
 from harness.units.base import UnitKind
 from harness.units.common import (
     ANSWER_PARSE_RATE,
+    UNIT_RANGE,
     MetricDef,
     Scored,
     clean,
@@ -44,11 +45,13 @@ def score_tool_call(preds: Sequence[str | None], refs: Sequence[str]) -> Scored:
     """Call/no-call accuracy; tool-name and argument accuracy on items that need a call."""
     call_ok = name_ok = args_ok = needs = 0
     correct = []
+    decided_per_item: list[float] = []  # part of call_accuracy, a decision metric
     for p_text, r_text in zip(preds, refs, strict=True):
         p, r = _call(p_text), _call(r_text)
         assert r is not None, "references are validated"
         decided = p is not None and p[0] == r[0]
         call_ok += decided
+        decided_per_item.append(float(decided))
         if r[0]:
             needs += 1
             name_ok += bool(p and p[0] and p[1] == r[1])
@@ -59,7 +62,7 @@ def score_tool_call(preds: Sequence[str | None], refs: Sequence[str]) -> Scored:
         "call_accuracy": safe_div(call_ok, n), "tool_name_accuracy": safe_div(name_ok, needs),
         "argument_exact_match": safe_div(args_ok, needs),
         "exact_match": safe_div(sum(correct), n),
-    }), correct)
+    }), correct, {"call_ok": decided_per_item})
 
 
 @register
@@ -67,15 +70,25 @@ class ToolCallKind(UnitKind):
     """Whether to call a tool, which one, and with what arguments."""
 
     name = "tool_call"
-    metrics = (MetricDef("call_accuracy", True), MetricDef("tool_name_accuracy", True),
-               MetricDef("argument_exact_match", True), MetricDef("exact_match", True),
-               ANSWER_PARSE_RATE)
+    metrics = (MetricDef("call_accuracy", True, UNIT_RANGE),
+               MetricDef("tool_name_accuracy", True, UNIT_RANGE),
+               MetricDef("argument_exact_match", True, UNIT_RANGE),
+               MetricDef("exact_match", True, UNIT_RANGE), ANSWER_PARSE_RATE)
     primary = "exact_match"
+    decision = ("call_accuracy",)
     json_answers = True
 
     def score(self, unit: Mapping[str, Any], preds: Sequence[str | None],
               refs: Sequence[str]) -> Scored:
         return score_tool_call(preds, refs)
+
+    def metric_parts(self, metric: str) -> tuple[str, ...] | None:
+        return ("call_ok",) if metric == "call_accuracy" else ("correct",)
+
+    def metric_from_sums(self, metric: str, sums: Mapping[str, float], n: int) -> float:
+        if metric == "call_accuracy":
+            return sums["call_ok"] / n if n else 0.0
+        return super().metric_from_sums(metric, sums, n)
 
     def final_problem(self, unit: Mapping[str, Any], unit_name: str, value: str) -> str | None:
         why = self._shape_problem(value)

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from synth import spec_dict, write_run
 
 from harness.analysis import analyse as analyse_mod
 from harness.analysis import load as load_mod
@@ -15,6 +14,7 @@ from harness.analysis.analyse import analyse, computed_from, current_analysis
 from harness.analysis.load import load_run
 from harness.cli import main
 from harness.units import get
+from tests.helpers.synth import spec_dict, write_run
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ from typing import get_args
 
 import numpy as np
 import pytest
-from synth import spec_dict, write_run
 
 from harness.analysis import signals as sig
 from harness.analysis.analyse import analyse
 from harness.analysis.roi import RoiEstimate, return_on
 from harness.spec.models import SignalName
+from tests.helpers.synth import spec_dict, write_run
 
 
 def test_the_registry_covers_every_signal_name_exactly_once():

@@ -18,6 +18,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+#: each script trains and evaluates real (tiny) models in a subprocess: ~45 s together
+pytestmark = pytest.mark.slow
+
 
 def smoke(script: str, out: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

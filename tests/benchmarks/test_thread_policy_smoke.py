@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+
+#: a benchmark with a busy neighbour process, in its smoke mode: ~10 s
+pytestmark = pytest.mark.slow
 
 
 def test_thread_policy_smoke_writes_json(tmp_path: Path) -> None:

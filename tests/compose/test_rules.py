@@ -7,12 +7,12 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import BASE_SPEC, label_record, tiny_samples
 
+from harness.checks import load_experiment
 from harness.compose import build_context, compose_cell
 from harness.matrix import build_cells
 from harness.samples import load_data
-from harness.spec import load_experiment
+from tests.helpers import BASE_SPEC, label_record, tiny_samples
 
 
 def compose(path, label: str) -> pl.DataFrame:

@@ -127,6 +127,7 @@ def test_yaml_labels_are_the_150_intents() -> None:
 # ---------------------------------------------------------------------- determinism
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_files(work: Path) -> None:
     again = work / "data" / "b"
     assert prep.main(["--data", str(FIXTURE), "--out", str(again), "--seed", "3", *ARGS]) == 0
@@ -141,6 +142,7 @@ def test_same_seed_gives_byte_identical_files(work: Path) -> None:
                                                        "samples.jsonl"]
 
 
+@pytest.mark.slow
 def test_other_seed_gives_other_data_but_teachers_see_only_seeds(work: Path,
                                                                  summary: dict) -> None:
     other = work / "data" / "c"

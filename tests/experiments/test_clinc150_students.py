@@ -25,6 +25,9 @@ ARGS = ["--seeds-per-intent", "5", "--oos-seeds", "5", "--pool-per-intent", "9",
         "--eval-per-intent", "2", "--eval-oos", "20"]
 BASE_CELL = "multi_judged/answer_only/x1/s0"
 
+#: trains a causal student and a MiniLM classifier on the CLINC150 fixture: minutes on a CPU
+pytestmark = pytest.mark.slow
+
 
 def _prepare_module() -> Any:
     path = REPO / "experiments" / "clinc150" / "prepare.py"

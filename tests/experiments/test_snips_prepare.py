@@ -80,6 +80,7 @@ def test_outputs_pass_harness_validate(prepared: Path, tmp_path: Path, yaml_name
     assert harness_main(["plan", str(path)]) == 0, capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_files(prepared: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     assert prep.main(["--data", str(FIXTURE), "--out", str(again), "--seed", str(SEED)]) == 0
@@ -144,6 +145,7 @@ def test_audited_subset_is_small_and_the_only_place_gold_is_used(
     assert n_fail == summary["audit"]["failure_entries"] > 0
 
 
+@pytest.mark.slow
 def test_teachers_and_judge_do_not_read_the_gold_of_what_they_label(
         train: list[dict[str, Any]]) -> None:
     """Blank the gold slots and change the gold intent of every unlabelled query: every teacher

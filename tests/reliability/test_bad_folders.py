@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from harness.cli import main
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
-
-from synth import spec_dict, write_run  # noqa: E402
+from tests.helpers.synth import spec_dict, write_run
 
 
 @pytest.fixture
@@ -62,7 +57,7 @@ def test_results_of_another_schema_version(run_dir, capsys):
 
 
 def test_a_ten_megabyte_prompt_is_handled(tiny, capsys):
-    from conftest import tiny_samples
+    from tests.helpers import tiny_samples
 
     samples = tiny_samples()
     samples[0]["prompt"] = "charged twice " * 750_000  # ~10 MB

@@ -11,17 +11,14 @@ import contextlib
 import io
 import random
 import re
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_eval, tiny_samples, write_jsonl
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spec"))
-from hostile import BASE, BOMBS, TAGS, TEMPLATES, deadline, template  # noqa: E402
 
 from harness.cli import main  # noqa: E402
+from tests.helpers import tiny_eval, tiny_samples, write_jsonl
+from tests.helpers.hostile import BASE, BOMBS, TAGS, TEMPLATES, deadline, template
 
 N_RANDOM = 140
 PROBLEM = re.compile(r"^  (exp\.yaml|samples\.jsonl|eval\.jsonl)(:\d+)?: \S|^  \.\.\. and \d+ ")

@@ -15,11 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
-
-from test_run import TINY_STUDENT, route_data  # noqa: E402
+from tests.helpers import REPO, TINY_STUDENT, route_data
 
 FAST_EVAL = {"slices": ["source"], "latency_runs": 1, "latency_batch_size": 2}
 
@@ -84,6 +80,7 @@ def test_sigint_stops_cleanly_and_resumes(exp, tmp_path):
     assert all((c / "DONE").is_file() for c in (out / "tiny" / "cells").iterdir())
 
 
+@pytest.mark.slow
 def test_full_disk_fails_the_cell_with_a_hint_and_the_others_go_on(exp, tmp_path,
                                                                    monkeypatch, capsys):
     import harness.store.folder as folder  # writes every contract file of the cell
@@ -110,6 +107,7 @@ def test_full_disk_fails_the_cell_with_a_hint_and_the_others_go_on(exp, tmp_path
     assert sum((c / "DONE").is_file() for c in (out / "tiny" / "cells").iterdir()) == 3
 
 
+@pytest.mark.slow
 def test_non_finite_loss_fails_the_cell_with_a_hint(exp, tmp_path, monkeypatch):
     import harness.train.loop as loop
 

@@ -7,14 +7,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
-
-from test_run import route_data  # noqa: E402
+from tests.helpers import REPO, route_data
 
 #: Peak RSS allowed for the whole 200-cell run (measured 615 MB on 2026-11-23; a per-cell leak
 #: of a few MB would exceed it). Read as VmHWM: ``ru_maxrss`` carries the parent's peak through

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from tests.helpers import BASE_SPEC, TINY_STUDENT, route_data, write_jsonl
 
 PAYLOADS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']
 
@@ -16,12 +17,6 @@ PAYLOADS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny run whose prompts, labels of teachers and answers carry XSS payloads."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import conftest as root
-    from test_run import TINY_STUDENT, route_data
-
     work = tmp_path_factory.mktemp("report")
     train, ev = route_data(24, 12)
     for i, row in enumerate(ev):
@@ -29,13 +24,13 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # teacher names reach the fidelity and audit tables
         row["candidates"][1]["teacher"] = PAYLOADS[0]
         row["candidates"][0]["teacher"] = PAYLOADS[1]
-    spec = {**root.BASE_SPEC, "student": TINY_STUDENT,
+    spec = {**BASE_SPEC, "student": TINY_STUDENT,
             "evaluation": {"slices": ["source"], "latency_runs": 1, "latency_batch_size": 2}}
     spec["data"] = {"samples": "samples.jsonl", "eval": "eval.jsonl"}
     import yaml
 
-    root.write_jsonl(work / "samples.jsonl", train)
-    root.write_jsonl(work / "eval.jsonl", ev)
+    write_jsonl(work / "samples.jsonl", train)
+    write_jsonl(work / "eval.jsonl", ev)
     (work / "exp.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     assert main(["run", str(work / "exp.yaml"), "--out", str(work / "runs"), "--quiet"]) == 0
     out = work / "index.html"

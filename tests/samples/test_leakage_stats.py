@@ -9,13 +9,13 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import tiny_eval
 
+from harness.checks import load_experiment
 from harness.cli import main
 from harness.samples import load_data
 from harness.samples.leakage import find_leaks
 from harness.samples.stats import pool_stats, teacher_stats, unit_stats
-from harness.spec import load_experiment
+from tests.helpers import tiny_eval
 
 
 def validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -209,7 +209,7 @@ def test_teacher_accuracy_on_eval(tables):
 
 
 def test_accuracy_is_null_without_reference(tiny):
-    from conftest import tiny_samples
+    from tests.helpers import tiny_samples
 
     samples = tiny_samples()
     for rec in samples:

@@ -14,10 +14,10 @@ from typing import Any
 import polars as pl
 import pytest
 import yaml
-from conftest import tiny_eval, tiny_samples
 
 from harness.cli import main
 from harness.errors import DEFAULT_CAP
+from tests.helpers import tiny_eval, tiny_samples
 
 Records = list[dict[str, Any]]
 PROBLEM_RE = re.compile(r"^  (\S+?): (.*)$")

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, tiny_eval, tiny_samples, write_jsonl
-from hostile import BOMBS, PATHS, TAGS, TEMPLATES, deadline, large_documents
 
 from harness.cli import main
+from tests.helpers import REPO, tiny_eval, tiny_samples, write_jsonl
+from tests.helpers.hostile import BOMBS, PATHS, TAGS, TEMPLATES, deadline, large_documents
 
 LOCATED = re.compile(r"^  exp\.yaml:\d+: \S", re.M)
 
@@ -94,7 +94,7 @@ def test_path_messages(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
 def test_templates_that_work_for_their_own_sake_fail_validate(tmp_path: Path, name: str
                                                               ) -> None:
-    from hostile import template
+    from tests.helpers.hostile import template
 
     rc, _, err, took = run_cli(["validate", str(write_case(tmp_path, template(TEMPLATES[name])))],
                                10)
@@ -175,7 +175,7 @@ def test_nul_byte_in_the_experiment_path_is_an_input_error(tmp_path: Path) -> No
 
 
 def test_a_long_extends_chain_resolves_in_any_order(tmp_path: Path) -> None:
-    from hostile import doc
+    from tests.helpers.hostile import doc
 
     # Declared child first: resolving b2999 walks 2,999 parents (once a RecursionError).
     buckets = {f"b{i}": {"extends": f"b{i - 1}"} for i in range(2999, 0, -1)}
@@ -185,7 +185,7 @@ def test_a_long_extends_chain_resolves_in_any_order(tmp_path: Path) -> None:
                        "base": {"bucket": "b0", "fields": "answer_only", "scale": 1.0}})
     path = write_case(tmp_path, text)
     with deadline(20):
-        from harness.spec import load_experiment
+        from harness.checks import load_experiment
 
         exp = load_experiment(path).spec
     assert exp.buckets["b2999"].min_score == 3 and exp.buckets["b2999"].select == "judge_winner"

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.checks import load_experiment
 from harness.cli import main
 from harness.errors import InputError
-from harness.spec import json_schema, load_experiment
+from harness.spec import json_schema
+from tests.helpers import BASE_SPEC
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -116,7 +118,7 @@ def test_unsafe_names_are_rejected(tiny):
 
 
 def test_template_problems_are_located(tiny):
-    units = json.loads(json.dumps(__import__("conftest").BASE_SPEC["units"]))
+    units = json.loads(json.dumps(BASE_SPEC["units"]))
     units["route"]["template"] = "{{ final }}"  # no marker
     path = tiny(spec={"units": units})
     assert "units.route.template: the rendered target must contain the answer marker" in (

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hostile import BASE, BOMBS, flow, merge_bomb
 
 from harness.spec import safe_yaml
 from harness.spec.safe_yaml import MAX_DEPTH, load_text
+from tests.helpers.hostile import BASE, BOMBS, flow, merge_bomb
 
 REPO = Path(__file__).resolve().parents[2]
 VALID = [p.read_text(encoding="utf-8") for p in sorted((REPO / "experiments").glob("*.yaml"))]

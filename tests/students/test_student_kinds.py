@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_samples
 
 from harness.cli import main
 from harness.students import base as students
 from harness.students.causal_lm import CausalLMStudent
 from harness.students.classifier import ClassifierStudent
 from harness.train.objective import SWITCHES
+from tests.helpers import tiny_samples
 
 CPU = torch.device("cpu")
 UNITS = {"route": {"kind": "label", "labels": ["billing", "shipping"]},

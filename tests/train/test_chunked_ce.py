@@ -100,6 +100,7 @@ def test_training_with_chunked_ce_matches_plain_training():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_compiled_forward_matches_eager_training():
     # aot_eager traces forward and backward through AOTAutograd as inductor does, without a
     # C++ toolchain run per shape, so the test stays at seconds on a CPU.

@@ -9,12 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import label_record
 
 from harness.cli import main
 from harness.students.classifier import ANSWER_CLASS, ClassLayout, build_classifier, classify
 from harness.train.loop import run
 from harness.train.objectives.classifier import ClassifierObjective, sample_losses, target_rows
+from tests.helpers import label_record
 
 UNITS = {"route": {"kind": "label", "labels": ["billing", "shipping", "account"]},
          "esc": {"kind": "refusal", "marker": "ESCALATE"}}

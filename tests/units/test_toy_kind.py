@@ -13,9 +13,10 @@ import polars as pl
 import pytest
 import yaml
 
+from harness.checks import load_experiment
 from harness.cli import main
 from harness.errors import InputError
-from harness.spec import json_schema, load_experiment
+from harness.spec import json_schema
 from harness.units import (
     MetricDef,
     Scored,
@@ -113,6 +114,7 @@ def _experiment(tmp_path: Path, eval_rows: list[dict[str, Any]] | None = None) -
         "fields": {"answer_only": {}},
         "scale": [1.0], "seeds": [0],
         "baseline": {"bucket": "single_a", "fields": "answer_only"},
+        "design": {"noise_seeds": []},  # two cells, items-only tests (McNemar below)
         "evaluation": {"latency_runs": 1, "latency_batch_size": 2, "max_new_tokens": 4},
     }
     path = tmp_path / "toy.yaml"

@@ -49,8 +49,9 @@ def write_run(root: Path, spec: dict[str, Any],
     """One cell per (bucket, fields, scale[, seed]); per unit a 0/1 correctness array (same
     length). The seed defaults to 0.
 
-    Route answers are "a" when correct (references are all "a"); escalation items alternate
-    must-escalate / answerable, answered right when correct.
+    Label references cycle through the unit's labels (item k: label k mod len(labels)), so
+    no constant answer is right more often than its share; a wrong answer is the next label.
+    Escalation items alternate must-escalate / answerable, answered right when correct.
     """
     run_dir = root / spec["name"]
     n = len(next(iter(next(iter(cells.values())).values())))
@@ -81,7 +82,9 @@ def write_run(root: Path, spec: dict[str, Any],
             items, answers = [], []
             for k, ok in enumerate(correct):
                 if spec["units"][u]["kind"] == "label":
-                    ref, ans = "a", ("a" if ok else "b")
+                    labels = spec["units"][u]["labels"]
+                    ref, other = labels[k % len(labels)], labels[(k + 1) % len(labels)]
+                    ans = ref if ok else other
                 else:
                     ref = "ESCALATE" if k % 2 == 0 else "REPLY: ok"
                     ans = ref if ok else ("REPLY: ok" if k % 2 == 0 else "ESCALATE")
@@ -89,7 +92,7 @@ def write_run(root: Path, spec: dict[str, Any],
                 if teacher_answers and u in teacher_answers:
                     t_ok = teacher_answers[u][k]
                     cands = [{"teacher": "t", "final": ref if t_ok else
-                              ("b" if spec["units"][u]["kind"] == "label" else "X"),
+                              (other if spec["units"][u]["kind"] == "label" else "X"),
                               "confidence": 0.9}]
                 items.append({"id": f"e{k:04d}", "unit": u, "reference": ref, "tags": tags[k],
                               "candidates": cands})

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import yaml
-from conftest import BASE_SPEC
+
+from tests.helpers.tiny import BASE_SPEC
 
 BASE = yaml.safe_dump(BASE_SPEC, sort_keys=False)
 

@@ -1,0 +1,275 @@
+"""Rules that span sections of the experiment, and :func:`load_experiment`, which runs them.
+
+Each rule is a small function registered in :data:`RULES` with the sections it needs; it runs
+only when those validated, on the validated sections (see :mod:`harness.checks.registry`). The
+rules reach above the spec into the registries they check names against: compose's selectors,
+failure modes and confidence rules, the target templates, the unit kinds' metrics and the student
+kinds' training switches.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import harness.units as unit_kinds
+from harness.checks.registry import Context, Rules, problem
+from harness.compose.registry import CONFIDENCE_RULES, FAILURE_MODES, SELECTORS
+from harness.compose.templates import TemplateProblem, compile_target_template
+from harness.errors import Problem, did_you_mean
+from harness.spec import LoadedExperiment, parse_experiment
+from harness.spec.models import CellPattern, CellRef, costs_declared
+from harness.students import base as student_kinds
+
+#: The cross-section rules, in the order they report (the log is sorted by line afterwards).
+RULES = Rules()
+rule = RULES.rule
+
+
+def load_experiment(path: str | Path, *, check_files: bool = True) -> LoadedExperiment:
+    """Read, resolve and validate an experiment YAML: pydantic, then every rule of :data:`RULES`.
+
+    Args:
+        path: the YAML file.
+        check_files: also require the data files and the student checkpoint to exist.
+
+    Raises:
+        InputError: with every problem found in the pass (pydantic's and the rules'), each at
+            its ``file:line``, sorted by line.
+    """
+    parsed = parse_experiment(path)
+    parsed.report(RULES.run(Context(parsed.sections, parsed.names), files=check_files))
+    return parsed.finish()
+
+
+# --------------------------------------------------------------------------- buckets and fields
+
+
+def _known(kind: str, value: str, known: list[str]) -> str:
+    return f"unknown {kind} {value!r}{did_you_mean(value, known)} (known: {', '.join(known)})"
+
+
+@rule("buckets")
+def bucket_registries(s: Context) -> Iterator[Problem]:
+    """A bucket's selector and failure mode are registered in compose."""
+    for name, b in s["buckets"].items():
+        if b.select not in SELECTORS:
+            yield problem(f"buckets.{name}.select", _known("selector", b.select, SELECTORS.names()))
+        if b.failures not in FAILURE_MODES:
+            yield problem(f"buckets.{name}.failures",
+                          _known("failure mode", b.failures, FAILURE_MODES.names()))
+
+
+@rule("buckets", "data")
+def bucket_min_score(s: Context) -> Iterator[Problem]:
+    """``min_score`` lies on the judge scale the data declares."""
+    low, high = s["data"].judge_scale
+    for name, b in s["buckets"].items():
+        if b.min_score is not None and not low <= b.min_score <= high:
+            yield problem(f"buckets.{name}.min_score", f"{b.min_score:g} is outside the judge "
+                          f"scale ({low:g}-{high:g})")
+
+
+@rule("buckets")
+def bucket_pools(s: Context) -> Iterator[Problem]:
+    """A teacher list is not empty; the failure pool is trained on through ``failures``."""
+    for name, b in s["buckets"].items():
+        if isinstance(b.teachers, list) and not b.teachers:
+            yield problem(f"buckets.{name}.teachers", "the teacher list is empty")
+        if "failure" in b.pools:
+            yield problem(f"buckets.{name}.pools", "the failure pool is not a training pool: use "
+                          "'failures: refusal' or 'failures: contrastive' to train on it")
+
+
+@rule("fields")
+def field_confidence(s: Context) -> Iterator[Problem]:
+    """A field set's confidence rule is registered in compose."""
+    for name, f in s["fields"].items():
+        if f.confidence not in CONFIDENCE_RULES:
+            yield problem(f"fields.{name}.confidence",
+                          _known("confidence rule", f.confidence, CONFIDENCE_RULES.names()))
+
+
+# --------------------------------------------------------------------------- cell references
+
+
+def _ref_names(s: Context, ref: CellRef | CellPattern, path: str) -> Iterator[Problem]:
+    buckets, fields = s.names["buckets"], s.names["fields"]
+    if ref.bucket is not None and ref.bucket not in buckets:
+        yield problem(f"{path}.bucket",
+                      f"unknown bucket {ref.bucket!r}{did_you_mean(ref.bucket, buckets)}")
+    if ref.fields is not None and ref.fields not in fields:
+        yield problem(f"{path}.fields",
+                      f"unknown field set {ref.fields!r}{did_you_mean(ref.fields, fields)}")
+
+
+def _ref_seed(seeds: list[int], ref: CellRef | CellPattern, path: str) -> Iterator[Problem]:
+    if ref.seed is not None and ref.seed not in seeds:
+        yield problem(f"{path}.seed", f"seed {ref.seed} is not among seeds {seeds}")
+
+
+def _design_refs(s: Context) -> Iterator[tuple[CellRef | CellPattern, str]]:
+    d = s["design"]
+    if d.base is not None:
+        yield d.base, "design.base"
+    yield from ((ref, f"design.include.{i}") for i, ref in enumerate(d.include))
+    yield from ((pat, f"design.exclude.{i}") for i, pat in enumerate(d.exclude))
+
+
+@rule("design")
+def design_names(s: Context) -> Iterator[Problem]:
+    """The design's base, includes and excludes name declared buckets and field sets."""
+    for ref, path in _design_refs(s):
+        yield from _ref_names(s, ref, path)
+
+
+@rule("design", "seeds")
+def design_seeds(s: Context) -> Iterator[Problem]:
+    """The seeds the design names are among ``seeds``."""
+    for ref, path in _design_refs(s):
+        yield from _ref_seed(s["seeds"], ref, path)
+
+
+@rule("design", "scale")
+def design_base_scale(s: Context) -> Iterator[Problem]:
+    """The design's base scale is among ``scale``."""
+    base = s["design"].base
+    if base is not None and base.scale not in s["scale"]:
+        yield problem("design.base.scale", f"{base.scale:g} is not among scale {s['scale']}")
+
+
+@rule("baseline")
+def baseline_names(s: Context) -> Iterator[Problem]:
+    """The baseline names a declared bucket and field set."""
+    yield from _ref_names(s, s["baseline"], "baseline")
+
+
+@rule("baseline", "seeds")
+def baseline_seed(s: Context) -> Iterator[Problem]:
+    """The baseline's seed is among ``seeds``."""
+    yield from _ref_seed(s["seeds"], s["baseline"], "baseline")
+
+
+# --------------------------------------------------------------------------- policies
+
+
+@rule("gate")
+def gate_units(s: Context) -> Iterator[Problem]:
+    """``gate.min_metric`` names declared units."""
+    units = s.names["units"]
+    for unit in s["gate"].min_metric:
+        if unit not in units:
+            yield problem(f"gate.min_metric.{unit}",
+                          f"unknown unit {unit!r}{did_you_mean(unit, units)}")
+
+
+@rule("gate", "units")
+def gate_metrics(s: Context) -> Iterator[Problem]:
+    """``gate.min_metric`` names metrics the unit's kind scores."""
+    for unit, mins in s["gate"].min_metric.items():
+        spec = s["units"].get(unit)
+        if spec is None:  # undeclared (gate_units) or failed validation (reported already)
+            continue
+        known = unit_kinds.known_metrics(spec)
+        for metric in mins:
+            if metric not in known:
+                yield problem(f"gate.min_metric.{unit}.{metric}",
+                              f"unit {unit!r} ({spec.kind}) has no metric {metric!r}"
+                              f"{did_you_mean(metric, known)} (known: {', '.join(known)})")
+
+
+@rule("stop")
+def stop_units(s: Context) -> Iterator[Problem]:
+    """``stop.units`` names declared units."""
+    units = s.names["units"]
+    for i, unit in enumerate(s["stop"].units or []):
+        if unit not in units:
+            yield problem(f"stop.units.{i}", f"unknown unit {unit!r}{did_you_mean(unit, units)}")
+
+
+@rule("gate", "costs")
+def roi_needs_prices(s: Context) -> Iterator[Problem]:
+    """A minimum ROI needs declared prices (else every cost and saving is 0)."""
+    if s["gate"].min_roi is not None and not costs_declared(s["costs"].model_dump(mode="json")):
+        yield problem("gate.min_roi", "a minimum ROI needs prices: `costs:` declares none, so "
+                      "every cost and saving would be 0 (declare teacher/student prices per 1k "
+                      "tokens, or remove min_roi)")
+
+
+# --------------------------------------------------------------------------- units and student
+
+
+@rule("units")
+def unit_templates(s: Context) -> Iterator[Problem]:
+    """Each unit's target template compiles and puts the final answer after its marker."""
+    for name, unit in s["units"].items():
+        try:
+            compile_target_template(unit)
+        except TemplateProblem as exc:
+            yield problem(f"units.{name}.template", str(exc))
+
+
+@rule("student", "units")
+def classifier_units(s: Context) -> Iterator[Problem]:
+    """A classifier student answers only the unit kinds that have a closed label set."""
+    student = s["student"]
+    if student.kind != "classifier":
+        return
+    for name, unit in s["units"].items():
+        if unit_kinds.get(unit.kind).classifier_classes(unit.model_dump(mode="json")) is None:
+            yield problem("student.kind", f"a classifier student cannot answer unit {name!r} of "
+                          f"kind {unit.kind!r} (only "
+                          f"{' and '.join(unit_kinds.classifier_kinds())} units): use "
+                          "kind: causal_lm, or move that unit to another experiment")
+
+
+@rule("student")
+def student_switches(s: Context) -> Iterator[Problem]:
+    """The performance switches of ``student.train`` the student kind cannot honour (its
+    training objective declares the ones it can: :mod:`harness.students.base`)."""
+    student = s["student"]
+    honoured = sorted(student_kinds.get(student.kind).switches())
+    for switch in student_kinds.unsupported_switches(student.kind, student.train.model_dump()):
+        yield problem(f"student.train.{switch}",
+                      f"a {student.kind} student cannot honour {switch}: true (it honours: "
+                      f"{', '.join(honoured) or 'none'}); remove it")
+
+
+# --------------------------------------------------------------------------- files
+
+
+@rule("data", files=True)
+def data_files(s: Context) -> Iterator[Problem]:
+    """The sample and eval files exist, are regular files and have a readable type."""
+    for key in ("samples", "eval"):
+        p = getattr(s["data"], key)
+        kind = _file_kind(p)
+        if kind == "missing":
+            yield problem(f"data.{key}", f"file not found: {p}")
+        elif kind != "file":  # a device, FIFO or folder: reading it would hang or never end
+            yield problem(f"data.{key}", f"not a regular file ({kind}): {p}")
+        elif p.suffix.lower() not in (".jsonl", ".parquet", ".json", ".ndjson"):
+            yield problem(f"data.{key}",
+                          f"unsupported file type {p.suffix!r}: use .jsonl or .parquet")
+
+
+@rule("student", files=True)
+def student_checkpoint(s: Context) -> Iterator[Problem]:
+    """A student checkpoint named by ``student.model`` is a folder."""
+    model = s["student"].model
+    if model is not None and _file_kind(model) != "folder":
+        yield problem("student.model", f"checkpoint folder not found: {model}")
+
+
+def _file_kind(p: Path) -> str:
+    """``file``, ``folder``, ``missing`` or the kind of special file; never raises."""
+    try:
+        mode = p.stat().st_mode
+    except (OSError, ValueError):  # missing, too long a name, a NUL byte, no permission
+        return "missing"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "a FIFO" if stat.S_ISFIFO(mode) else "a device or other special file"
