@@ -54,7 +54,8 @@ buckets:
 fields:
   answer_only: {rationale: false, limits: false}
 scale: [1.0]
-design: {kind: one_at_a_time, base: {bucket: multi_judged, fields: answer_only, scale: 1.0}}
+design: {kind: one_at_a_time, base: {bucket: multi_judged, fields: answer_only, scale: 1.0},
+         noise_seeds: []}
 baseline: {bucket: single_a, fields: answer_only, scale: 1.0}
 evaluation: {slices: [source], max_new_tokens: 4, latency_runs: 1, latency_new_tokens: 2,
              latency_batch_size: 2}

@@ -33,7 +33,7 @@ def demo_results(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     gen.generate(work / "data", seed=0, n_train=2000, n_eval=400)
     doc = yaml.safe_load((REPO / "experiments/demo.yaml").read_text())
     doc["data"] = {"samples": "data/samples.jsonl", "eval": "data/eval.jsonl"}
-    doc["design"] = {"kind": "factorial"}
+    doc["design"] = {"kind": "factorial", "noise_seeds": []}  # two cells: the truths, not noise
     doc["buckets"] = {k: doc["buckets"][k] for k in ("single_a", "multi_judged")}
     doc["fields"] = {"answer_only": doc["fields"]["answer_only"]}
     doc["scale"] = [1.0]
