@@ -274,10 +274,16 @@ def cmd_gate(args: argparse.Namespace) -> int:
     gate = result["gate"]
     if args.json:
         print(json.dumps({"decision": gate["decision"], "cell": gate["cell"],
-                          "reasons": gate["reasons"], "signals": result["signals"]}, indent=2))
+                          "selection": gate.get("selection"), "reasons": gate["reasons"],
+                          "signals": result["signals"]}, indent=2))
     else:
         print(f"DECISION: {gate['decision']}")
-        print(f"  cell: {gate['cell']['label']} ({gate['cell']['cell_id']})")
+        cell = gate["cell"]
+        if cell.get("arm"):  # the decision is about an arm; the cell represents it
+            print(f"  arm: {cell['arm']} (seeds {', '.join(map(str, cell['seeds']))}; "
+                  f"representative cell {cell['label']} ({cell['cell_id']}))")
+        else:
+            print(f"  cell: {cell['label']} ({cell['cell_id']})")
         for r in gate["reasons"]:
             print(f"  {r}")
     return int(gate["exit_status"])

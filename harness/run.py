@@ -27,7 +27,13 @@ from harness.fsutil import atomic_write_text
 from harness.matrix import Cell
 from harness.samples import Dataset
 from harness.spec import LoadedExperiment
-from harness.store.contracts import CellEntry, FailureRecord, RunRecord, TeacherFacts
+from harness.store.contracts import (
+    CellEntry,
+    FailureRecord,
+    LeakageFacts,
+    RunRecord,
+    TeacherFacts,
+)
 from harness.store.folder import CellFolder, RunFolder
 
 
@@ -205,8 +211,18 @@ def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary:
         experiment_file=str(loaded.path), spec=exp.model_dump(mode="json"), teachers=teachers,
         baseline=exp.baseline.model_dump(mode="json"), cells=cell_index,
         inputs={"samples": data.train.sha256, "eval": data.eval.sha256},
-        python=sys.version.split()[0], pid=os.getpid(),
+        python=sys.version.split()[0], pid=os.getpid(), leakage=leakage_facts(loaded, data),
     ))
+
+
+def leakage_facts(loaded: LoadedExperiment, data: Dataset) -> LeakageFacts:
+    """The train-eval overlap validation found and the policy the run went on under (so that
+    the gate and the report can say it; ``harness validate`` only prints it)."""
+    leaks = data.leaks
+    n = leaks.height
+    return LeakageFacts(policy=loaded.spec.data.leakage, overlaps=n,
+                        eval_items=leaks["eval_id"].n_unique() if n else 0,
+                        train_records=leaks["train_rec"].n_unique() if n else 0)
 
 
 def _predictions_parquet(folder: CellFolder) -> None:

@@ -155,6 +155,18 @@ def _folder_inputs(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return run.spec, {"files": files, "cells": cells}
 
 
+def _code_digest() -> str:
+    """SHA-256 (hex) of the analysis and unit-kind sources: what turns a run folder into
+    verdicts. Read once per call (a few dozen small files)."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for package in ("analysis", "units"):
+        for source in sorted((root / package).glob("*.py")):
+            h.update(source.name.encode())
+            h.update(source.read_bytes())
+    return h.hexdigest()
+
+
 def computed_from(run_dir: Path, history: list[Path] | None = None, method: str | None = None,
                   n_boot: int = 1000, curve_boot: int = 200) -> str | None:
     """SHA-256 (hex) of what an analysis of ``run_dir`` with these arguments depends on; None
@@ -163,6 +175,8 @@ def computed_from(run_dir: Path, history: list[Path] | None = None, method: str 
         spec, files = _folder_inputs(run_dir)
         inputs = {
             "analysis_version": ANALYSIS_VERSION, "harness": __version__, "run": files,
+            # the code that computes it: a changed check or estimator makes a stored one stale
+            "code": _code_digest(),
             # a new check changes what the analysis says: a stored one without it is stale
             "signals": sorted(REGISTRY),
             "history": [{"path": str(h), **_folder_inputs(h)[1]} for h in history or []],

@@ -3,15 +3,18 @@
 The stop signals (thresholds from the YAML's ``stop:``) are the registry of
 :mod:`harness.analysis.signals`, one function per ``SignalName``.
 
-The gate (``gate:``) then decides for the *chosen* cell (the best on the units that matter among
-cells meeting the policy; else the best overall):
+The gate (``gate:``) then decides for the *chosen arm* (:mod:`harness.analysis.selection`: the
+best mean over its seeds on the units that matter among arms meeting the policy, else the best
+overall; the signals read its representative cell), and records how often resampling would have
+chosen another arm (``selection``):
 ``STOP`` when the chosen student is not above chance on a unit that matters (``at_chance``,
 blocking whatever ``blocking_signals`` says: nothing else the data says about such a student
 is worth acting on); ``SHIFT_TO_REAL_DATA`` when a blocking distribution gap fires; ``STOP`` when
-another blocking signal fires or a hard policy fails (p95 latency above the maximum, ROI below the
-minimum); ``CONTINUE`` otherwise — unmet quality minimums with curves still rising are a reason to
-go on. The reasons end with the quality minimums: met (with the values), not met, or "no
-minimums declared".
+another blocking signal fires or a hard policy fails (p95 latency above the maximum, the
+quality-adjusted ROI below ``min_roi``); ``CONTINUE`` otherwise — unmet quality minimums with
+curves still rising are a reason to go on. Train-eval overlap kept under ``data.leakage: warn``
+is a reason of its own. The reasons end with the selection's uncertainty and the quality
+minimums: met (with the values), not met, or "no minimums declared".
 """
 
 from __future__ import annotations
@@ -20,43 +23,22 @@ from typing import Any
 
 from harness.analysis.chance import versus_chance
 from harness.analysis.load import RunData
+from harness.analysis.selection import arm_value, choose_cell
 from harness.analysis.signals import (
     AGREEMENT_RISE,
     SignalContext,
     copied_excess,
     evaluate,
     fidelity_flags,
-    primary,
     units_that_matter,
-    value,
 )
 
 __all__ = ["AGREEMENT_RISE", "EXIT", "choose_cell", "copied_excess", "decide", "fidelity_flags",
-           "signals"]
+           "leakage_line", "selection_line", "signals"]
 
 EXIT = {"CONTINUE": 0, "STOP": 3, "SHIFT_TO_REAL_DATA": 3}
 #: Signals that block whatever ``gate.blocking_signals`` lists.
 ALWAYS_BLOCKING = frozenset({"at_chance"})
-
-
-def choose_cell(run: RunData, roi: list[dict[str, Any]]) -> dict[str, Any]:
-    """The cell the decision is about: best mean primary metric on the units that matter,
-    preferring cells that meet the gate's minimums."""
-    units = units_that_matter(run)
-    policy = run.spec["gate"]
-    scored = []
-    for cell in run.cells:
-        values = [value(run, cell.cell_id, u, primary(run, u)) for u in units]
-        present = [v for v in values if v is not None]
-        mean = sum(present) / max(1, len(present))
-        unmet = [f"{u}.{m} = {v:.3f} < {lo:g}" if v is not None else f"{u}.{m}: missing"
-                 for u, mins in policy["min_metric"].items() for m, lo in mins.items()
-                 if (v := value(run, cell.cell_id, u, m)) is None or v < lo]
-        scored.append((not unmet, mean, cell, unmet))
-    scored.sort(key=lambda x: (x[0], x[1]), reverse=True)
-    ok, mean, cell, unmet = scored[0]
-    return {"cell_id": cell.cell_id, "label": cell.label, "mean_primary": mean,
-            "meets_minimums": ok, "unmet": unmet}
 
 
 def signals(run: RunData, chosen: dict[str, Any], curves: list[dict[str, Any]],
@@ -77,14 +59,17 @@ def signals(run: RunData, chosen: dict[str, Any], curves: list[dict[str, Any]],
 
 
 def _minimums(run: RunData, chosen: dict[str, Any]) -> str:
-    """The quality-minimums reason: not met, met (with the values) or none declared."""
+    """The quality-minimums reason: not met, met (with the chosen arm's seed means) or none
+    declared."""
     declared = run.spec["gate"]["min_metric"]
     if chosen["unmet"]:
-        return "quality minimums not met by any cell: " + "; ".join(chosen["unmet"])
+        return "quality minimums not met by any arm: " + "; ".join(chosen["unmet"])
     if not any(declared.values()):
         # nothing was checked: "met" would read as a passed bar
         return "quality minimums: no minimums declared (gate.min_metric)"
-    met = [f"{u}.{m} = {value(run, chosen['cell_id'], u, m):.3f} >= {lo:g}"
+    ids = set(chosen.get("cell_ids") or [chosen["cell_id"]])
+    cells = [c for c in run.cells if c.cell_id in ids]
+    met = [f"{u}.{m} = {arm_value(run, cells, u, m) or 0.0:.3f} >= {lo:g}"
            for u, mins in declared.items() for m, lo in mins.items()]
     return "quality minimums met: " + "; ".join(met)
 
@@ -119,15 +104,45 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
                        f"{policy['max_p95_latency_ms']:g} ms — {'ok' if ok else 'too slow'}")
         if not ok and decision == "CONTINUE":
             decision = "STOP"
-    if policy.get("min_roi") is not None and row and row.get("roi") is None:
+    if policy.get("min_roi") is not None and row and row.get("quality_adjusted_roi") is None:
         reasons.append(f"roi: not assessed (no price in `costs:`) vs min {policy['min_roi']:g} "
                        "— the minimum cannot be checked")
     elif policy.get("min_roi") is not None and row:
-        ok = row["roi"] >= policy["min_roi"]
-        reasons.append(f"roi: {row['roi']:.2f} vs min {policy['min_roi']:g} — "
-                       f"{'ok' if ok else 'below'}")
+        # quality-adjusted: a student whose extra errors go back to the teacher saves less
+        ok = row["quality_adjusted_roi"] >= policy["min_roi"]
+        reasons.append(f"roi: quality-adjusted ROI {row['quality_adjusted_roi']:.2f} vs min "
+                       f"{policy['min_roi']:g} — {'ok' if ok else 'below'} (raw ROI "
+                       f"{row['roi']:.2f}, not used)")
         if not ok and decision == "CONTINUE":
             decision = "STOP"
+    leak = leakage_line(run)
+    if leak:
+        reasons.append(leak)
+    selection = chosen.get("selection")
+    if selection:
+        reasons.append(selection_line(selection))
     reasons.append(_minimums(run, chosen))
-    return {"decision": decision, "exit_status": EXIT[decision], "cell": chosen,
-            "reasons": reasons, "vs_chance": list(vs_chance or [])}
+    return {"decision": decision, "exit_status": EXIT[decision],
+            "cell": {k: v for k, v in chosen.items() if k != "selection"},
+            "selection": selection, "reasons": reasons, "vs_chance": list(vs_chance or [])}
+
+
+def leakage_line(run: RunData) -> str | None:
+    """The reason line for train-eval overlap the run kept (``data.leakage: warn``); None when
+    none was kept (no overlap, dropped, or not recorded by an older run)."""
+    leak = run.run.leakage
+    if leak is None or leak.policy != "warn" or leak.overlaps == 0:
+        return None
+    return (f"leakage: {leak.overlaps} train-eval overlap(s) kept (data.leakage: warn): "
+            f"{leak.eval_items} eval item(s) share an id or normalized prompt with "
+            f"{leak.train_records} training record(s), so their scores measure recall, not "
+            "generalization")
+
+
+def selection_line(selection: dict[str, Any]) -> str:
+    """The selection's uncertainty in one line (gate reasons, ``harness gate``, report)."""
+    line = (f"selection: arm {selection['arm']} chosen in {selection['p_chosen']:.0%} of "
+            f"{selection['n_resamples']} resamples ({selection['resampled']})")
+    if selection.get("runner_up"):
+        line += f"; runner-up {selection['runner_up']} in {selection['p_runner_up']:.0%}"
+    return line

@@ -12,13 +12,18 @@ YAML's ``stop:`` and its evidence in words. :func:`evaluate` runs them in the or
   doubling's predicted gain is below ``min_gain_next_doubling`` (needs fitted curves); with
   earlier rounds, also no gain across rounds;
 - ``teacher_bias``: agreement with a teacher rises with scale while the primary metric does not
-  improve significantly ("more teacher-like, not more correct"), or the chosen cell repeats the
-  teacher's wrong answers more often than its own answer frequencies explain, by more than
-  ``max_copied_error_rate`` and significantly (one-sided binomial test, p < 0.05);
-- ``cost``: the chosen cell's ROI over the horizon is negative;
-- ``distribution_gap``: the chosen cell's primary metric on ``source=real`` lags
-  ``source=synthetic`` by more than ``max_real_synthetic_gap`` and the gap does not close with
-  scale;
+  improve significantly ("more teacher-like, not more correct"), or the chosen arm (against
+  every teacher) or any single-teacher arm (against its teacher) repeats a teacher's wrong
+  answers more often than a student erring independently of that teacher would, by more than
+  ``max_copied_error_rate`` and significantly (one-sided binomial p < 0.05, and the excess's
+  95% interval above 0; :mod:`harness.analysis.copying`); the evidence names arm and teacher;
+- ``cost``: the chosen cell's quality-adjusted ROI over the horizon is negative (see
+  :mod:`harness.analysis.roi`: its extra errors fall back to the teacher);
+- ``distribution_gap``: the chosen arm's primary metric on ``source=real`` lags
+  ``source=synthetic`` by more than ``max_real_synthetic_gap`` (paired-by-unit bootstrap 95%
+  interval above 0) and the gap does not close with scale, which is asserted only from >= 3
+  scale points on a unit the student learned something on (else the evidence says why it
+  cannot tell; :mod:`harness.analysis.slices`);
 - ``teacher_inconsistency``: teachers disagree on a unit's training records beyond
   ``max_teacher_disagreement`` where the judge gives no verdict.
 
@@ -31,11 +36,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict, get_args
 
-from scipy.stats import binomtest
-
 from harness.analysis.chance import describe, learned
+from harness.analysis.copying import (  # copied_excess: re-exported for the gate's callers
+    copied_excess,  # noqa: F401
+    copying,
+)
 from harness.analysis.load import CellData, RunData
 from harness.analysis.roi import NOT_PRICED
+from harness.analysis.slices import gap_trend, slice_gap
 from harness.spec.models import SignalName
 from harness.units import primary_metric
 
@@ -190,22 +198,21 @@ def diminishing_returns(ctx: SignalContext) -> Signal:
 
 @signal("teacher_bias")
 def teacher_bias(ctx: SignalContext) -> Signal:
-    """Copied errors beyond what the student's own answer frequencies explain, or agreement that
-    rises with scale while the metric does not."""
+    """Copied errors beyond a teacher-independent chance, in the chosen arm or in any
+    single-teacher arm (:mod:`harness.analysis.copying`), or agreement that rises with scale
+    while the metric does not."""
     thr = ctx.stop["max_copied_error_rate"]
-    copied = {f"{u}/{t}": fid for u, rep in ctx.cell.metrics.units.items()
-              for t, fid in rep["fidelity"].items() if "copied_error_rate" in fid}
-    excess = {k: copied_excess(fid) for k, fid in copied.items()}
-    worst = max(excess.items(), key=lambda kv: kv[1][0]) if excess else None
+    found = copying(ctx.run, ctx.cell)
+    copiers = [f for f in found if f.fires(thr)]
     flags = fidelity_flags(ctx.run)
-    fires = bool(flags) or (worst is not None and worst[1][0] > thr and worst[1][1] < 0.05)
-    if worst:
-        fid = copied[worst[0]]
-        evidence = (f"highest copied-error rate beyond chance {worst[0]}: "
-                    f"{fid['copied_error_rate']:.3f} of the teacher's "
-                    f"{int(fid.get('teacher_wrong', 0))} wrong answers repeated vs "
-                    f"{fid.get('copied_error_chance', 0.0):.3f} by chance "
-                    f"(excess {worst[1][0]:+.3f}, one-sided binomial p = {worst[1][1]:.3g})")
+    fires = bool(flags) or bool(copiers)
+    if copiers:
+        evidence = "copies teacher errors beyond chance: " + "; ".join(
+            f.describe() for f in sorted(copiers, key=lambda f: -f.excess))
+    elif found:
+        worst = max(found, key=lambda f: f.excess)
+        evidence = (f"no arm copies teacher errors beyond chance by more than {thr:g} "
+                    f"({len(found)} arm x unit x teacher checked); highest: {worst.describe()}")
     else:
         evidence = "no teacher answers on eval items"
     if flags:
@@ -215,41 +222,50 @@ def teacher_bias(ctx: SignalContext) -> Signal:
 
 @signal("cost")
 def cost(ctx: SignalContext) -> Signal | None:
-    """The chosen cell's ROI over the horizon is negative (not assessed without prices)."""
+    """The chosen cell's quality-adjusted ROI over the horizon is negative (its extra errors
+    fall back to the teacher; not assessed without prices)."""
     row = next((r for r in ctx.roi if r["cell_id"] == ctx.cell.cell_id), None)
     if row is None:
         return None
-    if row.get("roi") is None:
+    if row.get("quality_adjusted_roi") is None:
         return {"signal": "cost", "fires": False, "threshold": 0.0,
                 "evidence": f"{NOT_PRICED} in `costs:`, so there is no ROI"}
-    return {"signal": "cost", "fires": row["roi"] < 0, "threshold": 0.0,
-            "evidence": f"ROI over {row['horizon_days']:g} days = {row['roi']:.2f} "
-                        f"(offline {row['offline_cost']:.2f} {row['currency']}, saving "
-                        f"{row['online_saving']:.2f})"}
+    qroi = row["quality_adjusted_roi"]
+    return {"signal": "cost", "fires": qroi < 0, "threshold": 0.0,
+            "evidence": f"quality-adjusted ROI over {row['horizon_days']:g} days = {qroi:.2f} "
+                        f"(offline {row['offline_cost']:.2f} {row['currency']}; saving "
+                        f"{row['online_saving']:.2f} minus fallback "
+                        f"{row['teacher_fallback'] + row['manual_fallback']:.2f} for "
+                        f"{row['fallback_rate']:.1%} of requests wrong beyond the best teacher; "
+                        f"raw ROI {row['roi']:.2f}, not used)"}
 
 
 @signal("distribution_gap")
 def distribution_gap(ctx: SignalContext) -> Signal:
-    """``source=real`` lags ``source=synthetic`` by more than the threshold and does not catch
-    up with scale."""
+    """On a unit that matters, the chosen arm's ``source=real`` lags ``source=synthetic`` by more
+    than the threshold (the gap's paired-by-unit 95% interval above 0) and the gap does not
+    close with scale — asserted only from >= 3 scale points on a unit the student learned
+    something on (:func:`harness.analysis.slices.gap_trend`); otherwise the evidence says why
+    it cannot tell, and the signal stays quiet."""
     run, cell = ctx.run, ctx.cell
     thr = ctx.stop["max_real_synthetic_gap"]
-    gaps = {}
-    for u in ctx.units:
-        m = primary(run, u)
-        real = value(run, cell.cell_id, u, m, "source=real")
-        syn = value(run, cell.cell_id, u, m, "source=synthetic")
-        if real is not None and syn is not None:
-            gaps[u] = syn - real
-    closing = _gap_closes(run, cell, ctx.units)
-    big = {u: g for u, g in gaps.items() if g > thr}
-    evidence = (", ".join(f"{u}: synthetic - real = {g:+.3f}" for u, g in gaps.items())
+    a = cell.axes
+    arm_cells = [c for c in run.cells if (c.axes["bucket"], c.axes["fields"],
+                                          float(c.axes["scale"])) ==
+                 (a["bucket"], a["fields"], float(a["scale"]))]
+    gaps = {u: g for u in ctx.units if (g := slice_gap(run, arm_cells, u)) is not None}
+    big = {u: g for u, g in gaps.items() if g.gap > thr and g.ci_low > 0}
+    learned_on = {r["unit"] for r in ctx.vs_chance
+                  if r["cell_id"] == cell.cell_id and learned(r)}
+    trends = {u: gap_trend(run, cell, u, u in learned_on) for u in big}
+    evidence = ("; ".join(g.describe() for g in gaps.values())
                 or "no source=real / source=synthetic slices")
-    if big:
-        evidence += "; the gap closes with scale" if closing else "; the gap does not close " \
-                                                                  "with scale"
-    return {"signal": "distribution_gap", "fires": bool(big) and not closing, "threshold": thr,
-            "evidence": evidence}
+    if gaps and not big:
+        evidence += f"; no gap above {thr:g} with its 95% interval above 0"
+    for _, why in trends.values():
+        evidence += f"; {why}"
+    return {"signal": "distribution_gap", "threshold": thr, "evidence": evidence,
+            "fires": any(closes is False for closes, _ in trends.values())}
 
 
 @signal("teacher_inconsistency")
@@ -267,46 +283,6 @@ def teacher_inconsistency(ctx: SignalContext) -> Signal:
 
 
 # -- evidence helpers --------------------------------------------------------------------------
-
-def copied_excess(fid: dict[str, float]) -> tuple[float, float]:
-    """(copied-error rate minus its chance rate, one-sided binomial p-value that the student
-    repeats the teacher's errors more often than chance).
-
-    A student whose answers carry no information about the teacher's still "copies" an error
-    whenever it happens to give the same wrong answer; only the excess is the teacher's
-    influence. Fidelity records written before the chance rate existed count chance as 0.
-    """
-    rate = float(fid["copied_error_rate"])
-    chance = float(fid.get("copied_error_chance", 0.0))
-    n = int(fid.get("teacher_wrong", 0))
-    if n == 0:
-        return rate - chance, 1.0
-    k = round(rate * n)
-    p = float(binomtest(k, n, min(max(chance, 0.0), 1.0), alternative="greater").pvalue)
-    return rate - chance, p
-
-
-def _gap_closes(run: RunData, cell: CellData, units: list[str]) -> bool:
-    """Whether the real/synthetic gap shrinks from the smallest to the largest scale of the
-    chosen cell's bucket and field set (by more than half)."""
-    same = sorted((c for c in run.cells if c.axes["bucket"] == cell.axes["bucket"]
-                   and c.axes["fields"] == cell.axes["fields"]),
-                  key=lambda c: float(c.axes["scale"]))
-    if len(same) < 2:
-        return False
-    for u in units:
-        m = primary(run, u)
-        g = []
-        for c in (same[0], same[-1]):
-            real = value(run, c.cell_id, u, m, "source=real")
-            syn = value(run, c.cell_id, u, m, "source=synthetic")
-            if real is None or syn is None:
-                return False
-            g.append(syn - real)
-        if g[1] > 0.5 * g[0]:
-            return False
-    return True
-
 
 def fidelity_flags(run: RunData) -> list[str]:
     """Curve groups where agreement with a teacher rises with scale by > 0.05 while the primary

@@ -7,7 +7,7 @@ predictions) and the teacher audit (each teacher's recorded answers).
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -84,18 +84,37 @@ def unit_report(unit: dict[str, Any], items: Sequence[dict[str, Any]],
     return report
 
 
+#: Bootstrap resamples of the copied-error intervals (fixed seed: the worker is deterministic).
+FIDELITY_BOOT = 1000
+#: Fewest teacher-right items of one reference class that estimate the student's answer
+#: distribution on that class; smaller classes fall back to the teacher-right items of any
+#: other reference (see :func:`_chance_pool`).
+MIN_POOL = 5
+
+
 def fidelity(unit: dict[str, Any], items: Sequence[dict[str, Any]],
-             preds: Sequence[str | None], correct: Sequence[int]) -> dict[str, dict[str, float]]:
+             preds: Sequence[str | None], correct: Sequence[int],
+             n_boot: int = FIDELITY_BOOT, seed: int = 0) -> dict[str, dict[str, float]]:
     """Agreement with each teacher that answered the eval items, split by correctness.
 
     Per teacher (over the items it answered): ``agreement`` (same decision/answer),
     ``agree_correct`` (agrees and is right), ``agree_wrong`` (agrees and is wrong — a copied
-    teacher error), ``copied_error_rate`` (of the teacher's wrong answers, the share the
-    student repeats), ``copied_error_chance`` (the share a student with the same answer
-    frequencies would repeat by coincidence, its answers independent of the teacher's) and ``n``.
+    teacher error), ``n``, and where the teacher was wrong at all:
 
-    The chance rate matters for weak students: one that answers "A" to everything "repeats" every
-    teacher error that is "A" without having learnt anything from the teacher.
+    - ``teacher_wrong``: how many of its answers were wrong;
+    - ``copied_error_rate``: of those, the share the student repeats;
+    - ``copied_error_chance``: the share a student would repeat if it erred *independently of
+      that teacher* — per wrong item, how often the student gives the teacher's wrong answer on
+      items where the teacher was *right*, with the same reference (:func:`_chance_pool`).
+      A student that learnt the teacher's errors agrees with the teacher on the right items
+      too, so there it gives the reference, not the wrong answer: its chance stays low while its
+      copied rate is high. A student that always says "A" gives "A" on the teacher-right items
+      as well, so its copied "A" errors count as chance. (The student's own answer frequencies
+      over all items, the earlier rate, rise with the copying itself: a student repeating all
+      of a teacher's errors could score copied 1.000 vs chance 1.000);
+    - ``copied_error_chance_low``/``_high`` and ``copied_excess_low``/``_high``: 95%
+      bootstrap intervals of the chance rate and of ``copied_error_rate - copied_error_chance``
+      (:func:`_copy_intervals`).
     """
     per: dict[str, dict[str, float]] = {}
     by_teacher: dict[str, list[tuple[int, str | None]]] = defaultdict(list)
@@ -104,32 +123,92 @@ def fidelity(unit: dict[str, Any], items: Sequence[dict[str, Any]],
             by_teacher[c["teacher"]].append((i, c.get("final")))
     # What 'agreeing' compares is the kind's decision key (refusal units: refuse or answer).
     key = partial(get(unit["kind"]).decision_key, unit)
-    # The student's answer frequencies over every eval item (None = no parsable answer).
-    keys = [key(p) for p in preds]
-    freq = Counter(k for k in keys if k is not None)
-    total = len(keys)
+    keys = [key(p) for p in preds]  # None = no parsable answer: never agrees
+    ref_keys = [key(it["reference"]) for it in items]
     for teacher, answers in sorted(by_teacher.items()):
-        agree = agree_ok = agree_bad = teacher_wrong = copied = 0
-        chance = 0.0
+        agree = agree_ok = agree_bad = 0
+        wrong: list[tuple[int, Any]] = []  # (item, the teacher's wrong decision key)
+        right: list[int] = []
         for i, final in answers:
-            same = keys[i] is not None and keys[i] == key(final)
-            t_ok = key(final) == key(items[i]["reference"])
+            t_key = key(final)
+            same = keys[i] is not None and keys[i] == t_key
             agree += same
             agree_ok += same and bool(correct[i])
             agree_bad += same and not correct[i]
-            teacher_wrong += not t_ok
-            copied += same and not t_ok
-            t_key = key(final)
-            if not t_ok and total and t_key is not None:
-                chance += freq.get(t_key, 0) / total
+            if t_key == ref_keys[i]:
+                right.append(i)
+            else:
+                wrong.append((i, t_key))
         n = len(answers)
         per[teacher] = {"n": n, "agreement": agree / n, "agree_correct": agree_ok / n,
                         "agree_wrong": agree_bad / n}
-        if teacher_wrong:
-            per[teacher]["copied_error_rate"] = copied / teacher_wrong
-            per[teacher]["copied_error_chance"] = chance / teacher_wrong
-            per[teacher]["teacher_wrong"] = teacher_wrong
+        if wrong:
+            copied = np.asarray([keys[i] is not None and keys[i] == k for i, k in wrong],
+                                dtype=float)
+            pools = [_chance_pool(i, k, right, keys, ref_keys) for i, k in wrong]
+            chance = np.asarray([_share(pool, k, keys) for pool, (_, k) in
+                                 zip(pools, wrong, strict=True)])
+            per[teacher].update(
+                copied_error_rate=float(copied.mean()),
+                copied_error_chance=float(chance.mean()), teacher_wrong=len(wrong),
+                **_copy_intervals(copied, [(p, k) for p, (_, k) in zip(pools, wrong,
+                                                                        strict=True)],
+                                  keys, n_boot, seed))
     return per
+
+
+def _chance_pool(i: int, k: Any, right: Sequence[int], keys: Sequence[Any],
+                 ref_keys: Sequence[Any]) -> tuple[int, ...]:
+    """The items whose student answers estimate how often the student gives ``k`` on wrong item
+    ``i`` by itself: the teacher-right items with ``i``'s reference class when there are at
+    least :data:`MIN_POOL`; else the teacher-right items whose reference is not ``k`` (on items
+    whose reference *is* ``k`` a good student says ``k`` for being right); else, when the
+    teacher was right on none of those, every item whose reference is not ``k`` (then the
+    student's answers are not independent of the teacher's, the best the data allows)."""
+    same = tuple(j for j in right if ref_keys[j] == ref_keys[i])
+    if len(same) >= MIN_POOL:
+        return same
+    other = tuple(j for j in right if ref_keys[j] != k)
+    if other:
+        return other
+    return tuple(j for j in range(len(keys)) if ref_keys[j] != k)
+
+
+def _share(pool: Sequence[int], k: Any, keys: Sequence[Any]) -> float:
+    """Share of the pool's student answers equal to ``k`` (unparsed answers count as other)."""
+    return sum(keys[j] is not None and keys[j] == k for j in pool) / len(pool) if pool else 0.0
+
+
+def _copy_intervals(copied: np.ndarray, pairs: Sequence[tuple[tuple[int, ...], Any]],
+                    keys: Sequence[Any], n_boot: int, seed: int) -> dict[str, float]:
+    """95% percentile intervals of the chance rate and of the copied-minus-chance excess.
+
+    Two sources of noise, both resampled per replicate: which of the teacher's wrong items were
+    drawn (multinomial weights over the ``len(copied)`` items) and each chance share's pool
+    (binomial: the share of ``k`` in a resample of the pool). Distinct (pool, ``k``) pairs are
+    drawn independently of each other, which ignores that one pool's shares of different
+    answers are negatively correlated — a small effect next to the item resampling.
+
+    Args:
+        copied: (m,) 1 where the student repeats the teacher's wrong answer on wrong item m.
+        pairs: per wrong item, its chance pool and the teacher's wrong key.
+        keys: the student's decision key per eval item.
+    """
+    rng = np.random.default_rng(seed)
+    m = len(copied)
+    distinct: dict[tuple[tuple[int, ...], Any], int] = {}
+    which = np.asarray([distinct.setdefault(pk, len(distinct)) for pk in pairs])
+    shares = np.empty((n_boot, len(distinct)))
+    for (pool, k), col in distinct.items():
+        size = max(len(pool), 1)
+        shares[:, col] = rng.binomial(len(pool), _share(pool, k, keys), n_boot) / size
+    weights = rng.multinomial(m, np.full(m, 1 / m), size=n_boot)  # (n_boot, m)
+    chance = (weights * shares[:, which]).sum(axis=1) / m
+    excess = weights @ copied / m - chance
+    c_lo, c_hi = np.percentile(chance, [2.5, 97.5])
+    e_lo, e_hi = np.percentile(excess, [2.5, 97.5])
+    return {"copied_error_chance_low": float(c_lo), "copied_error_chance_high": float(c_hi),
+            "copied_excess_low": float(e_lo), "copied_excess_high": float(e_hi)}
 
 
 def teacher_audit(unit: dict[str, Any], items: Sequence[dict[str, Any]],

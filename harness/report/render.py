@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from harness.analysis.chance import learned
 from harness.analysis.load import RunData, load_run
 from harness.analysis.roi import NOT_PRICED, RoiEstimate
+from harness.analysis.slices import slice_table
 from harness.fsutil import atomic_write_text
 from harness.report import svg
 from harness.store.folder import RunFolder
@@ -167,7 +168,10 @@ def _roi_chart(analysis: dict[str, Any], chosen_id: str, spec: dict[str, Any]) -
     if row is None or not row.get("priced", True) or row["offline_cost"] is None:
         return None
     # The ledger's own estimator draws the curve, so chart and table cannot disagree.
-    curve = RoiEstimate.from_costs(spec["costs"], row["offline_cost"]).cumulative_cost()
+    # (with the cell's own student price and fallback rate: the quality-adjusted break-even)
+    curve = RoiEstimate.from_costs(spec["costs"], row["offline_cost"],
+                                   row.get("student_price_per_1k"),
+                                   row.get("fallback_rate", 0.0)).cumulative_cost()
     return svg.lines([("teacher only", curve["teacher only"], "s1"),
                       ("distilled student", curve["distilled student"], "s2")],
                      f"Cumulative cost ({row['currency']}) over "
@@ -212,6 +216,31 @@ def _disagreements(run: RunData, chosen_id: str) -> list[dict[str, Any]]:
                         "best": b[key]["answer"], "best_right": bool(b[key]["correct"])})
         if len(out) >= MAX_DISAGREEMENTS:
             break
+    return out
+
+
+def _slices(run: RunData, chosen_id: str) -> list[dict[str, Any]]:
+    """Per-slice primary metrics with n and 95% intervals, for the chosen cell's arm and the
+    baseline's arm (all seeds; :func:`harness.analysis.slices.slice_table`): one table each,
+    the chosen arm first, the baseline once when it is the chosen arm."""
+    def arm_of(cell: Any) -> list[Any]:
+        a = cell.axes
+        key = (a["bucket"], a["fields"], float(a["scale"]))
+        return [c for c in run.cells
+                if (c.axes["bucket"], c.axes["fields"], float(c.axes["scale"])) == key]
+
+    chosen = next((c for c in run.cells if c.cell_id == chosen_id), None)
+    base = next((c for c in run.cells if c.is_baseline), None)
+    out = []
+    for role, cell in (("chosen", chosen), ("baseline", base)):
+        if cell is None or (role == "baseline" and chosen is not None
+                            and arm_of(cell) == arm_of(chosen)):
+            continue
+        cells = arm_of(cell)
+        a = cell.axes
+        out.append({"role": role, "arm": f"{a['bucket']}/{a['fields']}/x{float(a['scale']):g}",
+                    "seeds": len(cells),
+                    "rows": [r.to_dict() for r in slice_table(run, cells, n_boot=200)]})
     return out
 
 
@@ -263,6 +292,9 @@ def build(run_dir: Path) -> dict[str, Any]:
         "roi_chart": _roi_chart(analysis, chosen, spec), "audit": run.teacher_audit,
         "config_diff": _config_diff(run), "disagreements": _disagreements(run, chosen),
         "failed": _failed(run),
+        "slices": _slices(run, chosen),
+        # train-eval overlap validation found (None: a run.json from before it was recorded)
+        "leakage": run.run.leakage,
         "primary": {s["kind"]: primary_metric(s["kind"]) for s in spec["units"].values()},
         "unit_kinds": {u: s["kind"] for u, s in spec["units"].items()},
     }

@@ -431,8 +431,20 @@ class CostSpec(Strict):
     maintenance_per_month: float = Field(0.0, ge=0)
     teacher_price_per_1k: float = Field(0.0, ge=0, description="Online teacher price per 1k tok.")
     student_price_per_1k: float = Field(0.0, ge=0)
+    student_price_from: Literal["declared", "measured"] = Field(
+        "declared", description="declared: student_price_per_1k for every cell; measured: "
+        "each cell's own serving price, gpu_hour x its measured median seconds per request "
+        "(one request at a time) per avg_tokens / 1000, so a slower student costs more.")
     manual_fallback_cost: float = Field(0.0, ge=0, description="Cost of one error handled by hand.")
     traffic: TrafficSpec = TrafficSpec()
+
+    @model_validator(mode="after")
+    def _measured_needs_gpu_hour(self) -> CostSpec:
+        # a measured price is the GPU's hourly price spread over the requests it serves
+        if self.student_price_from == "measured" and not self.gpu_hour:
+            raise ValueError("student_price_from: measured prices each cell's student from its "
+                             "measured latency x gpu_hour, so gpu_hour must be declared")
+        return self
 
 
 def costs_declared(costs: dict[str, Any]) -> bool:

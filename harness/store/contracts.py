@@ -318,10 +318,32 @@ class CellEntry(Record):
 
 
 @dataclass(frozen=True)
+class LeakageFacts(Record):
+    """Train-eval overlap that validation found and the run went on with (``run.json``
+    ``leakage``; :func:`harness.samples.leakage.find_leaks`).
+
+    ``policy`` is ``data.leakage`` (``error`` / ``warn`` / ``drop``): with ``warn`` the
+    overlapping training records were kept (the eval items they leak into measure recall, not
+    generalization); with ``drop`` they were removed before composing; ``error`` only ever runs
+    with no overlap.
+    """
+
+    policy: str
+    overlaps: int  #: (eval item, training record) pairs with the same id or normalized prompt
+    eval_items: int  #: distinct eval items among them
+    train_records: int  #: distinct training records among them (kept or dropped)
+
+
+@dataclass(frozen=True)
 class RunRecord(Record):
-    """``run.json``: the run's spec, cells and inputs (run -> analysis, gate, report)."""
+    """``run.json``: the run's spec, cells and inputs (run -> analysis, gate, report).
+
+    ``leakage`` is optional: run folders written before it was recorded read as None (not
+    recorded), never as "no overlap".
+    """
 
     VERSION_KEY: ClassVar[str | None] = "schema_version"
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"leakage"})
 
     schema_version: int
     experiment: str
@@ -333,6 +355,7 @@ class RunRecord(Record):
     inputs: dict[str, str]  #: "samples" / "eval" -> SHA-256 of the input file
     python: str
     pid: int
+    leakage: LeakageFacts | None = None
 
     REQUIRED_INSIDE: ClassVar[dict[str, tuple[str, ...]]] = {
         "spec": ("units", "stop", "gate", "costs", "buckets")}

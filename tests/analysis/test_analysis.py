@@ -158,7 +158,13 @@ def test_roi_matches_the_estimator_by_hand(synth_run):
     assert row["break_even_days"] == pytest.approx(offline / (saved / 30))
     # the student errs 0.10, the best teacher 0.05: 5% of requests fall back to a person
     assert row["manual_fallback"] == pytest.approx(requests * (0.10 - 0.05) * 0.5)
-    assert row["quality_adjusted_saving"] == pytest.approx(saved - row["manual_fallback"])
+    # ... and go back to the teacher at the teacher's price: 5% of the tokens at 0.06 per 1k
+    assert row["fallback_rate"] == pytest.approx(0.05)
+    assert row["teacher_fallback"] == pytest.approx(requests * 0.05 * 0.8 * 0.06)
+    assert row["quality_adjusted_saving"] == pytest.approx(
+        saved - row["manual_fallback"] - row["teacher_fallback"])
+    assert row["quality_adjusted_roi"] == pytest.approx(
+        (row["quality_adjusted_saving"] - offline) / offline)
 
 
 def test_without_prices_there_is_no_roi(synth_run):

@@ -114,3 +114,12 @@ def test_every_text_field_of_the_report_is_escaped(report):
     html = _env().get_template("report.html.j2").render(**poison(ctx))
     assert "<script" not in html.lower() and "<img" not in html.lower()
     assert html.count("&lt;script&gt;") > 50
+
+
+def test_report_shows_per_slice_tables_with_n(report):
+    html = report.read_text()
+    assert 'id="slices"' in html
+    section = html.split('id="slices"')[1].split("<h2")[0]
+    assert "<h3>chosen:" in section
+    assert "source=real" in section and "source=synthetic" in section
+    assert "<th>n</th>" in section and "95% CI" in section
