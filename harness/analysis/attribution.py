@@ -1,18 +1,20 @@
 """Attribution: which bucket and which field helps which unit, on which metric, how sure we are.
 
-Cells are grouped into *arms* (same bucket, fields and scale; one cell per seed). Every arm is
-compared with the baseline arm on each unit's *decision metrics* (the primary and what the kind
-declares besides: exact-record match and each field's F1, refusal recall and over-refusal, ...),
-paired over eval items, an arm being the mean over all its seeds (never one seed against one):
+Cells are grouped into *arms* (:mod:`harness.analysis.arms`: same bucket, fields and scale; one
+cell per seed). Every arm is compared with the baseline arm on each unit's *decision metrics*
+(the primary and what the kind declares besides: exact-record match and each field's F1, refusal
+recall and over-refusal, ...), paired over eval items, an arm being the mean over all its seeds
+(never one seed against one):
 
-- training noise: a student trained once is one draw of its training run, and no resampling
-  of eval items sees how much a second run would move it. ``design.noise_seeds`` (default
-  ``[1, 2]``) retrains the reference arm and the baseline; the pooled seed-to-seed variance of
-  each unit's metric (Student t, its degrees of freedom) is added to every contrast's
-  items-only bootstrap variance (Welch-Satterthwaite df). When it cannot be estimated (no arm
-  with several seeds, fewer than 2 df, or no spread at all, as at a ceiling) the contrast is
-  ``not estimable: <reason>``, never silently items-only. Only an explicit
-  ``noise_seeds: []`` with single-seed arms gives items-only tests, and the note says so;
+- training noise (:mod:`harness.analysis.noise`): a student trained once is one draw of its
+  training run, and no resampling of eval items sees how much a second run would move it.
+  ``design.noise_seeds`` (default ``[1, 2]``) retrains the reference arm and the baseline; the
+  pooled seed-to-seed variance of each unit's metric (Student t, its degrees of freedom) is
+  added to every contrast's items-only bootstrap variance (Welch-Satterthwaite df). When it
+  cannot be estimated (no arm with several seeds, fewer than 2 df, or no spread at all, as at a
+  ceiling) the contrast is ``not estimable: <reason>``, never silently items-only. Only an
+  explicit ``noise_seeds: []`` with single-seed arms gives items-only tests, and the note says
+  so;
 - p-value: the t test above; McNemar's exact test (items only, per-item correctness) or the
   bootstrap p (printed ``< 1/B`` when no resample crossed 0: ``p_floor``, ``p_text``);
 - intervals respect the metric: a bounded metric's interval is clipped to the possible
@@ -29,26 +31,36 @@ keeping" table derived from the field effects.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import numpy as np
-
+from harness.analysis.arms import (
+    ArmKey,
+    aligned_parts,
+    arm_label,
+    arms,
+    label_of,
+    metric_fns,
+    reference_arm,
+    shared_ids,
+)
 from harness.analysis.load import CellData, RunData
+from harness.analysis.noise import noise_note, noise_status, training_noise
 from harness.analysis.stats import (
     adjust,
     fit_to_range,
     format_p,
     mcnemar_exact,
     paired_bootstrap,
-    pooled_seed_variance,
     with_training_noise,
 )
 from harness.units import get
 
+__all__ = ["ALPHA", "NOT_ESTIMABLE", "ArmKey", "Contrast", "arm_label", "arms", "attribution",
+           "compare", "correct_family", "family_summary", "fields_worth_keeping",
+           "noise_status", "training_noise"]
+
 ALPHA = 0.05
-ArmKey = tuple[str, str, float]  # bucket, fields, scale
 NOT_ESTIMABLE = "not estimable"
 
 
@@ -88,71 +100,6 @@ class Contrast:
         return asdict(self)
 
 
-def arm_label(key: ArmKey) -> str:
-    return f"{key[0]}/{key[1]}/x{key[2]:g}"
-
-
-def arms(run: RunData) -> dict[ArmKey, list[CellData]]:
-    """Cells grouped by (bucket, fields, scale), seeds sorted."""
-    out: dict[ArmKey, list[CellData]] = defaultdict(list)
-    for c in run.cells:
-        out[(c.axes["bucket"], c.axes["fields"], float(c.axes["scale"]))].append(c)
-    for cells in out.values():
-        cells.sort(key=lambda c: c.axes["seed"])
-    return dict(out)
-
-
-def _aligned(cells: list[CellData], unit: str, ids: list[str]) -> list[dict[str, np.ndarray]]:
-    """Per seed, the unit's per-item parts reordered to ``ids``."""
-    out = []
-    for c in cells:
-        ui = c.units[unit]
-        pos = {i: k for k, i in enumerate(ui.ids)}
-        order = np.array([pos[i] for i in ids])
-        out.append({k: v[order] for k, v in ui.parts.items()})
-    return out
-
-
-def _metric_fns(kind: str, metric: str, parts_per_seed: list[dict[str, np.ndarray]]
-                ) -> list[Any]:
-    """Per seed, ``idx -> metric`` on those items (raises KeyError when a part is missing)."""
-    k = get(kind)
-
-    def make(parts: dict[str, np.ndarray]) -> Any:
-        return lambda idx: k.metric_from_items(metric, parts, idx)
-
-    fns = [make(p) for p in parts_per_seed]
-    for f in fns:  # fail here, not inside the bootstrap, when the run lacks a metric's parts
-        f(np.arange(1))
-    return fns
-
-
-def _shared_ids(cells: list[CellData], unit: str) -> list[str]:
-    return sorted(set(cells[0].units[unit].ids).intersection(
-        *(set(c.units[unit].ids) for c in cells)))
-
-
-def _label(cells: list[CellData]) -> str:
-    a = cells[0].axes
-    return arm_label((a["bucket"], a["fields"], float(a["scale"])))
-
-
-def noise_status(entry: dict[str, Any] | None, opted_out: bool) -> str | None:
-    """Why the seed variance of one unit's metric cannot be used (None: it can, or training
-    noise was switched off with ``noise_seeds: []`` and no arm has several seeds)."""
-    if entry is None:
-        return None if opted_out else (
-            "no arm was trained with several seeds (the design.noise_seeds cells are missing), "
-            "so retraining noise is unmeasured")
-    if entry["df"] < 2:
-        return (f"the seed variance has {entry['df']} degree of freedom (needs >= 2: train one "
-                "arm with >= 3 seeds)")
-    if entry["variance"] <= 0:
-        return ("the seeds did not move the metric at all (zero spread, as at a ceiling or "
-                "floor), so the seed variance cannot be estimated")
-    return None
-
-
 def compare(run: RunData, ref: list[CellData], trt: list[CellData], unit: str,
             metric: str | None = None, n_boot: int = 1000, seed: int = 0,
             noise: dict[str, Any] | None = None, opted_out: bool = False) -> Contrast | None:
@@ -172,10 +119,10 @@ def compare(run: RunData, ref: list[CellData], trt: list[CellData], unit: str,
     kind_name = run.spec["units"][unit]["kind"]
     kind = get(kind_name)
     metric = metric or kind.primary
-    ids = _shared_ids(ref + trt, unit)
-    pr, pt = _aligned(ref, unit, ids), _aligned(trt, unit, ids)
+    ids = shared_ids(ref + trt, unit)
+    pr, pt = aligned_parts(ref, unit, ids), aligned_parts(trt, unit, ids)
     try:
-        fr, ft = _metric_fns(kind_name, metric, pr), _metric_fns(kind_name, metric, pt)
+        fr, ft = metric_fns(kind_name, metric, pr), metric_fns(kind_name, metric, pt)
     except KeyError:
         return None
     reason = noise_status(noise, opted_out)
@@ -198,49 +145,12 @@ def compare(run: RunData, ref: list[CellData], trt: list[CellData], unit: str,
         else:
             p, test = d.p_boot, "paired_bootstrap"
     d, wide, clipped = fit_to_range(d, kind.metric_def(metric).bounds)
-    return Contrast(arm=_label(trt), reference=_label(ref), unit=unit, metric=metric,
+    return Contrast(arm=label_of(trt), reference=label_of(ref), unit=unit, metric=metric,
                     delta=d.delta, ci_low=d.ci_low, ci_high=d.ci_high, mde=d.mde, p=p,
                     test=test, n=d.n, primary=metric == kind.primary,
                     higher_is_better=kind.metric_def(metric).higher_is_better,
                     seeds=(len(ref), len(trt)), covers=covers, p_floor=d.p_floor,
                     ci_clipped=clipped, not_estimable=reason or wide)
-
-
-def training_noise(run: RunData, groups: dict[ArmKey, list[CellData]]) -> dict[str, Any]:
-    """Per unit, how much retraining the same arm moves each decision metric.
-
-    Pooled over every arm trained with several seeds (``seeds:``, or ``design.noise_seeds`` on
-    the reference arm and the baseline), each arm's metric per seed on the eval items all its
-    seeds share.
-
-    Returns:
-        ``{unit: {"metric", "variance", "sd", "df", "arms", "metrics": {metric: {"variance",
-        "sd", "df", "arms"}}}}`` (the top level is the primary metric's; ``arms``: arm label ->
-        metric per seed); units with no multi-seed arm are absent.
-    """
-    out: dict[str, Any] = {}
-    for unit, spec in run.spec["units"].items():
-        kind = get(spec["kind"])
-        by_metric: dict[str, Any] = {}
-        for metric in kind.decision_metrics(spec):
-            per_arm: dict[str, list[float]] = {}
-            for key, cells in groups.items():
-                if len(cells) < 2 or any(unit not in c.units for c in cells):
-                    continue
-                ids = _shared_ids(cells, unit)
-                try:
-                    fns = _metric_fns(spec["kind"], metric, _aligned(cells, unit, ids))
-                except KeyError:
-                    break
-                per_arm[arm_label(key)] = [fn(np.arange(len(ids))) for fn in fns]
-            pooled = pooled_seed_variance(list(per_arm.values()))
-            if pooled is not None:
-                by_metric[metric] = {"variance": pooled[0], "sd": float(np.sqrt(pooled[0])),
-                                     "df": pooled[1], "arms": per_arm}
-        if kind.primary in by_metric:
-            out[unit] = {"metric": kind.primary, **by_metric[kind.primary],
-                         "metrics": by_metric}
-    return out
 
 
 def correct_family(contrasts: list[Contrast], method: str) -> None:
@@ -310,19 +220,13 @@ def family_summary(contrasts: list[Contrast], method: str) -> dict[str, Any]:
             "metrics": metrics}
 
 
-def _reference_arm(run: RunData) -> ArmKey:
-    design = run.spec["design"]
-    base = design.get("base") or run.spec["baseline"]
-    return (base["bucket"], base["fields"], float(base["scale"]))
-
-
 def fields_worth_keeping(run: RunData, field_effects: list[Contrast]) -> list[dict[str, Any]]:
     """Per field (or set of fields that change together) and unit: keep / drop / no evidence.
 
     A field set that *adds* fields relative to the reference and is significantly better means
     removing them hurts (keep); significantly worse means removing them helps (drop).
     """
-    ref_fields = run.spec["fields"][_reference_arm(run)[1]]
+    ref_fields = run.spec["fields"][reference_arm(run)[1]]
     rows = []
     for c in field_effects:
         fields_name = c.arm.split("/")[1]
@@ -345,32 +249,6 @@ def fields_worth_keeping(run: RunData, field_effects: list[Contrast]) -> list[di
     return rows
 
 
-def _noise_note(noise: dict[str, Any], single: list[str], run: RunData, opted_out: bool
-                ) -> str:
-    """One paragraph for the report on what the intervals do and do not cover."""
-    if not noise:
-        if opted_out:
-            return (f"Training noise was switched off (design.noise_seeds: []): the {len(single)} "
-                    "single-seed arm(s) are tested on eval items only, which cannot see how much "
-                    "a second training run of the same arm would move the metric, so a 'better' "
-                    "or 'worse' between them may be training noise.")
-        return ("Training noise could not be measured: no arm has several finished seeds (the "
-                "design.noise_seeds cells are missing), so every contrast is 'not estimable'. "
-                "Run the noise-seed cells, or set seeds: [0, 1, 2].")
-    parts = [f"{u} {n['metric']} SD {n['sd']:.3f} ({n['df']} df)" for u, n in noise.items()]
-    text = ("Retraining the same arm moves the metric by (seed-to-seed SD): " + ", ".join(parts)
-            + ". Every contrast adds this seed variance to the eval-item variance (t intervals "
-            "with its degrees of freedom); arms with several seeds count as their mean.")
-    missing = [u for u in run.spec["units"] if u not in noise]
-    if missing:
-        text += f" No seed variance for {', '.join(missing)}: their contrasts are not estimable."
-    bad = sorted({f"{u} {m}: {why}" for u, n in noise.items() for m, e in n["metrics"].items()
-                  if (why := noise_status(e, opted_out)) is not None})
-    if bad:
-        text += " Not estimable: " + "; ".join(bad) + "."
-    return text
-
-
 def attribution(run: RunData, method: str = "holm", n_boot: int = 1000) -> dict[str, Any]:
     """All attribution views of a run (JSON-ready)."""
     groups = arms(run)
@@ -384,7 +262,7 @@ def attribution(run: RunData, method: str = "holm", n_boot: int = 1000) -> dict[
     opted_out = run.spec["design"].get("noise_seeds") == []
     noise = training_noise(run, groups)
     vs_base = _family(run, groups, baseline, None, method, n_boot, noise, opted_out)
-    reference = _reference_arm(run)
+    reference = reference_arm(run)
     buckets = _family(run, groups, reference, 0, method, n_boot, noise, opted_out)
     fields = _family(run, groups, reference, 1, method, n_boot, noise, opted_out)
     single = sorted(arm_label(k) for k, cells in groups.items() if len(cells) == 1)
@@ -392,7 +270,7 @@ def attribution(run: RunData, method: str = "holm", n_boot: int = 1000) -> dict[
         "correction": method, "alpha": ALPHA, "baseline": arm_label(baseline),
         "reference_arm": arm_label(reference),
         "training_noise": noise,
-        "training_noise_note": _noise_note(noise, single, run, opted_out),
+        "training_noise_note": noise_note(noise, single, run, opted_out),
         "families": {"vs_baseline": family_summary(vs_base, method),
                      "bucket_effects": family_summary(buckets, method),
                      "field_effects": family_summary(fields, method)},

@@ -22,7 +22,7 @@ from typing import Any
 
 from scipy.stats import binomtest
 
-from harness.analysis.attribution import arm_label, arms
+from harness.analysis.arms import arm_label, arms
 from harness.analysis.load import CellData, RunData
 
 #: One-sided significance level of the copied-error test.

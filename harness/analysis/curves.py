@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import curve_fit
 
-from harness.analysis.attribution import _aligned
+from harness.analysis.arms import aligned_parts
 from harness.analysis.load import CellData, RunData
 from harness.units import get, primary_metric
 
@@ -68,7 +68,7 @@ def learning_curves(run: RunData, n_boot: int = 200, seed: int = 0) -> list[dict
             if not usable:
                 continue
             ids = sorted(set.intersection(*(set(c.units[unit].ids) for c in usable)))
-            parts = [_aligned([c], unit, ids)[0] for c in usable]
+            parts = [aligned_parts([c], unit, ids)[0] for c in usable]
             m = np.array([c.manifest.counts["unit"].get(unit, 0) for c in usable], float)
             full = np.arange(len(ids))
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.attribution import ArmKey, arm_label, arms
+from harness.analysis.arms import ArmKey, arm_label, arms
 from harness.analysis.load import CellData, RunData
 from harness.analysis.signals import primary, units_that_matter, value
 from harness.units import get

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.attribution import _aligned, _shared_ids, arms
+from harness.analysis.arms import aligned_parts, arms, shared_ids
 from harness.analysis.load import CellData, RunData
 from harness.units import get, primary_metric
 
@@ -66,11 +66,11 @@ def _arm_metric(run: RunData, cells: list[CellData], unit: str
     indices), over the eval items every seed has; None when a seed lacks the unit."""
     if not cells or any(unit not in c.units for c in cells):
         return None
-    ids = _shared_ids(cells, unit)
+    ids = shared_ids(cells, unit)
     if not ids:
         return None
     kind = get(run.spec["units"][unit]["kind"])
-    parts = _aligned(cells, unit, ids)
+    parts = aligned_parts(cells, unit, ids)
 
     def metric(idx: np.ndarray) -> float:
         return float(np.mean([kind.primary_from_parts(

@@ -12,197 +12,27 @@ record             file                        written by -> read by
 
 (:mod:`harness.store.folder` names the files; this module knows only their contents.)
 
-Every record is a dataclass whose fields are the file's keys, in the order they are written.
-``from_json(data, where)`` checks the schema version first, then that every key is present and
-of its declared type and that no key is unknown; anything else raises :class:`ContractError`
-naming the file and the key (``path/metrics.json: train.train_seconds: missing ...``). Nothing
-is ever filled in with a default, so a renamed key fails loudly where it is read instead of
-turning into a silent zero. ``to_json()`` gives back exactly the dict ``from_json`` was given
-(values are checked, never coerced), so a read-then-write round trip is byte-identical.
-
-Open maps whose keys belong to another module (the effective spec, per-unit reports, latency
-figures, the analysis's sections) stay ``dict``; where a stage reads a key of such a map, the
-record checks that key is there (see ``REQUIRED_INSIDE``).
+Every record is a :class:`~harness.store.record.Record`: a dataclass whose fields are the file's
+keys, read strictly (a missing, unknown or mistyped key, or an unknown schema version, is a
+:class:`~harness.store.record.ContractError` naming the file and the key; never a default) and
+written back byte-identically. The reading rules live in :mod:`harness.store.record`.
 
 The worker imports this module, so it may use only the standard library and harness modules
-that do the same (:mod:`harness.errors`).
+that do the same (:mod:`harness.errors`, :mod:`harness.store.record`).
 """
 
 from __future__ import annotations
 
-import types
-import typing
-from dataclasses import dataclass, fields, is_dataclass
-from typing import Any, ClassVar, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from harness.errors import InputError, Problem
+from harness.store.record import ContractError, Record, join_key
+
+__all__ = ["AnalysisRecord", "Axes", "CellEntry", "CellManifest", "CellMetrics", "ContractError",
+           "FailureRecord", "LeakageFacts", "Record", "RunRecord", "TeacherFacts"]
 
 _STATUS_KEYS = {"done": ("train_seconds", "eval_seconds"), "failed": ("error",),
                 "missing": ("error",)}
-
-
-class ContractError(InputError):
-    """A stage-boundary file that does not match its record (exit status 2).
-
-    Attributes:
-        where: the file (or another description of the source), e.g. ``runs/x/run.json``.
-        key: dotted path of the offending key inside it (``cells[2].status``); "" for the file.
-    """
-
-    def __init__(self, where: str, key: str, message: str) -> None:
-        self.where, self.key = where, key
-        super().__init__(Problem(where, key, message).render())
-
-
-R = TypeVar("R", bound="Record")
-
-
-class Record:
-    """Base of the contract records: strict JSON reading and writing (see module docstring).
-
-    Class attributes a record may set:
-        VERSION_KEY: the JSON key holding the ``schema_version`` field (None: not versioned).
-        SCHEMA_VERSION: the only version this code reads and writes.
-        OPTIONAL: JSON keys that may be absent (the field is then None, and None is not
-            written); used only where absence itself means something.
-        REQUIRED_INSIDE: per open-map field, keys that its value must hold (read downstream).
-    """
-
-    VERSION_KEY: ClassVar[str | None] = None
-    SCHEMA_VERSION: ClassVar[int] = 1
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
-    REQUIRED_INSIDE: ClassVar[dict[str, tuple[str, ...]]] = {}
-
-    @classmethod
-    def _key(cls, name: str) -> str:
-        """The JSON key of field ``name`` (``schema_version`` is stored under VERSION_KEY)."""
-        return cls.VERSION_KEY if name == "schema_version" and cls.VERSION_KEY else name
-
-    @classmethod
-    def _expected(cls, data: dict[str, Any], where: str, path: str) -> tuple[set[str], set[str]]:
-        """(required, allowed) JSON keys for ``data``."""
-        allowed = {cls._key(f.name) for f in fields(cls)}  # type: ignore[arg-type]
-        return allowed - cls.OPTIONAL, allowed
-
-    @classmethod
-    def from_json(cls: type[R], data: Any, where: str, *, path: str = "") -> R:
-        """The record held by ``data`` (parsed JSON); raises :class:`ContractError`.
-
-        Args:
-            data: the parsed JSON value.
-            where: the file it came from (used in error messages).
-            path: the key path of ``data`` inside that file, for nested records.
-        """
-        if not isinstance(data, dict):
-            raise ContractError(where, path, f"expected a JSON object ({cls.__name__}), found "
-                                             f"{_json_type(data)}")
-        if cls.VERSION_KEY:
-            found = data.get(cls.VERSION_KEY)  # presence is checked right here, not defaulted
-            if found != cls.SCHEMA_VERSION:
-                state = "missing" if cls.VERSION_KEY not in data else f"{found!r} is unknown"
-                raise ContractError(where, _join(path, cls.VERSION_KEY),
-                                    f"{state}: this version of the harness reads "
-                                    f"{cls.__name__} schema version {cls.SCHEMA_VERSION} only "
-                                    "(not written by this version of the harness)")
-        required, allowed = cls._expected(data, where, path)
-        for key in data:
-            if key not in allowed:
-                raise ContractError(where, _join(path, key),
-                                    f"unknown key in {cls.__name__} (expected: "
-                                    f"{', '.join(sorted(allowed))})")
-        for key in sorted(required):
-            if key not in data:
-                raise ContractError(where, _join(path, key),
-                                    f"missing from {cls.__name__} (not written by this version "
-                                    "of the harness, or the file was edited)")
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for f in fields(cls):  # type: ignore[arg-type]
-            key = cls._key(f.name)
-            values[f.name] = (_convert(data[key], hints[f.name], where, _join(path, key))
-                              if key in data else None)
-        for name, keys in cls.REQUIRED_INSIDE.items():
-            _require_inside(values[name], keys, where, _join(path, cls._key(name)))
-        return cls(**values)
-
-    def _emitted(self) -> list[str]:
-        """Field names written by :meth:`to_json` (an absent OPTIONAL key stays absent)."""
-        return [f.name for f in fields(self)  # type: ignore[arg-type]
-                if not (self._key(f.name) in self.OPTIONAL and getattr(self, f.name) is None)]
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON object of this record (keys in field order; values as read)."""
-        return {self._key(name): _dump(getattr(self, name)) for name in self._emitted()}
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path and not key.startswith("[") else f"{path}{key}"
-
-
-def _json_type(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "true/false",
-            int: "a number", float: "a number", type(None): "null"}.get(type(value),
-                                                                         type(value).__name__)
-
-
-def _require_inside(value: Any, keys: tuple[str, ...], where: str, path: str) -> None:
-    """Each map in ``value`` (a dict, or a dict of dicts when keys start with ``*.``) holds
-    ``keys``."""
-    for key in keys:
-        if key.startswith("*."):
-            for name, inner in value.items():
-                if not isinstance(inner, dict):
-                    raise ContractError(where, f"{path}.{name}", "expected a JSON object, found "
-                                        f"{_json_type(inner)}")
-                if key[2:] not in inner:
-                    raise ContractError(where, f"{path}.{name}.{key[2:]}", "missing")
-        elif key not in value:
-            raise ContractError(where, f"{path}.{key}", "missing")
-
-
-def _convert(value: Any, hint: Any, where: str, path: str) -> Any:
-    """``value`` checked against the type ``hint`` (nested records built); never coerced."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        (hint,) = [a for a in args if a is not type(None)]
-        return _convert(value, hint, where, path)
-    if hint is Any:
-        return value
-    if isinstance(hint, type) and issubclass(hint, Record):
-        return hint.from_json(value, where, path=path)
-    if origin is list:
-        _expect(isinstance(value, list), "an array", value, where, path)
-        (item,) = typing.get_args(hint)
-        return [_convert(v, item, where, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        _expect(isinstance(value, dict), "an object", value, where, path)
-        _, item = typing.get_args(hint)
-        return {k: _convert(v, item, where, f"{path}.{k}") for k, v in value.items()}
-    ok = {str: lambda v: isinstance(v, str), bool: lambda v: isinstance(v, bool),
-          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-          float: lambda v: isinstance(v, int | float) and not isinstance(v, bool)}[hint]
-    _expect(ok(value), {str: "a string", bool: "true/false", int: "an integer",
-                        float: "a number"}[hint], value, where, path)
-    return value
-
-
-def _expect(ok: bool, wanted: str, value: Any, where: str, path: str) -> None:
-    if not ok:
-        raise ContractError(where, path, f"expected {wanted}, found {_json_type(value)}")
-
-
-def _dump(value: Any) -> Any:
-    if isinstance(value, Record):
-        return value.to_json()
-    if isinstance(value, list):
-        return [_dump(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _dump(v) for k, v in value.items()}
-    assert not is_dataclass(value), value  # every nested dataclass is a Record
-    return value
 
 
 @dataclass(frozen=True)
@@ -308,7 +138,7 @@ class CellEntry(Record):
     def _expected(cls, data: dict[str, Any], where: str, path: str) -> tuple[set[str], set[str]]:
         status = data.get("status")  # checked right here: unknown status is an error
         if status not in _STATUS_KEYS:
-            raise ContractError(where, _join(path, "status"),
+            raise ContractError(where, join_key(path, "status"),
                                 f"{status!r} is not one of {', '.join(_STATUS_KEYS)}")
         keys = {"cell_id", "label", "is_baseline", "status", *_STATUS_KEYS[str(status)]}
         return keys, keys

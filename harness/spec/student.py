@@ -1,0 +1,123 @@
+"""The ``student:`` section: the student kind, its architecture or checkpoint, the training
+recipe (``train:``) and optional soft-target distillation (``distill:``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from harness.spec.base import Strict
+
+
+class StudentConfig(Strict):
+    """A from-scratch causal LM (the tokenizer is trained on the experiment's own text)."""
+
+    arch: Literal["llama"] = "llama"
+    layers: int = Field(4, ge=1, le=64)
+    hidden: int = Field(128, ge=8)
+    heads: int = Field(4, ge=1)
+    kv_heads: int | None = Field(None, ge=1)
+    intermediate: int | None = Field(None, ge=8, description="MLP width; default 4 x hidden.")
+    vocab: int = Field(2048, ge=260, description="Byte-level BPE vocabulary size.")
+    max_position: int = Field(512, ge=16)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> StudentConfig:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if self.kv_heads is not None and self.heads % self.kv_heads:
+            raise ValueError(f"heads ({self.heads}) must be divisible by kv_heads")
+        return self
+
+
+class TrainSpec(Strict):
+    """Optimisation settings shared by every cell (cells differ in data, not in recipe)."""
+
+    epochs: float = Field(3, gt=0)
+    min_steps: int = Field(
+        0, ge=0, description="Train at least this many optimizer steps (small subsets of a "
+        "learning curve otherwise stop before the optimiser gets anywhere).")
+    batch_size: int = Field(32, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(3.0e-4, gt=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    clip: float = Field(1.0, gt=0)
+    max_len: int = Field(256, ge=8)
+    packing: bool = Field(
+        False,
+        description="Concatenate each micro-batch's examples into rows of up to max_len tokens "
+        "(per-example positions, block-diagonal causal mask: no example attends to another), "
+        "so no compute goes to padding. Same loss and gradients as padded batches; checked on "
+        "the model at start and turned off (with the reason in the training summary) when the "
+        "installed transformers does not isolate packed examples.")
+    chunked_ce: bool = Field(
+        False,
+        description="Compute the LM head and cross-entropy only at target positions, in chunks, "
+        "with the gradient formed in the forward: the tokens x vocab logits never exist at "
+        "once. Same loss and gradients; ignored with 'distill' (soft targets need full logits).")
+    compile: bool = Field(
+        False,
+        description="torch.compile the model's forward for training (first steps are slower "
+        "while it compiles; pays off on GPUs for runs of hundreds of steps).")
+
+
+class DistillSpec(Strict):
+    """Optional soft-target distillation from a white-box teacher sharing the tokenizer."""
+
+    teacher_model: Path
+    alpha: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(2.0, gt=0)
+
+
+StudentKind = Literal["causal_lm", "classifier"]
+
+
+class StudentSpec(Strict):
+    """The student: a causal LM (a local checkpoint or a from-scratch ``config``), or a
+    sequence classifier head on a local pretrained encoder (``kind: classifier``)."""
+
+    kind: StudentKind = Field(
+        "causal_lm",
+        description="causal_lm: generates answers (every unit kind). classifier: an "
+        "AutoModelForSequenceClassification head on the encoder at 'model', one class block "
+        "per unit; only label and refusal units.")
+    model: Path | None = Field(None, description="Local Hugging Face checkpoint folder.")
+    config: StudentConfig | None = None
+    trust_remote_code: bool = False
+    soft_targets: bool = Field(
+        False,
+        description="classifier only: train towards the teacher's stated confidence (its "
+        "answer gets the confidence, the unit's other classes share the rest) instead of a "
+        "one-hot target.")
+    head_lr: float | None = Field(
+        None, gt=0, lt=1,
+        description="classifier only: learning rate of the new classification head (default "
+        "10 x train.lr); the pretrained encoder uses train.lr. A new head needs larger steps "
+        "than the encoder it sits on.")
+    pooling: Literal["auto", "cls", "mean"] | None = Field(
+        None,
+        description="classifier only: how the encoder's tokens become one vector. cls: the "
+        "architecture's own pooler; mean: the masked mean of the last hidden states (what "
+        "sentence encoders such as all-MiniLM-L6-v2 were trained for); auto (default): mean "
+        "when the folder is a sentence-transformers model with mean pooling, else cls.")
+    train: TrainSpec = TrainSpec()
+    distill: DistillSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StudentSpec:
+        if (self.model is None) == (self.config is None):
+            raise ValueError("give exactly one of 'model' (a checkpoint path) or 'config'")
+        if self.kind == "classifier":
+            if self.model is None:
+                raise ValueError("a classifier student needs 'model': a local pretrained "
+                                 "encoder folder (e.g. the packaged MiniLM)")
+            if self.distill is not None:
+                raise ValueError("'distill' (token-level soft targets) needs a causal_lm "
+                                 "student; a classifier uses 'soft_targets' instead")
+        elif self.soft_targets or self.head_lr is not None or self.pooling is not None:
+            raise ValueError("'soft_targets', 'head_lr' and 'pooling' apply to classifier "
+                             "students only")
+        return self

@@ -1,0 +1,32 @@
+"""``harness.cli`` holds the parser and ``main``; every subcommand's body lives in
+``harness.commands`` and is what the parser dispatches to."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, build_parser
+from harness.commands import prepare, results
+from harness.commands.common import format_value, text_table
+
+COMMANDS = {"validate": prepare.cmd_validate, "plan": prepare.cmd_plan,
+            "compose": prepare.cmd_compose, "export-lm-eval": prepare.cmd_export_lm_eval,
+            "schema": prepare.cmd_schema, "run": results.cmd_run, "worker": results.cmd_worker,
+            "lm-eval": results.cmd_lm_eval, "gate": results.cmd_gate,
+            "report": results.cmd_report}
+NEEDS = {"export-lm-eval": ["--out", "o"]}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_subcommand_dispatches_to_its_body(name: str) -> None:
+    positional = [] if name == "schema" else ["x"]
+    args = build_parser().parse_args([name, *positional, *NEEDS.get(name, [])])
+    assert args.fn is COMMANDS[name]
+
+
+def test_exit_statuses_and_table_format() -> None:
+    assert (EXIT_OK, EXIT_FAIL, EXIT_INPUT) == (0, 1, 2)
+    assert format_value(0.5) == "0.500" and format_value(1234) == "1,234"
+    assert format_value(None) == "" and format_value(True) == "True"
+    assert text_table(["a", "n"], [["x", 1], ["yy", 22]]).splitlines() == [
+        "a    n", "--  --", "x    1", "yy  22"]
