@@ -43,7 +43,7 @@ from harness.analysis.copying import (  # copied_excess: re-exported for the gat
 )
 from harness.analysis.load import CellData, RunData
 from harness.analysis.roi import NOT_PRICED
-from harness.analysis.slices import gap_trend, slice_gap
+from harness.analysis.slices import MIN_SCALE_POINTS, gap_trend, slice_gap
 from harness.spec.models import SignalName
 from harness.units import primary_metric
 
@@ -255,9 +255,8 @@ def distribution_gap(ctx: SignalContext) -> Signal:
                  (a["bucket"], a["fields"], float(a["scale"]))]
     gaps = {u: g for u in ctx.units if (g := slice_gap(run, arm_cells, u)) is not None}
     big = {u: g for u, g in gaps.items() if g.gap > thr and g.ci_low > 0}
-    learned_on = {r["unit"] for r in ctx.vs_chance
-                  if r["cell_id"] == cell.cell_id and learned(r)}
-    trends = {u: gap_trend(run, cell, u, u in learned_on) for u in big}
+    learned_on = {(r["cell_id"], r["unit"]) for r in ctx.vs_chance if learned(r)}
+    trends = {u: _gap_trend(run, cell, u, learned_on) for u in big}
     evidence = ("; ".join(g.describe() for g in gaps.values())
                 or "no source=real / source=synthetic slices")
     if gaps and not big:
@@ -266,6 +265,40 @@ def distribution_gap(ctx: SignalContext) -> Signal:
         evidence += f"; {why}"
     return {"signal": "distribution_gap", "threshold": thr, "evidence": evidence,
             "fires": any(closes is False for closes, _ in trends.values())}
+
+
+def _scale_families(run: RunData) -> dict[tuple[str, str], list[CellData]]:
+    """Cells by bucket x field set, each family's cells sorted by scale."""
+    fams: dict[tuple[str, str], list[CellData]] = {}
+    for c in run.cells:
+        fams.setdefault((c.axes["bucket"], c.axes["fields"]), []).append(c)
+    for cells in fams.values():
+        cells.sort(key=lambda c: (float(c.axes["scale"]), int(c.axes["seed"])))
+    return fams
+
+
+def _gap_trend(run: RunData, cell: CellData, unit: str, learned_on: set[tuple[str, str]]
+               ) -> tuple[bool | None, str]:
+    """Whether the gap on ``unit`` closes with scale: judged on the chosen cell's bucket x field
+    set when it has enough scale points; otherwise on the family with the most scale points (in
+    a one-at-a-time design, the base arm's: the experiment's scale axis), said so, and only when
+    that family's largest-scale student learned something on the unit."""
+    fams = _scale_families(run)
+    own = (cell.axes["bucket"], cell.axes["fields"])
+
+    def n_scales(key: tuple[str, str]) -> int:
+        return len({float(c.axes["scale"]) for c in fams.get(key, [])})
+
+    closes, why = gap_trend(run, cell, unit, (cell.cell_id, unit) in learned_on)
+    if closes is not None or n_scales(own) >= MIN_SCALE_POINTS:
+        return closes, why
+    best = max(fams, key=lambda k: (n_scales(k), k == own))
+    if best == own or n_scales(best) < MIN_SCALE_POINTS:
+        return closes, why
+    top = fams[best][-1]  # the largest scale (seed order breaks ties)
+    closes, other = gap_trend(run, top, unit, (top.cell_id, unit) in learned_on)
+    return closes, (f"{own[0]}/{own[1]} has {n_scales(own)} scale point(s), so the scale "
+                    f"trend is read on {best[0]}/{best[1]} ({n_scales(best)} scales): {other}")
 
 
 @signal("teacher_inconsistency")

@@ -104,3 +104,18 @@ def test_a_gap_within_noise_does_not_count(tmp_path):
     sig = _signal(out, "distribution_gap")
     assert not sig["fires"], sig
     assert "no gap above 0.05 with its 95% interval above 0" in sig["evidence"]
+
+
+def test_a_chosen_arm_without_a_scale_series_reads_the_trend_on_the_base_family(tmp_path):
+    # "solo" is the best arm but was trained at one scale only; "judged" has the three scales
+    spec = spec_dict(["judged", "solo"], ["plain"], [0.25, 0.5, 1.0], units=ROUTE)
+    cells = {("judged", "plain", s): {"route": split(0.9, 0.6, i)}
+             for i, s in enumerate([0.25, 0.5, 1.0])}
+    cells[("solo", "plain", 1.0)] = {"route": split(0.97, 0.7, 7)}
+    out = analyse(write_run(tmp_path, spec, cells, tags=TAGS), n_boot=50, curve_boot=10)
+    assert out["gate"]["cell"]["label"].startswith("solo/plain/x1")
+    sig = _signal(out, "distribution_gap")
+    assert sig["fires"], sig
+    assert "solo/plain has 1 scale point(s), so the scale trend is read on judged/plain" in (
+        sig["evidence"])
+    assert "the gap on route does not close with scale" in sig["evidence"]
