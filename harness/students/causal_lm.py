@@ -73,14 +73,15 @@ class CausalLMStudent(StudentKind):
                ) -> Answers:
         """Label units: each label's log-likelihood after ``prompt + "\\n" + marker``, softmaxed
         (the answer line is rebuilt as ``marker label``); others: greedy generation, parsed."""
-        from harness.evaluate.predict import generate, parse_answers, score_labels, softmax_rows
+        from harness.evaluate.generate import generate, parse_answers
+        from harness.evaluate.predict import default_token_budget, score_labels, softmax_rows
 
         max_len = int(self.student["train"]["max_len"])
         marker = unit["answer_marker"]
         if scored_by_likelihood(unit):
             labels = list(unit_kinds.get(unit["kind"]).choices(unit) or ())
             ll = score_labels(self.model, self.tokenizer, prompts, labels, marker, device,
-                              max_len=max_len)
+                              max_len=max_len, token_budget=default_token_budget(device))
             probs = softmax_rows(ll)
             answers: list[str | None] = [labels[j] for j in probs.argmax(axis=1)]
             return Answers([f"{marker} {a}" for a in answers], answers, probs, calibrated=True)

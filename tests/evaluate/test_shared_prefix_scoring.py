@@ -7,32 +7,16 @@ import pytest
 import torch
 
 from harness.evaluate import predict
-from harness.students.build import build_from_config, train_tokenizer
+from harness.students.build import train_tokenizer
+from tests.helpers.scoring import LABELS, WORDS, model_for, prompts
 
 CPU = torch.device("cpu")
-LABELS = ["billing", "shipping", "technical support", "account closure request"]
-WORDS = ["refund", "order", "late", "password", "charge", "parcel", "login", "close", "my",
-         "account", "twice", "where", "is", "error", "screen"]
-
-
-def prompts(n: int, seed: int = 0) -> list[str]:
-    rng = np.random.default_rng(seed)
-    return [" ".join(WORDS[k] for k in rng.integers(0, len(WORDS), size=int(rng.integers(2, 14))))
-            for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
     texts = prompts(200) + [f"Answer: {lab}" for lab in LABELS]
     return train_tokenizer(texts, 300)
-
-
-def model_for(tokenizer, attn: str, seed: int = 0):
-    cfg = {"layers": 2, "hidden": 32, "heads": 4, "kv_heads": 2, "vocab": 300,
-           "max_position": 128}
-    model = build_from_config(cfg, tokenizer, seed).eval()
-    model.config._attn_implementation = attn
-    return model
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
