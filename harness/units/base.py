@@ -242,3 +242,37 @@ class UnitKind:
         if cls not in _model_cache:
             _model_cache[cls] = self.define_options()
         return _model_cache[cls]
+
+
+class JsonAnswerKind(UnitKind):
+    """A kind whose answers are JSON text of one shape (:meth:`shape_problem`): finals and
+    corrections of another shape are errors; a reference must have the shape and may add the
+    kind's vocabulary rule (:meth:`vocabulary_problem`)."""
+
+    json_answers = True
+
+    def shape_problem(self, text: str) -> str | None:
+        """Why ``text`` is not an answer of this kind's JSON shape, or None."""
+        raise NotImplementedError
+
+    def vocabulary_problem(self, unit: Mapping[str, Any], value: Any) -> str | None:
+        """Why a well-shaped reference (decoded ``value``) names what the unit does not
+        declare, or None."""
+        return None
+
+    def final_problem(self, unit: Mapping[str, Any], unit_name: str, value: str) -> str | None:
+        why = self.shape_problem(value)
+        return None if why is None else f"{why} (unit {unit_name!r} is {self.name})"
+
+    def correction_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
+                           ) -> str | None:
+        return self.shape_problem(value)
+
+    def reference_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
+                          ) -> str | None:
+        from harness.units.common import decode_json_strictly
+
+        why = self.shape_problem(value)
+        if why is None:
+            why = self.vocabulary_problem(unit, decode_json_strictly(value)[1])
+        return None if why is None else f"{why} (unit {unit_name!r})"

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.units.base import UnitKind
+from harness.units.base import JsonAnswerKind
 from harness.units.common import (
     ANSWER_PARSE_RATE,
     UNIT_RANGE,
@@ -88,7 +88,7 @@ def score_json_fields(preds: Sequence[str | None], refs: Sequence[str], fields: 
 
 
 @register
-class JsonFieldsKind(UnitKind):
+class JsonFieldsKind(JsonAnswerKind):
     """Structured extraction into a JSON object with declared fields."""
 
     name = "json_fields"
@@ -101,7 +101,6 @@ class JsonFieldsKind(UnitKind):
     decision = ("exact_match",)
     decision_fields = ("f1",)
     binary_primary = False
-    json_answers = True
 
     def score(self, unit: Mapping[str, Any], preds: Sequence[str | None],
               refs: Sequence[str]) -> Scored:
@@ -126,25 +125,11 @@ class JsonFieldsKind(UnitKind):
     def metric_fields(self, unit: Mapping[str, Any]) -> Sequence[str]:
         return list(unit["fields"])
 
-    def final_problem(self, unit: Mapping[str, Any], unit_name: str, value: str) -> str | None:
-        why = self._shape_problem(value)
-        return None if why is None else f"{why} (unit {unit_name!r} is {self.name})"
+    def vocabulary_problem(self, unit: Mapping[str, Any], value: Any) -> str | None:
+        extra = sorted(set(value) - set(unit["fields"]))
+        return f"fields {extra} are not declared" if extra else None
 
-    def correction_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
-                           ) -> str | None:
-        return self._shape_problem(value)
-
-    def reference_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
-                          ) -> str | None:
-        why = self._shape_problem(value)
-        if why is None:
-            _, obj = decode_json_strictly(value)
-            extra = sorted(set(obj) - set(unit["fields"]))
-            why = f"fields {extra} are not declared" if extra else None
-        return None if why is None else f"{why} (unit {unit_name!r})"
-
-    @staticmethod
-    def _shape_problem(text: str) -> str | None:
+    def shape_problem(self, text: str) -> str | None:
         ok, value = decode_json_strictly(text)
         if not ok:
             return "is not valid JSON"

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.errors import did_you_mean
-from harness.units.base import UnitKind
+from harness.units.base import JsonAnswerKind
 from harness.units.common import (
     ANSWER_PARSE_RATE,
     UNIT_RANGE,
@@ -66,7 +66,7 @@ def score_tool_call(preds: Sequence[str | None], refs: Sequence[str]) -> Scored:
 
 
 @register
-class ToolCallKind(UnitKind):
+class ToolCallKind(JsonAnswerKind):
     """Whether to call a tool, which one, and with what arguments."""
 
     name = "tool_call"
@@ -76,7 +76,6 @@ class ToolCallKind(UnitKind):
                MetricDef("exact_match", True, UNIT_RANGE), ANSWER_PARSE_RATE)
     primary = "exact_match"
     decision = ("call_accuracy",)
-    json_answers = True
 
     def score(self, unit: Mapping[str, Any], preds: Sequence[str | None],
               refs: Sequence[str]) -> Scored:
@@ -90,27 +89,13 @@ class ToolCallKind(UnitKind):
             return sums["call_ok"] / n if n else 0.0
         return super().metric_from_sums(metric, sums, n)
 
-    def final_problem(self, unit: Mapping[str, Any], unit_name: str, value: str) -> str | None:
-        why = self._shape_problem(value)
-        return None if why is None else f"{why} (unit {unit_name!r} is {self.name})"
+    def vocabulary_problem(self, unit: Mapping[str, Any], value: Any) -> str | None:
+        tools = list(unit["tools"])
+        if isinstance(value, dict) and value["name"] not in tools:
+            return f"tool {value['name']!r} is not declared{did_you_mean(value['name'], tools)}"
+        return None
 
-    def correction_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
-                           ) -> str | None:
-        return self._shape_problem(value)
-
-    def reference_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
-                          ) -> str | None:
-        why = self._shape_problem(value)
-        if why is None:
-            _, call = decode_json_strictly(value)
-            tools = list(unit["tools"])
-            if isinstance(call, dict) and call["name"] not in tools:
-                why = (f"tool {call['name']!r} is not declared"
-                       f"{did_you_mean(call['name'], tools)}")
-        return None if why is None else f"{why} (unit {unit_name!r})"
-
-    @staticmethod
-    def _shape_problem(text: str) -> str | None:
+    def shape_problem(self, text: str) -> str | None:
         ok, value = decode_json_strictly(text)
         if not ok:
             return "is not valid JSON"
