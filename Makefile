@@ -51,7 +51,7 @@ real: $(EXPERIMENTS)
 # Two pytest-xdist workers with one torch/OpenMP thread each (tests/conftest.py sets torch's;
 # OMP_NUM_THREADS reaches the subprocesses the tests start): the suite's models are tiny, so two
 # single-threaded processes use two cores better than one process with two threads (measured:
-# `test-fast` 189 s serial, 101 s so). --dist loadfile keeps each file on one worker, so its
+# `test-fast` 209 s serial, 116 s so; README). --dist loadfile keeps each file on one worker, so its
 # module-scoped fixtures are built once. XDIST= (empty) runs serially.
 XDIST ?= -n 2 --dist loadfile
 PYTEST := $(if $(XDIST),OMP_NUM_THREADS=1) $(PY) -m pytest -q -rs $(XDIST)
