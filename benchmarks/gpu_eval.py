@@ -1,61 +1,51 @@
-"""Benchmark: the harness's evaluation vs lm-eval and ``model.generate``, on one device.
+"""Benchmark: the worker's label scoring against an lm-eval-style baseline, and batch-1 decode.
 
-**Label scoring.** One label unit of the demo eval set (``--cells``, unit ``--unit``), one
-checkpoint (``--checkpoint``, e.g. a finished cell's ``model/``; default: a randomly
-initialised SmolLM2-135M-shaped Llama with a tokenizer trained on the cell's text), scored
-three ways, each after a warm-up on 32 items, CUDA synchronised, per dtype in ``--dtypes``:
+**Label scoring** at the worker's default settings: :func:`harness.evaluate.predict.
+score_labels` with :func:`~harness.evaluate.predict.default_token_budget` (shared prompt, forwards
+sized by padded tokens on CUDA), in fp32 (the worker's dtype), over ``--items`` items of one
+label unit of the demo eval set (cycled when the unit has fewer), after a warm-up on 32 items,
+CUDA synchronised. The baseline is lm-eval's ``HFLM`` (batch 32) running the unit exported as a
+``multiple_choice`` task when lm-eval is importable. **The GPU machine has no lm-eval**: there
+the baseline is the plain per-pair scorer (:func:`~harness.evaluate.predict.
+score_labels_per_pair`, 32 rows per forward), which issues exactly HFLM's loglikelihood requests
+(one ``(context, " label")`` row per item and label, no shared prompt); the JSON and the table
+say which baseline was used. Reported: items/s of both, their ratio, and whether the accuracies
+are identical in fp32 (with the largest log-likelihood difference and the argmax
+disagreements).
 
-- ``harness_shared``: :func:`harness.evaluate.predict.score_labels_shared` (the default path:
-  one row per item, the prompt once, labels masked from each other), 64 items per forward as
-  in the worker, and again with ``--big-batch`` items per forward;
-- ``harness_per_pair``: :func:`~harness.evaluate.predict.score_labels_per_pair` (one row per
-  item and label, as before);
-- ``lm_eval_hflm``: lm-eval's ``HFLM`` (``batch_size`` 32) running the unit exported as a
-  ``multiple_choice`` task (:mod:`harness.evaluate.lmeval`) through ``simple_evaluate``;
-  its items/s counts only the time inside ``HFLM.loglikelihood`` (the end-to-end time, with
-  task building and data loading, is recorded too).
+**Batch-1 decode**: :func:`harness.evaluate.latency.measure` exactly as the worker calls it, on
+the worker's decode path (``static_compiled`` on CUDA: static KV cache and a compiled decode
+step; its warm-up, i.e. compilation, timed once), ``--new-tokens`` fixed tokens over real eval
+prompts; and the ``dynamic_eager`` path (``model.generate``) for comparison. Reported: decode
+ms/token, warm-up seconds, the path of each figure.
 
-Reported: items/s, accuracy of each, whether the accuracies are identical, the largest
-log-likelihood difference from lm-eval's per-item values, and ``speedup_vs_lm_eval``.
-lm-eval is optional: on the GPU machine it comes from ``bash ../shared/device/wheels.sh
-lm-eval`` (``.whl/``, installed with ``pip install --no-index --find-links .whl lm-eval``).
-
-**Generation** (bf16 on CUDA): batch-1 time to first token and decode ms/token over real eval
-prompts (``--prompts`` distinct prompts, each warmed up once, then ``--runs`` timed runs
-cycling through them, fixed ``--new-tokens``), and batched throughput (``--gen-batch`` prompts,
-left-padded), for ``model.generate`` with its default dynamic cache (the baseline), with
-``cache_implementation="static"`` (on CUDA transformers compiles the decode step; the cache
-length follows each prompt), and with one preallocated static cache of a fixed length reset
-per call (one decode shape, so the compiled step is built once), with and without that
-compilation. Target: batch-1 decode <= 5 ms/token for the 135M student.
+Model: a randomly initialised SmolLM2-135M-shaped Llama (``--smoke``: a tiny one) with a
+tokenizer trained on the cell's text, or ``--checkpoint``. Imports torch, transformers, numpy
+(lm-eval only when present).
 
 Usage::
 
-    python benchmarks/gpu_eval.py --cells runs/gpu_bench/cells [--checkpoint DIR]
-    python benchmarks/gpu_eval.py --smoke --out /tmp/x       # CPU, tiny model, seconds
+    python benchmarks/gpu_eval.py --cells DIR [--out DIR]      # composed cells (gpu_matrix.py
+                                                               # prepare, or harness compose)
+    python benchmarks/gpu_eval.py --smoke --out /tmp/x         # CPU, tiny model, seconds
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 import time
 import traceback
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import gpu_common as gc  # noqa: E402  (puts the repository on sys.path)
 import numpy as np
 
-from harness.evaluate.predict import score_labels_per_pair, score_labels_shared
+from harness.evaluate.predict import default_token_budget, score_labels, score_labels_per_pair
 
-DECODE_TARGET_MS = 5.0
-
-
-# --------------------------------------------------------------------------- inputs
+BENCH = "gpu_eval"
 
 
 def load_cell(cells: Path, unit: str) -> tuple[list[dict[str, Any]], dict[str, Any],
@@ -63,12 +53,13 @@ def load_cell(cells: Path, unit: str) -> tuple[list[dict[str, Any]], dict[str, A
     """(eval rows, unit spec, training samples, cell folder name) of the first composed cell."""
     manifests = sorted(cells.glob("*/manifest.json"))
     if not manifests:
-        raise SystemExit(f"no composed cells under {cells} (run: harness compose "
-                         "experiments/demo.yaml --out runs/gpu_bench/cells)")
+        raise SystemExit(f"no composed cells under {cells} (python benchmarks/gpu_matrix.py "
+                         "prepare, then extract benchmarks/data/demo_cells.tar.gz)")
     folder = manifests[0].parent
     spec = json.loads(manifests[0].read_text(encoding="utf-8"))["spec"]
     if unit not in spec["units"] or spec["units"][unit]["kind"] != "label":
         raise SystemExit(f"unit {unit!r} is not a label unit of {folder}")
+
     def read(path: Path) -> list[dict[str, Any]]:
         with path.open(encoding="utf-8") as fh:
             return [json.loads(x) for x in fh if x.strip()]
@@ -96,12 +87,12 @@ def smoke_inputs(seed: int) -> tuple[list[dict[str, Any]], dict[str, Any], list[
 
 def build_model(args: argparse.Namespace, train: list[dict[str, Any]], device: Any
                 ) -> tuple[Any, Any, str]:
-    """The checkpoint given, else a random SmolLM2-135M-shaped (tiny in smoke) Llama."""
+    """The checkpoint given, else a random SmolLM2-135M-shaped (tiny in smoke) Llama, fp32."""
     if args.checkpoint:
         from harness.students.build import load_checkpoint
 
         model, tok = load_checkpoint(args.checkpoint)
-        return model.to(device).eval(), tok, str(args.checkpoint)
+        return model.to(device).float().eval(), tok, str(args.checkpoint)
     from harness.students.build import train_tokenizer
 
     shape = gc.TINY if args.smoke else gc.SMOLLM2_135M
@@ -115,32 +106,27 @@ def build_model(args: argparse.Namespace, train: list[dict[str, Any]], device: A
 # --------------------------------------------------------------------------- label scoring
 
 
-def lm_eval_scores(model: Any, tok: Any, unit_name: str, unit: dict[str, Any],
-                   items: list[dict[str, Any]], device: Any, batch_size: int, max_len: int,
-                   limit: int | None = None
-                   ) -> tuple[float, float, np.ndarray | None, float]:
-    """``simple_evaluate`` of the exported task.
-
-    Returns:
-        (seconds end to end, seconds inside ``HFLM.loglikelihood`` (the model's share, without
-        task building and data loading), per-item log-likelihoods (items, labels), accuracy).
-    """
+def lm_eval_loglikelihoods(model: Any, tok: Any, unit_name: str, unit: dict[str, Any],
+                           items: list[dict[str, Any]], device: Any, max_len: int
+                           ) -> tuple[float, np.ndarray]:
+    """lm-eval's ``HFLM`` (batch 32) on the exported task: (seconds inside
+    ``HFLM.loglikelihood``, per-item log-likelihoods (items, labels)). Raises ImportError
+    without lm-eval."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     from harness.evaluate.lmeval import export_tasks, task_name
 
+    name = task_name("bench", unit_name)
     with tempfile.TemporaryDirectory(prefix="lmeval_tasks_") as tmp:
         export_tasks("bench", {unit_name: unit}, items, Path(tmp))
-        gc.sync(device)
-        t0 = time.perf_counter()
-        lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, max_length=max_len,
+        lm = HFLM(pretrained=model, tokenizer=tok, batch_size=32, max_length=max_len,
                   device=str(device))
         inner = [0.0]
         original = lm.loglikelihood
 
-        def timed_loglikelihood(*a: Any, **k: Any) -> Any:
+        def timed(*a: Any, **k: Any) -> Any:
             gc.sync(device)
             t = time.perf_counter()
             res = original(*a, **k)
@@ -148,22 +134,15 @@ def lm_eval_scores(model: Any, tok: Any, unit_name: str, unit: dict[str, Any],
             inner[0] += time.perf_counter() - t
             return res
 
-        lm.loglikelihood = timed_loglikelihood  # simple_evaluate looks it up on the instance
-        manager = TaskManager(include_path=tmp, include_defaults=False)
-        out = lm_eval.simple_evaluate(model=lm, tasks=[task_name("bench", unit_name)],
-                                      task_manager=manager, log_samples=True,
-                                      bootstrap_iters=0, limit=limit)
-        gc.sync(device)
-        seconds = time.perf_counter() - t0
-    name = task_name("bench", unit_name)
-    acc = float(out["results"][name]["acc,none"])
-    lls = None
-    samples = (out.get("samples") or {}).get(name)
-    if samples:
-        lls = np.full((len(items), len(unit["labels"])), np.nan)
-        for s in samples:
-            lls[int(s["doc_id"])] = [float(_first(r)) for r in s["filtered_resps"]]
-    return seconds, inner[0], lls, acc
+        lm.loglikelihood = timed  # simple_evaluate looks it up on the instance
+        out = lm_eval.simple_evaluate(model=lm, tasks=[name], log_samples=True,
+                                      task_manager=TaskManager(include_path=tmp,
+                                                               include_defaults=False),
+                                      bootstrap_iters=0)
+    lls = np.full((len(items), len(unit["labels"])), np.nan)
+    for s in out["samples"][name]:
+        lls[int(s["doc_id"])] = [float(_first(r)) for r in s["filtered_resps"]]
+    return inner[0], lls
 
 
 def _first(resp: Any) -> Any:
@@ -175,189 +154,114 @@ def _first(resp: Any) -> Any:
 
 
 def bench_scoring(model: Any, tok: Any, unit_name: str, unit: dict[str, Any],
-                  items: list[dict[str, Any]], device: Any, dtype: str, args: argparse.Namespace
+                  items: list[dict[str, Any]], device: Any, args: argparse.Namespace
                   ) -> dict[str, Any]:
-    """Items/s and accuracy of the three scorers at one dtype."""
-    import torch
-
-    model = model.to(dtype=getattr(torch, dtype))
+    """Items/s and accuracy of the worker's scorer and of the baseline, fp32."""
     labels, marker = list(unit["labels"]), unit["answer_marker"]
     prompts = [r["prompt"] for r in items]
     gold = np.array([labels.index(r["reference"]) for r in items])
-    out: dict[str, Any] = {"items": len(items), "labels": len(labels), "dtype": dtype}
-    lls: dict[str, np.ndarray] = {}
-    scorers = (("harness_shared", score_labels_shared, 64),
-               (f"harness_shared_b{args.big_batch}", score_labels_shared, args.big_batch),
-               ("harness_per_pair", score_labels_per_pair, 64))
-    for name, fn, bs in scorers:
-        fn(model, tok, prompts[:32], labels, marker, device, batch_size=bs,
-           max_len=args.max_len)  # warm-up
+    budget = default_token_budget(device)
+
+    def harness(ps: list[str]) -> np.ndarray:
+        return score_labels(model, tok, ps, labels, marker, device, max_len=args.max_len,
+                            token_budget=budget)
+
+    def per_pair(ps: list[str]) -> np.ndarray:
+        return score_labels_per_pair(model, tok, ps, labels, marker, device, batch_size=32,
+                                     max_len=args.max_len)
+
+    def timed(fn: Any) -> tuple[float, np.ndarray]:
+        fn(prompts[:32])  # warm-up
         gc.sync(device)
         t0 = time.perf_counter()
-        ll = fn(model, tok, prompts, labels, marker, device, batch_size=bs, max_len=args.max_len)
+        ll = fn(prompts)
         gc.sync(device)
-        seconds = time.perf_counter() - t0
-        lls[name] = ll
-        out[name] = {"items_per_s": round(len(items) / seconds, 1),
-                     "seconds": round(seconds, 4), "batch_size": bs,
-                     "accuracy": float((ll.argmax(1) == gold).mean())}
-    out["shared_vs_per_pair_max_abs_ll_diff"] = float(
-        np.abs(lls["harness_shared"] - lls["harness_per_pair"]).max())
+        return time.perf_counter() - t0, ll
+
+    out: dict[str, Any] = {"items": len(items), "labels": len(labels), "dtype": "float32",
+                           "harness": {"call": "score_labels (the worker's default)",
+                                       "token_budget": budget}}
+    secs, ll_h = timed(harness)
+    out["harness"].update(items_per_s=round(len(items) / secs, 1), seconds=round(secs, 4),
+                          accuracy=float((ll_h.argmax(1) == gold).mean()))
     try:
-        lm_eval_scores(model, tok, unit_name, unit, items, device, 32, args.max_len, limit=32)
-        seconds, inner, ll_lm, acc = lm_eval_scores(model, tok, unit_name, unit, items, device,
-                                                    32, args.max_len)
-        # items/s counts HFLM.loglikelihood only (kinder to lm-eval than its end-to-end time,
-        # which adds task building and data loading); both are recorded.
-        out["lm_eval_hflm"] = {"items_per_s": round(len(items) / inner, 1),
-                               "seconds_loglikelihood": round(inner, 4),
-                               "items_per_s_end_to_end": round(len(items) / seconds, 1),
-                               "seconds_end_to_end": round(seconds, 4), "accuracy": acc,
-                               "batch_size": 32}
-        if ll_lm is not None:
-            diff = np.abs(lls["harness_shared"] - ll_lm)
-            out["shared_vs_lm_eval_max_abs_ll_diff"] = float(np.nanmax(diff))
-            out["argmax_disagreements_vs_lm_eval"] = int(
-                (lls["harness_shared"].argmax(1) != np.nanargmax(ll_lm, 1)).sum())
-        out["accuracy_identical"] = out["harness_shared"]["accuracy"] == acc
-        out["speedup_vs_lm_eval"] = round(out["harness_shared"]["items_per_s"]
-                                          / out["lm_eval_hflm"]["items_per_s"], 3)
-        out[f"speedup_vs_lm_eval_b{args.big_batch}"] = round(
-            out[f"harness_shared_b{args.big_batch}"]["items_per_s"]
-            / out["lm_eval_hflm"]["items_per_s"], 3)
+        if args.baseline == "per_pair":
+            raise ImportError("per-pair baseline asked for (--baseline per_pair)")
+        lm_eval_loglikelihoods(model, tok, unit_name, unit, items[:32], device, args.max_len)
+        secs, ll_b = lm_eval_loglikelihoods(model, tok, unit_name, unit, items, device,
+                                            args.max_len)
+        out["baseline"] = {"name": "lm_eval_hflm", "batch_size": 32,
+                           "note": "lm-eval HFLM; time inside HFLM.loglikelihood"}
     except ImportError as exc:
-        out["lm_eval_hflm"] = {"error": f"lm-eval not installed ({exc}); on the GPU machine: "
-                               "bash ../shared/device/wheels.sh lm-eval"}
-    except Exception as exc:  # keep the harness figures when lm-eval fails
-        out["lm_eval_hflm"] = {"error": f"{type(exc).__name__}: {exc}",
-                               "traceback": traceback.format_exc()[-3000:]}
-    out["speedup_shared_vs_per_pair"] = round(out["harness_shared"]["items_per_s"]
-                                              / out["harness_per_pair"]["items_per_s"], 3)
+        if args.baseline == "lm_eval":
+            raise
+        secs, ll_b = timed(per_pair)
+        out["baseline"] = {"name": "per_pair_emulating_hflm", "batch_size": 32,
+                           "note": f"no HFLM ({exc}): the plain per-pair scorer, one "
+                                   "(context, label) row per request as HFLM issues them"}
+    out["baseline"].update(items_per_s=round(len(items) / secs, 1), seconds=round(secs, 4),
+                           accuracy=float((np.nanargmax(ll_b, 1) == gold).mean()))
+    out["accuracy_identical"] = out["harness"]["accuracy"] == out["baseline"]["accuracy"]
+    out["argmax_disagreements"] = int((ll_h.argmax(1) != np.nanargmax(ll_b, 1)).sum())
+    out["max_abs_loglik_diff"] = float(np.nanmax(np.abs(ll_h - ll_b)))
+    out["speedup_vs_baseline"] = round(out["harness"]["items_per_s"]
+                                       / out["baseline"]["items_per_s"], 3)
     return out
 
 
-# --------------------------------------------------------------------------- generation
+# --------------------------------------------------------------------------- decode
 
 
-def _generate(model: Any, ids: Any, mask: Any, new: int, pad: int, kw: Any) -> Any:
-    """Greedy ``new`` tokens exactly; ``kw`` is a dict of generate arguments or a function of
-    the batch size returning one (a preallocated cache, reset for each call)."""
-    extra = kw(ids.shape[0]) if callable(kw) else kw
-    return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new,
-                          min_new_tokens=new, do_sample=False, pad_token_id=pad, **extra)
+def bench_decode(model: Any, tok: Any, prompts: list[str], device: Any,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """Batch-1 figures on the worker's decode path and on ``dynamic_eager``."""
+    from harness.evaluate.latency import measure
+    from harness.evaluate.static_decode import DYNAMIC_EAGER, default_decode_path
 
-
-def _timed(device: Any, fn: Any) -> float:
-    gc.sync(device)
-    t0 = time.perf_counter()
-    fn()
-    gc.sync(device)
-    return time.perf_counter() - t0
-
-
-class FixedStaticCache:
-    """One preallocated ``StaticCache`` per batch size, of one length for every prompt, reset
-    before each call: the decode step keeps one shape, so transformers' compiled decode step
-    (CUDA graphs) is built once instead of once per prompt length."""
-
-    def __init__(self, model: Any, max_cache_len: int, compile_decode: bool) -> None:
-        self.model, self.max_cache_len, self.compile_decode = model, max_cache_len, compile_decode
-        self.caches: dict[int, Any] = {}
-
-    def __call__(self, batch: int) -> dict[str, Any]:
-        from transformers import StaticCache
-
-        cache = self.caches.get(batch)
-        if cache is None:
-            try:  # transformers 5: layers allocate lazily on first use
-                cache = StaticCache(config=self.model.config, max_cache_len=self.max_cache_len)
-            except TypeError:  # older signature
-                cache = StaticCache(config=self.model.config, max_batch_size=batch,
-                                    max_cache_len=self.max_cache_len, device=self.model.device,
-                                    dtype=self.model.dtype)
-            self.caches[batch] = cache
-        else:
-            cache.reset()
-        out: dict[str, Any] = {"past_key_values": cache}
-        if not self.compile_decode:
-            out["disable_compile"] = True
-        return out
-
-
-def bench_generation(model: Any, tok: Any, prompts: list[str], device: Any,
-                     args: argparse.Namespace) -> dict[str, Any]:
-    """Batch-1 TTFT and decode ms/token, batched throughput, per generate configuration."""
-    import torch
-
-    dtype = getattr(torch, args.gen_dtype)
-    model = model.to(dtype=dtype)
-    pad = tok.pad_token_id
-    enc = [tok(p + "\n", add_special_tokens=False, return_tensors="pt")
-           for p in prompts[:args.prompts]]
-    batch = tok([p + "\n" for p in (prompts * args.gen_batch)[:args.gen_batch]],
-                add_special_tokens=False, return_tensors="pt", padding=True,
-                padding_side="left")
-    longest = max(batch["input_ids"].shape[1], *(e["input_ids"].shape[1] for e in enc))
-    cache_len = 64 * math.ceil((longest + args.new_tokens) / 64)
-    configs: dict[str, Any] = {
-        "generate_dynamic_cache": {},
-        "generate_static_cache": {"cache_implementation": "static"},
-        "generate_static_cache_preallocated": FixedStaticCache(model, cache_len, True),
-        "generate_static_cache_preallocated_no_compile": FixedStaticCache(model, cache_len,
-                                                                          False),
-    }
-    out: dict[str, Any] = {"dtype": args.gen_dtype, "new_tokens": args.new_tokens,
-                           "distinct_prompts": len(enc), "timed_runs": args.runs,
-                           "batch_size": args.gen_batch, "preallocated_cache_len": cache_len,
-                           "mean_prompt_tokens": float(np.mean([e["input_ids"].shape[1]
-                                                                for e in enc])),
-                           "variants": {}}
-    with torch.inference_mode():
-        for name, kw in configs.items():
-            try:
-                firsts, fulls = [], []
-                for r in range(len(enc) + args.runs):  # one warm-up per distinct prompt
-                    e = enc[r % len(enc)]
-                    ids, mask = e["input_ids"].to(device), e["attention_mask"].to(device)
-                    first = _timed(device, partial(_generate, model, ids, mask, 1, pad, kw))
-                    full = _timed(device, partial(_generate, model, ids, mask, args.new_tokens,
-                                                  pad, kw))
-                    if r >= len(enc):
-                        firsts.append(first)
-                        fulls.append(full)
-                ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-                _generate(model, ids, mask, args.new_tokens, pad, kw)  # warm-up
-                batched = _timed(device, partial(_generate, model, ids, mask, args.new_tokens,
-                                                 pad, kw))
-            except Exception as exc:
-                out["variants"][name] = {"error": f"{type(exc).__name__}: {exc}",
-                                         "traceback": traceback.format_exc()[-3000:]}
-                continue
-            decode_ms = [(f - t) / (args.new_tokens - 1) * 1000
-                         for f, t in zip(fulls, firsts, strict=True)]
-            out["variants"][name] = {
-                "ttft_p50_ms": round(float(np.percentile(np.array(firsts) * 1000, 50)), 3),
-                "ttft_p95_ms": round(float(np.percentile(np.array(firsts) * 1000, 95)), 3),
-                "decode_ms_per_token_p50": round(float(np.percentile(decode_ms, 50)), 3),
-                "decode_ms_per_token_p95": round(float(np.percentile(decode_ms, 95)), 3),
-                "e2e_p50_ms": round(float(np.percentile(np.array(fulls) * 1000, 50)), 3),
-                "batched_items_per_s": round(args.gen_batch / batched, 2),
-                "batched_tokens_per_s": round(args.gen_batch * args.new_tokens / batched, 1),
-            }
-    ok = {k: v for k, v in out["variants"].items() if "error" not in v}
-    if ok:
-        best = min(ok, key=lambda k: ok[k]["decode_ms_per_token_p50"])
-        out["best_batch1"] = {"variant": best,
-                              "decode_ms_per_token": ok[best]["decode_ms_per_token_p50"],
-                              "ttft_ms": ok[best]["ttft_p50_ms"],
-                              "target_ms": DECODE_TARGET_MS,
-                              "meets_target": ok[best]["decode_ms_per_token_p50"]
-                              <= DECODE_TARGET_MS}
-        if "generate_dynamic_cache" in ok:
-            out["best_batch1"]["speedup_vs_dynamic_cache"] = round(
-                ok["generate_dynamic_cache"]["decode_ms_per_token_p50"]
-                / ok[best]["decode_ms_per_token_p50"], 3)
+    path = args.decode_path or default_decode_path(device)
+    out: dict[str, Any] = {"new_tokens": args.new_tokens, "dtype": "float32", "paths": {}}
+    for name, runs in ((path, args.runs), (DYNAMIC_EAGER, max(2, args.runs // 6))):
+        if name in out["paths"]:
+            continue
+        try:
+            rec = measure(model, tok, prompts, device, new_tokens=args.new_tokens, runs=runs,
+                          warmup=2, batch_size=4, decode_path=name)
+        except Exception as exc:
+            out["paths"][name] = {"error": f"{type(exc).__name__}: {exc}",
+                                  "traceback": traceback.format_exc()[-2000:]}
+            continue
+        out["paths"][name] = {
+            "decode_path": rec["decode_path"], "warmup_s": rec["warmup_s"],
+            "decode_fallback": rec.get("decode_fallback"), "runs": runs,
+            "decode_ms_per_token": round(1000 / rec["decode_tokens_per_s"], 4),
+            "ttft_p50_ms": round(rec["ttft_p50_ms"], 3),
+            "latency_p50_ms": round(rec["latency_p50_ms"], 3),
+            "static_cache_len": rec.get("static_cache_len")}
+    out["worker_path"] = path
     return out
+
+
+def table(result: dict[str, Any], measured: bool) -> list[dict[str, Any]]:
+    """The suite's rows: scoring speedup and accuracy identity, decode ms/token and warm-up."""
+    rows = []
+    s = result.get("scoring")
+    if s:
+        rows.append(gc.table_row(BENCH, "scoring_speedup_vs_baseline", s["speedup_vs_baseline"],
+                                 measured, note=f"baseline {s['baseline']['name']}"))
+        rows.append(gc.table_row(BENCH, "scoring_accuracy_identical_fp32",
+                                 s["accuracy_identical"], measured,
+                                 note=f"{s['argmax_disagreements']} argmax disagreements"))
+    d = result.get("decode")
+    if d:
+        fig = d["paths"].get(d["worker_path"], {})
+        path = fig.get("decode_path", d["worker_path"])
+        rows.append(gc.table_row(BENCH, "decode_ms_per_token_batch1",
+                                 fig.get("decode_ms_per_token"), measured,
+                                 note=f"path {path}" + (" (fallback)" if fig.get(
+                                     "decode_fallback") else "")))
+        rows.append(gc.table_row(BENCH, "decode_warmup_s", fig.get("warmup_s"),
+                                 measured and path != "dynamic_eager", note=f"path {path}"))
+    return rows
 
 
 def main() -> None:
@@ -367,20 +271,19 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--cells", type=Path, default=gc.REPO / "runs/gpu_bench/cells")
     ap.add_argument("--unit", default="intent_routing", help="the label unit to score")
+    ap.add_argument("--items", type=int, default=None, help="items scored (default 200)")
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="a checkpoint folder (default: random 135M-shaped Llama)")
-    ap.add_argument("--dtypes", default=None,
-                    help="scoring dtypes (default float32,bfloat16 on CUDA, float32 on CPU)")
     ap.add_argument("--max-len", type=int, default=512)
-    ap.add_argument("--big-batch", type=int, default=256,
-                    help="items per forward of the second shared-prefix run (the worker's "
-                    "default is 64)")
-    ap.add_argument("--gen-dtype", default=None, help="default bfloat16 on CUDA, else float32")
-    ap.add_argument("--new-tokens", type=int, default=None, help="default 64")
-    ap.add_argument("--prompts", type=int, default=None, help="distinct batch-1 prompts (8)")
-    ap.add_argument("--runs", type=int, default=None, help="timed batch-1 runs (default 24)")
-    ap.add_argument("--gen-batch", type=int, default=None, help="batched throughput (32)")
-    ap.add_argument("--skip", default="", help="comma list: scoring, generation")
+    ap.add_argument("--baseline", choices=["auto", "lm_eval", "per_pair"], default="auto",
+                    help="scoring baseline: lm-eval HFLM when importable (auto), or the "
+                    "per-pair scorer emulating its requests")
+    ap.add_argument("--decode-path", default=None,
+                    help="static_compiled | static_eager | dynamic_eager (default: the "
+                    "worker's: static_compiled on CUDA; static_eager in --smoke)")
+    ap.add_argument("--new-tokens", type=int, default=None, help="default 64 (smoke 6)")
+    ap.add_argument("--runs", type=int, default=None, help="timed batch-1 runs (default 20)")
+    ap.add_argument("--skip", default="", help="comma list: scoring, decode")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None,
                     help="results folder (default benchmarks/results; with --smoke a temp folder)")
@@ -390,15 +293,11 @@ def main() -> None:
     import torch
 
     device = gc.pick_device(args.device or ("cpu" if args.smoke else None))
-    cuda = device.type == "cuda"
     if args.smoke:
         torch.set_num_threads(1)
-    dtypes = (args.dtypes or ("float32,bfloat16" if cuda else "float32")).split(",")
-    args.gen_dtype = args.gen_dtype or ("bfloat16" if cuda else "float32")
-    args.new_tokens = args.new_tokens or (4 if args.smoke else 64)
-    args.prompts = args.prompts or (2 if args.smoke else 8)
-    args.runs = args.runs or (2 if args.smoke else 24)
-    args.gen_batch = args.gen_batch or (4 if args.smoke else 32)
+        args.decode_path = args.decode_path or "static_eager"
+    args.new_tokens = args.new_tokens or (6 if args.smoke else 64)
+    args.runs = args.runs or (4 if args.smoke else 20)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if args.smoke:
         rows, unit, train = smoke_inputs(args.seed)
@@ -406,53 +305,35 @@ def main() -> None:
     else:
         rows, unit, train, cell = load_cell(args.cells, args.unit)
         source = f"demo eval set, cell {cell}"
-    items = [r for r in rows if r["unit"] == args.unit]
+    unit_rows = [r for r in rows if r["unit"] == args.unit]
+    n_items = args.items or (len(unit_rows) if args.smoke else 200)
+    items = [{**unit_rows[k % len(unit_rows)], "id": f"i{k}"} for k in range(n_items)]
     model, tok, what = build_model(args, train, device)
-    env = gc.environment(device)
     result: dict[str, Any] = {
-        "benchmark": "gpu_eval", "smoke": args.smoke, "environment": env,
+        "benchmark": BENCH, "smoke": args.smoke, "environment": gc.environment(device),
         "model": {"checkpoint": what, "params": gc.param_counts(model),
                   "attn_implementation": model.config._attn_implementation},
         "data": {"source": source, "unit": args.unit, "labels": list(unit["labels"]),
-                 "items": len(items)},
-        "scoring": {}, "generation": None}
+                 "items": n_items, "distinct_items": len(unit_rows)},
+        "scoring": None, "decode": None}
+    t0 = time.perf_counter()
     if "scoring" not in skip:
-        for dtype in dtypes:
-            result["scoring"][dtype] = bench_scoring(model, tok, args.unit, unit, items,
-                                                     device, dtype, args)
-    if "generation" not in skip:
-        gen_prompts = [r["prompt"] for r in rows if r["unit"] != args.unit] or \
-            [r["prompt"] for r in rows]
-        result["generation"] = bench_generation(model, tok, gen_prompts, device, args)
-    head: dict[str, Any] = {}
-    for dtype, s in result["scoring"].items():
-        if "speedup_vs_lm_eval" in s:
-            head[f"speedup_vs_lm_eval_{dtype}"] = s["speedup_vs_lm_eval"]
-            head[f"accuracy_identical_{dtype}"] = s["accuracy_identical"]
-    if result["generation"] and result["generation"].get("best_batch1"):
-        head["batch1_decode_ms_per_token"] = result["generation"]["best_batch1"][
-            "decode_ms_per_token"]
-    result["headline"] = head
+        result["scoring"] = bench_scoring(model, tok, args.unit, unit, items, device, args)
+        # written now too, so a decode step cut short by the suite's bound keeps these figures
+        result["table"] = table(result, device.type == "cuda" and not args.smoke)
+        gc.write_result(result, args.out, args.name or
+                        ("gpu_eval_smoke.json" if args.smoke else "gpu_eval.json"))
+    if "decode" not in skip:
+        prompts = [r["prompt"] for r in rows if r["unit"] != args.unit][:16] or \
+            [r["prompt"] for r in rows][:16]
+        result["decode"] = bench_decode(model, tok, prompts, device, args)
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    measured = device.type == "cuda" and not args.smoke
+    result["table"] = table(result, measured)
     path = gc.write_result(result, args.out, args.name or
                            ("gpu_eval_smoke.json" if args.smoke else "gpu_eval.json"))
-    rows_out = []
-    for dtype, s in result["scoring"].items():
-        for k in ("harness_shared", f"harness_shared_b{args.big_batch}", "harness_per_pair",
-                  "lm_eval_hflm"):
-            fig = s.get(k, {})
-            rows_out.append({"part": f"score {dtype}", "variant": k,
-                             "items/s": fig.get("items_per_s"), "acc": fig.get("accuracy"),
-                             "ms/token": None, "ttft_ms": None,
-                             "note": (fig.get("error") or "")[:50]})
-    for k, fig in ((result["generation"] or {}).get("variants") or {}).items():
-        rows_out.append({"part": "generate", "variant": k,
-                         "items/s": fig.get("batched_items_per_s"), "acc": None,
-                         "ms/token": fig.get("decode_ms_per_token_p50"),
-                         "ttft_ms": fig.get("ttft_p50_ms"), "note": (fig.get("error") or "")[:50]})
     print(f"\nwrote {path}")
-    print("headline:", json.dumps(head))
-    print(gc.table(rows_out, ["part", "variant", "items/s", "acc", "ms/token", "ttft_ms",
-                              "note"]))
+    print(gc.table(result["table"], ["benchmark", "metric", "value", "target", "met", "note"]))
 
 
 if __name__ == "__main__":

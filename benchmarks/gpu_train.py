@@ -3,34 +3,45 @@
 Both train the same randomly initialised SmolLM2-135M-shaped Llama (``--smoke``: a tiny one) on
 the same examples in the same order, with the same optimiser settings (AdamW betas 0.9/0.95,
 eps 1e-8, lr, weight decay, cosine schedule with the same warm-up steps, gradient clipping),
-batch size and seed; bf16 autocast on CUDA for both. The baseline is what a user would write
-with stock tools: ``Trainer`` with ``bf16=True``, ``DataCollatorForSeq2Seq`` padding each
-batch to its longest item (labels padded with -100, prompt tokens labelled -100), the model's
-own loss, fused AdamW on CUDA. Its sampler is made sequential over a dataset laid out in the
-shared order, so both trainers see identical batches and their losses can be compared.
+the same items per optimizer step and seed; bf16 autocast on CUDA for both. The baseline is
+what a user would write with stock tools: ``Trainer`` with ``bf16=True``,
+``DataCollatorForSeq2Seq`` padding each batch to its longest item (labels padded with -100,
+prompt tokens labelled -100), the model's own loss, fused AdamW on CUDA. Its sampler is made
+sequential over a dataset laid out in the shared order, so both trainers see identical batches
+and their losses can be compared.
+
+Harness variants (``--variants``):
+
+- ``harness_fast``: the fast path (``student.train.fast: on``): fixed-shape token-budget
+  micro-batches, FlexAttention document masks (CUDA), chunked cross-entropy, the decoder layers
+  compiled once (compile seconds reported apart, bounded by what is left of ``--budget-s``);
+- ``harness_padded``: the plain path, padded micro-batches, eager (the harness before);
+- ``harness_packed_chunked``: the plain path with packing and the chunked cross-entropy.
 
 Two data sets:
 
 - ``a``: the demo's composed training set (``--cells``: a folder of composed cells, the cell
-  ``--cell-label`` is used; its prompts and targets tokenised with a byte-level BPE trained on
-  them), variable length as it comes, cut at 512 tokens;
+  ``--cell-label`` is used; without one, demo-like synthetic samples, said in the JSON), its
+  prompts and targets tokenised with a byte-level BPE trained on them, cut at 512 tokens;
 - ``b``: longer sequences, 128-1,024 tokens (prompt 30-70 %, the rest a rationale-like target),
-  drawn from the same token stream;
-- ``c`` (optional): fixed 512-token rows, loss on every token: the set-up of the baselines
-  measured before (shared/device/README.md), to check this set-up reproduces them.
+  drawn from the same token stream.
 
-Figures per trainer variant, after ``--warmup`` optimizer steps, CUDA synchronised: useful
-tokens/s (real, non-padding tokens entering the forward), padding fraction (padding / all
-positions in the forward's tensors), peak memory (CUDA max allocated), MFU = model FLOPs of the
-useful tokens / second / the bf16 peak of a large matmul measured in the same run (formula in
-:func:`gpu_common.training_flops`), and the mean training loss per logging window next to the
-baseline's (the speed must not come from skipping work). Headline per set:
-``speedup_vs_hf_trainer`` and ``mfu`` of the fastest harness variant whose losses match.
+Figures per variant, after ``--warmup`` optimizer steps, CUDA synchronised: useful tokens/s
+(real, non-padding tokens), padding fraction, peak memory (CUDA max allocated), MFU = model
+FLOPs of the useful tokens / second / the bf16 peak of a large matmul measured in the same run
+(formula in :func:`gpu_common.training_flops`), compile seconds, and the mean training loss per
+logging window next to the baseline's (the speed must not come from training differently).
+
+Bounded: ``--budget-s`` is the script's wall-clock budget; a variant that would start with too
+little of it left is skipped (said in the JSON), the compile warm-up gets a deadline from what
+is left, and the JSON is rewritten after every variant so a run cut short keeps its figures.
+The JSON's ``"table"`` rows (``gpu_common.table_row``) carry the issue's targets: speed-up vs
+the HF Trainer on a and b, MFU on b, and whether the window losses match.
 
 Usage::
 
-    python benchmarks/gpu_train.py --cells runs/gpu_bench/cells [--sets a,b] [--steps 150]
-    python benchmarks/gpu_train.py --smoke --out /tmp/x      # CPU, tiny model, seconds
+    python benchmarks/gpu_train.py --out DIR --budget-s 150 [--cells DIR] [--sets a,b]
+    python benchmarks/gpu_train.py --smoke --out /tmp/x      # CPU, tiny model, < 60 s
 """
 
 from __future__ import annotations
@@ -50,29 +61,30 @@ import numpy as np
 
 from harness.train.loop import Example, encode_examples, train_examples
 
-#: Harness variants: name -> the student.train switches it sets.
+#: Harness variants: name -> the student.train settings it sets.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "harness_padded": {},
-    "harness_packed": {"packing": True},
-    "harness_packed_chunked": {"packing": True, "chunked_ce": True},
-    "harness_packed_chunked_compiled": {"packing": True, "chunked_ce": True, "compile": True},
+    "harness_fast": {"fast": "on"},
+    "harness_padded": {"fast": "off"},
+    "harness_packed_chunked": {"fast": "off", "packing": True, "chunked_ce": True},
 }
 BASELINE = "hf_trainer"
+#: Seconds a variant needs at least to be worth starting (model build, a few steps).
+MIN_VARIANT_S = 15.0
 
 
 # --------------------------------------------------------------------------- data
 
 
-def read_cell_samples(cells: Path, label: str) -> tuple[list[dict[str, Any]], str]:
-    """The composed training samples of the cell labelled ``label`` (else the largest cell)."""
+def read_cell_samples(cells: Path, label: str) -> tuple[list[dict[str, Any]], str] | None:
+    """The composed training samples of the cell labelled ``label`` (else the largest cell);
+    None when ``cells`` holds no composed cell (``*/manifest.json``, one level or two down)."""
     found = []
-    for manifest in sorted(cells.glob("*/manifest.json")):
+    for manifest in sorted([*cells.glob("*/manifest.json"), *cells.glob("*/*/manifest.json")]):
         m = json.loads(manifest.read_text(encoding="utf-8"))
         size = (manifest.parent / "train.jsonl").stat().st_size
         found.append((m.get("label") == label, size, manifest.parent, m.get("label")))
     if not found:
-        raise SystemExit(f"no composed cells under {cells} (run: harness compose "
-                         "experiments/demo.yaml --out runs/gpu_bench/cells)")
+        return None
     _, _, folder, got = max(found, key=lambda f: (f[0], f[1]))
     with (folder / "train.jsonl").open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()], f"{folder.name} ({got})"
@@ -188,26 +200,30 @@ def run_hf_trainer(model: Any, tokenizer: Any, examples: list[Example],
 
 
 def run_harness(model: Any, pad_id: int, examples: list[Example], schedule: list[list[int]],
-                hp: dict[str, Any], switches: dict[str, Any], device: Any, warmup: int,
+                hp: dict[str, Any], settings: dict[str, Any], device: Any, warmup: int,
                 seed: int) -> dict[str, Any]:
-    """Train with :func:`harness.train.loop.train_examples` on the same schedule."""
+    """Train with :func:`harness.train.loop.train_examples` on the same schedule (one
+    schedule entry = one optimizer step, as the baseline's)."""
     import torch
 
     rows: list[dict[str, Any]] = []
     cfg = {**hp, "epochs": 1, "batch_size": len(schedule[0]), "grad_accum": 1,
-           "log_every": warmup, **switches}
+           "log_every": warmup, **settings}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     summary = train_examples(model, examples, cfg, pad_id=pad_id, seed=seed, device=device,
                              schedule=schedule, log=rows.append)
     at = {r["step"]: r for r in rows}
     steps = len(schedule)
+    keys = ("fast", "token_budget", "micro_batch_shape", "micro_batches", "attention",
+            "fast_chunked_ce", "fast_setup_seconds", "compile", "compile_seconds",
+            "compile_graphs", "recompiles", "packing", "chunked_ce")
     return {"seconds": at[steps]["elapsed_s"] - at[warmup]["elapsed_s"],
             "losses": {r["step"]: r["loss_mean"] for r in rows},
             "peak_memory_mb": (torch.cuda.max_memory_allocated(device) / 2**20
                                if device.type == "cuda" else None),
-            "padded_tokens_run": summary["padded_tokens"], "tokens_run": summary["tokens"],
-            "in_effect": {k: summary[k] for k in ("packing", "chunked_ce", "compile")}}
+            "padded_tokens_run": summary["padded_tokens"],
+            "in_effect": {k: summary[k] for k in keys if k in summary}}
 
 
 def hf_padded_tokens(examples: list[Example], schedule: list[list[int]]) -> int:
@@ -215,10 +231,38 @@ def hf_padded_tokens(examples: list[Example], schedule: list[list[int]]) -> int:
     return sum(len(b) * max(len(examples[i].input_ids) for i in b) for b in schedule)
 
 
+class Clock:
+    """The script's wall-clock budget (``--budget-s``; None: unbounded)."""
+
+    def __init__(self, budget_s: float | None) -> None:
+        self.t0 = time.perf_counter()
+        self.budget_s = budget_s
+
+    def left(self) -> float:
+        """Seconds left (infinite without a budget)."""
+        if self.budget_s is None:
+            return float("inf")
+        return self.budget_s - (time.perf_counter() - self.t0)
+
+
+def compare_losses(fig: dict[str, Any], base: dict[str, Any], tol: float) -> None:
+    """Add the window-loss comparison and the speed-up vs the baseline to ``fig``."""
+    common = sorted(set(fig["window_losses"]) & set(base["window_losses"]), key=int)
+    rel = [abs(fig["window_losses"][s] - base["window_losses"][s])
+           / max(abs(base["window_losses"][s]), 1e-9) for s in common]
+    fig["loss_max_rel_diff_vs_baseline"] = round(max(rel), 5) if rel else None
+    fig["losses_match"] = bool(rel) and max(rel) <= tol
+    fig["speedup_vs_hf_trainer"] = round(fig["useful_tokens_per_s"]
+                                         / base["useful_tokens_per_s"], 3)
+
+
 def bench_set(name: str, examples: list[Example], tokenizer: Any, shape: dict[str, Any],
-              args: argparse.Namespace, device: Any, peak_tflops: float, capacity: int
-              ) -> dict[str, Any]:
-    """Every variant on one data set; returns the set's figures and headline."""
+              args: argparse.Namespace, device: Any, peak_tflops: float, capacity: int,
+              clock: Clock, save: Any, variants: list[str],
+              out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``variants`` (the baseline among them, first) on one data set, added to ``out`` (the
+    set's figures from an earlier pass, if any); returns the set's figures. ``save(out)`` is
+    called after each variant with the figures so far."""
     import torch
 
     schedule = fixed_schedule(len(examples), args.batch_size, args.steps, args.seed)
@@ -232,15 +276,21 @@ def bench_set(name: str, examples: list[Example], tokenizer: Any, shape: dict[st
     flops = gc.training_flops(init, [len(examples[i].input_ids) for b in timed for i in b])
     del init
     lengths = [len(e.input_ids) for e in examples]
-    out: dict[str, Any] = {
+    out = out or {
         "examples": len(examples), "steps": args.steps, "warmup_steps": args.warmup,
-        "batch_size": args.batch_size, "row_capacity_tokens": capacity,
+        "items_per_optimizer_step": args.batch_size, "row_capacity_tokens": capacity,
         "length_tokens": {"mean": round(float(np.mean(lengths)), 1), "min": min(lengths),
                           "p50": int(np.median(lengths)), "max": max(lengths)},
         "useful_tokens_timed": useful_timed, "model_flops_timed": flops["model_flops"],
         "variants": {}}
-    names = [BASELINE] + [v for v in VARIANTS if v in args.variants]
-    for variant in names:
+    tol = 1e-3 if device.type == "cpu" else args.loss_tolerance
+    out["loss_tolerance_rel"] = tol
+    for variant in variants:
+        left = clock.left()
+        if left < MIN_VARIANT_S:
+            out["variants"][variant] = {"skipped": f"budget: {left:.0f} s left"}
+            print(f"[{name}] {variant}: skipped, {left:.0f} s of the budget left", flush=True)
+            continue
         model = gc.llama(shape, args.seed, tokenizer.pad_token_id, tokenizer.eos_token_id)
         model.load_state_dict(state)
         try:
@@ -249,17 +299,24 @@ def bench_set(name: str, examples: list[Example], tokenizer: Any, shape: dict[st
                                      args.warmup, args.seed)
                 padded = hf_padded_tokens(examples, schedule)
             else:
-                switches = dict(VARIANTS[variant])
-                if switches.get("compile") and args.compile_backend:
-                    switches["compile_backend"] = args.compile_backend
+                settings = dict(VARIANTS[variant])
+                if variant == "harness_fast":
+                    settings["fast_compile"] = True  # on CPU too (the smoke checks it)
+                    settings["compile_backend"] = args.compile_backend
+                    settings["compile_mode"] = args.compile_mode
+                    # The compile warm-up may use what is left, less the steps themselves.
+                    settings["compile_budget_s"] = max(10.0, min(args.compile_budget_s,
+                                                                 left - MIN_VARIANT_S))
+                    if args.token_budget:
+                        settings["token_budget"] = args.token_budget
                 res = run_harness(model, tokenizer.pad_token_id, examples, schedule, hp,
-                                  switches, device, args.warmup, args.seed)
+                                  settings, device, args.warmup, args.seed)
                 padded = res.pop("padded_tokens_run")
-                res.pop("tokens_run")
         except Exception as exc:  # one failing variant must not lose the others' figures
             out["variants"][variant] = {"error": f"{type(exc).__name__}: {exc}",
                                         "traceback": traceback.format_exc()[-3000:]}
             print(f"[{name}] {variant}: FAILED {type(exc).__name__}: {exc}", flush=True)
+            save(out)
             continue
         finally:
             del model
@@ -279,31 +336,48 @@ def bench_set(name: str, examples: list[Example], tokenizer: Any, shape: dict[st
         for key in ("in_effect", "sampler"):
             if key in res:
                 fig[key] = res[key]
+        base = out["variants"].get(BASELINE, {})
+        if variant != BASELINE and "useful_tokens_per_s" in base:
+            compare_losses(fig, base, tol)
         out["variants"][variant] = fig
-        print(f"[{name}] {variant}: {tps:,.0f} useful tokens/s", flush=True)
-    base = out["variants"].get(BASELINE, {})
-    tol = 1e-3 if device.type == "cpu" else args.loss_tolerance
-    best = None
-    for variant in names[1:]:
-        fig = out["variants"][variant]
-        if "error" in fig or "error" in base:
-            continue
-        common = sorted(set(fig["window_losses"]) & set(base["window_losses"]), key=int)
-        rel = [abs(fig["window_losses"][s] - base["window_losses"][s])
-               / max(abs(base["window_losses"][s]), 1e-9) for s in common]
-        fig["loss_max_rel_diff_vs_baseline"] = round(max(rel), 5) if rel else None
-        fig["losses_match"] = bool(rel) and max(rel) <= tol
-        fig["speedup_vs_hf_trainer"] = round(fig["useful_tokens_per_s"]
-                                             / base["useful_tokens_per_s"], 3)
-        if fig["losses_match"] and (best is None or fig["useful_tokens_per_s"]
-                                    > out["variants"][best]["useful_tokens_per_s"]):
-            best = variant
-    out["loss_tolerance_rel"] = tol
-    out["headline"] = ({"variant": best,
-                        "speedup_vs_hf_trainer": out["variants"][best]["speedup_vs_hf_trainer"],
-                        "mfu": out["variants"][best]["mfu"],
-                        "baseline_mfu": base.get("mfu")} if best else None)
+        extra = fig.get("in_effect", {})
+        print(f"[{name}] {variant}: {tps:,.0f} useful tokens/s"
+              + (f", compile {extra.get('compile')} {extra.get('compile_seconds')} s"
+                 if "compile_seconds" in extra else ""), flush=True)
+        save(out)
+    fast = out["variants"].get("harness_fast", {})
+    out["headline"] = ({"variant": "harness_fast",
+                        "speedup_vs_hf_trainer": fast["speedup_vs_hf_trainer"],
+                        "mfu": fast["mfu"], "losses_match": fast["losses_match"],
+                        "baseline_mfu": out["variants"][BASELINE].get("mfu")}
+                       if "speedup_vs_hf_trainer" in fast else None)
     return out
+
+
+def table(result: dict[str, Any], measured: bool) -> list[dict[str, Any]]:
+    """The JSON's ``"table"``: the issue's training targets, from the fast variant of each
+    set (``met`` None where the run measures no target: CPU, smoke, a missing figure)."""
+    rows = []
+    for key, res in result["sets"].items():
+        fast = res.get("variants", {}).get("harness_fast", {})
+        note = fast.get("error", fast.get("skipped", ""))[:80] if (
+            "error" in fast or "skipped" in fast) else ""
+        comp = fast.get("in_effect", {})
+        if comp:
+            note = (f"compile {comp.get('compile')} {comp.get('compile_seconds')} s; "
+                    f"budget {comp.get('token_budget')} tokens")
+        rows.append(gc.table_row("gpu_train", f"train_{key}_speedup_vs_hf_trainer",
+                                 fast.get("speedup_vs_hf_trainer"), measured, note=note))
+        if key == "b":
+            mfu = fast.get("mfu")
+            rows.append(gc.table_row("gpu_train", "train_b_mfu_pct",
+                                     round(100 * mfu, 2) if mfu is not None else None,
+                                     measured))
+        rows.append(gc.table_row("gpu_train", f"train_{key}_window_losses_match",
+                                 fast.get("losses_match"), measured, target=("==", 1.0),
+                                 note=f"max rel diff {fast.get('loss_max_rel_diff_vs_baseline')}"
+                                 f" (tolerance {res.get('loss_tolerance_rel')})"))
+    return rows
 
 
 def main() -> None:
@@ -313,14 +387,19 @@ def main() -> None:
     ap.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
     ap.add_argument("--cells", type=Path, default=gc.REPO / "runs/gpu_bench/cells",
                     help="composed demo cells (harness compose experiments/demo.yaml --out ...)")
-    ap.add_argument("--cell-label", default="multi_judged/answer_only/x1.0/s0")
-    ap.add_argument("--sets", default="a,b",
-                    help="comma list of a (demo), b (long), c (fixed 512, calibration)")
-    ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help="harness variants to run next to the baseline: " + ", ".join(VARIANTS))
-    ap.add_argument("--steps", type=int, default=None, help="optimizer steps (default 150)")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default 20)")
-    ap.add_argument("--batch-size", type=int, default=None, help="default 32")
+    ap.add_argument("--cell-label", default="multi_judged/answer_only/x1/s0")
+    ap.add_argument("--sets", default="a,b", help="comma list of a (demo), b (long)")
+    ap.add_argument("--variants", default=None,
+                    help="harness variants to run after the baseline, in order: "
+                    + ", ".join(VARIANTS) + " (default: harness_fast,harness_padded; "
+                    "--smoke: all)")
+    ap.add_argument("--steps", type=int, default=None, help="optimizer steps (default 40)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default 10)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="items per optimizer step (default 32)")
+    ap.add_argument("--token-budget", type=int, default=None,
+                    help="the fast path's tokens per micro-batch (default: the trainer's own "
+                    "choice per set, harness.train.budget.choose_budget; --smoke 256)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--warmup-ratio", type=float, default=0.05)
@@ -331,22 +410,33 @@ def main() -> None:
                     "baseline's that still counts as a match on GPU (bf16 noise)")
     ap.add_argument("--compile-backend", default=None,
                     help="torch.compile backend (default inductor; aot_eager in --smoke)")
+    ap.add_argument("--compile-mode", default=None, help="torch.compile mode (default none)")
+    ap.add_argument("--compile-budget-s", type=float, default=90.0,
+                    help="deadline of the fast path's compile warm-up (less when less of "
+                    "--budget-s is left)")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="wall-clock budget of the whole script in seconds (default none)")
     ap.add_argument("--out", type=Path, default=None,
                     help="results folder (default benchmarks/results; with --smoke a temp folder)")
-    ap.add_argument("--name", default=None, help="result file name (default gpu_train.json)")
+    ap.add_argument("--name", default=None,
+                    help="result file name (default gpu_train.json; --smoke gpu_train_smoke.json)")
     args = ap.parse_args()
+    clock = Clock(args.budget_s)
     args.out = args.out or gc.default_out(args.smoke)
     import torch
 
     device = gc.pick_device(args.device or ("cpu" if args.smoke else None))
     if args.smoke:
         torch.set_num_threads(1)
-    args.steps = args.steps or (4 if args.smoke else 150)
-    args.warmup = args.warmup or (2 if args.smoke else 20)
+    args.steps = args.steps or (4 if args.smoke else 40)
+    args.warmup = args.warmup or (2 if args.smoke else 10)
     args.batch_size = args.batch_size or (4 if args.smoke else 32)
-    if args.smoke and args.compile_backend is None:
-        args.compile_backend = "aot_eager"
-    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if args.token_budget is None and args.smoke:
+        args.token_budget = 256
+    args.compile_backend = args.compile_backend or ("aot_eager" if args.smoke else "inductor")
+    names = args.variants or (",".join(VARIANTS) if args.smoke else
+                              "harness_fast,harness_padded")
+    args.variants = [v.strip() for v in names.split(",") if v.strip()]
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {list(VARIANTS)}")
@@ -361,12 +451,14 @@ def main() -> None:
 
     from harness.students.build import train_tokenizer
 
-    if args.smoke:
-        samples, source = smoke_samples(48, args.seed), "synthetic demo-like samples (smoke)"
-        len_a, lo_b, hi_b = 64, 16, 96
+    cell = None if args.smoke else read_cell_samples(args.cells, args.cell_label)
+    if cell is None:
+        samples = smoke_samples(48 if args.smoke else 2000, args.seed)
+        source = "synthetic demo-like samples" + (" (smoke)" if args.smoke else
+                                                  f" (no composed cells under {args.cells})")
     else:
-        samples, source = read_cell_samples(args.cells, args.cell_label)
-        len_a, lo_b, hi_b = 512, 128, 1024
+        samples, source = cell
+    len_a, lo_b, hi_b = (64, 16, 96) if args.smoke else (512, 128, 1024)
     samples = [{**s, "weight": 1.0} for s in samples]  # the baseline has no sample weights
     tokenizer = train_tokenizer([s["prompt"] + "\n" for s in samples]
                                 + [s["target"] for s in samples], int(shape["vocab_size"]))
@@ -374,15 +466,9 @@ def main() -> None:
     stream = [t for e in ex_a for t in e.input_ids]
     n_b = max(args.steps * args.batch_size // 2, 8 * args.batch_size)
     ex_b = long_examples(stream, n_b, lo_b, hi_b, tokenizer.eos_token_id, args.seed)
-    fixed = 64 if args.smoke else 512
-    ex_c = [Example(input_ids=e.input_ids[:fixed], target_start=1, weight=1.0)
-            for e in long_examples(stream, n_b, fixed, fixed, tokenizer.eos_token_id,
-                                   args.seed + 1)]
     sets = {"a": (ex_a, len_a, f"demo composed set: {source}, cut at {len_a} tokens"),
             "b": (ex_b, hi_b, f"long set: {lo_b}-{hi_b} tokens from the demo token stream, "
-                              "prompt 30-70 %"),
-            "c": (ex_c, fixed, f"fixed length {fixed}, loss on every token: the set-up of the "
-                               "baselines in shared/device/README.md (a calibration check)")}
+                              "prompt 30-70 %")}
     model_probe = gc.llama(shape, args.seed)
     result: dict[str, Any] = {
         "benchmark": "gpu_train", "smoke": args.smoke, "environment": env,
@@ -390,22 +476,40 @@ def main() -> None:
         "model": {"shape": shape, "params": gc.param_counts(model_probe),
                   "tokenizer_vocab": len(tokenizer), "init": "random, seeded"},
         "settings": {"steps": args.steps, "warmup_steps": args.warmup,
-                     "batch_size": args.batch_size, "lr": args.lr,
+                     "items_per_optimizer_step": args.batch_size, "lr": args.lr,
                      "weight_decay": args.weight_decay, "warmup_ratio": args.warmup_ratio,
                      "clip": args.clip, "seed": args.seed, "betas": [0.9, 0.95],
                      "precision": "bf16 autocast" if device.type == "cuda" else "fp32",
-                     "compile_backend": args.compile_backend or "inductor"},
+                     "token_budget": args.token_budget or "trainer's choice",
+                     "compile_backend": args.compile_backend, "compile_mode": args.compile_mode,
+                     "budget_s": args.budget_s},
         "mfu_formula": gc.training_flops.__doc__,
         "sets": {}}
     del model_probe
-    for key in [s.strip() for s in args.sets.split(",") if s.strip()]:
-        examples, capacity, what = sets[key]
-        res = bench_set(key, examples, tokenizer, shape, args, device, peak["tflops"], capacity)
-        res["data"] = what
-        result["sets"][key] = res
-    result["headline"] = {k: v["headline"] for k, v in result["sets"].items()}
-    path = gc.write_result(result, args.out, args.name or
-                           ("gpu_train_smoke.json" if args.smoke else "gpu_train.json"))
+    measured = device.type == "cuda" and not args.smoke
+    name = args.name or ("gpu_train_smoke.json" if args.smoke else "gpu_train.json")
+
+    def save(set_key: str | None = None, partial: dict[str, Any] | None = None) -> Path:
+        if set_key is not None and partial is not None:
+            result["sets"][set_key] = partial
+        result["headline"] = {k: v.get("headline") for k, v in result["sets"].items()}
+        result["table"] = table(result, measured)
+        result["seconds"] = round(time.perf_counter() - clock.t0, 1)
+        return gc.write_result(result, args.out, name)
+
+    # Two passes: the baseline and the first variant (the targets' figures) on every set
+    # first, the other variants after, while the budget lasts.
+    passes = [[BASELINE, *args.variants[:1]], args.variants[1:]]
+    for variants in filter(None, passes):
+        for key in [s.strip() for s in args.sets.split(",") if s.strip()]:
+            examples, capacity, what = sets[key]
+            res = bench_set(key, examples, tokenizer, shape, args, device, peak["tflops"],
+                            capacity, clock,
+                            lambda partial, k=key, w=what: save(k, {**partial, "data": w}),
+                            variants, result["sets"].get(key))
+            res["data"] = what
+            result["sets"][key] = res
+    path = save()
     rows = []
     for key, res in result["sets"].items():
         for variant, fig in res["variants"].items():
@@ -415,10 +519,13 @@ def main() -> None:
                          "peak_MB": fig.get("peak_memory_mb"), "MFU": fig.get("mfu"),
                          "x_HF": fig.get("speedup_vs_hf_trainer"),
                          "loss_ok": fig.get("losses_match"),
-                         "error": (fig.get("error") or "")[:60]})
+                         "compile_s": fig.get("in_effect", {}).get("compile_seconds"),
+                         "error": (fig.get("error") or fig.get("skipped") or "")[:60]})
     print(f"\nwrote {path}")
     print(gc.table(rows, ["set", "variant", "useful_tok/s", "padding", "peak_MB", "MFU", "x_HF",
-                          "loss_ok", "error"]))
+                          "loss_ok", "compile_s", "error"]))
+    print()
+    print(gc.table(result["table"], ["benchmark", "metric", "value", "target", "met", "note"]))
 
 
 if __name__ == "__main__":

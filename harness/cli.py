@@ -1,5 +1,5 @@
-"""Command line: ``harness validate | plan | compose | run | worker | export-lm-eval | lm-eval |
-gate | report | schema``: the parser and the entry point; the commands' bodies live in
+"""Command line: ``harness generate | validate | plan | compose | run | worker | export-lm-eval |
+lm-eval | gate | report | schema``: the parser and the entry point; the commands' bodies live in
 :mod:`harness.commands`.
 
 Every command that reads user input turns bad input into a located message on stderr and exit
@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from harness.commands.common import EXIT_FAIL, EXIT_INPUT, EXIT_OK
+from harness.commands.generate import cmd_generate
 from harness.commands.prepare import (
     cmd_compose,
     cmd_export_lm_eval,
@@ -49,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness", description="Declarative experiment and "
                                 "evaluation harness for knowledge distillation.")
     sub = p.add_subparsers(dest="command", required=True)
+    ge = sub.add_parser("generate", help="ask the teachers, judge, write the sample repository")
+    ge.add_argument("experiment")
+    ge.add_argument("--limit", type=_positive_int, metavar="N",
+                    help="only the first N prompts of each prompts file (a dry run)")
+    ge.add_argument("--quiet", action="store_true", help="no progress bars")
+    ge.set_defaults(fn=cmd_generate)
     v = sub.add_parser("validate", help="check the experiment YAML and its data files")
     v.add_argument("experiment")
     v.add_argument("--stats", action="store_true", help="also print per-teacher statistics")
@@ -74,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     r.add_argument("--threads", type=int, help="torch CPU threads")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where cells run: local (this machine, every GPU; default) or ray "
+                        "(a Ray cluster; see the execution: section)")
+    r.add_argument("--address", help="Ray cluster address for --executor ray (default: "
+                   "$RAY_ADDRESS, else a new local cluster)")
     _max_cells_option(r)
     r.set_defaults(fn=cmd_run)
     w = sub.add_parser("worker", help="train and evaluate one composed cell folder")

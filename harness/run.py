@@ -11,18 +11,19 @@ memory, full disk) is recorded and the others go on; the command then exits with
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import subprocess
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness.execute.base import CellJob, CellResult, Event, Executor, failure_record
+from harness.execute.local import InlineExecutor
+from harness.execute.progress import Progress
+from harness.execute.shipping import write_result
 from harness.fsutil import atomic_write_text
 from harness.matrix import Cell
 from harness.samples import Dataset
@@ -39,12 +40,16 @@ from harness.store.folder import CellFolder, RunFolder
 
 @dataclass
 class CellOutcome:
-    """What happened to one cell in this run."""
+    """What happened to one cell in this run (and, when it ran now, where)."""
 
     cell: Cell
     status: str  # "done" (ran now), "skipped" (already done), "failed"
     seconds: float = 0.0
     error: dict[str, str] | None = None
+    executor: str | None = None
+    node: str | None = None
+    attempts: int | None = None
+    checkpoint: str | None = None
 
 
 @dataclass
@@ -59,55 +64,82 @@ class RunSummary:
         return [o for o in self.outcomes if o.status == "failed"]
 
 
-def failure_record(exc: BaseException) -> dict[str, str]:
-    """A failed cell's error with a plain reason and a hint of what to change."""
-    from harness.train.loop import NonFiniteLoss
-
-    text = f"{type(exc).__name__}: {exc}"
-    kind, hint = "error", "see the traceback below; the other cells are unaffected"
-    if isinstance(exc, NonFiniteLoss):
-        kind, hint = "non_finite_loss", ("lower student.train.lr, raise warmup_ratio, or check "
-                                         "for empty targets")
-    elif "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError":
-        kind, hint = "out_of_memory", ("lower student.train.batch_size or max_len (raise "
-                                       "grad_accum to keep the effective batch)")
-    elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        kind, hint = "disk_full", "free disk space in the run folder, then run again"
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
-    return {"kind": kind, "error": text, "hint": hint, "traceback": tb}
-
-
 def _write_spec(folder: CellFolder, cell: Cell) -> None:
     atomic_write_text(folder.spec, yaml.safe_dump(
         {"cell_id": cell.cell_id, "label": cell.label, **cell.effective}, sort_keys=False,
         allow_unicode=True))
 
 
-def _run_isolated(folder: Path, device: str | None, threads: int | None) -> None:
-    """The worker in its own process, so a crash (even a segfault) cannot end the run."""
-    cmd = [sys.executable, "-m", "harness.cli", "worker", str(folder)]
-    if device:
-        cmd += ["--device", device]
-    if threads:
-        cmd += ["--threads", str(threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-        raise RuntimeError(f"worker process failed: {tail[0]}")
+@dataclass
+class _Driver:
+    """The driver's bookkeeping while an executor runs the cells: writes what comes back
+    (``DONE`` last), records failures, keeps the progress view."""
+
+    run: RunFolder
+    summary: RunSummary
+    executor: Executor
+    view: Progress
+    cells: dict[str, tuple[Cell, float]] = field(default_factory=dict)  # id -> (cell, t0)
+    finished: set[str] = field(default_factory=set)
+
+    def fail(self, cell: Cell, t0: float, record: dict[str, str], **where: Any) -> None:
+        folder = self.run.cell(cell.cell_id)
+        # e.g. the disk is full: the outcome below still reports the failure
+        with contextlib.suppress(OSError):
+            folder.write_failure(FailureRecord(cell_id=cell.cell_id, **record))
+        self.summary.outcomes.append(CellOutcome(cell, "failed", time.perf_counter() - t0,
+                                                 record, **where))
+        self.view.write(f"FAILED {cell.label} ({cell.cell_id}): {record['error']}\n"
+                        f"  hint: {record['hint']}")
+
+    def handle(self, events: list[Event]) -> None:
+        for ev in events:
+            if ev.cell_id in self.finished:
+                continue
+            if ev.kind == "started":
+                self.view.started(ev.cell_id, ev.node)
+            elif ev.kind == "retried":
+                self.view.retried(ev.cell_id, ev.node, ev.message)
+            elif ev.result is not None:
+                self.finished.add(ev.cell_id)
+                self._finish(ev.result)
+
+    def _finish(self, result: CellResult) -> None:
+        cell, t0 = self.cells[result.cell_id]
+        where: dict[str, Any] = {"executor": self.executor.name, "node": result.node or None,
+                 "attempts": result.attempts, "checkpoint": result.checkpoint}
+        self.view.finished(cell.cell_id, result.ok, result.node)
+        if not result.ok:
+            self.fail(cell, t0, result.failure or {"kind": "error", "error": "unknown",
+                                                   "hint": "", "traceback": ""}, **where)
+            return
+        try:
+            write_result(self.run.cell(cell.cell_id), result)
+        except Exception as exc:  # noqa: BLE001 - writing one cell's files must not end the run
+            self.fail(cell, t0, failure_record(exc), **where)
+            return
+        self.summary.outcomes.append(CellOutcome(cell, "done", time.perf_counter() - t0,
+                                                 **where))
 
 
 def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: Path, *,
               force: bool = False, isolate: bool = False, device: str | None = None,
               threads: int | None = None, progress: bool = True,
-              matrix: list[Cell] | None = None) -> RunSummary:
+              matrix: list[Cell] | None = None, executor: str = "local",
+              address: str | None = None) -> RunSummary:
     """Compose, train and evaluate each of ``cells`` not already done; then collect the store
     over the whole ``matrix`` (default: ``cells``), so ``--only`` never drops finished cells
-    from the results table."""
-    from tqdm import tqdm
+    from the results table.
 
+    Composing stays here, on the driver; the ``executor`` (:mod:`harness.execute`: ``local``
+    or ``ray``) runs the composed cells, and what it returns is written into the run folder
+    with ``DONE`` last. Ctrl-C (or any error that ends the run) cancels the cells submitted and
+    not finished: their folders have no ``DONE``, so the next run does them again.
+    """
     from harness.compose import build_context, compose_cell, eval_frame, write_cell
     from harness.compose.compose import TargetTemplateError
-    from harness.worker import run_cell
+    from harness.execute import make_executor
+    from harness.execute.local import describe
 
     exp = loaded.spec
     run = RunFolder(out / exp.name)
@@ -115,34 +147,44 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
     teachers = teacher_facts(data)  # before the context releases the candidate tables
     ctx = build_context(exp, data, release=True)
     ev = eval_frame(exp, data)
-    bar = tqdm(cells, unit="cell", disable=not progress, dynamic_ncols=True)
-    for cell in bar:
-        bar.set_description(cell.label)
-        folder = run.cell(cell.cell_id)
-        if folder.is_done(cell.cell_id) and not force:
-            summary.outcomes.append(CellOutcome(cell, "skipped"))
-            continue
-        t0 = time.perf_counter()
-        try:
-            folder.clear_failure()
-            write_cell(compose_cell(ctx, cell), data, ev, run.cells)
-            _write_spec(folder, cell)
-            if isolate:
-                _run_isolated(folder.path, device, threads)
-            else:
-                run_cell(folder.path, device=device, threads=threads)
-            summary.outcomes.append(CellOutcome(cell, "done", time.perf_counter() - t0))
-        except (KeyboardInterrupt, TargetTemplateError):  # a template bound broken by a real
-            raise  # row is bad input: the run ends with exit 2, not one failed cell after another
-        except Exception as exc:  # noqa: BLE001 - one failing cell must not end the run
-            record = failure_record(exc)
-            # e.g. the disk is full: the outcome below still reports the failure
-            with contextlib.suppress(OSError):
-                folder.write_failure(FailureRecord(cell_id=cell.cell_id, **record))
-            summary.outcomes.append(CellOutcome(cell, "failed", time.perf_counter() - t0,
-                                                record))
-            bar.write(f"FAILED {cell.label} ({cell.cell_id}): {record['error']}\n"
-                      f"  hint: {record['hint']}")
+    ex = make_executor(executor, exp.execution, experiment=exp.name, device=device,
+                       threads=threads, isolate=isolate, address=address)
+    view = Progress({c.cell_id: c.label for c in cells}, enabled=progress)
+    driver = _Driver(run, summary, ex, view)
+    try:
+        ex.start()
+        if progress and not isinstance(ex, InlineExecutor):
+            view.write(describe(ex))
+        for cell in cells:
+            folder = run.cell(cell.cell_id)
+            if folder.is_done(cell.cell_id) and not force:
+                summary.outcomes.append(CellOutcome(cell, "skipped"))
+                view.skipped(cell.cell_id)
+                continue
+            t0 = time.perf_counter()
+            driver.cells[cell.cell_id] = (cell, t0)
+            try:
+                folder.clear_failure()
+                folder.clear_done()  # (--force) the folder is being rewritten: not finished
+                write_cell(compose_cell(ctx, cell), data, ev, run.cells)
+                _write_spec(folder, cell)
+            except (KeyboardInterrupt, TargetTemplateError):  # a template bound broken by a
+                raise  # real row is bad input: the run ends with exit 2, not failed cells
+            except Exception as exc:  # noqa: BLE001 - one failing cell must not end the run
+                driver.finished.add(cell.cell_id)
+                view.finished(cell.cell_id, False, "")
+                driver.fail(cell, t0, failure_record(exc))
+                continue
+            ex.submit(CellJob(cell.cell_id, cell.label, folder))
+            driver.handle(ex.poll(0))
+        while ex.pending():
+            driver.handle(ex.poll(0.5))
+    except BaseException:
+        ex.cancel()
+        raise
+    finally:
+        ex.close()
+        view.close()
     collect(loaded, data, matrix or cells, summary, teachers)
     return summary
 
@@ -181,9 +223,13 @@ def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary:
     run = RunFolder(summary.run_dir)
     rows, lat = [], []
     status = {o.cell.cell_id: o for o in summary.outcomes}
+    before = _previous_where(run)
     cell_index = []
     for cell in cells:
         folder = run.cell(cell.cell_id)
+        outcome = status.get(cell.cell_id)
+        where = (_where(outcome) if outcome is not None and outcome.status != "skipped"
+                 else before.get(cell.cell_id, {}))
         if folder.is_done(cell.cell_id):
             manifest, metrics = folder.read_manifest(), folder.read_metrics()
             _predictions_parquet(folder)
@@ -192,14 +238,15 @@ def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary:
             entry = CellEntry(cell_id=cell.cell_id, label=cell.label,
                               is_baseline=cell.is_baseline, status="done",
                               train_seconds=metrics.train["train_seconds"],
-                              eval_seconds=metrics.eval_seconds, error=None)
+                              eval_seconds=metrics.eval_seconds, error=None,
+                              **{"node": metrics.environment.get("host"), **where})
         else:
-            outcome = status.get(cell.cell_id)
             failed = outcome is not None and outcome.status == "failed"
             entry = CellEntry(cell_id=cell.cell_id, label=cell.label,
                               is_baseline=cell.is_baseline,
                               status="failed" if failed else "missing", train_seconds=None,
-                              eval_seconds=None, error=outcome.error if outcome else None)
+                              eval_seconds=None, error=outcome.error if outcome else None,
+                              **(where if failed else {}))
         cell_index.append(entry)
     run.root.mkdir(parents=True, exist_ok=True)
     if rows:
@@ -213,6 +260,28 @@ def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary:
         inputs={"samples": data.train.sha256, "eval": data.eval.sha256},
         python=sys.version.split()[0], pid=os.getpid(), leakage=leakage_facts(loaded, data),
     ))
+
+
+def _where(outcome: CellOutcome) -> dict[str, Any]:
+    """Where a cell ran now, as CellEntry's optional keys (unknown ones left out)."""
+    keys = {"executor": outcome.executor, "node": outcome.node, "attempts": outcome.attempts,
+            "checkpoint": outcome.checkpoint}
+    return {k: v for k, v in keys.items() if v is not None}
+
+
+def _previous_where(run: RunFolder) -> dict[str, dict[str, Any]]:
+    """Per cell id, where the previous run record says the cell ran (so a skipped cell keeps
+    it); {} when there is no readable record."""
+    from harness.store.contracts import ContractError
+
+    if not run.run_json.is_file():
+        return {}
+    try:
+        entries = run.read_run().cells
+    except ContractError:
+        return {}
+    return {e.cell_id: {k: getattr(e, k) for k in ("executor", "node", "attempts", "checkpoint")
+                        if getattr(e, k) is not None} for e in entries if e.status == "done"}
 
 
 def leakage_facts(loaded: LoadedExperiment, data: Dataset) -> LeakageFacts:

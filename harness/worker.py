@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.caches import use_run_caches
 from harness.store.contracts import CellMetrics
 from harness.store.folder import CellFolder
 from harness.threads import thread_record
@@ -88,6 +89,7 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
     transformers.utils.logging.disable_progress_bar()  # keep the run's own progress bar clean
     folder = CellFolder(cell_dir)
     manifest = folder.read_manifest()
+    use_run_caches(cell_dir, manifest.paths)  # tokenizers and compiled graphs, per run folder
     spec = manifest.spec
     cell_id = manifest.cell_id
     folder.clear_done()

@@ -17,6 +17,7 @@ The split:
 A rule is a small function registered with the sections it needs (:mod:`harness.checks.registry`).
 """
 
+from harness.checks import teachers as _teachers  # noqa: F401  (registers the teacher rules)
 from harness.checks.data_fit import DATA_RULES, check_data_fit
 from harness.checks.experiment import RULES, load_experiment
 from harness.checks.registry import Context, Rule, Rules

@@ -236,6 +236,23 @@ def student_switches(s: Context) -> Iterator[Problem]:
                       f"{', '.join(honoured) or 'none'}); remove it")
 
 
+@rule("student")
+def student_fast_path(s: Context) -> Iterator[Problem]:
+    """``student.train.fast: on`` where the training objective has no fast path (a classifier
+    student) or cannot use it (soft-target distillation needs the full logits): said at
+    validate time, not after composing every cell."""
+    student = s["student"]
+    if student.train.fast != "on":
+        return
+    objective = student_kinds.get(student.kind).objective_type()
+    if not objective.fast_path:
+        yield problem("student.train.fast", f"a {student.kind} student has no fast training "
+                      "path; use fast: auto (or off)")
+    elif student.distill is not None:
+        yield problem("student.train.fast", "the fast path cannot train on soft targets "
+                      "(student.distill needs the full logits); use fast: auto (or off)")
+
+
 # --------------------------------------------------------------------------- files
 
 

@@ -5,6 +5,13 @@ decode tokens/s, batched throughput at a fixed batch size, peak memory, paramete
 checkpoint size. Warm-up runs are excluded; CUDA is synchronised around every timed region.
 Generation here runs to a fixed number of new tokens (no early stop) so runs are comparable.
 
+Batch-1 figures come from one decode path (:mod:`.static_decode`), named in the record:
+``decode_path`` is ``static_compiled`` on CUDA (a static KV cache and a compiled decode step,
+whose compilation is done once here, before the timed runs, and reported as ``warmup_s``) and
+``dynamic_eager`` on the CPU (``model.generate`` as before). Should compilation fail, the record
+falls back to ``dynamic_eager`` and says why (``decode_fallback``). Batched throughput always
+uses ``model.generate`` (``decode_paths.throughput``).
+
 Classifier students (:func:`measure_classifier`) answer in one forward pass: their end-to-end
 latency is that pass, time to first token equals it (the whole answer arrives at once), and
 decode speed does not apply (left out rather than reported as a number).
@@ -40,7 +47,8 @@ def _timed_generate(model: Any, ids: Any, mask: Any, new_tokens: int, pad: int, 
 
 def measure(model: Any, tokenizer: Any, prompts: list[str], device: Any, *, new_tokens: int = 16,
             runs: int = 20, warmup: int = 3, batch_size: int = 32,
-            checkpoint_dir: Path | None = None) -> dict[str, Any]:
+            checkpoint_dir: Path | None = None, decode_path: str | None = None
+            ) -> dict[str, Any]:
     """Latency and size figures (milliseconds, tokens/s, MB).
 
     Args:
@@ -48,23 +56,30 @@ def measure(model: Any, tokenizer: Any, prompts: list[str], device: Any, *, new_
         new_tokens: tokens generated per run (fixed).
         runs: timed batch-1 runs after ``warmup`` untimed ones.
         batch_size: the fixed batch size of the throughput measurement.
+        decode_path: the batch-1 path (:data:`~.static_decode.DECODE_PATHS`); default
+            ``static_compiled`` on CUDA, ``dynamic_eager`` elsewhere.
     """
     import torch
 
+    from harness.evaluate.static_decode import DYNAMIC_EAGER, default_decode_path
+
+    path = decode_path or default_decode_path(device)
     pad = tokenizer.pad_token_id
     enc = [tokenizer(p + "\n", add_special_tokens=False, return_tensors="pt") for p in prompts]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    e2e, ttft = [], []
+    record: dict[str, Any] = {}
     with torch.inference_mode():
-        for r in range(warmup + runs):
-            e = enc[r % len(enc)]
-            ids, mask = e["input_ids"].to(device), e["attention_mask"].to(device)
-            first = _timed_generate(model, ids, mask, 1, pad, device)
-            full = _timed_generate(model, ids, mask, new_tokens, pad, device)
-            if r >= warmup:
-                ttft.append(first)
-                e2e.append(full)
+        if path != DYNAMIC_EAGER:
+            try:
+                e2e, ttft, record = _batch1_static(model, enc, device, path, new_tokens, runs,
+                                                   warmup)
+            except Exception as exc:  # a compile failure must not cost the cell its figures
+                record = {"decode_fallback": f"{path} failed: {type(exc).__name__}: "
+                                             f"{str(exc)[:300]}"}
+                path = DYNAMIC_EAGER
+        if path == DYNAMIC_EAGER:
+            e2e, ttft = _batch1_generate(model, enc, device, pad, new_tokens, runs, warmup)
         batch = tokenizer([p + "\n" for p in (prompts * batch_size)[:batch_size]],
                           add_special_tokens=False, return_tensors="pt", padding=True,
                           padding_side="left")
@@ -83,6 +98,10 @@ def measure(model: Any, tokenizer: Any, prompts: list[str], device: Any, *, new_
         "decode_tokens_per_s": float(np.median((new_tokens - 1) / decode_s)),
         "throughput_items_per_s": float(batch_size / batched),
         "throughput_tokens_per_s": float(batch_size * new_tokens / batched),
+        "decode_path": path,
+        "decode_paths": {"batch1": path, "throughput": DYNAMIC_EAGER},
+        "warmup_s": record.pop("warmup_s", None),
+        **record,
         **size,
         "conditions": {
             **_conditions(model, device),
@@ -90,6 +109,42 @@ def measure(model: Any, tokenizer: Any, prompts: list[str], device: Any, *, new_
             "mean_prompt_tokens": float(np.mean([e["input_ids"].shape[1] for e in enc])),
         },
     }
+
+
+def _batch1_generate(model: Any, enc: list[Any], device: Any, pad: int, new_tokens: int,
+                     runs: int, warmup: int) -> tuple[list[float], list[float]]:
+    """``dynamic_eager``: end-to-end and first-token seconds per timed run, each from its own
+    ``model.generate`` call (``new_tokens``, then 1 token)."""
+    e2e, ttft = [], []
+    for r in range(warmup + runs):
+        e = enc[r % len(enc)]
+        ids, mask = e["input_ids"].to(device), e["attention_mask"].to(device)
+        first = _timed_generate(model, ids, mask, 1, pad, device)
+        full = _timed_generate(model, ids, mask, new_tokens, pad, device)
+        if r >= warmup:
+            ttft.append(first)
+            e2e.append(full)
+    return e2e, ttft
+
+
+def _batch1_static(model: Any, enc: list[Any], device: Any, path: str, new_tokens: int,
+                   runs: int, warmup: int) -> tuple[list[float], list[float], dict[str, Any]]:
+    """``static_*``: one static cache for every prompt, the decode step compiled once (the
+    warm-up, timed), then ``warmup`` untimed and ``runs`` timed generations; each timed run
+    gives its first-token and end-to-end seconds."""
+    from harness.evaluate.static_decode import static_decoder_for
+
+    prompts = [e["input_ids"][0].tolist() for e in enc]
+    decoder = static_decoder_for(model, [len(p) for p in prompts], new_tokens, path)
+    warmup_s = decoder.warm_up(prompts[0], new_tokens)
+    e2e, ttft = [], []
+    for r in range(warmup + runs):
+        out = decoder.decode(prompts[r % len(prompts)], new_tokens)
+        if r >= warmup:
+            ttft.append(out.first_token_s)
+            e2e.append(out.total_s)
+    return e2e, ttft, {"warmup_s": round(warmup_s, 3),
+                       "static_cache_len": decoder.max_cache_len}
 
 
 def _size(model: Any, device: Any, checkpoint_dir: Path | None) -> dict[str, Any]:

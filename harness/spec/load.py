@@ -189,6 +189,20 @@ def _resolve_paths(raw: dict[str, Any], base: Path, log: ProblemLog, loc: Locato
     data = raw.get("data")
     fix(data, "samples", ("data", "samples"))
     fix(data, "eval", ("data", "eval"))
+    gen = raw.get("generate")
+    for key in ("prompts", "eval_prompts", "cache"):
+        fix(gen, key, ("generate", key))
+    teachers = raw.get("teachers")
+    for name, t in (teachers.items() if isinstance(teachers, dict) else ()):
+        if isinstance(t, dict) and t.get("provider") == "hf":  # openai's `model` is an id
+            for key in ("model", "gguf_file"):
+                fix(t, key, ("teachers", str(name), key))
+    judge = raw.get("judge")
+    fix(judge, "rubric_file", ("judge", "rubric_file"))
+    own = judge.get("config") if isinstance(judge, dict) else None
+    if isinstance(own, dict) and own.get("provider") == "hf":
+        for key in ("model", "gguf_file"):
+            fix(own, key, ("judge", "config", key))
     student = raw.get("student")
     fix(student, "model", ("student", "model"))
     if isinstance(student, dict):

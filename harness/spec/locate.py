@@ -106,6 +106,11 @@ def _model_fields_at(loc: tuple[Any, ...]) -> tuple[list[str], tuple[str, ...]]:
             shown.append(str(part))
             current = args[1] if args else None
             continue
+        if origin in (types.UnionType, typing.Union):
+            # A tagged union of models (``teachers.x``): pydantic puts the tag into the
+            # location; it is not a YAML key, so it is dropped from the path.
+            current = _tagged(args, str(part))
+            continue
         if origin in (list, tuple):
             shown.append(str(part))
             current = args[0] if args else None
@@ -113,6 +118,18 @@ def _model_fields_at(loc: tuple[Any, ...]) -> tuple[list[str], tuple[str, ...]]:
         shown.append(str(part))
         current = None
     return allowed, tuple(shown)
+
+
+def _tagged(members: tuple[Any, ...], tag: str) -> Any:
+    """The model of a tagged union whose discriminator (a one-value ``Literal`` field) is
+    ``tag``, or None."""
+    for member in members:
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            for field in member.model_fields.values():
+                if typing.get_origin(field.annotation) is typing.Literal and typing.get_args(
+                        field.annotation) == (tag,):
+                    return member
+    return None
 
 
 def _unwrap(tp: Any) -> Any:

@@ -28,6 +28,8 @@ from harness.spec.design import (
     SamplingSpec,
     TierSpec,
 )
+from harness.spec.execution import ExecutionSpec
+from harness.spec.generate import GenerateSpec
 from harness.spec.policy import (
     DEFAULT_BLOCKING,
     CostSpec,
@@ -39,6 +41,7 @@ from harness.spec.policy import (
     costs_declared,
 )
 from harness.spec.student import DistillSpec, StudentConfig, StudentKind, StudentSpec, TrainSpec
+from harness.spec.teachers import HFTeacherSpec, JudgeSpec, OpenAITeacherSpec, TeacherSpec
 from harness.spec.unit_options import Unit, UnitOptions, unit_model
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "GateSpec", "PoolName", "SamplingSpec", "SignalName", "StopSpec", "Strict", "StudentConfig",
     "StudentKind", "StudentSpec", "TeacherCost", "TierSpec", "TrafficSpec", "TrainSpec", "Unit",
     "UnitOptions", "check_name", "costs_declared", "unit_model",
+    "HFTeacherSpec", "JudgeSpec", "OpenAITeacherSpec", "TeacherSpec",
 ]
 
 
@@ -101,13 +105,20 @@ class Experiment(Strict):
     costs: CostSpec = CostSpec()
     stop: StopSpec = StopSpec()
     gate: GateSpec = GateSpec()
+    teachers: dict[str, TeacherSpec] = Field(
+        default_factory=dict, description="LLM teachers the generate stage asks (by name).")
+    judge: JudgeSpec | None = Field(None, description="The LLM judge of the generate stage.")
+    generate: GenerateSpec | None = Field(None, description="Prompts to send to the teachers "
+                                          "(`harness generate`); not in cell ids.")
+    execution: ExecutionSpec = Field(ExecutionSpec(), description="Resources per cell and "
+                                     "where checkpoints go (harness.execute); not in cell ids.")
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name(v)
 
-    @field_validator("units", "buckets", "fields")
+    @field_validator("units", "buckets", "fields", "teachers")
     @classmethod
     def _keys(cls, v: dict[str, object]) -> dict[str, object]:
         for key in v:

@@ -31,6 +31,8 @@ from harness.store.record import ContractError, Record, join_key
 __all__ = ["AnalysisRecord", "Axes", "CellEntry", "CellManifest", "CellMetrics", "ContractError",
            "FailureRecord", "LeakageFacts", "Record", "RunRecord", "TeacherFacts"]
 
+#: CellEntry's optional keys saying where the cell ran (written only when known)
+_WHERE_KEYS = ("executor", "node", "attempts", "checkpoint")
 _STATUS_KEYS = {"done": ("train_seconds", "eval_seconds"), "failed": ("error",),
                 "missing": ("error",)}
 
@@ -124,7 +126,13 @@ class TeacherFacts(Record):
 class CellEntry(Record):
     """One cell in ``run.json``. ``done`` entries carry ``train_seconds`` and ``eval_seconds``;
     ``failed`` and ``missing`` ones carry ``error`` (the failure without its traceback's cell
-    id, or null when the cell was not run now)."""
+    id, or null when the cell was not run now).
+
+    Where it ran (optional; absent in run folders written before executors, and for cells no
+    executor has run): ``executor`` (``local`` or ``ray``), ``node`` (the host, with the GPU
+    slot on a local pool), ``attempts`` (1, or more when a lost worker was retried) and
+    ``checkpoint`` (where the model went when not into the cell's ``model/`` folder).
+    """
 
     cell_id: str
     label: str
@@ -133,6 +141,10 @@ class CellEntry(Record):
     train_seconds: float | None
     eval_seconds: float | None
     error: dict[str, str] | None
+    executor: str | None = None
+    node: str | None = None
+    attempts: int | None = None
+    checkpoint: str | None = None
 
     @classmethod
     def _expected(cls, data: dict[str, Any], where: str, path: str) -> tuple[set[str], set[str]]:
@@ -141,10 +153,11 @@ class CellEntry(Record):
             raise ContractError(where, join_key(path, "status"),
                                 f"{status!r} is not one of {', '.join(_STATUS_KEYS)}")
         keys = {"cell_id", "label", "is_baseline", "status", *_STATUS_KEYS[str(status)]}
-        return keys, keys
+        return keys, keys | set(_WHERE_KEYS)
 
     def _emitted(self) -> list[str]:
-        return ["cell_id", "label", "is_baseline", "status", *_STATUS_KEYS[self.status]]
+        return ["cell_id", "label", "is_baseline", "status", *_STATUS_KEYS[self.status],
+                *(k for k in _WHERE_KEYS if getattr(self, k) is not None)]
 
 
 @dataclass(frozen=True)

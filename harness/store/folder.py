@@ -11,6 +11,8 @@
     teacher_audit.json each teacher's eval answers scored like a student
     run.json           the run's spec, cells with their status, and inputs
     analysis.json      the analysis and the gate decision
+    cache/             tokenizers and compiled graphs shared by the run's cells
+                       (:mod:`harness.caches`; deleting it changes no result)
 
 Every file is written atomically (:mod:`harness.fsutil`). ``DONE`` holds the cell id and is
 written last: a cell is finished exactly when :meth:`CellFolder.is_done` says so for its id, so
@@ -59,6 +61,7 @@ RESULTS = "results.parquet"
 LATENCY = "latency.parquet"
 TEACHER_AUDIT = "teacher_audit.json"
 ANALYSIS = "analysis.json"
+CACHE = "cache"
 
 
 def read_json(path: Path) -> Any:
@@ -275,6 +278,10 @@ class RunFolder:
     @property
     def analysis(self) -> Path:
         return self.root / ANALYSIS
+
+    @property
+    def cache(self) -> Path:
+        return self.root / CACHE
 
     def read_run(self) -> RunRecord:
         return RunRecord.from_json(read_json(self.run_json), str(self.run_json))

@@ -87,5 +87,7 @@ def build_student(student: dict[str, Any], texts: list[str], seed: int,
             path = base_dir / path
         return load_checkpoint(path, bool(student.get("trust_remote_code")))
     cfg = student["config"]
-    tokenizer = train_tokenizer(texts, int(cfg["vocab"]))
+    from harness.students.tokenizer_cache import cached_train_tokenizer  # (imports this module)
+
+    tokenizer = cached_train_tokenizer(texts, int(cfg["vocab"]))  # trained, or the cached twin
     return build_from_config(cfg, tokenizer, seed), tokenizer

@@ -16,6 +16,12 @@ micro-batches. Imports torch, transformers and numpy only (the GPU worker's path
   next logged step, so the loop does not wait for the GPU after every step).
 - ``compile``: ``torch.compile`` of the objective's forward (the model object itself stays
   uncompiled, so evaluation and saving see the plain module).
+- ``fast`` (``auto``: on for CUDA; ``on``; ``off``): the same examples per optimizer step,
+  re-cut into fixed-shape token-budget micro-batches with document masking
+  (:mod:`harness.train.budget`, :mod:`harness.train.doc_mask`), the step compiled once with a
+  bounded, timed warm-up (:mod:`harness.train.compiled`; on CUDA by default, elsewhere when
+  ``compile`` is set), fused AdamW on CUDA, no host sync inside a step. The summary says what
+  was in effect, or why not.
 
 :func:`train` and :func:`train_examples` are the causal LM's entry points (the worker's causal
 student, benchmarks and tests call them).
@@ -26,11 +32,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from harness.train import compiled
 from harness.train.objective import SWITCHES, Objective
 from harness.train.objectives.causal_lm import CausalLMObjective, Example, encode_examples
 from harness.train.schedule import build_optimizer, micro_schedule
@@ -54,7 +62,11 @@ class TrainOptions:
     do not carry it; :class:`harness.spec.models.TrainSpec` documents the YAML keys.
     ``compile_backend``, ``compile_mode``, ``compile_dynamic`` (torch.compile's ``dynamic``;
     None: recompile as dynamic once a second shape shows up) and ``log_every`` are not YAML
-    keys: benchmarks and tests set them in the dict.
+    keys: benchmarks and tests set them in the dict; nor are the fast path's
+    ``fast_compile`` (None: compile on CUDA, or when ``compile`` is set), ``compile_scope``
+    (``layers`` or ``model``, :mod:`harness.train.compiled`) and ``compile_budget_s`` (the
+    compile warm-up's deadline). ``fast`` (``auto``/``on``/``off``) and ``token_budget`` are
+    YAML keys, absent from older manifests (then ``auto`` and the objective's choice).
     """
 
     packing: bool = False
@@ -64,6 +76,11 @@ class TrainOptions:
     compile_mode: str | None = None
     compile_dynamic: bool | None = None
     log_every: int = 10
+    fast: str = "auto"
+    token_budget: int | None = None
+    fast_compile: bool | None = None
+    compile_scope: str = "layers"
+    compile_budget_s: float | None = 300.0
 
     @classmethod
     def from_cfg(cls, cfg: dict[str, Any]) -> TrainOptions:
@@ -74,7 +91,32 @@ class TrainOptions:
                    compile_backend=str(cfg.get("compile_backend") or "inductor"),
                    compile_mode=cfg.get("compile_mode"),
                    compile_dynamic=cfg.get("compile_dynamic"),
-                   log_every=max(1, int(cfg.get("log_every") or 10)))
+                   log_every=max(1, int(cfg.get("log_every") or 10)),
+                   fast=str(cfg.get("fast") or "auto"),
+                   token_budget=(int(cfg["token_budget"]) if cfg.get("token_budget")
+                                 else None),
+                   fast_compile=cfg.get("fast_compile"),
+                   compile_scope=str(cfg.get("compile_scope") or "layers"),
+                   compile_budget_s=(None if cfg.get("compile_budget_s", 300.0) is None
+                                     else float(cfg.get("compile_budget_s", 300.0))))
+
+    def fast_on(self, device: Any, objective: Objective) -> bool:
+        """Whether to try the fast path: ``on``, or ``auto`` on CUDA for an objective that has
+        one. Raises ``ValueError`` for ``on`` with an objective that has none."""
+        if self.fast not in ("auto", "on", "off"):
+            raise ValueError(f"student.train.fast: {self.fast!r} is not one of auto, on, off")
+        if self.fast == "on" and not objective.fast_path:
+            raise ValueError(f"student.train.fast: the {objective.name} objective has no fast "
+                             "path")
+        return objective.fast_path and (self.fast == "on" or
+                                        (self.fast == "auto" and device.type == "cuda"))
+
+    def compile_fast(self, device: Any) -> bool:
+        """Whether the fast path compiles its step (``fast_compile``; default: on CUDA, or
+        when the ``compile`` switch is set)."""
+        if self.fast_compile is not None:
+            return bool(self.fast_compile)
+        return self.compile or device.type == "cuda"
 
     @property
     def requested(self) -> frozenset[str]:
@@ -155,7 +197,6 @@ def run(model: Any, objective: Objective, cfg: dict[str, Any], *, seed: int, dev
     if refused:
         raise ValueError(f"student.train.{refused[0]}: the {objective.name} objective cannot "
                          f"honour it (honours: {', '.join(sorted(objective.switches)) or 'none'})")
-    cuda = device.type == "cuda"
     model.to(device).train()
     n_examples = len(objective.lengths())
     accum = int(cfg["grad_accum"])
@@ -164,25 +205,79 @@ def run(model: Any, objective: Objective, cfg: dict[str, Any], *, seed: int, dev
         schedule = micro_schedule(objective.lengths(), cfg, rng)
     total_micro = len(schedule)
     total_steps = max(1, math.ceil(total_micro / accum))
+    fast = opts.fast_on(device, objective)
     opt, sched = build_optimizer(objective.param_groups(model, cfg), cfg, objective.betas,
                                  total_steps, device)
     forward, in_effect = objective.prepare(model, device, opts.requested)
-    if "compile" in objective.switches:
-        in_effect["compile"] = False
-        if opts.compile:
-            forward = torch.compile(forward, backend=opts.compile_backend,
-                                    mode=opts.compile_mode, dynamic=opts.compile_dynamic)
-            in_effect["compile"] = opts.compile_backend + (f"/{opts.compile_mode}"
-                                                           if opts.compile_mode else "")
+    # Per optimizer step, its micro-batches: the schedule's (plain) or the fast path's.
+    steps: list[list[Any]] = [schedule[f:f + accum] for f in range(0, total_micro, accum)]
+    make_batch: Callable[[Any], dict[str, Any]] = objective.batch
+    with ExitStack() as cleanup:  # undoes the fast path's changes to the model after training
+        if fast:
+            plan, fast_forward, fast_info = objective.prepare_fast(
+                model, device, [[i for mb in s for i in mb] for s in steps], opts.token_budget,
+                cleanup)
+            in_effect.update(fast_info)
+            fast = plan is not None
+            if plan is not None:
+                steps, forward, make_batch = plan, fast_forward, objective.fast_batch
+        graphs_before = 0
+        if fast and opts.compile_fast(device):
+            first_batch = make_batch(steps[0][0])
+            forward, compile_info = compiled.compile_step(
+                model, forward,
+                lambda fw: objective.loss(fw, first_batch, device).backward(),
+                device=device, backend=opts.compile_backend, mode=opts.compile_mode,
+                scope=opts.compile_scope, budget_s=opts.compile_budget_s, cleanup=cleanup)
+            objective.reset_counts()
+            in_effect.update(compile_info)
+            graphs_before = compiled.graphs_compiled()
+        elif fast:
+            in_effect["compile"] = False
+        elif "compile" in objective.switches:
+            in_effect["compile"] = False
+            if opts.compile:
+                forward = torch.compile(forward, backend=opts.compile_backend,
+                                        mode=opts.compile_mode, dynamic=opts.compile_dynamic)
+                in_effect["compile"] = opts.compile_backend + (f"/{opts.compile_mode}"
+                                                               if opts.compile_mode else "")
+        common = _optimize(model, objective, forward, steps, make_batch, opt, sched,
+                           clip=float(cfg["clip"]), log_every=opts.log_every, device=device,
+                           epoch_micro=batches_per_epoch, accum=accum, log=log)
+        if fast and str(in_effect.get("compile", "off")).split(":")[0] not in ("off", "False"):
+            in_effect["recompiles"] = compiled.graphs_compiled() - graphs_before
+    model.eval()
+    return objective.summary({"examples": n_examples, **common}, in_effect)
 
+
+def _optimize(model: Any, objective: Objective, forward: Any, steps: list[list[Any]],
+              make_batch: Callable[[Any], dict[str, Any]], opt: Any, sched: Any, *, clip: float,
+              log_every: int, device: Any, epoch_micro: int, accum: int, log: Log | None
+              ) -> dict[str, Any]:
+    """The optimizer steps: each step's micro-batches, accumulated, clipped, stepped.
+
+    Args:
+        steps: per optimizer step, its micro-batches (arguments of ``make_batch``).
+        epoch_micro: plain micro-batches per epoch and ``accum`` the plain micro-batches per
+            step (the logged ``epoch`` counts those, whatever the fast path re-cut).
+        Others as in :func:`run`.
+
+    Returns:
+        ``steps``, ``tokens``, ``train_seconds``, ``final_loss``, ``tokens_per_s``.
+    """
+    import torch
+
+    cuda = device.type == "cuda"
+    total_steps = len(steps)
     step = tokens_seen = tokens_since_log = 0
     t_start = t_log = time.perf_counter()
     last_loss = float("nan")
     bad = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss so far (CUDA)
     window_loss = torch.zeros((), dtype=torch.float32, device=device)  # summed since last log
     window_steps = 0
-    for first in range(0, total_micro, accum):
-        batches = [objective.batch(idx) for idx in schedule[first:first + accum]]
+    for micro in steps:
+        first = step * accum
+        batches = [make_batch(m) for m in micro]
         # Normaliser: the step's total weight, summed in the type the objective gives (see
         # Objective), known on the CPU before anything reaches the device.
         denom = float(sum(b["weight_sum"] for b in batches)) or 1.0
@@ -197,21 +292,21 @@ def run(model: Any, objective: Objective, cfg: dict[str, Any], *, seed: int, dev
             step_loss += loss.detach()
             tokens_seen += b["n_tokens"]
             tokens_since_log += b["n_tokens"]
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["clip"]))
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         step += 1
         window_loss += step_loss
         window_steps += 1
-        is_log_step = step % opts.log_every == 0 or step == total_steps
+        is_log_step = step % log_every == 0 or step == total_steps
         if cuda and is_log_step and bool(bad):
             raise NonFiniteLoss(f"non-finite loss by optimizer step {step}")
         if log is not None and is_log_step:
             if cuda:
                 torch.cuda.synchronize()
             now = time.perf_counter()
-            log({"step": step, "epoch": round(first / max(batches_per_epoch, 1), 3),
+            log({"step": step, "epoch": round(first / max(epoch_micro, 1), 3),
                  "loss": round(float(step_loss), 6),
                  "loss_mean": round(float(window_loss) / window_steps, 6),
                  "lr": sched.get_last_lr()[0],
@@ -228,8 +323,5 @@ def run(model: Any, objective: Objective, cfg: dict[str, Any], *, seed: int, dev
         if bool(bad):
             raise NonFiniteLoss(f"non-finite loss by optimizer step {step}")
     seconds = time.perf_counter() - t_start
-    model.eval()
-    return objective.summary({"steps": step, "examples": n_examples, "tokens": tokens_seen,
-                              "train_seconds": round(seconds, 3), "final_loss": last_loss,
-                              "tokens_per_s": round(tokens_seen / max(seconds, 1e-9), 1)},
-                             in_effect)
+    return {"steps": step, "tokens": tokens_seen, "train_seconds": round(seconds, 3),
+            "final_loss": last_loss, "tokens_per_s": round(tokens_seen / max(seconds, 1e-9), 1)}

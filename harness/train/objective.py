@@ -5,7 +5,8 @@
 gradient clipping, the non-finite stop, logging, ``torch.compile``). An :class:`Objective` owns
 what differs: its examples (encoded at construction), how indices become a micro-batch, the
 weighted loss of a micro-batch, the optimizer's parameter groups, and which performance
-switches of ``student.train`` it can honour.
+switches of ``student.train`` it can honour, and (optionally) the fast path's fixed-shape
+micro-batches (``student.train.fast``, :mod:`harness.train.budget`).
 
 Standard library only (``harness validate`` reads :data:`SWITCHES` through the student kinds,
 and the GPU worker imports this).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Any, ClassVar
 
 #: The performance switches of ``student.train`` (YAML keys): each changes how the loop
@@ -43,6 +45,8 @@ class Objective(ABC):
     name: ClassVar[str] = ""
     switches: ClassVar[frozenset[str]] = frozenset()
     betas: ClassVar[tuple[float, float]] = (0.9, 0.999)
+    #: Whether :meth:`prepare_fast` / :meth:`fast_batch` exist (``student.train.fast``).
+    fast_path: ClassVar[bool] = False
 
     @abstractmethod
     def lengths(self) -> Sequence[int]:
@@ -66,6 +70,36 @@ class Objective(ABC):
             it), what is in effect: True, False, or ``"off: <reason>"``, in summary order.
         """
         return model, {}
+
+    def prepare_fast(self, model: Any, device: Any, steps: list[list[int]],
+                     token_budget: int | None, cleanup: ExitStack
+                     ) -> tuple[list[list[Any]] | None, Any, dict[str, Any]]:
+        """Get ready for the fast path (fixed-shape token-budget micro-batches), after
+        :meth:`prepare`; only where :attr:`fast_path` is True.
+
+        Args:
+            model: the student, on ``device``, in train mode.
+            steps: the examples of each optimizer step (the plain schedule's, in order).
+            token_budget: tokens per micro-batch (None: the objective chooses).
+            cleanup: undoes what this changes on the model (entered by the loop, closed after
+                training).
+
+        Returns:
+            plan: per optimizer step, its micro-batches (each an argument of
+            :meth:`fast_batch`), or None when the fast path cannot run here; forward: the
+            module :meth:`loss` calls on fast micro-batches; in_effect: the summary entries
+            (``fast``: True or ``"off: <reason>"``, and its figures).
+        """
+        return None, model, {"fast": f"off: the {self.name} objective has no fast path"}
+
+    def fast_batch(self, micro: Any) -> dict[str, Any]:
+        """A fast micro-batch (CPU tensors, the same dict entries as :meth:`batch`'s)."""
+        raise NotImplementedError(f"the {self.name} objective has no fast path")
+
+    def reset_counts(self) -> None:
+        """Forget the micro-batches :meth:`loss` counted so far (the loop calls it after the
+        compile warm-up, whose micro-batch is trained on again)."""
+        return None
 
     @abstractmethod
     def batch(self, idx: list[int]) -> dict[str, Any]:

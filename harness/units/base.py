@@ -13,11 +13,12 @@ imported inside :meth:`UnitKind.options_model` only.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-from harness.units.common import MetricDef, Scored, canonical
+from harness.units.common import MetricDef, Scored, canonical, decode_json_strictly
 
 #: How a student's answer to a unit is obtained: ``loglik`` ranks the kind's fixed choices by
 #: log-likelihood after the answer marker (no generation); ``generate`` decodes greedily and
@@ -25,6 +26,10 @@ from harness.units.common import MetricDef, Scored, canonical
 AnswersBy = Literal["loglik", "generate"]
 
 _model_cache: dict[type, type] = {}
+
+#: The ``final`` of a generated candidate whose teacher gave no parseable answer (or whose call
+#: failed): it sits in the failure pool with the reason, and every scorer counts it as wrong.
+NO_ANSWER = ""
 
 
 class UnitKind:
@@ -148,6 +153,36 @@ class UnitKind:
         """What 'agreeing with the teacher' compares (fidelity): the canonical answer."""
         return canonical(answer)
 
+    # ------------------------------------------------------------------ teachers (generate)
+
+    #: The generate stage checks a teacher's answer against a gold reference with
+    #: :meth:`score` (wrong answers go to the failure pool); False for free-text kinds, whose
+    #: exact match would call most good answers wrong.
+    reference_judged: ClassVar[bool] = True
+
+    def teacher_instruction(self, unit: Mapping[str, Any]) -> str:
+        """What the ``answer`` a teacher returns must hold for this unit (one phrase of the
+        teacher's prompt, after "answer:")."""
+        return "the answer itself, in a few words on one line"
+
+    def parse_teacher_final(self, value: Any, unit: Mapping[str, Any], *, plain: bool = False
+                            ) -> str | None:
+        """The contract ``final`` a teacher's answer stands for, or None when it is unparseable.
+
+        Args:
+            value: the ``answer`` of the teacher's JSON object (any JSON value), or, with
+                ``plain``, the answer text found without JSON (after "Answer:", or the first
+                line).
+            unit: the unit's options.
+            plain: ``value`` is free text rather than a JSON value.
+
+        The default keeps non-empty text (whitespace collapsed onto one line) and numbers.
+        """
+        if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+            return None
+        text = " ".join(str(value).split())
+        return text or None
+
     # ------------------------------------------------------------------ answering
 
     def failure_answer(self, unit: Mapping[str, Any]) -> str | None:
@@ -261,8 +296,20 @@ class JsonAnswerKind(UnitKind):
         return None
 
     def final_problem(self, unit: Mapping[str, Any], unit_name: str, value: str) -> str | None:
+        if value == NO_ANSWER:  # a generated candidate without a parseable answer (scored wrong)
+            return None
         why = self.shape_problem(value)
         return None if why is None else f"{why} (unit {unit_name!r} is {self.name})"
+
+    def parse_teacher_final(self, value: Any, unit: Mapping[str, Any], *, plain: bool = False
+                            ) -> str | None:
+        """A JSON value of the kind's shape (or text holding one), compacted; else None."""
+        if isinstance(value, str):
+            ok, value = decode_json_strictly(value.strip())
+            if not ok:
+                return None
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return None if self.shape_problem(text) is not None else text
 
     def correction_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
                            ) -> str | None:
@@ -270,8 +317,6 @@ class JsonAnswerKind(UnitKind):
 
     def reference_problem(self, unit: Mapping[str, Any], unit_name: str, value: str
                           ) -> str | None:
-        from harness.units.common import decode_json_strictly
-
         why = self.shape_problem(value)
         if why is None:
             why = self.vocabulary_problem(unit, decode_json_strictly(value)[1])

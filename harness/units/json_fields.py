@@ -125,6 +125,10 @@ class JsonFieldsKind(JsonAnswerKind):
     def metric_fields(self, unit: Mapping[str, Any]) -> Sequence[str]:
         return list(unit["fields"])
 
+    def teacher_instruction(self, unit: Mapping[str, Any]) -> str:
+        return ("a JSON object with these keys, each value a string, a key left out when the "
+                "text does not give it: " + ", ".join(unit["fields"]))
+
     def vocabulary_problem(self, unit: Mapping[str, Any], value: Any) -> str | None:
         extra = sorted(set(value) - set(unit["fields"]))
         return f"fields {extra} are not declared" if extra else None

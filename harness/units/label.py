@@ -10,6 +10,7 @@ error; a reference outside them is an error.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -93,6 +94,23 @@ class LabelKind(UnitKind):
 
     def choices(self, unit: Mapping[str, Any]) -> list[str]:
         return list(unit["labels"])
+
+    def teacher_instruction(self, unit: Mapping[str, Any]) -> str:
+        return "exactly one of these labels, copied verbatim: " + ", ".join(unit["labels"])
+
+    def parse_teacher_final(self, value: Any, unit: Mapping[str, Any], *, plain: bool = False
+                            ) -> str | None:
+        """One of the labels, matched case-insensitively (quotes and a final full stop
+        ignored); in plain text also the one label the text names as a whole word."""
+        if not isinstance(value, str):
+            return None
+        folded = {lab.casefold(): lab for lab in unit["labels"]}
+        exact = folded.get(value.strip().strip("\"'`").rstrip(".").strip().casefold())
+        if exact is not None or not plain:
+            return exact
+        named = {lab for lab in unit["labels"]
+                 if re.search(r"(?<![\w])" + re.escape(lab) + r"(?![\w])", value, re.IGNORECASE)}
+        return named.pop() if len(named) == 1 else None
 
     def classifier_classes(self, unit: Mapping[str, Any]) -> tuple[str, ...]:
         return tuple(unit["labels"])

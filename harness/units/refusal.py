@@ -95,6 +95,18 @@ class RefusalKind(UnitKind):
             return None
         return "REFUSE" if answer.strip() == unit["marker"] else "ANSWER"
 
+    def teacher_instruction(self, unit: Mapping[str, Any]) -> str:
+        return (f"{unit['marker']} when the request must not be answered (it has to be "
+                "escalated), otherwise the answer itself in a few words")
+
+    def parse_teacher_final(self, value: Any, unit: Mapping[str, Any], *, plain: bool = False
+                            ) -> str | None:
+        """The marker (matched case-insensitively, quotes ignored), or the answer text."""
+        text = super().parse_teacher_final(value, unit, plain=plain)
+        if text is not None and text.strip("\"'`.").casefold() == unit["marker"].casefold():
+            return str(unit["marker"])
+        return text
+
     def failure_answer(self, unit: Mapping[str, Any]) -> str:
         """A failed answer without a correction should have been a refusal."""
         return str(unit["marker"])

@@ -57,6 +57,7 @@ class TextKind(UnitKind):
     primary = "rouge_l"
     decision = ("exact_match",)
     binary_primary = False
+    reference_judged = False  # exact match would call most good free-text answers wrong
 
     def score(self, unit: Mapping[str, Any], preds: Sequence[str | None],
               refs: Sequence[str]) -> Scored:

@@ -89,6 +89,17 @@ class ToolCallKind(JsonAnswerKind):
             return sums["call_ok"] / n if n else 0.0
         return super().metric_from_sums(metric, sums, n)
 
+    def teacher_instruction(self, unit: Mapping[str, Any]) -> str:
+        return ('null when no tool is needed, else {"name": <one of ' + ", ".join(unit["tools"])
+                + '>, "arguments": {<argument>: <value>}}')
+
+    def parse_teacher_final(self, value: Any, unit: Mapping[str, Any], *, plain: bool = False
+                            ) -> str | None:
+        """``null`` (also the words "null"/"none" in plain text) or a call, compacted."""
+        if isinstance(value, str) and value.strip().strip("\"'`.").casefold() in ("null", "none"):
+            return "null"
+        return super().parse_teacher_final(value, unit, plain=plain)
+
     def vocabulary_problem(self, unit: Mapping[str, Any], value: Any) -> str | None:
         tools = list(unit["tools"])
         if isinstance(value, dict) and value["name"] not in tools:

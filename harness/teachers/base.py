@@ -1,0 +1,118 @@
+"""What a teacher is to the rest of the harness: a chat request in, a completion out.
+
+Providers (:mod:`harness.teachers.providers`) implement :class:`Teacher`; the generate stage
+(:mod:`harness.teachers.generate`) and the judge only ever see this interface, so a new provider
+never touches them. A failed call is a :class:`Completion` with ``error`` set, never an exception:
+one bad answer costs one candidate, not the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+#: Why a call produced no usable text. ``unparseable`` is decided later, by the unit kind.
+ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "bad_response",
+                    "connection", "error"]
+
+#: Where a candidate's confidence came from (recorded beside it).
+ConfidenceSource = Literal["label_probabilities", "top_logprobs", "self_reported"]
+
+#: How a candidate's answer was obtained: parsed from generated text, or the argmax of the
+#: teacher's probabilities over the labels (``answer_from: label_scores``).
+AnswerSource = Literal["generation", "label_scores"]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One prompt to one teacher.
+
+    ``messages`` is OpenAI chat format (``[{"role": ..., "content": str}]``, roles ``system``,
+    ``user``, ``assistant``).
+    ``choices``, for label units, lists the answer strings whose probabilities the teacher should
+    report (local teachers score each one; endpoints read top log-probabilities of the first
+    answer token where the endpoint returns them).
+
+    ``score_messages``: where set, local teachers score each choice as the bare answer to
+    these messages (the prompt without the answer-format instruction: P(label | prompt), the
+    student's own rule) instead of after ``answer_prefix`` in the answer to ``messages``.
+    ``answer_prefix`` / ``answer_suffix``: the text a choice is written between at the start of
+    a JSON answer (``{"answer": "`` and ``"``); endpoints read the label's log-probabilities at
+    the token after the prefix. ``generate_text`` False: only score the choices, write no text
+    (``answer_from: label_scores`` with no free-text field asked; endpoints cannot score
+    without generating and ignore it).
+    """
+
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs; hashable for the cache key
+    max_tokens: int
+    temperature: float = 0.0
+    seed: int | None = None
+    choices: tuple[str, ...] | None = None
+    answer_prefix: str = ""
+    answer_suffix: str = ""
+    generate_text: bool = True
+    score_messages: tuple[tuple[str, str], ...] | None = None
+
+    def as_messages(self) -> list[dict[str, str]]:
+        """The OpenAI-format message list."""
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+    def key_data(self) -> dict[str, Any]:
+        """Everything that determines the answer (with the teacher's config): the cache key."""
+        return {"messages": [list(m) for m in self.messages], "max_tokens": self.max_tokens,
+                "temperature": self.temperature, "seed": self.seed,
+                "choices": list(self.choices) if self.choices is not None else None,
+                # only when set, so the keys of plain generation requests stay as they were
+                **({"answer_prefix": self.answer_prefix, "answer_suffix": self.answer_suffix}
+                   if self.answer_prefix or self.answer_suffix else {}),
+                **({} if self.generate_text else {"generate_text": False}),
+                **({"score_messages": [list(m) for m in self.score_messages]}
+                   if self.score_messages is not None else {})}
+
+
+@dataclass
+class Completion:
+    """A teacher's answer to one :class:`ChatRequest`.
+
+    ``text`` is None exactly when ``error`` is set. ``label_probs`` maps each requested choice to
+    its probability (normalised over the choices, sums to 1) when the provider could measure it.
+    Token counts are the provider's own (endpoint usage, or the local tokenizer's count).
+    """
+
+    text: str | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    label_probs: dict[str, float] | None = None
+    confidence_source: ConfidenceSource | None = None
+    error: ErrorKind | None = None
+    error_detail: str | None = None
+    seconds: float = 0.0  # wall time of the call (0 for a cache hit)
+    cached: bool = False
+    attempts: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: Called once per finished request with its index in the submitted list.
+OnDone = Callable[[int, Completion], None]
+
+
+class Teacher(Protocol):
+    """A configured model that answers chat requests."""
+
+    name: str
+
+    def config_key(self) -> str:
+        """A digest of everything in the configuration that changes answers (provider, model,
+        endpoint, prompt style...), so a cached answer is reused only by the same teacher."""
+        ...
+
+    def check(self) -> None:
+        """Fail before any paid call with :class:`harness.errors.InputError` (exit 2) when the
+        teacher cannot work: missing API key, unreachable endpoint, unknown model, missing file."""
+        ...
+
+    def complete_many(self, requests: Sequence[ChatRequest], on_done: OnDone) -> None:
+        """Answer every request (concurrently or batched, as the provider allows), calling
+        ``on_done(i, completion)`` as each finishes; never raises for a failed call."""
+        ...

@@ -1,0 +1,246 @@
+"""The generate stage: prompts -> teachers -> parsed candidates -> judge -> sample repository.
+
+:func:`generate` asks every teacher every prompt (one :meth:`Teacher.complete_many` per teacher,
+with a progress bar showing tokens and cost so far), turns each completion into a candidate
+(:mod:`harness.teachers.parse`), routes answers that contradict a gold reference to the failure
+pool and has the LLM judge score the training records (:mod:`harness.teachers.judge`), then
+writes ``data.samples`` and, when eval prompts are given, ``data.eval`` (teacher candidates for
+the teacher audit), each atomically. The teachers it is given are expected to be cached
+(:mod:`harness.teachers.cache`): a rerun, or a run after an interruption, pays only for what was
+never answered.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.fsutil import atomic_write_text
+from harness.spec.models import Experiment
+from harness.teachers.base import Completion, Teacher
+from harness.teachers.inputs import PromptItem
+from harness.teachers.judge import (
+    SKIPPED_AGREE,
+    JudgeItem,
+    LLMJudge,
+    agreement,
+    agreement_verdict,
+    apply_reference,
+    reference_verdict,
+)
+from harness.teachers.parse import Outcome, candidate_from
+from harness.teachers.prompts import build_request
+
+
+@dataclass
+class TeacherStats:
+    """What one teacher (or the judge) did in a generate run.
+
+    ``cost_paid`` counts only calls answered in this run (cache misses); ``cost_total`` also the
+    cached ones, i.e. what the written samples cost. Money in ``costs.currency``.
+    """
+
+    name: str
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_paid: float = 0.0
+    cost_total: float = 0.0
+    seconds: float = 0.0
+    failures: Counter[str] = field(default_factory=Counter)
+
+    def add(self, c: Completion, price: tuple[float, float]) -> None:
+        """Count one finished call; ``price`` per 1k prompt / completion tokens."""
+        self.calls += 1
+        self.cache_hits += bool(c.cached)
+        self.prompt_tokens += c.prompt_tokens
+        self.completion_tokens += c.completion_tokens
+        cost = (c.prompt_tokens * price[0] + c.completion_tokens * price[1]) / 1000
+        self.cost_total += cost
+        if not c.cached:
+            self.cost_paid += cost
+        if c.error is not None:
+            self.failures[c.error] += 1
+
+
+@dataclass
+class GenerateResult:
+    """The records written and the per-teacher statistics (teachers first, then the judge)."""
+
+    samples: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    stats: list[TeacherStats]
+    outcomes: Counter[str] = field(default_factory=Counter)  # "<teacher>:<pool or failure kind>"
+    judge_asked: int = 0  # training records sent to the LLM judge
+    judge_skipped: int = 0  # training records it skipped (judge.when: disagreement, agreement)
+
+
+def _price(exp: Experiment, name: str) -> tuple[float, float]:
+    cost = exp.costs.teachers.get(name)
+    return (cost.price_per_1k_prompt, cost.price_per_1k_completion) if cost else (0.0, 0.0)
+
+
+def ask(teacher: Teacher, name: str, requests: Sequence[Any], price: tuple[float, float],
+        stats: TeacherStats, *, progress: bool, currency: str = "USD") -> list[Completion]:
+    """Every request answered by one teacher, with a progress bar (calls, tokens, cost so far,
+    cache hits). Providers may call back from several threads, hence the lock."""
+    from tqdm import tqdm
+
+    out: list[Completion | None] = [None] * len(requests)
+    lock = threading.Lock()
+    t0 = time.perf_counter()
+    with tqdm(total=len(requests), desc=name, unit="call", disable=not progress,
+              dynamic_ncols=True) as bar:
+        def done(i: int, c: Completion) -> None:
+            with lock:
+                out[i] = c
+                stats.add(c, price)
+                bar.update(1)
+                bar.set_postfix_str(f"{stats.prompt_tokens + stats.completion_tokens:,} tok, "
+                                    f"{stats.cost_total:.4f} {currency}, "
+                                    f"{stats.cache_hits} cached", refresh=False)
+
+        teacher.complete_many(list(requests), done)
+    stats.seconds += time.perf_counter() - t0
+    missing = [i for i, c in enumerate(out) if c is None]
+    for i in missing:  # a provider that broke its contract: a failure, never a crash
+        out[i] = Completion(text=None, error="error", error_detail="the provider gave no answer")
+        stats.add(out[i], price)  # type: ignore[arg-type]
+    return [c for c in out if c is not None]
+
+
+def _record(item: PromptItem, outcomes: Mapping[str, Outcome], judge: dict[str, Any] | None,
+            round_: int) -> dict[str, Any]:
+    """One record of the data contract (failure details only for failure-pool candidates)."""
+    rec: dict[str, Any] = {"id": item.id, "unit": item.unit, "prompt": item.prompt,
+                           "reference": item.reference,
+                           "candidates": [o.candidate for o in outcomes.values()],
+                           "judge": judge,
+                           "pools": {t: o.pool for t, o in outcomes.items()},
+                           "failure": {t: o.failure for t, o in outcomes.items()
+                                       if o.pool == "failure" and o.failure is not None},
+                           "tags": item.tags, "round": round_}
+    return rec
+
+
+def generate(exp: Experiment, train: Sequence[PromptItem], evals: Sequence[PromptItem],
+             teachers: Mapping[str, Teacher], judge: LLMJudge | None, *,
+             progress: bool = True) -> GenerateResult:
+    """Ask, parse, judge and assemble (nothing is written; see :func:`write`).
+
+    Args:
+        exp: the experiment (units, ``generate:``, ``costs:``, judge scale).
+        train: the training prompts; evals: the eval prompts (reference required).
+        teachers: name -> teacher (cached), in the order candidates are listed.
+        judge: the LLM judge of training records, or None (the reference judge alone).
+        progress: show a progress bar per teacher.
+    """
+    gen = exp.generate
+    assert gen is not None, "the command checks that generate: is declared"
+    units = {k: u.model_dump(mode="json") for k, u in exp.units.items()}
+    items = [*train, *evals]
+    stats = [TeacherStats(name) for name in teachers]
+    per_item: list[dict[str, Outcome]] = [{} for _ in items]
+    for st, (name, teacher) in zip(stats, teachers.items(), strict=True):
+        spec = exp.teachers.get(name)  # absent only for teachers built by a test
+        answer_from = spec.answer_from if spec else "generation"
+        reqs = [build_request(it.prompt, units[it.unit], gen.fields,
+                              max_tokens=spec.max_tokens if spec else 256,
+                              temperature=spec.temperature if spec else 0.0, seed=gen.seed,
+                              answer_from=answer_from)
+                for it in items]
+        answers = ask(teacher, name, reqs, _price(exp, name), st, progress=progress,
+                      currency=exp.costs.currency)
+        for k, (it, c) in enumerate(zip(items, answers, strict=True)):
+            per_item[k][name] = candidate_from(name, c, units[it.unit], gen.fields, it.reference,
+                                               answer_from)
+    scale = exp.data.judge_scale
+    verdicts: list[dict[str, Any] | None] = [None] * len(items)
+    rights = [apply_reference(out, units[it.unit], it.reference)
+              for it, out in zip(items, per_item, strict=True)]
+    skipped: set[int] = set()
+    if judge is not None and train:
+        jstats = TeacherStats(f"judge:{judge.name}")  # apart from the same model as teacher
+        stats.append(jstats)
+        judge.teacher = _Counting(judge.teacher, jstats, _price(exp, judge.name),
+                                  progress=progress, currency=exp.costs.currency)
+        if judge.when == "disagreement":
+            skipped = {k for k, it in enumerate(train)
+                       if agreement(per_item[k], units[it.unit])}
+        todo = [k for k in range(len(train)) if k not in skipped]
+        jitems = [JudgeItem(train[k].id, train[k].unit, units[train[k].unit], train[k].prompt,
+                            train[k].reference,
+                            [o.candidate for o in per_item[k].values() if o.answered])
+                  for k in todo]
+        for k, v in zip(todo, judge.judge_all(jitems), strict=True):
+            verdicts[k] = v
+    for k in range(len(train)):
+        right = rights[k]
+        llm = verdicts[k]
+        if llm is not None and right is not None and llm["winner"] is None and not llm["scores"]:
+            # the LLM judge failed or was unreadable: the reference judges, and says why
+            fallback = reference_verdict(right, per_item[k], scale)
+            fallback["reason_tags"] = [*llm["reason_tags"], *fallback["reason_tags"]]
+            fallback["llm_judge"] = {"judge": llm["judge"], "order": llm.get("order")}
+            verdicts[k] = fallback
+        elif llm is None and right is not None:
+            verdict = reference_verdict(right, per_item[k], scale)
+            if k in skipped:
+                verdict["skipped"] = SKIPPED_AGREE
+            verdicts[k] = verdict
+        elif k in skipped:
+            verdicts[k] = agreement_verdict(per_item[k])
+    result = GenerateResult(samples=[], eval=[], stats=stats, judge_skipped=len(skipped),
+                            judge_asked=sum(1 for k in range(len(train))
+                                            if k not in skipped and judge is not None
+                                            and any(o.answered for o in per_item[k].values())))
+    for k, it in enumerate(items):
+        rec = _record(it, per_item[k], verdicts[k], gen.round)
+        (result.samples if k < len(train) else result.eval).append(rec)
+        for t, o in per_item[k].items():
+            result.outcomes[f"{t}:{o.failure['kind'] if o.failure else o.pool}"] += 1
+    return result
+
+
+class _Counting:
+    """A teacher wrapper that counts the judge's calls in its :class:`TeacherStats` (with a
+    progress bar), so the summary shows the judge like a teacher."""
+
+    def __init__(self, inner: Teacher, stats: TeacherStats, price: tuple[float, float], *,
+                 progress: bool, currency: str) -> None:
+        self.inner, self.stats, self.price = inner, stats, price
+        self.progress, self.currency = progress, currency
+        self.name = stats.name
+
+    def config_key(self) -> str:
+        return self.inner.config_key()
+
+    def check(self) -> None:
+        self.inner.check()
+
+    def complete_many(self, requests: Sequence[Any], on_done: Any) -> None:
+        answers = ask(self.inner, self.name, requests, self.price, self.stats,
+                      progress=self.progress, currency=self.currency)
+        for i, c in enumerate(answers):
+            on_done(i, c)
+
+
+def write(exp: Experiment, result: GenerateResult, *, write_eval: bool) -> list[Path]:
+    """Write ``data.samples`` (and ``data.eval``) as JSON Lines, each atomically; returns the
+    paths written."""
+    def jsonl(records: Sequence[dict[str, Any]]) -> str:
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+    atomic_write_text(exp.data.samples, jsonl(result.samples))
+    written = [exp.data.samples]
+    if write_eval:
+        atomic_write_text(exp.data.eval, jsonl(result.eval))
+        written.append(exp.data.eval)
+    return written

@@ -1,0 +1,61 @@
+"""From a ``teachers:`` entry to a :class:`~harness.teachers.base.Teacher`, and the helpers every
+provider shares: the configuration digest (the cache's half of a key), the system prompt, and
+building a request with the teacher's own defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from harness.spec.teachers import HFTeacherSpec, OpenAITeacherSpec
+from harness.teachers.base import ChatRequest, Teacher
+
+
+def config_digest(fields: dict[str, Any]) -> str:
+    """sha256 (64 hex chars) of the canonical JSON of the fields that change answers."""
+    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def with_system(messages: Sequence[dict[str, str]], system: str | None) -> list[dict[str, str]]:
+    """``messages`` with the teacher's system prompt first, unless it has a system message."""
+    out = [dict(m) for m in messages]
+    if system and not any(m["role"] == "system" for m in out):
+        out.insert(0, {"role": "system", "content": system})
+    return out
+
+
+def build_request(spec: OpenAITeacherSpec | HFTeacherSpec, prompt: str | Sequence[tuple[str, str]],
+                  *, choices: Sequence[str] | None = None, seed: int | None = None,
+                  max_tokens: int | None = None) -> ChatRequest:
+    """A request with the teacher's own ``max_tokens`` and ``temperature``.
+
+    Args:
+        spec: the teacher's entry.
+        prompt: the user prompt, or (role, content) pairs. Do not add the teacher's ``system``
+            prompt: the provider prepends it (and it is part of the teacher's config key).
+        choices: the labels whose probabilities to measure (label units).
+        seed: sampling seed (ignored by greedy decoding).
+        max_tokens: overrides the teacher's budget (e.g. a short judge answer).
+    """
+    messages = ((("user", prompt),) if isinstance(prompt, str)
+                else tuple((r, c) for r, c in prompt))
+    return ChatRequest(messages=messages, max_tokens=max_tokens or spec.max_tokens,
+                       temperature=spec.temperature, seed=seed,
+                       choices=tuple(choices) if choices is not None else None)
+
+
+def build_teacher(name: str, spec: OpenAITeacherSpec | HFTeacherSpec) -> Teacher:
+    """The provider of ``spec`` (imported only when used: the openai client and transformers
+    are heavy)."""
+    if isinstance(spec, OpenAITeacherSpec):
+        from harness.teachers.providers.openai_chat import OpenAIChatTeacher
+
+        return OpenAIChatTeacher(name, spec)
+    from harness.teachers.providers.hf_local import HFLocalTeacher
+
+    return HFLocalTeacher(name, spec)

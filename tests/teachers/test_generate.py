@@ -1,0 +1,229 @@
+"""The generate stage on scripted teachers: records in the data contract that `validate`
+accepts, failures kept as candidates, the judge's order recorded, bad input refused (exit 2)
+before any call. The real providers' end-to-end run is tests/teachers/test_generate_e2e.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.checks import load_experiment
+from harness.cli import main
+from harness.commands.generate import run_generate, summary_rows
+from harness.errors import InputError
+from harness.teachers.base import ChatRequest, Completion
+from harness.teachers.generate import generate, write
+from harness.teachers.inputs import read_prompts
+from harness.teachers.judge import LLMJudge
+from tests.helpers.scripted_teacher import ScriptedTeacher, user_text
+
+LABELS = ["billing", "shipping"]
+
+
+def _spec(tmp: Path, **gen: Any) -> dict[str, Any]:
+    return {
+        "name": "gen",
+        "data": {"samples": "data/samples.jsonl", "eval": "data/eval.jsonl",
+                 "judge_scale": [1, 5]},
+        "units": {"route": {"kind": "label", "labels": LABELS},
+                  "order": {"kind": "json_fields", "fields": ["order_id"]},
+                  "esc": {"kind": "refusal", "marker": "ESCALATE"}},
+        "student": {"config": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300}},
+        "buckets": {"only_a": {"teachers": ["a"], "select": "all"},
+                    "judged": {"select": "judge_winner", "min_score": 3}},
+        "fields": {"answer_only": {}},
+        "baseline": {"bucket": "only_a", "fields": "answer_only"},
+        "design": {"noise_seeds": []},
+        "generate": {"prompts": "prompts/train.jsonl", "eval_prompts": "prompts/eval.jsonl",
+                     **gen},
+    }
+
+
+TRAIN = [
+    {"id": "t1", "unit": "route", "prompt": "I was charged twice", "reference": "billing",
+     "tags": {"source": "real"}},
+    {"id": "t2", "unit": "route", "prompt": "parcel is late"},
+    {"id": "t3", "unit": "order", "prompt": "order 77 please", "reference": '{"order_id":"77"}'},
+    {"id": "t4", "unit": "esc", "prompt": "I will sue you"},
+]
+EVAL = [
+    {"id": "e1", "unit": "route", "prompt": "refund my money", "reference": "billing"},
+    {"id": "e2", "unit": "order", "prompt": "where is order 5", "reference": '{"order_id":"5"}'},
+]
+
+
+def _write(tmp: Path, spec: dict[str, Any], train: list[dict[str, Any]] = TRAIN,
+           evals: list[dict[str, Any]] = EVAL) -> Path:
+    (tmp / "prompts").mkdir(exist_ok=True)
+    for name, rows in (("train", train), ("eval", evals)):
+        (tmp / "prompts" / f"{name}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    path = tmp / "exp.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def good(req: ChatRequest) -> str:
+    """A teacher that is right (it reads the prompt) and states a rationale and confidence."""
+    text = user_text(req)
+    if "order 77" in text:
+        answer: Any = {"order_id": "77"}
+    elif "order 5" in text:
+        answer = {"order_id": "5"}
+    elif "sue" in text:
+        answer = "ESCALATE"
+    else:
+        answer = "shipping" if "parcel" in text else "billing"
+    return json.dumps({"answer": answer, "rationale": "it says so", "confidence": 0.8})
+
+
+def flaky(req: ChatRequest) -> str | Completion:
+    """Wrong on billing, garbage on orders, a timeout on the escalation."""
+    text = user_text(req)
+    if "sue" in text:
+        return Completion(text=None, error="timeout", error_detail="no answer in 30 s")
+    if "order" in text:
+        return "Sure! The order id is 77."
+    return '```json\n{"answer": "Shipping", "confidence": 0.9}\n```'
+
+
+def _judge(script: Any) -> LLMJudge:
+    return LLMJudge("judge_v1", ScriptedTeacher("j", script), (1.0, 5.0), seed=0)
+
+
+def _favour_a(req: ChatRequest) -> str:
+    """A judge that gives 5 to the first shown answer and 2 to the second."""
+    letters = [x for x in ("A", "B") if f"[{x}]" in user_text(req)]
+    return json.dumps({"scores": dict(zip(letters, (5, 2), strict=False)), "winner": "A",
+                       "reason_tags": ["first"]})
+
+
+def _generate(tmp: Path, judge: LLMJudge | None) -> tuple[Any, Any]:
+    path = _write(tmp, _spec(tmp))
+    exp = load_experiment(path, check_files=False).spec
+    assert exp.generate is not None
+    units = {k: u.model_dump(mode="json") for k, u in exp.units.items()}
+    train = read_prompts(exp.generate.prompts, units)
+    evals = read_prompts(exp.generate.eval_prompts, units, need_reference=True)  # type: ignore[arg-type]
+    teachers = {"a": ScriptedTeacher("a", good, label_probs={"billing": 0.7, "shipping": 0.3}),
+                "b": ScriptedTeacher("b", flaky)}
+    result = generate(exp, train, evals, teachers, judge, progress=False)
+    write(exp, result, write_eval=True)
+    return exp, result
+
+
+def test_generate_writes_what_validate_accepts(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    exp, result = _generate(tmp_path, _judge(_favour_a))
+    assert main(["validate", str(tmp_path / "exp.yaml")]) == 0, capsys.readouterr().err
+    rows = [json.loads(x) for x in exp.data.samples.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["t1", "t2", "t3", "t4"]
+    t1 = rows[0]
+    a, b = t1["candidates"]
+    assert (a["final"], a["confidence"], a["confidence_source"]) == \
+        ("billing", 0.7, "label_probabilities")
+    assert (b["final"], b["confidence"], b["confidence_source"]) == \
+        ("shipping", 0.9, "self_reported")
+    assert t1["pools"] == {"a": "train", "b": "failure"}
+    assert t1["failure"] == {"b": {"kind": "wrong_answer", "correction": "billing",
+                                   "note": "answered 'shipping'; the reference is 'billing'"}}
+    assert t1["judge"]["order"] in (["a", "b"], ["b", "a"])
+    first = t1["judge"]["order"][0]
+    assert t1["judge"]["scores"][first] == 5.0 and t1["judge"]["winner"] == first
+    assert t1["tags"] == {"source": "real"} and t1["round"] == 1
+    # no reference: nothing is routed; b's answer is kept in train
+    assert rows[1]["pools"] == {"a": "train", "b": "train"} and rows[1]["failure"] == {}
+    # garbage and a timeout cost one candidate each, with their reasons
+    assert rows[2]["failure"]["b"]["kind"] == "unparseable"
+    assert rows[2]["candidates"][1]["final"] == ""
+    assert rows[3]["failure"]["b"] == {"kind": "timeout", "correction": None,
+                                       "note": "no answer in 30 s"}
+    assert rows[3]["judge"]["order"] == ["a"]  # only answered candidates are judged
+    ev = [json.loads(x) for x in exp.data.eval.read_text().splitlines()]
+    assert [e["id"] for e in ev] == ["e1", "e2"] and ev[0]["judge"] is None
+    assert ev[0]["pools"] == {"a": "train", "b": "failure"}
+    headers, table = summary_rows(result)
+    by_name = {r[0]: dict(zip(headers, r, strict=True)) for r in table}
+    assert by_name["a"]["calls"] == 6 and by_name["b"]["failed_calls"] == 1
+    assert by_name["judge:judge_v1"]["calls"] == 4
+    assert "timeout=1" in by_name["b"]["outcomes"] and "unparseable=2" in by_name["b"]["outcomes"]
+
+
+def test_without_an_llm_judge_the_reference_judges(tmp_path: Path) -> None:
+    exp, _ = _generate(tmp_path, None)
+    rows = [json.loads(x) for x in exp.data.samples.read_text().splitlines()]
+    assert rows[0]["judge"] == {"judge": "reference", "winner": "a",
+                                "scores": {"a": 5.0, "b": 1.0},
+                                "reason_tags": ["matches the reference"]}
+    assert rows[1]["judge"] is None  # no reference, no judge
+
+
+def _refused(tmp: Path, spec: dict[str, Any], train: list[dict[str, Any]] = TRAIN,
+             evals: list[dict[str, Any]] = EVAL) -> str:
+    path = _write(tmp, spec, train, evals)
+
+    def build(*_: Any) -> Any:
+        raise AssertionError("no teacher may be built for bad input")
+
+    with pytest.raises(InputError) as err:
+        run_generate(str(path), progress=False, build=build)
+    return err.value.render()
+
+
+def test_bad_prompts_are_located_before_any_call(tmp_path: Path) -> None:
+    bad = [*TRAIN, {"id": "t1", "unit": "route", "prompt": "again"},
+           {"id": "x", "unit": "rout", "prompt": "p"}, {"id": "y", "prompt": "", "extra": 1},
+           {"id": "z", "unit": "route", "prompt": "p", "reference": "refund"}]
+    text = _refused(tmp_path, _spec(tmp_path), train=bad)
+    lines = text.splitlines()
+    assert "train.jsonl: the prompts file is not valid" in lines[0]
+    assert any("train.jsonl:5: id: duplicate id 't1' (first on line 1)" in x for x in lines)
+    assert any("train.jsonl:6: unit: unit 'rout' is not declared" in x and "route" in x
+               for x in lines)
+    assert any("train.jsonl:7: extra: unknown key" in x for x in lines)
+    assert any("train.jsonl:7: prompt: required" in x for x in lines)
+    assert any("train.jsonl:8: reference: 'refund' is not a label" in x for x in lines)
+
+
+def test_bad_lines_missing_files_and_missing_references(tmp_path: Path) -> None:
+    path = _write(tmp_path, _spec(tmp_path))
+    (tmp_path / "prompts" / "train.jsonl").write_bytes(b'{"id": 1\n\xff\xfe\n[1]\n')
+    with pytest.raises(InputError) as err:
+        run_generate(str(path), progress=False, build=None)
+    text = err.value.render()
+    assert ":1: " in text and "not valid JSON" in text
+    assert ":2: " in text and "UTF-8" in text and ":3: " in text and "JSON object" in text
+    text = _refused(tmp_path, _spec(tmp_path, prompts="prompts/nope.jsonl"))
+    assert "nope.jsonl: cannot read the prompts file" in text
+    no_ref = [{"id": "e1", "unit": "route", "prompt": "q"}]
+    assert "reference: required in an eval prompts file" in _refused(tmp_path, _spec(tmp_path),
+                                                                     evals=no_ref)
+
+
+def test_leaking_eval_prompts_and_missing_section_are_refused(tmp_path: Path) -> None:
+    leak = [{"id": "e9", "unit": "route", "prompt": "I  was CHARGED twice",
+             "reference": "billing"}]
+    text = _refused(tmp_path, _spec(tmp_path), evals=leak)
+    assert "eval.jsonl:1: prompt: the same prompt is a training prompt" in text
+    spec = _spec(tmp_path)
+    del spec["generate"]
+    assert "no generate: section" in _refused(tmp_path, spec)
+    spec = _spec(tmp_path)
+    spec["data"]["samples"] = "data/samples.parquet"
+    assert "generate writes JSON Lines" in _refused(tmp_path, spec)
+
+
+def test_limit_reads_only_the_first_prompts(tmp_path: Path) -> None:
+    path = _write(tmp_path, _spec(tmp_path))
+    exp = load_experiment(path, check_files=False).spec
+    assert exp.generate is not None
+    units = {k: u.model_dump(mode="json") for k, u in exp.units.items()}
+    assert [p.id for p in read_prompts(exp.generate.prompts, units, limit=2)] == ["t1", "t2"]
+    # what lies beyond the limit is not read, so it cannot fail the dry run
+    with exp.generate.prompts.open("a", encoding="utf-8") as f:
+        f.write("not json\n")
+    assert len(read_prompts(exp.generate.prompts, units, limit=4)) == 4
