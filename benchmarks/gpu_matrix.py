@@ -11,7 +11,7 @@ composed ones: the first ones again with seed + 1, a real ablation axis), and tr
 evaluates every cell with ``harness worker`` (one process per cell, ``PYTHONPATH`` = the
 repository: torch, transformers and numpy only), ``K`` cells at a time for each ``K`` in
 ``--concurrency`` (default 12: all at once, as the issue measured). Every worker shares one
-run cache (``HARNESS_CACHE_DIR``: trained tokenizers and torch's compile caches,
+run cache (``HARNESS_RUN_CACHE``: trained tokenizers and torch's compile caches,
 :mod:`harness.caches`).
 
 Per concurrency level: wall time of the whole matrix, cells done / failed, the sum of the
@@ -97,7 +97,7 @@ def _env(threads: int | None, cache: Path | None = None) -> dict[str, str]:
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     if cache is not None:  # one run cache for every worker (tokenizers, compiled graphs)
-        env["HARNESS_CACHE_DIR"] = str(cache)
+        env["HARNESS_RUN_CACHE"] = str(cache)
     return env
 
 

@@ -11,8 +11,8 @@ training and the same ``torch.compile`` work. The worker points both at one fold
 - ``<cache>/triton``: Triton's kernel cache (``TRITON_CACHE_DIR``).
 
 The cache folder is the manifest's ``paths["cache"]`` when compose wrote one, else
-``$HARNESS_CACHE_DIR``, else ``<run folder>/cache`` (the run folder holds ``cells/``; a cell
-folder elsewhere uses its parent). ``HARNESS_CACHE_DIR=off`` switches every cache off. A
+``$HARNESS_RUN_CACHE``, else ``<run folder>/cache`` (the run folder holds ``cells/``; a cell
+folder elsewhere uses its parent). ``HARNESS_RUN_CACHE=off`` switches every cache off. A
 variable the user exported before the process started is left as it is. Nothing cached can
 change a result: tokenizers load byte-identical, compiled graphs are keyed by torch itself.
 Standard library only (the worker's path).
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from harness.store.folder import CACHE, CELLS
 #: Environment variable: the cache folder for every cell of this process, or ``off``.
-ENV = "HARNESS_CACHE_DIR"
+ENV = "HARNESS_RUN_CACHE"
 TOKENIZER_ENV = "HARNESS_TOKENIZER_CACHE"
 _MANAGED = (TOKENIZER_ENV, "TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE",
             "TORCHINDUCTOR_AUTOGRAD_CACHE", "TRITON_CACHE_DIR")
@@ -42,7 +42,7 @@ def run_folder(cell_dir: Path) -> Path:
 
 
 def cache_root(cell_dir: Path, paths: Mapping[str, str] | None = None) -> Path | None:
-    """The cache folder of a cell (None when switched off with ``HARNESS_CACHE_DIR=off``)."""
+    """The cache folder of a cell (None when switched off with ``HARNESS_RUN_CACHE=off``)."""
     if paths and paths.get("cache"):
         return Path(paths["cache"])
     env = os.environ.get(ENV)

@@ -227,3 +227,68 @@ def test_limit_reads_only_the_first_prompts(tmp_path: Path) -> None:
     with exp.generate.prompts.open("a", encoding="utf-8") as f:
         f.write("not json\n")
     assert len(read_prompts(exp.generate.prompts, units, limit=4)) == 4
+
+
+def _generate_when(tmp: Path, judge: LLMJudge) -> list[dict[str, Any]]:
+    """Generate with teachers a (good) and b (flaky) on prompts where they agree on some."""
+    train = [*TRAIN, {"id": "t5", "unit": "route", "prompt": "parcel lost",
+                      "reference": "shipping"}]
+    path = _write(tmp, _spec(tmp), train=train)
+    exp = load_experiment(path, check_files=False).spec
+    assert exp.generate is not None
+    units = {k: u.model_dump(mode="json") for k, u in exp.units.items()}
+    teachers = {"a": ScriptedTeacher("a", good), "b": ScriptedTeacher("b", flaky)}
+    result = generate(exp, read_prompts(exp.generate.prompts, units), [], teachers, judge,
+                      progress=False)
+    write(exp, result, write_eval=False)
+    assert result.judge_asked + result.judge_skipped == 5
+    return [json.loads(x) for x in exp.data.samples.read_text().splitlines()]
+
+
+def test_judge_when_disagreement_skips_records_the_teachers_agree_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    judge = LLMJudge("judge_v1", ScriptedTeacher("j", _favour_a), (1.0, 5.0), seed=0,
+                     when="disagreement")
+    rows = {r["id"]: r for r in _generate_when(tmp_path, judge)}
+    assert main(["validate", str(tmp_path / "exp.yaml")]) == 0, capsys.readouterr().err
+    # t1 (billing vs shipping), t3 (b unparseable), t4 (b timed out): judged
+    assert len(judge.teacher.seen) == 3  # type: ignore[attr-defined]
+    assert all(rows[k]["judge"]["judge"] == "judge_v1" for k in ("t1", "t3", "t4"))
+    # t2: both say shipping, no reference -> no LLM judge, an agreement verdict that says so
+    assert rows["t2"]["judge"] == {"judge": "agreement", "winner": "a", "scores": {},
+                                   "reason_tags": ["teachers agree"],
+                                   "skipped": "teachers agree (judge.when: disagreement)"}
+    # t5: both say shipping, with a reference -> the reference judge, marked as skipped
+    t5 = rows["t5"]["judge"]
+    assert t5["judge"] == "reference" and t5["winner"] == "a"
+    assert t5["skipped"] == "teachers agree (judge.when: disagreement)"
+
+
+def test_judge_always_asks_every_record_with_an_answer(tmp_path: Path) -> None:
+    judge = LLMJudge("judge_v1", ScriptedTeacher("j", _favour_a), (1.0, 5.0), seed=0)
+    rows = _generate_when(tmp_path, judge)
+    assert len(judge.teacher.seen) == 5  # type: ignore[attr-defined]
+    assert all(r["judge"]["judge"] == "judge_v1" and "skipped" not in r["judge"] for r in rows)
+
+
+def test_an_unreadable_llm_verdict_falls_back_to_the_reference(tmp_path: Path) -> None:
+    rows = _generate_when(tmp_path, _judge(lambda req: "I think A is better."))
+    t1 = rows[0]["judge"]
+    assert t1["judge"] == "reference" and t1["winner"] == "a"
+    assert t1["reason_tags"] == ["judge_unparseable", "matches the reference"]
+    assert t1["llm_judge"]["judge"] == "judge_v1" and sorted(t1["llm_judge"]["order"]) == \
+        ["a", "b"]
+    # no reference: the unreadable verdict stays as it is (no winner, says why)
+    assert rows[1]["judge"]["winner"] is None
+    assert rows[1]["judge"]["reason_tags"] == ["judge_unparseable"]
+
+
+def test_judge_when_is_read_from_the_yaml(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    spec["judge"] = {"teacher": "a", "when": "disagreement"}
+    spec["teachers"] = {"a": {"provider": "hf", "model": str(tmp_path)}}
+    exp = load_experiment(_write(tmp_path, spec), check_files=False).spec
+    assert exp.judge is not None and exp.judge.when == "disagreement"
+    spec["judge"]["when"] = "sometimes"
+    with pytest.raises(InputError, match="when"):
+        load_experiment(_write(tmp_path, spec), check_files=False)

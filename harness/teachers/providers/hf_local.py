@@ -195,7 +195,7 @@ class HFLocalTeacher:
             generated = model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1]:]
         ends = _end_ids(model, tok)
         out = []
-        for row, text in enumerate(texts):
+        for row in range(len(texts)):
             ids = generated[row].tolist()
             end = next((k for k, t in enumerate(ids) if t in ends), None)
             cut = len(ids) if end is None else end + 1
