@@ -80,8 +80,11 @@ def bucket_teachers(s: Context) -> Iterator[Problem]:
 
 @rule("costs")
 def cost_teachers(s: Context) -> Iterator[Problem]:
-    """``costs.teachers`` prices only teachers the sample repository has."""
+    """``costs.teachers`` prices only teachers the sample repository has, or the judge's own
+    provider block (it writes verdicts, not candidates: its calls are priced all the same)."""
     fit: FitData = s.data
+    judge = s.sections.get("judge")  # optional: None when absent (or invalid, reported there)
+    own_judge = {judge.name} if judge is not None and judge.config is not None else set()
     for t in s["costs"].teachers:
-        if t not in fit.teachers:
+        if t not in fit.teachers and t not in own_judge:
             yield problem(f"costs.teachers.{t}", _unknown_teacher(fit, t))

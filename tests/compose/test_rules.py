@@ -75,6 +75,23 @@ def test_failures_refusal_uses_correction_or_marker(tiny):
     assert got["r3"]["target"] == "Answer: ESCALATE" and got["r3"]["pool"] == "failure"
 
 
+def test_failures_refusal_never_trains_the_marker_on_a_candidate_that_gave_no_answer(tiny):
+    # `harness generate` keeps an unparseable reply or a failed call as a failure candidate with
+    # final "" and, without a reference, no correction: that says nothing about refusing
+    samples = tiny_samples()
+    samples[2] = label_record(3, "i will sue you", "ESCALATE", {"a": "", "b": "ESCALATE"},
+                              scores={"a": 2, "b": 5}, winner="b",
+                              pools={"a": "failure", "b": "train"},
+                              failure={"a": {"kind": "unparseable", "correction": None,
+                                             "note": "raw reply: I think"}}, unit="esc")
+    path = tiny(spec={"buckets": {"single_a": {"teachers": ["a"], "select": "all",
+                                                "failures": "refusal"}, "judged": {}}},
+                samples=samples)
+    got = rows(compose(path, "single_a/answer_only/x1/s0"))
+    assert "r3" not in got
+    assert got["r2"]["target"] == "Answer: shipping"  # a corrected wrong answer still trains
+
+
 def test_failures_contrastive_states_wrong_answer_and_note(tiny):
     path = tiny(spec={"buckets": {"single_a": {"teachers": ["a"], "select": "all",
                                                 "failures": "contrastive"}, "judged": {}}})

@@ -53,3 +53,15 @@ def test_every_teacher_and_the_judge_need_a_price(tiny) -> None:
     text = _errors(tiny, {"teachers": {"smol": SMOL}, "judge": {"teacher": "smoll"},
                           "costs": {"teachers": {"smol": {}}}})
     assert "judge.teacher: unknown teacher 'smoll', did you mean 'smol'?" in text
+
+
+def test_a_judge_with_its_own_provider_block_may_be_priced(tiny, capsys) -> None:
+    # its calls cost money but it writes no candidates: the data-fit rule must not call its
+    # price an unknown teacher
+    from harness.cli import main
+
+    spec = {"teachers": {"a": SMOL, "b": SMOL}, "judge": {"config": API, "rubric": "x"},
+            "costs": {"teachers": {"a": {}, "b": {}, "judge": {"price_per_1k_prompt": 1.0}}}}
+    assert main(["validate", str(tiny(spec=spec))]) == 0, capsys.readouterr().err
+    assert main(["validate", str(tiny(spec={**spec, "judge": {"teacher": "a"}}))]) == 2
+    assert "costs.teachers.judge: teacher 'judge' does not occur" in capsys.readouterr().err

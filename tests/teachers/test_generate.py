@@ -238,36 +238,38 @@ def _generate_when(tmp: Path, judge: LLMJudge) -> list[dict[str, Any]]:
     assert exp.generate is not None
     units = {k: u.model_dump(mode="json") for k, u in exp.units.items()}
     teachers = {"a": ScriptedTeacher("a", good), "b": ScriptedTeacher("b", flaky)}
-    result = generate(exp, read_prompts(exp.generate.prompts, units), [], teachers, judge,
+    evals = read_prompts(exp.generate.eval_prompts, units, need_reference=True)  # type: ignore[arg-type]
+    result = generate(exp, read_prompts(exp.generate.prompts, units), evals, teachers, judge,
                       progress=False)
-    write(exp, result, write_eval=False)
+    write(exp, result, write_eval=True)
     assert result.judge_asked + result.judge_skipped == 5
     return [json.loads(x) for x in exp.data.samples.read_text().splitlines()]
 
 
 def test_judge_when_disagreement_skips_records_the_teachers_agree_on(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    judge = LLMJudge("judge_v1", ScriptedTeacher("j", _favour_a), (1.0, 5.0), seed=0,
-                     when="disagreement")
+    model = ScriptedTeacher("j", _favour_a)
+    judge = LLMJudge("judge_v1", model, (1.0, 5.0), seed=0, when="disagreement")
     rows = {r["id"]: r for r in _generate_when(tmp_path, judge)}
     assert main(["validate", str(tmp_path / "exp.yaml")]) == 0, capsys.readouterr().err
     # t1 (billing vs shipping), t3 (b unparseable), t4 (b timed out): judged
-    assert len(judge.teacher.seen) == 3  # type: ignore[attr-defined]
+    assert len(model.seen) == 3
     assert all(rows[k]["judge"]["judge"] == "judge_v1" for k in ("t1", "t3", "t4"))
     # t2: both say shipping, no reference -> no LLM judge, an agreement verdict that says so
-    assert rows["t2"]["judge"] == {"judge": "agreement", "winner": "a", "scores": {},
+    # (the winner: the higher stated confidence, b's 0.9 over a's 0.8)
+    assert rows["t2"]["judge"] == {"judge": "agreement", "winner": "b", "scores": {},
                                    "reason_tags": ["teachers agree"],
                                    "skipped": "teachers agree (judge.when: disagreement)"}
     # t5: both say shipping, with a reference -> the reference judge, marked as skipped
     t5 = rows["t5"]["judge"]
-    assert t5["judge"] == "reference" and t5["winner"] == "a"
+    assert t5["judge"] == "reference" and t5["winner"] == "b"
     assert t5["skipped"] == "teachers agree (judge.when: disagreement)"
 
 
 def test_judge_always_asks_every_record_with_an_answer(tmp_path: Path) -> None:
-    judge = LLMJudge("judge_v1", ScriptedTeacher("j", _favour_a), (1.0, 5.0), seed=0)
-    rows = _generate_when(tmp_path, judge)
-    assert len(judge.teacher.seen) == 5  # type: ignore[attr-defined]
+    model = ScriptedTeacher("j", _favour_a)
+    rows = _generate_when(tmp_path, LLMJudge("judge_v1", model, (1.0, 5.0), seed=0))
+    assert len(model.seen) == 5
     assert all(r["judge"]["judge"] == "judge_v1" and "skipped" not in r["judge"] for r in rows)
 
 
@@ -287,6 +289,8 @@ def test_judge_when_is_read_from_the_yaml(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     spec["judge"] = {"teacher": "a", "when": "disagreement"}
     spec["teachers"] = {"a": {"provider": "hf", "model": str(tmp_path)}}
+    spec["costs"] = {"teachers": {"a": {"price_per_1k_prompt": 0.0,
+                                        "price_per_1k_completion": 0.0}}}
     exp = load_experiment(_write(tmp_path, spec), check_files=False).spec
     assert exp.judge is not None and exp.judge.when == "disagreement"
     spec["judge"]["when"] = "sometimes"
