@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from harness.store.folder import CACHE, CELLS
+
 #: Environment variable: the cache folder for every cell of this process, or ``off``.
 ENV = "HARNESS_RUN_CACHE"
 TOKENIZER_ENV = "HARNESS_TOKENIZER_CACHE"
