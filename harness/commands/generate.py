@@ -131,10 +131,11 @@ def summary_rows(result: GenerateResult) -> tuple[list[str], list[list[object]]]
     for st in result.stats:
         outs = sorted((k.split(":", 1)[1], v) for k, v in result.outcomes.items()
                       if k.split(":", 1)[0] == st.name)
-        rows.append([st.name, st.calls, st.cache_hits, st.prompt_tokens, st.completion_tokens,
-                     st.cost_paid, st.cost_total, round(st.seconds, 1),
-                     sum(st.failures.values()),
-                     " ".join(f"{k}={v}" for k, v in outs) or "-"])
+        paid, total = result.cost(st)
+        # tokens of every answer (cached ones too), like cost_total; seconds: time waited
+        rows.append([st.name, st.calls, st.cache_hits, st.total_prompt_tokens,
+                     st.total_completion_tokens, paid, total, round(st.wall_seconds, 1),
+                     st.failed, " ".join(f"{k}={v}" for k, v in outs) or "-"])
     return headers, rows
 
 

@@ -1,4 +1,4 @@
-"""Nothing paid twice: every answered teacher call on disk (SQLite), and the per-teacher tally.
+"""Nothing paid twice: every answered teacher call on disk (SQLite), counted as it is answered.
 
 :class:`CallCache` is one SQLite file in WAL mode; each answered call is committed as its own
 transaction the moment it arrives, so Ctrl-C or SIGKILL loses no answered call and an interrupted
@@ -9,7 +9,8 @@ count them.
 
 :class:`CachedTeacher` wraps any :class:`~harness.teachers.base.Teacher`: hits are answered from
 the file (``cached=True``, ``seconds=0``), misses go to the wrapped teacher, and every answer
-updates a :class:`TeacherTally` (what the progress bar and the summary table read).
+updates its :class:`~harness.teachers.tally.TeacherTally` (what the progress bar and the summary
+table read).
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from harness.teachers.base import ChatRequest, Completion, OnDone, Teacher
+from harness.teachers.tally import TeacherTally
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -105,68 +105,6 @@ class CallCache:
         self.close()
 
 
-@dataclass
-class TeacherTally:
-    """What one teacher did in this process (thread-safe counters; read by progress bars and
-    the summary table).
-
-    Attributes:
-        name: the teacher's name.
-        calls: requests answered (hits + fresh answers + failures).
-        cache_hits: requests answered from the cache (not paid again).
-        prompt_tokens, completion_tokens: tokens of fresh answers (what this run paid for).
-        cached_prompt_tokens, cached_completion_tokens: tokens of cache hits (paid earlier).
-        failures: failed requests by :data:`~harness.teachers.base.ErrorKind`.
-        retries: attempts beyond the first, over all fresh calls.
-        seconds: summed wall time of fresh calls (a batch's time is shared by its requests).
-    """
-
-    name: str
-    calls: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_prompt_tokens: int = 0
-    cached_completion_tokens: int = 0
-    failures: dict[str, int] = field(default_factory=dict)
-    retries: int = 0
-    seconds: float = 0.0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, c: Completion) -> None:
-        """Count one finished request."""
-        with self._lock:
-            self.calls += 1
-            if c.cached:
-                self.cache_hits += 1
-                self.cached_prompt_tokens += c.prompt_tokens
-                self.cached_completion_tokens += c.completion_tokens
-                return
-            self.prompt_tokens += c.prompt_tokens
-            self.completion_tokens += c.completion_tokens
-            self.retries += max(0, c.attempts - 1)
-            self.seconds += c.seconds
-            if c.error is not None:
-                self.failures[c.error] = self.failures.get(c.error, 0) + 1
-
-    @property
-    def failed(self) -> int:
-        """Failed requests, all kinds."""
-        return sum(self.failures.values())
-
-    def cost(self, price_per_1k_prompt: float, price_per_1k_completion: float) -> float:
-        """What this run paid (fresh tokens only; cache hits cost nothing again), in the
-        currency of the prices."""
-        return (self.prompt_tokens * price_per_1k_prompt
-                + self.completion_tokens * price_per_1k_completion) / 1000.0
-
-    def snapshot(self) -> dict[str, Any]:
-        """The counters as plain data (for JSON and tables)."""
-        with self._lock:
-            return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), dict) else v)
-                    for f in dataclasses.fields(self) if not f.name.startswith("_")}
-
-
 class CachedTeacher:
     """A :class:`Teacher` that answers from a :class:`CallCache` first and counts everything.
 
@@ -180,6 +118,11 @@ class CachedTeacher:
         self.name = teacher.name
         self.cache = cache
         self.tally = tally if tally is not None else TeacherTally(teacher.name)
+
+    def counting_into(self, tally: TeacherTally) -> CachedTeacher:
+        """The same teacher and cache, counting into ``tally`` instead (the generate stage
+        counts each run in a fresh tally named as its summary row, ``judge:<name>`` included)."""
+        return CachedTeacher(self.teacher, self.cache, tally)
 
     def config_key(self) -> str:
         return self.teacher.config_key()

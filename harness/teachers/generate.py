@@ -7,7 +7,9 @@ pool and has the LLM judge score the training records (:mod:`harness.teachers.ju
 writes ``data.samples`` and, when eval prompts are given, ``data.eval`` (teacher candidates for
 the teacher audit), each atomically. The teachers it is given are expected to be cached
 (:mod:`harness.teachers.cache`): a rerun, or a run after an interruption, pays only for what was
-never answered.
+never answered. Each teacher's calls of this run are counted in one
+:class:`~harness.teachers.tally.TeacherTally` (by the cache for a cached teacher, else here); the
+money is computed from ``costs.teachers`` here, where the prices are known.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from harness.fsutil import atomic_write_text
 from harness.spec.models import Experiment
 from harness.teachers.base import Completion, Teacher
+from harness.teachers.cache import CachedTeacher
 from harness.teachers.inputs import PromptItem
 from harness.teachers.judge import (
     SKIPPED_AGREE,
@@ -36,63 +39,47 @@ from harness.teachers.judge import (
 )
 from harness.teachers.parse import Outcome, candidate_from
 from harness.teachers.prompts import build_request
+from harness.teachers.tally import TeacherTally
 
-
-@dataclass
-class TeacherStats:
-    """What one teacher (or the judge) did in a generate run.
-
-    ``cost_paid`` counts only calls answered in this run (cache misses); ``cost_total`` also the
-    cached ones, i.e. what the written samples cost. Money in ``costs.currency``.
-    """
-
-    name: str
-    calls: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_paid: float = 0.0
-    cost_total: float = 0.0
-    seconds: float = 0.0
-    failures: Counter[str] = field(default_factory=Counter)
-
-    def add(self, c: Completion, price: tuple[float, float]) -> None:
-        """Count one finished call; ``price`` per 1k prompt / completion tokens."""
-        self.calls += 1
-        self.cache_hits += bool(c.cached)
-        self.prompt_tokens += c.prompt_tokens
-        self.completion_tokens += c.completion_tokens
-        cost = (c.prompt_tokens * price[0] + c.completion_tokens * price[1]) / 1000
-        self.cost_total += cost
-        if not c.cached:
-            self.cost_paid += cost
-        if c.error is not None:
-            self.failures[c.error] += 1
+#: A teacher's prices: per 1,000 prompt tokens and per 1,000 completion tokens (``costs.currency``).
+Price = tuple[float, float]
 
 
 @dataclass
 class GenerateResult:
-    """The records written and the per-teacher statistics (teachers first, then the judge)."""
+    """The records written and the per-teacher tallies (teachers first, then the judge)."""
 
     samples: list[dict[str, Any]]
     eval: list[dict[str, Any]]
-    stats: list[TeacherStats]
+    stats: list[TeacherTally]
+    prices: dict[str, Price] = field(default_factory=dict)  # by tally name (judge:<name> too)
     outcomes: Counter[str] = field(default_factory=Counter)  # "<teacher>:<pool or failure kind>"
     judge_asked: int = 0  # training records sent to the LLM judge
     judge_skipped: int = 0  # training records it skipped (judge.when: disagreement, agreement)
 
+    def cost(self, tally: TeacherTally) -> tuple[float, float]:
+        """``(paid, total)`` of one of :attr:`stats`, in ``costs.currency``: ``paid`` counts only
+        calls answered in this run (cache misses), ``total`` also the cached ones, i.e. what the
+        written samples cost."""
+        price = self.prices.get(tally.name, (0.0, 0.0))
+        return tally.cost(*price), tally.cost(*price, with_cached=True)
 
-def _price(exp: Experiment, name: str) -> tuple[float, float]:
+
+def _price(exp: Experiment, name: str) -> Price:
     cost = exp.costs.teachers.get(name)
     return (cost.price_per_1k_prompt, cost.price_per_1k_completion) if cost else (0.0, 0.0)
 
 
-def ask(teacher: Teacher, name: str, requests: Sequence[Any], price: tuple[float, float],
-        stats: TeacherStats, *, progress: bool, currency: str = "USD") -> list[Completion]:
-    """Every request answered by one teacher, with a progress bar (calls, tokens, cost so far,
+def ask(teacher: Teacher, name: str, requests: Sequence[Any], price: Price,
+        tally: TeacherTally, *, progress: bool, currency: str = "USD") -> list[Completion]:
+    """Every request answered by one teacher, counted in ``tally`` (a cached teacher counts
+    into it itself; any other is counted here), with a progress bar (calls, tokens, cost so far,
     cache hits). Providers may call back from several threads, hence the lock."""
     from tqdm import tqdm
 
+    counted = False  # a cached teacher counts its hits and misses itself
+    if isinstance(teacher, CachedTeacher):
+        teacher, counted = teacher.counting_into(tally), True
     out: list[Completion | None] = [None] * len(requests)
     lock = threading.Lock()
     t0 = time.perf_counter()
@@ -101,18 +88,20 @@ def ask(teacher: Teacher, name: str, requests: Sequence[Any], price: tuple[float
         def done(i: int, c: Completion) -> None:
             with lock:
                 out[i] = c
-                stats.add(c, price)
+                if not counted:
+                    tally.add(c)
                 bar.update(1)
-                bar.set_postfix_str(f"{stats.prompt_tokens + stats.completion_tokens:,} tok, "
-                                    f"{stats.cost_total:.4f} {currency}, "
-                                    f"{stats.cache_hits} cached", refresh=False)
+                tokens = tally.total_prompt_tokens + tally.total_completion_tokens
+                bar.set_postfix_str(f"{tokens:,} tok, "
+                                    f"{tally.cost(*price, with_cached=True):.4f} {currency}, "
+                                    f"{tally.cache_hits} cached", refresh=False)
 
         teacher.complete_many(list(requests), done)
-    stats.seconds += time.perf_counter() - t0
+    tally.wall_seconds += time.perf_counter() - t0
     missing = [i for i, c in enumerate(out) if c is None]
     for i in missing:  # a provider that broke its contract: a failure, never a crash
         out[i] = Completion(text=None, error="error", error_detail="the provider gave no answer")
-        stats.add(out[i], price)  # type: ignore[arg-type]
+        tally.add(out[i])  # type: ignore[arg-type]
     return [c for c in out if c is not None]
 
 
@@ -146,7 +135,8 @@ def generate(exp: Experiment, train: Sequence[PromptItem], evals: Sequence[Promp
     assert gen is not None, "the command checks that generate: is declared"
     units = {k: u.model_dump(mode="json") for k, u in exp.units.items()}
     items = [*train, *evals]
-    stats = [TeacherStats(name) for name in teachers]
+    stats = [TeacherTally(name) for name in teachers]
+    prices = {name: _price(exp, name) for name in teachers}
     per_item: list[dict[str, Outcome]] = [{} for _ in items]
     for st, (name, teacher) in zip(stats, teachers.items(), strict=True):
         spec = exp.teachers.get(name)  # absent only for teachers built by a test
@@ -156,7 +146,7 @@ def generate(exp: Experiment, train: Sequence[PromptItem], evals: Sequence[Promp
                               temperature=spec.temperature if spec else 0.0, seed=gen.seed,
                               answer_from=answer_from)
                 for it in items]
-        answers = ask(teacher, name, reqs, _price(exp, name), st, progress=progress,
+        answers = ask(teacher, name, reqs, prices[name], st, progress=progress,
                       currency=exp.costs.currency)
         for k, (it, c) in enumerate(zip(items, answers, strict=True)):
             per_item[k][name] = candidate_from(name, c, units[it.unit], gen.fields, it.reference,
@@ -167,9 +157,10 @@ def generate(exp: Experiment, train: Sequence[PromptItem], evals: Sequence[Promp
               for it, out in zip(items, per_item, strict=True)]
     skipped: set[int] = set()
     if judge is not None and train:
-        jstats = TeacherStats(f"judge:{judge.name}")  # apart from the same model as teacher
+        jstats = TeacherTally(f"judge:{judge.name}")  # apart from the same model as teacher
         stats.append(jstats)
-        judge.teacher = _Counting(judge.teacher, jstats, _price(exp, judge.name),
+        prices[jstats.name] = _price(exp, judge.name)
+        judge.teacher = _Counting(judge.teacher, jstats, prices[jstats.name],
                                   progress=progress, currency=exp.costs.currency)
         if judge.when == "disagreement":
             skipped = {k for k, it in enumerate(train)
@@ -197,7 +188,8 @@ def generate(exp: Experiment, train: Sequence[PromptItem], evals: Sequence[Promp
             verdicts[k] = verdict
         elif k in skipped:
             verdicts[k] = agreement_verdict(per_item[k])
-    result = GenerateResult(samples=[], eval=[], stats=stats, judge_skipped=len(skipped),
+    result = GenerateResult(samples=[], eval=[], stats=stats, prices=prices,
+                            judge_skipped=len(skipped),
                             judge_asked=sum(1 for k in range(len(train))
                                             if k not in skipped and judge is not None
                                             and any(o.answered for o in per_item[k].values())))
@@ -210,14 +202,14 @@ def generate(exp: Experiment, train: Sequence[PromptItem], evals: Sequence[Promp
 
 
 class _Counting:
-    """A teacher wrapper that counts the judge's calls in its :class:`TeacherStats` (with a
+    """A teacher wrapper that counts the judge's calls in its :class:`TeacherTally` (with a
     progress bar), so the summary shows the judge like a teacher."""
 
-    def __init__(self, inner: Teacher, stats: TeacherStats, price: tuple[float, float], *,
+    def __init__(self, inner: Teacher, tally: TeacherTally, price: Price, *,
                  progress: bool, currency: str) -> None:
-        self.inner, self.stats, self.price = inner, stats, price
+        self.inner, self.tally, self.price = inner, tally, price
         self.progress, self.currency = progress, currency
-        self.name = stats.name
+        self.name = tally.name
 
     def config_key(self) -> str:
         return self.inner.config_key()
@@ -226,7 +218,7 @@ class _Counting:
         self.inner.check()
 
     def complete_many(self, requests: Sequence[Any], on_done: Any) -> None:
-        answers = ask(self.inner, self.name, requests, self.price, self.stats,
+        answers = ask(self.inner, self.name, requests, self.price, self.tally,
                       progress=self.progress, currency=self.currency)
         for i, c in enumerate(answers):
             on_done(i, c)

@@ -16,6 +16,7 @@ from harness.cli import main
 from harness.commands.generate import run_generate, summary_rows
 from harness.errors import InputError
 from harness.teachers.base import ChatRequest, Completion
+from harness.teachers.cache import CachedTeacher, CallCache
 from harness.teachers.generate import generate, write
 from harness.teachers.inputs import read_prompts
 from harness.teachers.judge import LLMJudge
@@ -296,3 +297,50 @@ def test_judge_when_is_read_from_the_yaml(tmp_path: Path) -> None:
     spec["judge"]["when"] = "sometimes"
     with pytest.raises(InputError, match="when"):
         load_experiment(_write(tmp_path, spec), check_files=False)
+
+
+def test_summary_of_a_cached_rerun_pays_nothing_and_counts_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _spec(tmp_path)
+    spec["teachers"] = {n: {"provider": "hf", "model": str(tmp_path)} for n in ("a", "b")}
+    spec["costs"] = {"teachers": {
+        "a": {"price_per_1k_prompt": 1.0, "price_per_1k_completion": 2.0},
+        "b": {"price_per_1k_prompt": 0.5, "price_per_1k_completion": 0.0},
+        "judge_v1": {"price_per_1k_prompt": 3.0, "price_per_1k_completion": 1.0}}}
+    path = _write(tmp_path, spec)
+    monkeypatch.chdir(tmp_path)  # the default cache: runs/<name>/teacher_cache.sqlite
+    asked: list[str] = []
+
+    def build(exp: Any, names: list[str], cache: Path) -> Any:
+        store = CallCache(cache)
+        raw = {"a": ScriptedTeacher("a", good), "b": ScriptedTeacher("b", flaky)}
+        judge = ScriptedTeacher("judge_v1", _favour_a)
+        for t in (*raw.values(), judge):
+            t.script = _logged(t.script, asked)
+        return ({n: CachedTeacher(t, store) for n, t in raw.items()},
+                LLMJudge("judge_v1", CachedTeacher(judge, store), (1.0, 5.0), seed=0))
+
+    tables: list[dict[str, dict[str, Any]]] = []
+    for _ in range(2):
+        headers, rows = summary_rows(run_generate(str(path), progress=False, build=build)[1])
+        tables.append({str(r[0]): dict(zip(headers, r, strict=True)) for r in rows})
+    cold, warm = tables
+    assert len(asked) == 6 + 6 + 4 + 1  # the rerun asked only b's failed call again
+    a, b, j = (cold[n] for n in ("a", "b", "judge:judge_v1"))
+    assert (a["calls"], a["cache_hits"], a["prompt_tok"], a["completion_tok"]) == (6, 0, 60, 50)
+    assert a["cost_paid"] == a["cost_total"] == (60 * 1.0 + 50 * 2.0) / 1000
+    assert b["cost_paid"] == 50 * 0.5 / 1000 and b["failed_calls"] == 1
+    assert (j["calls"], j["prompt_tok"], j["cost_paid"]) == (4, 40, (40 * 3.0 + 32) / 1000)
+    for name, row in warm.items():
+        # tokens and cost_total describe the written samples, cached or not; nothing paid again
+        same = ("calls", "prompt_tok", "completion_tok", "cost_total", "failed_calls", "outcomes")
+        assert {k: row[k] for k in same} == {k: cold[name][k] for k in same}
+        assert row["cache_hits"] == row["calls"] - row["failed_calls"]
+        assert row["cost_paid"] == 0.0  # b's retried timeout used no tokens
+
+
+def _logged(script: Any, asked: list[str]) -> Any:
+    def run(req: ChatRequest) -> str | Completion:
+        asked.append(user_text(req))
+        return script(req)  # type: ignore[no-any-return]
+    return run
