@@ -64,7 +64,8 @@ def failures_exclude(rows: pl.DataFrame, bucket: BucketSpec) -> pl.DataFrame:
 def _corrected(rows: pl.DataFrame, *extra: pl.Expr) -> pl.DataFrame:
     """Rows whose target answer is known — the correction, else (for a wrong answer, not for a
     candidate that gave none) the unit's refusal marker — with ``final`` set to it. The
-    teacher's rationale, limits and trajectory are dropped: they argued for the wrong answer. ``extra`` expressions see the original ``final``."""
+    teacher's rationale, limits and trajectory are dropped: they argued for the wrong answer.
+    ``extra`` expressions see the original ``final``."""
     # The marker stands in only for a wrong answer: a candidate that gave none (an unparseable
     # reply or a failed call, final "" as `harness generate` writes it) says nothing about where
     # the unit's boundary is, so without a correction it is left out.
