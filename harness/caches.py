@@ -4,7 +4,7 @@ A demo-sized matrix runs many small cells that would otherwise each pay the same
 training and the same ``torch.compile`` work. The worker points both at one folder per run
 (:func:`use_run_caches`, before anything compiles):
 
-- ``<cache>/tokenizers``: :mod:`harness.students.tokenizer_cache` (by digest of the texts);
+- ``<cache>/tokenizers``: :mod:`harness.students.tokenizer` (by digest of the texts);
 - ``<cache>/torchinductor``: inductor's FX graph cache and AOT autograd cache
   (``TORCHINDUCTOR_CACHE_DIR``; both caches switched on), which a later process compiling the
   same graph reads instead of compiling again;

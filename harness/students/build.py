@@ -14,28 +14,15 @@ The loss covers the target tokens and the EOS.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
-
-
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
-    """A byte-level BPE tokenizer trained on ``texts`` (a ``PreTrainedTokenizerFast``)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
-                                   unk_token="<unk>")
+# the tokenizer's home is harness.students.tokenizer; imported here for build's callers
+from harness.students.tokenizer import (  # noqa: F401
+    SPECIAL_TOKENS,
+    cached_train_tokenizer,
+    train_tokenizer,
+)
 
 
 def build_from_config(cfg: dict[str, Any], tokenizer: Any, seed: int) -> Any:
@@ -87,7 +74,5 @@ def build_student(student: dict[str, Any], texts: list[str], seed: int,
             path = base_dir / path
         return load_checkpoint(path, bool(student.get("trust_remote_code")))
     cfg = student["config"]
-    from harness.students.tokenizer_cache import cached_train_tokenizer  # (imports this module)
-
     tokenizer = cached_train_tokenizer(texts, int(cfg["vocab"]))  # trained, or the cached twin
     return build_from_config(cfg, tokenizer, seed), tokenizer

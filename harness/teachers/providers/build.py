@@ -1,32 +1,13 @@
-"""From a ``teachers:`` entry to a :class:`~harness.teachers.base.Teacher`, and the helpers every
-provider shares: the configuration digest (the cache's half of a key), the system prompt, and
-building a request with the teacher's own defaults.
+"""From a ``teachers:`` entry to a :class:`~harness.teachers.base.Teacher`, and building a request
+with the teacher's own defaults (the providers' shared helpers: :mod:`.common`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
-from typing import Any
 
 from harness.spec.teachers import HFTeacherSpec, OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Teacher
-
-
-def config_digest(fields: dict[str, Any]) -> str:
-    """sha256 (64 hex chars) of the canonical JSON of the fields that change answers."""
-    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def with_system(messages: Sequence[dict[str, str]], system: str | None) -> list[dict[str, str]]:
-    """``messages`` with the teacher's system prompt first, unless it has a system message."""
-    out = [dict(m) for m in messages]
-    if system and not any(m["role"] == "system" for m in out):
-        out.insert(0, {"role": "system", "content": system})
-    return out
 
 
 def build_request(spec: OpenAITeacherSpec | HFTeacherSpec, prompt: str | Sequence[tuple[str, str]],

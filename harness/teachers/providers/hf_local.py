@@ -26,7 +26,7 @@ from typing import Any
 from harness.errors import InputError
 from harness.spec.teachers import HFTeacherSpec
 from harness.teachers.base import ChatRequest, Completion, OnDone
-from harness.teachers.providers.build import config_digest, with_system
+from harness.teachers.providers.common import config_digest, with_system
 
 #: (folder, gguf file, dtype, device) -> (model, tokenizer): one load per process.
 _LOADED: dict[tuple[str, str | None, str, str], tuple[Any, Any]] = {}

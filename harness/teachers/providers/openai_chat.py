@@ -20,7 +20,7 @@ from typing import Any
 from harness.errors import InputError, did_you_mean
 from harness.spec.teachers import OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Completion, ErrorKind, OnDone
-from harness.teachers.providers.build import config_digest, with_system
+from harness.teachers.providers.common import config_digest, with_system
 
 _BACKOFF_BASE_S = 0.5
 _BACKOFF_CAP_S = 30.0

@@ -1,17 +1,17 @@
-"""Trained tokenizers cached by what they were trained on, so cells with the same text share one.
+"""The from-scratch student's tokenizer: trained on the cell's own text, and cached by what it
+was trained on, so cells with the same text share one.
 
-A from-scratch student trains a byte-level BPE tokenizer on its cell's prompts and targets
-(:func:`harness.students.build.train_tokenizer`). Cells of one matrix often train on the very
-same text (noise seeds, repeated arms), and the training is seconds of CPU each. The tokenizer is
-therefore cached under the digest of (the texts in order, the vocabulary size, the trainer's
-settings and the ``tokenizers`` version that trains it), as the serialised backend tokenizer
-(``<digest>.json``), written atomically (concurrent cells writing the same entry both write the
-same bytes; the last rename wins). A cached entry loads into the same
-``PreTrainedTokenizerFast`` as a fresh training gives: identical vocabulary, merges, special
-tokens and saved files (tested).
+:func:`train_tokenizer` trains a byte-level BPE tokenizer on a cell's prompts and targets.
+Cells of one matrix often train on the very same text (noise seeds, repeated arms), and the
+training is seconds of CPU each, so :func:`cached_train_tokenizer` keeps it under the digest of
+(the texts in order, the vocabulary size, the trainer's settings and the ``tokenizers`` version
+that trains it), as the serialised backend tokenizer (``<digest>.json``), written atomically
+(concurrent cells writing the same entry both write the same bytes; the last rename wins). A
+cached entry loads into the same ``PreTrainedTokenizerFast`` as a fresh training gives:
+identical vocabulary, merges, special tokens and saved files (tested).
 
 The cache folder comes from the environment (:data:`ENV`), which the worker sets for its run
-(:func:`harness.caches.use_run_caches`); without it every call trains anew, as before.
+(:func:`harness.caches.use_run_caches`); without it every call trains anew.
 Imports only ``tokenizers`` and ``transformers`` inside functions (the worker's path).
 """
 
@@ -25,11 +25,30 @@ from pathlib import Path
 from typing import Any
 
 from harness.fsutil import atomic_write_text
-from harness.students.build import SPECIAL_TOKENS, train_tokenizer
+
+SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer trained on ``texts`` (a ``PreTrainedTokenizerFast``)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>")
+
 
 #: Environment variable naming the tokenizer cache folder (unset: no cache).
 ENV = "HARNESS_TOKENIZER_CACHE"
-#: Bumped whenever :func:`harness.students.build.train_tokenizer` changes how it trains.
+#: Bumped whenever :func:`train_tokenizer` changes how it trains.
 FORMAT = 1
 
 
@@ -66,7 +85,7 @@ def _wrap(backend: Any) -> Any:
 
 def cached_train_tokenizer(texts: Iterable[str], vocab_size: int,
                            cache_dir: Path | None = None) -> Any:
-    """:func:`~harness.students.build.train_tokenizer`, through the cache.
+    """:func:`train_tokenizer`, through the cache.
 
     Args:
         texts: the training texts (read once; their order counts).

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness import caches
-from harness.students import tokenizer_cache as tc
+from harness.students import tokenizer as tc
 from harness.students.build import train_tokenizer
 
 TEXTS = ["where is my parcel\n", "Answer: shipping", "I was charged twice for order 88213\n",
