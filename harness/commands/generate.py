@@ -10,6 +10,7 @@ cache, so a rerun, or a run after Ctrl-C or SIGKILL, pays only for what was neve
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,13 +44,21 @@ def build_providers(exp: Experiment, names: list[str], cache: Path
     from harness.teachers.judge import LLMJudge
     from harness.teachers.providers import build_teacher
 
+    spec = exp.judge
+    rubric, where = (spec.rubric, "judge.rubric") if spec is not None else (None, "")
+    if spec is not None and spec.rubric_file is not None:
+        where = f"judge.rubric_file ({spec.rubric_file})"
+        try:
+            rubric = spec.rubric_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"judge.rubric_file: cannot read {spec.rubric_file} ({exc})"
+                             ) from None
     store = CallCache(cache)
     raw: dict[str, Teacher] = {}
     for name in names:
         raw[name] = build_teacher(name, exp.teachers[name])
         raw[name].check()
     teachers: dict[str, Teacher] = {n: CachedTeacher(t, store) for n, t in raw.items()}
-    spec = exp.judge
     if spec is None:
         return teachers, None
     jspec = spec.config if spec.config is not None else exp.teachers[spec.name]
@@ -57,15 +66,10 @@ def build_providers(exp: Experiment, names: list[str], cache: Path
     if jraw is None:
         jraw = build_teacher(spec.name, jspec)
         jraw.check()
-    rubric = spec.rubric
-    if spec.rubric_file is not None:
-        try:
-            rubric = spec.rubric_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"judge.rubric_file: cannot read {spec.rubric_file} ({exc})"
-                             ) from None
     judge = LLMJudge(spec.name, CachedTeacher(jraw, store), spec.scale or exp.data.judge_scale,
-                     spec.seed, rubric=rubric, max_tokens=jspec.max_tokens, when=spec.when)
+                     spec.seed, rubric=rubric, max_tokens=jspec.max_tokens, when=spec.when,
+                     where=where)
+    judge.check(len(names))
     return teachers, judge
 
 
@@ -89,11 +93,13 @@ def run_generate(path: str, *, limit: int | None = None, progress: bool = True,
     if gen is None:
         raise InputError(f"{loaded.path}: the experiment has no generate: section (prompts, "
                          "eval_prompts, fields...): nothing to generate")
-    for field, target in (("data.samples", exp.data.samples),
-                          *((("data.eval", exp.data.eval),) if gen.eval_prompts else ())):
+    targets = {"data.samples": exp.data.samples,
+               **({"data.eval": exp.data.eval} if gen.eval_prompts else {})}
+    for field, target in targets.items():
         if target.suffix != ".jsonl":
             raise InputError(f"{loaded.path}: {field}: generate writes JSON Lines; name the "
                              f"file *.jsonl (got {target.name})")
+        _check_writable(loaded.path, field, target)
     units = {k: u.model_dump(mode="json") for k, u in exp.units.items()}
     limit = limit or gen.limit
     train = read_prompts(gen.prompts, units, limit=limit)
@@ -104,8 +110,30 @@ def run_generate(path: str, *, limit: int | None = None, progress: bool = True,
     names = _teacher_names(exp)
     teachers, judge = (build or build_providers)(exp, names, cache_path(exp))
     result = generate(exp, train, evals, teachers, judge, progress=progress)
-    written = write(exp, result, write_eval=bool(gen.eval_prompts))
+    try:
+        written = write(exp, result, write_eval=bool(gen.eval_prompts))
+    except OSError as exc:  # the disk filled up, or the folder changed during the calls
+        raise InputError(f"{loaded.path}: cannot write {exc.filename or exp.data.samples} "
+                         f"({exc.strerror or exc}); every answer is in the call cache "
+                         f"({cache_path(exp)}): fix it and run again to pay nothing twice"
+                         ) from None
     return exp, result, written
+
+
+def _check_writable(yaml_path: Path, field: str, target: Path) -> None:
+    """Refuse, before any call, an output path that cannot become a file: a folder, a path
+    under a file, or a folder this user may not write into."""
+    if target.is_dir():
+        raise InputError(f"{yaml_path}: {field}: {target} is a folder; name a .jsonl file")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # generate creates the missing folders
+    if not parent.is_dir():
+        raise InputError(f"{yaml_path}: {field}: cannot create {target}: {parent} is a file, "
+                         "not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{yaml_path}: {field}: cannot write into {parent} (permission "
+                         "denied)")
 
 
 def _teacher_names(exp: Experiment) -> list[str]:

@@ -16,6 +16,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Compose, train and evaluate every cell (skipping finished ones), then collect results."""
     from harness.run import format_table, run_cells
 
+    if args.address is not None and args.executor != "ray":
+        # else the cells would quietly run here, not on the cluster the user named
+        raise InputError(f"--address {args.address!r} names a Ray cluster, but the executor is "
+                         f"{args.executor!r}: add `--executor ray`, or drop --address")
     loaded, data = load(args.experiment, cap=True, max_cells=args.max_cells)
     fit(loaded, data)
     matrix = matrix_cells(loaded, data)

@@ -26,10 +26,12 @@ import contextlib
 import logging
 import os
 import platform
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
+from harness.errors import InputError
 from harness.execute.base import (
     CellJob,
     CellResult,
@@ -44,6 +46,58 @@ from harness.execute.task import LOSE_WORKER_ENV
 
 #: Environment passed to every task's process (the OpenMP policy of :mod:`harness.threads`).
 TASK_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+#: Seconds the head node's port has to accept a TCP connection before ``ray.init`` is tried:
+#: Ray itself retries an unreachable GCS for minutes without saying why.
+CONNECT_TIMEOUT_S = 5.0
+_ADDRESS_HINT = ("give the head node's host:port (e.g. 10.0.0.5:6379, printed by `ray start "
+                 "--head`), ray://host:10001 (needs ray[client]) or auto; or leave --address "
+                 "and RAY_ADDRESS unset to start a local cluster")
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``host:port`` or ``[v6]:port``; None when it has no such form."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str, origin: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse, within ``timeout`` seconds, a cluster address nothing listens at.
+
+    Ray rewrites a loopback host to this node's IP before connecting, so both the address as
+    given and Ray's canonical form are tried; either accepting a connection is enough. ``auto``
+    and ``local`` are left to ``ray.init``, which fails at once when no cluster is found.
+
+    Args:
+        address: ``host:port``, ``ray://host:port``, ``auto`` or ``local``.
+        origin: where the address came from (``--address`` or ``RAY_ADDRESS``), for the message.
+
+    Raises:
+        InputError: the address is not ``host:port``, or no connection could be made.
+    """
+    if address in ("auto", "local"):
+        return
+    target = address.removeprefix("ray://")
+    given = None if "://" in target else _host_port(target)  # http://: the dashboard's URL
+    if given is None:
+        raise InputError(f"{origin} {address!r}: not a Ray cluster address; {_ADDRESS_HINT}")
+    tries = [given]
+    with contextlib.suppress(Exception):  # a private helper: without it, the address as given
+        from ray._private.services import canonicalize_bootstrap_address
+
+        canonical = _host_port(canonicalize_bootstrap_address(target) or "")
+        if canonical is not None and canonical != given:
+            tries.append(canonical)
+    why = ""
+    for host, port in tries:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            return
+        except OSError as exc:
+            why = exc.strerror or str(exc) or type(exc).__name__
+    raise InputError(f"{origin} {address!r}: no Ray cluster answers there ({why}); "
+                     f"{_ADDRESS_HINT}")
 
 
 def _ray_cell(task: CellTask, board: Any) -> CellResult:
@@ -84,6 +138,7 @@ class RayExecutor(Executor):
                  threads: int | None, checkpoint: CheckpointPolicy,
                  ship_code: bool | None = None) -> None:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self._origin = "--address" if address else "RAY_ADDRESS"  # for the error messages
         self.gpus, self.cpus, self.memory = gpus, cpus, memory
         self.max_retries, self.device, self.checkpoint = max_retries, device, checkpoint
         self.threads = threads or max(1, int(cpus))
@@ -111,9 +166,19 @@ class RayExecutor(Executor):
         import ray
 
         if not ray.is_initialized():  # a caller (a test, a notebook) may have connected
-            ray.init(address=self.address, runtime_env=self._runtime_env(),
-                     include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING, configure_logging=True)
+            if self.address is not None:
+                check_reachable(self.address, self._origin)
+            try:
+                ray.init(address=self.address, runtime_env=self._runtime_env(),
+                         include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.WARNING, configure_logging=True)
+            except (ConnectionError, ValueError) as exc:
+                if self.address is None:  # starting a local cluster failed: not the input
+                    raise
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise InputError(f"{self._origin} {self.address!r}: cannot connect to the Ray "
+                                 f"cluster ({type(exc).__name__}: {first[:300]}); "
+                                 f"{_ADDRESS_HINT}") from None
             self._owned = True
         res = ray.cluster_resources()
         if self.gpus is None:

@@ -27,14 +27,17 @@ from pydantic import Field, field_validator, model_validator
 
 from harness.spec.base import Strict
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+# a number (YAML reads an unquoted 1e9 as a string, so an exponent is accepted here) and a unit
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\+?\d+)?)\s*([KMGT]i?B?|B)?\s*$",
+                      re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
 
 
 def parse_size(value: int | float | str) -> int:
-    """Bytes of ``value``: a number of bytes, or ``"512MiB"``, ``"4GB"``, ``"2G"`` (decimal K/M/G/T,
-    binary Ki/Mi/Gi/Ti, case-insensitive). Raises ValueError for anything else or < 1 byte."""
+    """Bytes of ``value``: a number of bytes (``1e9`` too), or ``"512MiB"``, ``"4GB"``, ``"2G"``
+    (decimal K/M/G/T, binary Ki/Mi/Gi/Ti, case-insensitive). Raises ValueError for anything
+    else or < 1 byte."""
     if isinstance(value, bool):
         raise ValueError(f"expected a size, got {value!r}")
     if isinstance(value, int | float):
@@ -59,10 +62,12 @@ class ExecutionSpec(Strict):
     and ``memory`` per task.
     """
 
-    gpus: float | None = Field(None, ge=0, le=64, description="GPUs per cell: a fraction (0.25 "
-                               "runs four cells on one GPU), a whole number, or 0 for CPU-only "
-                               "cells. Default: 1 where the executor sees GPUs, else 0.")
-    cpus: float = Field(1.0, gt=0, le=1024, description="CPUs per cell (a Ray task's num_cpus).")
+    gpus: float | None = Field(None, ge=0, le=64, allow_inf_nan=False, description="GPUs per "
+                               "cell: a fraction (0.25 runs four cells on one GPU), a whole "
+                               "number, or 0 for CPU-only cells. Default: 1 where the executor "
+                               "sees GPUs, else 0.")
+    cpus: float = Field(1.0, gt=0, le=1024, allow_inf_nan=False,
+                        description="CPUs per cell (a Ray task's num_cpus).")
     memory: int | None = Field(None, description="Memory per cell, in bytes or with a unit "
                                "(4GiB, 512MB); a Ray task's memory. Default: not reserved.")
     max_retries: int = Field(2, ge=0, le=10, description="How often a cell whose worker process "

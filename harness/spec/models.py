@@ -12,6 +12,8 @@ which reports them with their YAML paths.
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,6 +73,8 @@ class DataSpec(Strict):
     @field_validator("judge_scale")
     @classmethod
     def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(math.isfinite(x) for x in v):  # NaN compares false: it would pass below
+            raise ValueError(f"judge_scale must be two finite numbers, got {list(v)}")
         if v[0] >= v[1]:
             raise ValueError(f"judge_scale must be [low, high] with low < high, got {list(v)}")
         return v

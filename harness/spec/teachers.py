@@ -13,6 +13,7 @@ holds it, and a value that looks like a key is rejected.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,7 +40,8 @@ def _looks_like_key(value: str) -> bool:
 class _TeacherCommon(Strict):
     """What every provider shares: the answer budget and the prompt style."""
 
-    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (0: greedy).")
+    temperature: float = Field(0.0, ge=0, le=2, allow_inf_nan=False,
+                               description="Sampling temperature (0: greedy).")
     max_tokens: int = Field(256, ge=1, le=32768, description="Answer budget in tokens.")
     system: str | None = Field(
         None, description="System prompt: the teacher's prompt style. The provider prepends it "
@@ -64,7 +66,8 @@ class OpenAITeacherSpec(_TeacherCommon):
         None, description="NAME of the environment variable holding the API key (never the key "
         "itself). Omit for a local server that needs no key.")
     concurrency: int = Field(4, ge=1, le=256, description="Requests in flight at once.")
-    timeout_s: float = Field(60.0, gt=0, le=3600, description="Per-attempt timeout (s).")
+    timeout_s: float = Field(60.0, gt=0, le=3600, allow_inf_nan=False,
+                             description="Per-attempt timeout (s).")
     max_retries: int = Field(4, ge=0, le=20, description="Retries after a 429, 5xx, timeout or "
                              "connection error, with exponential backoff and jitter.")
     logprobs: bool = Field(False, description="For label units, ask for top log-probabilities "
@@ -197,6 +200,8 @@ class JudgeSpec(Strict):
                              "judge's own provider block)")
         if self.rubric is not None and self.rubric_file is not None:
             raise ValueError("give at most one of 'rubric' and 'rubric_file'")
+        if self.scale is not None and not all(math.isfinite(x) for x in self.scale):
+            raise ValueError(f"scale must be two finite numbers, got {list(self.scale)}")
         if self.scale is not None and self.scale[0] >= self.scale[1]:
             raise ValueError(f"scale must be [low, high] with low < high, got {list(self.scale)}")
         return self

@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.errors import InputError
 from harness.teachers.base import ChatRequest, Completion, OnDone, Teacher
 from harness.teachers.tally import TeacherTally
 
@@ -47,17 +48,35 @@ class CallCache:
     """The SQLite file of answered calls; safe to share between threads (one lock)."""
 
     def __init__(self, path: str | Path) -> None:
+        """Open (or create) the file, before any call is made.
+
+        Raises:
+            InputError: the path is a folder, sits under a file, is not a SQLite file of this
+                layout, or cannot be written (a call answered later could not be stored).
+        """
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # autocommit mode (isolation_level=None): every INSERT is its own committed transaction
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                   timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a killed process (only a power cut can lose the last
-        # commits), at a fraction of FULL's fsyncs
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # autocommit (isolation_level=None): every INSERT is its own committed transaction
+            self._db = sqlite3.connect(self.path, check_same_thread=False,
+                                       isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process (only a power cut can lose the last
+            # commits), at a fraction of FULL's fsyncs
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            # another program's table of the same name, or a read-only file, fails here rather
+            # than on the first paid answer
+            self._db.execute("SELECT key, teacher, created, completion FROM calls LIMIT 0")
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ROLLBACK")
+        except (OSError, sqlite3.Error) as exc:
+            if hasattr(self, "_db"):
+                self._db.close()
+            raise InputError(f"{self.path}: cannot use it as the teacher call cache "
+                             f"({type(exc).__name__}: {exc}); point generate.cache at a "
+                             "writable SQLite file (it is created if missing)") from None
 
     def get(self, key: str) -> Completion | None:
         """The stored completion of ``key``, or None."""

@@ -27,6 +27,15 @@ class PromptItem:
     line: int = 0
 
 
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _item(obj: Any, where: str, units: Mapping[str, Mapping[str, Any]], need_reference: bool,
           log: ProblemLog) -> PromptItem | None:
     """The item on one line, or None after adding its problems to ``log``."""
@@ -57,6 +66,13 @@ def _item(obj: Any, where: str, units: Mapping[str, Mapping[str, Any]], need_ref
     tags = obj.get("tags") or {}
     if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
         log.add(where, "tags", "must be an object of strings")
+    for key in _KEYS:
+        value = obj.get(key)
+        texts = [*value, *value.values()] if isinstance(value, dict) else [value]
+        if any(isinstance(t, str) and not _encodable(t) for t in texts):
+            # JSON can spell a lone surrogate (\ud800) that no UTF-8 file or request can carry
+            log.add(where, key, "contains a lone surrogate escape (\\ud800-\\udfff): not valid "
+                    "Unicode text")
     if log.total > before:
         return None
     return PromptItem(id=obj["id"], unit=obj["unit"], prompt=obj["prompt"], reference=ref,

@@ -46,20 +46,21 @@ Reply with one JSON object and nothing else:
 """
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_EXAMPLE = "\x00example"  #: the record id of :meth:`LLMJudge.check`'s trial render
 _MAX_TAGS, _TAG_CHARS = 8, 60
 
 
-def compile_rubric(source: str) -> Any:
+def compile_rubric(source: str, where: str = "judge.rubric") -> Any:
     """The rubric as a bounded-sandbox Jinja2 template.
 
     Raises:
-        InputError: the template does not parse (located at ``judge.rubric``).
+        InputError: the template does not parse (located at ``where``).
     """
     env = BoundedSandbox(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
     try:
         return env.from_string(source)
     except TemplateError as exc:
-        raise InputError(f"judge.rubric: the rubric template does not parse: {exc}") from None
+        raise InputError(f"{where}: the rubric template does not parse: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,28 @@ class LLMJudge:
     """
 
     def __init__(self, name: str, teacher: Teacher, scale: tuple[float, float], seed: int,
-                 rubric: str | None = None, max_tokens: int = 96, when: str = "always"
-                 ) -> None:
+                 rubric: str | None = None, max_tokens: int = 96, when: str = "always",
+                 where: str = "judge.rubric") -> None:
         self.name, self.teacher, self.scale, self.seed = name, teacher, scale, seed
         self.when = when  # "always" or "disagreement" (see agreement())
-        self.template = compile_rubric(rubric if rubric is not None else DEFAULT_RUBRIC)
+        self.where = where  # the rubric's place in the YAML, for error messages
+        self.template = compile_rubric(rubric if rubric is not None else DEFAULT_RUBRIC, where)
         self.max_tokens = max_tokens
+
+    def check(self, teachers: int = 2) -> None:
+        """Render the rubric for an example record with ``teachers`` answers, with and
+        without a reference, before any call: a rubric that names a variable it is not given
+        would otherwise fail after every teacher was paid.
+
+        Raises:
+            InputError: the rubric cannot be rendered (located at ``where``).
+        """
+        names = [f"t{k}" for k in range(max(1, min(teachers, len(_LETTERS))))]
+        cands = [{"teacher": t, "final": "an answer", "rationale": "a reason", "limits": "a limit"}
+                 for t in names]
+        for ref in ("the reference", None):
+            self.request(JudgeItem(_EXAMPLE, "unit", {"kind": "text"}, "an example request",
+                                   ref, cands), names)
 
     def order(self, record_id: str, teachers: Sequence[str]) -> list[str]:
         """The teachers in the order the judge sees them (seeded per record, stable across
@@ -111,10 +128,17 @@ class LLMJudge:
                   "limits": by_teacher[t].get("limits")} for k, t in enumerate(order)]
         low, high = self.scale
         size = len(item.prompt) + sum(len(str(c)) for c in shown)
-        with budget(size):
-            text = self.template.render(prompt=item.prompt, unit=item.unit_name,
-                                        kind=item.unit["kind"], reference=item.reference,
-                                        candidates=shown, low=_num(low), high=_num(high))
+        try:
+            with budget(size):
+                text = self.template.render(prompt=item.prompt, unit=item.unit_name,
+                                            kind=item.unit["kind"], reference=item.reference,
+                                            candidates=shown, low=_num(low), high=_num(high))
+        except Exception as exc:  # noqa: BLE001 - the rubric is user code: {{ 1/0 }}, {{ x + 1 }}
+            # the teachers' answers are in the call cache: a fixed rubric pays only the judge
+            what = ("an example record, before any call" if item.record_id == _EXAMPLE
+                    else f"record {item.record_id!r}")
+            raise InputError(f"{self.where}: the rubric cannot be rendered for {what} "
+                             f"({type(exc).__name__}: {exc})") from None
         return ChatRequest(messages=(("user", text),), max_tokens=self.max_tokens)
 
     def verdict(self, completion: Completion, order: Sequence[str]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ def test_sizes_parse_with_decimal_and_binary_units():
     assert parse_size("512MB") == 512 * 10**6
     assert parse_size("2g") == 2 * 10**9
     assert parse_size(1024) == 1024
+    # YAML reads an unquoted 1e9 as a string, not a number
+    assert parse_size("1e9") == 10**9 and parse_size("1.5e3MB") == 1500 * 10**6
     for bad in ("lots", "-1GB", "0", True):
         with pytest.raises(ValueError):
             parse_size(bad)  # type: ignore[arg-type]
@@ -25,7 +27,7 @@ def test_the_section_is_checked():
     assert ExecutionSpec().gpus is None  # 1 where there are GPUs, else 0
     for bad in ({"gpus": 1.5}, {"gpus": -1}, {"cpus": 0}, {"max_retries": 11},
                 {"checkpoint": "storage"}, {"storage": "/x"}, {"memory": "much"},
-                {"nodes": 3}):
+                {"nodes": 3}, {"gpus": float("nan")}, {"cpus": float("inf")}):
         with pytest.raises(ValidationError):
             ExecutionSpec.model_validate(bad)
 

@@ -65,3 +65,19 @@ def test_a_judge_with_its_own_provider_block_may_be_priced(tiny, capsys) -> None
     assert main(["validate", str(tiny(spec=spec))]) == 0, capsys.readouterr().err
     assert main(["validate", str(tiny(spec={**spec, "judge": {"teacher": "a"}}))]) == 2
     assert "costs.teachers.judge: teacher 'judge' does not occur" in capsys.readouterr().err
+
+
+def test_non_finite_numbers_are_refused(tiny) -> None:
+    # NaN passes `low >= high` and every bound check unnoticed (issue H7's probe)
+    nan, inf = float("nan"), float("inf")
+    text = _errors(tiny, {"teachers": {"api": {**API, "timeout_s": nan, "temperature": inf}},
+                          "judge": {"teacher": "api", "scale": [nan, 5]},
+                          "costs": {"teachers": {"api": {}}}})
+    assert "teachers.api.timeout_s: Input should be a finite number" in text
+    assert "teachers.api.temperature: Input should be a finite number" in text
+    assert "judge: scale must be two finite numbers, got [nan, 5.0]" in text
+
+
+def test_a_non_finite_judge_scale_is_refused(tiny) -> None:
+    text = _errors(tiny, {"data": {"judge_scale": [float("nan"), 5]}})
+    assert "data.judge_scale" in text and "finite" in text

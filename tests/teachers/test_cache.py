@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
+from harness.errors import InputError
 from harness.teachers import CachedTeacher, CallCache, ChatRequest, Completion
 from harness.teachers.base import OnDone
 
@@ -95,3 +99,18 @@ def test_cache_survives_sigkill(tmp_path: Path) -> None:
         got = cache.get("k4")
         assert got is not None and got.text == "answer 4" and got.completion_tokens == 4
         assert cache.counts() == {"calls": 5, "failures": 0}
+
+
+def test_an_unusable_cache_path_is_refused_before_any_call(tmp_path: Path) -> None:
+    folder = tmp_path / "a_folder.sqlite"
+    folder.mkdir()
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database " * 100)
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:  # another program's table named `calls`
+        db.execute("CREATE TABLE calls (x INTEGER)")
+    (tmp_path / "file").write_text("x")
+    for path in (folder, garbage, other, tmp_path / "file" / "c.sqlite"):
+        with pytest.raises(InputError, match="cannot use it as the teacher call cache"):
+            CallCache(path)
+    assert garbage.read_bytes() == b"not a database " * 100  # left as it was

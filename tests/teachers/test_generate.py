@@ -344,3 +344,70 @@ def _logged(script: Any, asked: list[str]) -> Any:
         asked.append(user_text(req))
         return script(req)  # type: ignore[no-any-return]
     return run
+
+
+def test_lone_surrogates_in_prompts_are_located_before_any_call(tmp_path: Path) -> None:
+    # JSON can spell \ud800; no UTF-8 request, cache key or output file can carry it
+    bad = [{"id": "s1", "unit": "route", "prompt": "hi \ud800"},
+           {"id": "s2\udc80", "unit": "route", "prompt": "ok", "tags": {"k": "\udfff"}}]
+    text = _refused(tmp_path, _spec(tmp_path), train=bad)
+    assert "train.jsonl:1: prompt: contains a lone surrogate" in text
+    assert "train.jsonl:2: id: contains a lone surrogate" in text
+    assert "train.jsonl:2: tags: contains a lone surrogate" in text
+
+
+def test_unwritable_outputs_are_refused_before_any_call(tmp_path: Path) -> None:
+    (tmp_path / "data" / "samples.jsonl").mkdir(parents=True)
+    assert "data.samples: " in (text := _refused(tmp_path, _spec(tmp_path)))
+    assert "samples.jsonl is a folder" in text
+    (tmp_path / "data" / "samples.jsonl").rmdir()
+    spec = _spec(tmp_path)
+    spec["data"]["eval"] = "flat/eval.jsonl"
+    (tmp_path / "flat").write_text("a file, not a folder")
+    text = _refused(tmp_path, spec)
+    assert "data.eval: cannot create" in text and "is a file, not a folder" in text
+
+
+def test_a_failed_write_after_the_calls_is_an_input_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import harness.teachers.generate as stage
+
+    def full(*_: Any, **__: Any) -> list[Path]:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.jsonl"))
+
+    monkeypatch.setattr(stage, "write", full)
+    spec = _spec(tmp_path, cache="c.sqlite")
+    spec["teachers"] = {n: {"provider": "hf", "model": str(tmp_path)} for n in ("a", "b")}
+    spec["costs"] = {"teachers": {"a": {}, "b": {}}}
+    path = _write(tmp_path, spec)
+
+    def build(exp: Any, names: list[str], cache: Path) -> Any:
+        store = CallCache(cache)
+        return {n: CachedTeacher(ScriptedTeacher(n, good), store) for n in ("a", "b")}, None
+
+    with pytest.raises(InputError, match="No space left on device.*call cache"):
+        run_generate(str(path), progress=False, build=build)
+
+
+def test_missing_packages_and_rubric_errors_name_their_yaml_field(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, cache="c.sqlite")
+    spec["teachers"] = {"a": {"provider": "hf", "package_file": "h7_no_such_pkg:m.gguf"},
+                        "b": {"provider": "hf", "package_file": "six:m.gguf"}}
+    spec["costs"] = {"teachers": {"a": {}, "b": {}}}
+    for teachers, needle in ((["a"], "teachers.a.package_file: 'h7_no_such_pkg:m.gguf': the "
+                              "package 'h7_no_such_pkg' is not installed"),
+                             (["b"], "'six' is a single-file module")):
+        spec["generate"]["teachers"] = teachers
+        with pytest.raises(InputError, match=needle):
+            run_generate(str(_write(tmp_path, spec)), progress=False)
+    spec["teachers"] = {"a": {"provider": "hf", "model": str(tmp_path)}}
+    (tmp_path / "config.json").write_text("{}")  # the check does not load the model
+    (tmp_path / "rubric.j2").write_text("{{ prompt }} {{ nope }}")
+    spec["generate"]["teachers"] = ["a"]
+    spec["costs"] = {"teachers": {"a": {}}}
+    spec["judge"] = {"teacher": "a", "rubric_file": "rubric.j2"}
+    with pytest.raises(InputError, match=r"judge.rubric_file \(.*rubric.j2\): the rubric cannot "
+                                         r"be rendered for an example record, before any call"):
+        run_generate(str(_write(tmp_path, spec)), progress=False)

@@ -105,6 +105,22 @@ def test_custom_rubric_and_a_broken_one() -> None:
         _judge(rubric="{% for c in %}")
 
 
+@pytest.mark.parametrize("rubric", ["{{ nope }}", "{{ 1 / 0 }}", "{{ candidates[3].final }}",
+                                    "{{ reference.upper() }}"])
+def test_a_rubric_that_cannot_render_is_refused_before_any_call(rubric: str) -> None:
+    # it parses, so only a render finds it: check() renders an example with and without a
+    # reference; a record that still breaks it is named, as an InputError, not a traceback
+    j = _judge(rubric=rubric)
+    with pytest.raises(InputError, match="judge.rubric: the rubric cannot be rendered for an "
+                                         "example record, before any call"):
+        j.check(teachers=3)
+    if rubric in ("{{ nope }}", "{{ 1 / 0 }}"):  # the others break on some records only
+        with pytest.raises(InputError, match="for record 'r7'"):
+            j.judge_all([_item("r7", {"t1": "x"})])
+    assert not j.teacher.seen  # type: ignore[attr-defined]
+    _judge().check(teachers=3)  # the built-in rubric renders
+
+
 def _outcomes(finals: dict[str, str]) -> dict:
     return {t: candidate_from(t, Completion(text=json.dumps({"answer": f, "confidence": c})),
                               LABEL, ["confidence"], "card_arrival")

