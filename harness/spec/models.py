@@ -13,7 +13,6 @@ which reports them with their YAML paths.
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 from typing import Any, Literal
 
