@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, build_parser
-from harness.commands import prepare, results
+from harness.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, build_parser, main
+from harness.commands import generate, prepare, results
 from harness.commands.common import format_value, text_table
 
 COMMANDS = {"validate": prepare.cmd_validate, "plan": prepare.cmd_plan,
             "compose": prepare.cmd_compose, "export-lm-eval": prepare.cmd_export_lm_eval,
             "schema": prepare.cmd_schema, "run": results.cmd_run, "worker": results.cmd_worker,
             "lm-eval": results.cmd_lm_eval, "gate": results.cmd_gate,
-            "report": results.cmd_report}
+            "report": results.cmd_report, "generate": generate.cmd_generate}
 NEEDS = {"export-lm-eval": ["--out", "o"]}
 
 
@@ -30,3 +30,13 @@ def test_exit_statuses_and_table_format() -> None:
     assert format_value(None) == "" and format_value(True) == "True"
     assert text_table(["a", "n"], [["x", 1], ["yy", 22]]).splitlines() == [
         "a    n", "--  --", "x    1", "yy  22"]
+
+
+def test_an_unknown_cell_is_named_under_the_flag_the_user_typed(tiny, tmp_path, capsys) -> None:
+    path = str(tiny())
+    assert main(["run", path, "--only", "nosuch", "--out", str(tmp_path / "runs")]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "--only: unknown cell" in err and "'nosuch' matches no cell" in err
+    assert not (tmp_path / "runs").exists()
+    assert main(["compose", path, "--cell", "nosuch", "--out", str(tmp_path / "c")]) == EXIT_INPUT
+    assert "--cell: unknown cell" in capsys.readouterr().err

@@ -70,10 +70,12 @@ def matrix_cells(loaded: LoadedExperiment, data: Dataset) -> list[Cell]:
     return build_cells(loaded.spec, {"samples": data.train.sha256, "eval": data.eval.sha256})
 
 
-def select_cells(cells: list[Cell], wanted: list[str] | None) -> list[Cell]:
+def select_cells(cells: list[Cell], wanted: list[str] | None, *, flag: str = "--cell"
+                 ) -> list[Cell]:
     """The cells named by ``--cell``/``--only`` (an id prefix or a label, each matching exactly
     one cell), in the order given; all of them when none is named. Raises ``InputError``
-    listing every name that matches no cell or several."""
+    listing every name that matches no cell or several, under ``flag`` (the option the user
+    typed)."""
     if not wanted:
         return cells
     from harness.errors import ProblemLog, did_you_mean
@@ -84,9 +86,9 @@ def select_cells(cells: list[Cell], wanted: list[str] | None) -> list[Cell]:
         hits = [c for c in cells if c.cell_id.startswith(w) or c.label == w]
         if len(hits) != 1:
             reason = "matches no cell" if not hits else f"matches {len(hits)} cells"
-            log.add("--cell", "", f"{w!r} {reason}"
+            log.add(flag, "", f"{w!r} {reason}"
                     f"{did_you_mean(w, [c.label for c in cells] + [c.cell_id for c in cells])}")
         chosen += hits[:1]
-    log.raise_if_any("--cell: unknown cell")
+    log.raise_if_any(f"{flag}: unknown cell")
     return chosen
 

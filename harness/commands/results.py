@@ -23,7 +23,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded, data = load(args.experiment, cap=True, max_cells=args.max_cells)
     fit(loaded, data)
     matrix = matrix_cells(loaded, data)
-    cells = select_cells(matrix, args.only)
+    cells = select_cells(matrix, args.only, flag="--only")
     out = Path(args.out)
     summary = run_cells(loaded, data, cells, out, force=args.force, isolate=args.isolate,
                         device=args.device, threads=args.threads, progress=not args.quiet,

@@ -246,12 +246,15 @@ class RayExecutor(Executor):
             more, _ = ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=True)
             ready += more
         events += self._started()
+        ended = []
         for ref in ready:
             task = self._pending.pop(ref)
             ev = self._outcome(ref, task)
             if ev is not None:
-                events.append(ev)
-        return events
+                ended.append(ev)
+        # endings first: a cell that started because another ended must not be counted as
+        # running beside it for a moment (the driver ignores a start after a cell's end)
+        return ended + events
 
     def _outcome(self, ref: Any, task: CellTask) -> Event | None:
         """The finished event of a ready task, or a retried event (resubmitted)."""
