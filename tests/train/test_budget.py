@@ -9,18 +9,12 @@ import torch
 from harness.train.budget import choose_budget, fixed_batch, pack_step, plan, round_up
 from harness.train.objectives.causal_lm import Example
 from harness.train.packing import IGNORE
+from tests.helpers.tiny_lm import random_examples as _random_examples
 
 
 def random_examples(n: int, seed: int = 0, lo: int = 4, hi: int = 40) -> list[Example]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        length = int(rng.integers(lo, hi + 1))
-        out.append(Example(input_ids=[int(x) for x in rng.integers(1, 97, size=length)],
-                           target_start=int(rng.integers(0, length)),
-                           weight=float(rng.choice([0.25, 0.5, 1.0]))))
-    return out
-
+    """``lo``..``hi`` tokens, the target may start at the first token."""
+    return _random_examples(n, seed, lo=lo, max_len=hi, min_start=0)
 
 def layout_of(ex: list[Example], steps: list[list[int]], budget: int, **kw):
     lengths = [len(e.input_ids) for e in ex]

@@ -6,33 +6,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from harness.train.linear_ce import linear_cross_entropy, plain_linear_head
 from harness.train.loop import train_examples
-from harness.train.objectives.causal_lm import Example, micro_batch, micro_loss
+from harness.train.objectives.causal_lm import micro_batch, micro_loss
+from tests.helpers.tiny_lm import random_examples, tiny_llama
 
 CPU = torch.device("cpu")
-VOCAB = 97
 
 
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      pad_token_id=0, tie_word_embeddings=True)
-    return LlamaForCausalLM(cfg)
-
-
-def random_examples(n: int, seed: int = 0, max_len: int = 40) -> list[Example]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        length = int(rng.integers(4, max_len + 1))
-        start = int(rng.integers(1, length))
-        out.append(Example(input_ids=[int(x) for x in rng.integers(1, VOCAB, size=length)],
-                           target_start=start, weight=float(rng.choice([0.25, 0.5, 1.0]))))
-    return out
 
 
 @pytest.mark.parametrize("chunk", [3, 1000])

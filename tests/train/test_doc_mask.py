@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from harness.train.budget import fixed_batch, plan
 from harness.train.doc_mask import (
@@ -18,16 +17,10 @@ from harness.train.doc_mask import (
     isolates_documents,
 )
 from harness.train.objectives.causal_lm import Example, fast_micro_loss, micro_batch, micro_loss
+from tests.helpers.tiny_lm import tiny_llama
 
 CPU = torch.device("cpu")
 
-
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      pad_token_id=0, tie_word_embeddings=True)
-    return LlamaForCausalLM(cfg)
 
 
 def random_docs(rows: int, width: int, seed: int) -> torch.Tensor:

@@ -8,35 +8,17 @@ from contextlib import ExitStack
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from harness.train.loop import TrainOptions, train_examples
 from harness.train.objectives.causal_lm import CausalLMObjective, Example, micro_batch, micro_loss
+from tests.helpers.tiny_lm import random_examples as _random_examples
+from tests.helpers.tiny_lm import tiny_llama
 
 CPU = torch.device("cpu")
-VOCAB = 97
 CFG = {"epochs": 1, "batch_size": 6, "grad_accum": 2, "lr": 3e-3, "weight_decay": 0.01,
        "warmup_ratio": 0.1, "clip": 1.0, "max_len": 60, "log_every": 1}
 
 
-def tiny_llama(seed: int = 0, attn: str = "sdpa") -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      pad_token_id=0, tie_word_embeddings=True)
-    cfg._attn_implementation = attn
-    return LlamaForCausalLM(cfg)
-
-
-def random_examples(n: int, seed: int = 0, max_len: int = 60) -> list[Example]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        length = int(rng.integers(4, max_len + 1))
-        out.append(Example(input_ids=[int(x) for x in rng.integers(1, VOCAB, size=length)],
-                           target_start=int(rng.integers(0, length)),
-                           weight=float(rng.choice([0.25, 0.5, 1.0]))))
-    return out
 
 
 def schedule_of(n: int, size: int, seed: int = 0) -> list[list[int]]:
@@ -46,6 +28,11 @@ def schedule_of(n: int, size: int, seed: int = 0) -> list[list[int]]:
 
 def grads(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p.grad.detach().clone() for p in model.parameters()]
+
+
+def random_examples(n: int, seed: int = 0) -> list[Example]:
+    """Up to 60 tokens, the target may start at the first token."""
+    return _random_examples(n, seed, max_len=60, min_start=0)
 
 
 @pytest.mark.parametrize(("attn", "chunked"), [("sdpa", False), ("sdpa", True), ("eager", True)])

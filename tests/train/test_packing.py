@@ -5,35 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from harness.train import packing as packing_mod
 from harness.train.loop import train_examples
 from harness.train.objectives.causal_lm import Example, micro_batch, micro_loss
 from harness.train.packing import pack_rows
+from tests.helpers.tiny_lm import random_examples, tiny_llama
 
 CPU = torch.device("cpu")
-VOCAB = 97
 
 
-def tiny_llama(seed: int = 0, attn: str = "sdpa") -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      pad_token_id=0, tie_word_embeddings=True)
-    cfg._attn_implementation = attn
-    return LlamaForCausalLM(cfg)
-
-
-def random_examples(n: int, seed: int = 0, max_len: int = 40) -> list[Example]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        length = int(rng.integers(4, max_len + 1))
-        start = int(rng.integers(1, length))
-        out.append(Example(input_ids=[int(x) for x in rng.integers(1, VOCAB, size=length)],
-                           target_start=start, weight=float(rng.choice([0.25, 0.5, 1.0]))))
-    return out
 
 
 def loss_and_grads(model: LlamaForCausalLM, examples: list[Example], idx: list[int],
