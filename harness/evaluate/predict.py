@@ -155,30 +155,44 @@ def _takes_4d_mask(model: Any) -> bool:
 def score_labels_shared(model: Any, tokenizer: Any, prompts: list[str], labels: list[str],
                         marker: str, device: Any, batch_size: int = 64, max_len: int = 512,
                         token_budget: int | None = None) -> np.ndarray:
-    """:func:`score_labels` with the context run once per item.
-
-    One row per item holds ``context + cont_1 + ... + cont_k``; each continuation gets the
-    positions that follow the context and a mask that lets it see the context and its own
-    earlier tokens only (never another label), so every log-probability is the one the
-    per-pair path computes, for about ``1/k`` of its tokens. When every label of a batch's
-    items is a single token, only the contexts run (no mask) and all labels are read at the
-    last context position. The scored positions are gathered
-    before the vocabulary softmax, so only ``(scored tokens, vocab)`` logits leave the model.
-    Items whose joint sequence would need cutting (longer than ``max_len``) take the per-pair
-    path, where the cut depends on the label's length. ``token_budget`` counts a row as its
-    whole ``context + labels`` length, even where only the context runs (an upper bound).
+    """:func:`score_labels` with the context run once per item (:func:`score_continuations`
+    on the contexts ``prompt + "\n" + marker`` and the continuations ``" " + label``).
 
     Returns:
         (n_prompts, n_labels) summed log-probabilities of the label continuation tokens.
     """
+    return score_continuations(model, tokenizer, [p + "\n" + marker for p in prompts],
+                               [" " + lab for lab in labels], device, batch_size=batch_size,
+                               max_len=max_len, token_budget=token_budget)
+
+
+def score_continuations(model: Any, tokenizer: Any, contexts: list[str], continuations: list[str],
+                        device: Any, batch_size: int = 64, max_len: int = 512,
+                        token_budget: int | None = None) -> np.ndarray:
+    """Log-likelihood of every continuation after every context, each context run once.
+
+    The continuation's tokens are those of ``context + continuation`` past the context's own
+    (as lm-eval splits them). One row per context holds ``context + cont_1 + ... + cont_k``;
+    each continuation gets the positions that follow the context and a mask that lets it see
+    the context and its own earlier tokens only (never another continuation), so every
+    log-probability is the one a separate sequence per pair gives, for about ``1/k`` of its
+    tokens. When every continuation of a batch's items is a single token, only the contexts
+    run (no mask) and all are read at the last context position. The scored positions are
+    gathered before the vocabulary softmax, so only ``(scored tokens, vocab)`` logits leave the
+    model. Items whose joint sequence would need cutting (longer than ``max_len``) take one
+    sequence per pair, cut from the left. ``token_budget`` counts a row as its whole length,
+    even where only the context runs (an upper bound).
+
+    Returns:
+        (n_contexts, n_continuations) summed log-probabilities of the continuation tokens.
+    """
     import torch
 
-    contexts = [p + "\n" + marker for p in prompts]
     ctx_ids = tokenizer(contexts, add_special_tokens=False)["input_ids"]
-    whole = tokenizer([c + " " + lab for c in contexts for lab in labels],
+    whole = tokenizer([c + cont for c in contexts for cont in continuations],
                       add_special_tokens=False)["input_ids"]
-    k = len(labels)
-    out = np.zeros((len(prompts), k), dtype=np.float64)
+    k = len(continuations)
+    out = np.zeros((len(contexts), k), dtype=np.float64)
     items: list[tuple[int, list[int], list[list[int]]]] = []
     fallback: list[tuple[int, int, list[int], int]] = []
     for i, ctx in enumerate(ctx_ids):

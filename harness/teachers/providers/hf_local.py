@@ -224,45 +224,23 @@ class HFLocalTeacher:
         With ``score_text`` (the templated ``score_messages``) the choice is the bare answer to
         it; else it is scored as ``answer_prefix + choice + answer_suffix`` after
         ``prompt_text``, the prefix counted as prompt (given), the choice and suffix as the
-        continuation. The
-        prompt is run once and its key/value cache shared by every choice (``batch_size``
-        choices per forward pass), so scoring costs one prompt pass plus a few tokens per label.
+        continuation. Scored by the harness's own label scorer
+        (:func:`harness.evaluate.predict.score_continuations`: the prompt run once, every
+        choice after it, ``batch_size`` prompts per forward pass).
         """
-        import copy
-
         import torch
+
+        from harness.evaluate.predict import score_continuations
 
         model, tok = load_model(self.spec)
         before, after = ("", "") if score_text is not None else (request.answer_prefix,
                                                                  request.answer_suffix)
-        context = score_text if score_text is not None else prompt_text
-        prompt = tok(context + before, add_special_tokens=False)["input_ids"]
-        conts = [tok(c + after, add_special_tokens=False)["input_ids"] for c in choices]
-        dev = model.device
-        totals: list[float] = []
+        context = (score_text if score_text is not None else prompt_text) + before
+        max_len = int(getattr(model.config, "max_position_embeddings", 0) or 8192)
         with torch.inference_mode():
-            pre = model(input_ids=torch.tensor([prompt], device=dev), use_cache=True)
-            # the prompt's last position predicts each choice's first token
-            first = torch.log_softmax(pre.logits[0, -1].float(), dim=-1)
-            size = self.spec.batch_size
-            for s in range(0, len(conts), size):
-                chunk = conts[s:s + size]
-                width = max(len(c) for c in chunk)
-                ids = torch.tensor([c + [tok.pad_token_id] * (width - len(c)) for c in chunk],
-                                   device=dev)
-                mask = torch.tensor([[1] * (len(prompt) + len(c)) + [0] * (width - len(c))
-                                     for c in chunk], device=dev)
-                cache = copy.deepcopy(pre.cache)  # transformers 5: `cache`, not past_key_values
-                cache.batch_repeat_interleave(len(chunk))
-                logits = model(input_ids=ids, attention_mask=mask, cache=cache).logits
-                # position j of a continuation predicts its token j + 1 (padding is never read)
-                logp = torch.log_softmax(logits.float(), dim=-1)
-                for k, cont in enumerate(chunk):
-                    total = float(first[cont[0]])
-                    if len(cont) > 1:
-                        target = torch.tensor(cont[1:], device=dev)
-                        total += float(logp[k, :len(cont) - 1].gather(-1, target[:, None]).sum())
-                    totals.append(total)
+            totals = score_continuations(model, tok, [context], [c + after for c in choices],
+                                         model.device, batch_size=self.spec.batch_size,
+                                         max_len=max_len)[0]
         probs = torch.softmax(torch.tensor(totals, dtype=torch.float64), dim=0).tolist()
         return dict(zip(choices, probs, strict=True))
 
