@@ -129,11 +129,6 @@ def read_prompts(path: Path, units: Mapping[str, Mapping[str, Any]], *,
     return items
 
 
-def _norm(text: str) -> str:
-    """The leakage rule's normal form (:func:`harness.samples.leakage.normalized_prompt`)."""
-    return " ".join(text.lower().split())
-
-
 def check_overlap(train: list[PromptItem], evals: list[PromptItem], train_path: Path,
                   eval_path: Path) -> None:
     """Refuse, before any call, eval prompts that repeat a training prompt's id or normalized
@@ -142,16 +137,24 @@ def check_overlap(train: list[PromptItem], evals: list[PromptItem], train_path: 
     Raises:
         InputError: each overlapping eval prompt at its ``file:line``.
     """
-    ids = {it.id: it.line for it in train}
-    texts = {_norm(it.prompt): it.line for it in train}
+    import polars as pl
+
+    from harness.samples.leakage import find_leaks
+
+    def frame(items: list[PromptItem]) -> pl.DataFrame:
+        return pl.DataFrame({"rec": list(range(len(items))), "id": [it.id for it in items],
+                             "line": [it.line for it in items],
+                             "prompt": [it.prompt for it in items]},
+                            schema={"rec": pl.Int64, "id": pl.Utf8, "line": pl.Int64,
+                                    "prompt": pl.Utf8})
+
+    leaks = find_leaks(frame(train), frame(evals))  # the rule `validate` applies, to the letter
     log = ProblemLog()
-    for it in evals:
-        where = f"{eval_path}:{it.line}"
-        if it.id in ids:
-            log.add(where, "id", f"{it.id!r} is also a training prompt ({train_path}:"
-                    f"{ids[it.id]})")
-        elif _norm(it.prompt) in texts:
-            log.add(where, "prompt", f"the same prompt is a training prompt ({train_path}:"
-                    f"{texts[_norm(it.prompt)]})")
+    for row in leaks.unique("eval_id", keep="first", maintain_order=True).iter_rows(named=True):
+        where, at = f"{eval_path}:{row['eval_line']}", f"{train_path}:{row['train_line']}"
+        if row["by"] == "id":
+            log.add(where, "id", f"{row['eval_id']!r} is also a training prompt ({at})")
+        else:
+            log.add(where, "prompt", f"the same prompt is a training prompt ({at})")
     log.raise_if_any(f"{eval_path}: eval prompts leak into training ({log.total} problem(s); "
                      "data.leakage: error)")
