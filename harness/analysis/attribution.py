@@ -6,22 +6,25 @@ cell per seed). Every arm is compared with the baseline arm on each unit's *deci
 recall and over-refusal, ...), paired over eval items, an arm being the mean over all its seeds
 (never one seed against one):
 
-- training noise (:mod:`harness.analysis.noise`): a student trained once is one draw of its
-  training run, and no resampling of eval items sees how much a second run would move it.
-  ``design.noise_seeds`` (default ``[1, 2]``) retrains the reference arm and the baseline; the
-  pooled seed-to-seed variance of each unit's metric (Student t, its degrees of freedom) is
-  added to every contrast's items-only bootstrap variance (Welch-Satterthwaite df). When it
-  cannot be estimated (no arm with several seeds, fewer than 2 df, or no spread at all, as at a
-  ceiling) the contrast is ``not estimable: <reason>``, never silently items-only. Only an
-  explicit ``noise_seeds: []`` with single-seed arms gives items-only tests, and the note says
-  so;
-- p-value: the t test above; McNemar's exact test (items only, per-item correctness) or the
-  bootstrap p (printed ``< 1/B`` when no resample crossed 0: ``p_floor``, ``p_text``);
+- one model of the noise (:mod:`harness.analysis.variance`): eval items and training seeds are
+  crossed, and a contrast's variance is the spread of its per-item differences of seed-averaged
+  pseudo-values (item noise, and which items a retrained student flips) plus each arm's seed
+  variance ``sigma_a^2 / k`` (method of moments, scale-aware: :mod:`harness.analysis.noise`),
+  never counting the item x seed interaction twice. The test is Student's t with
+  Welch-Satterthwaite degrees of freedom; with no variation at all (every item and seed at 1.0
+  against every one at 0.0) the exact sign-flip p ``2^(1-n)``;
+- a contrast is ``not estimable`` only when there is no variance estimate at all: no arm of the
+  unit has two seeds (unless ``design.noise_seeds: []`` switched training noise off: then it is
+  tested on eval items only, McNemar's exact test for 0/1 metrics of two one-seed arms), or its
+  interval is wider than the metric's range; the reason says what would make it estimable;
 - intervals respect the metric: a bounded metric's interval is clipped to the possible
-  differences (``ci_clipped``), and one wider than the metric's range is not estimable;
+  differences (``ci_clipped``);
 - the family (arms x units x decision metrics) is corrected with Holm (default) or
-  Benjamini-Hochberg; ``families`` records its size and metrics;
-- verdict: ``better`` / ``worse`` (in the metric's own direction) when the corrected p < 0.05,
+  Benjamini-Hochberg; ``families`` records its size and metrics. The minimum detectable effect
+  beside a verdict is the one at the corrected level (Bonferroni's ``alpha / m``, which is what
+  Holm demands of the strongest contrast), with the uncorrected one kept as ``mde_uncorrected``;
+- verdict: ``better`` / ``worse`` (in the metric's own direction) when the corrected p < 0.05;
+  ``no difference`` when the two arms score identically on every eval item in every seed;
   else ``no evidence`` with the minimum detectable effect beside it.
 
 One-factor views: *bucket effects* (arms differing from the reference arm in the bucket only) and
@@ -31,37 +34,39 @@ keeping" table derived from the field effects.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import math
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from scipy import stats
 
 from harness.analysis.arms import (
     ArmKey,
-    aligned_parts,
     arm_label,
     arms,
-    label_of,
-    metric_fns,
     reference_arm,
-    shared_ids,
 )
 from harness.analysis.load import CellData, RunData
-from harness.analysis.noise import noise_note, noise_status, training_noise
-from harness.analysis.stats import (
-    adjust,
-    fit_to_range,
-    format_p,
-    mcnemar_exact,
-    paired_bootstrap,
-    with_training_noise,
+from harness.analysis.noise import (
+    NO_SEEDS,
+    SeedNoise,
+    noise_note,
+    noise_record,
+    training_noise,
+    unit_tables,
 )
+from harness.analysis.stats import adjust, format_p, mcnemar_exact
+from harness.analysis.variance import ArmTable, Estimate, difference
 from harness.units import get
 
-__all__ = ["ALPHA", "NOT_ESTIMABLE", "ArmKey", "Contrast", "arm_label", "arms", "attribution",
-           "compare", "correct_family", "family_summary", "fields_worth_keeping",
-           "noise_status", "training_noise"]
+__all__ = ["ALPHA", "NOT_ESTIMABLE", "NO_DIFFERENCE", "ArmKey", "Contrast", "arm_label", "arms",
+           "attribution", "compare", "correct_family", "family_summary",
+           "fields_worth_keeping", "mde_at", "training_noise"]
 
 ALPHA = 0.05
+POWER = 0.8
 NOT_ESTIMABLE = "not estimable"
+NO_DIFFERENCE = "no difference"
 
 
 @dataclass
@@ -69,8 +74,11 @@ class Contrast:
     """One arm vs a reference arm on one decision metric of one unit.
 
     ``seeds`` is (reference seeds, arm seeds); ``covers`` says which sources of variation the
-    interval and test include; ``not_estimable`` the reason when they cannot be trusted (the
-    contrast then stays out of the corrected family, ``p_adjusted`` None).
+    interval and test include; ``se`` and ``df`` are the delta's standard error and degrees of
+    freedom (:class:`harness.analysis.variance.Estimate`); ``mde`` is the minimum detectable
+    effect at the family's corrected level, ``mde_uncorrected`` at 5 %; ``not_estimable`` the
+    reason when there is no variance estimate (the contrast then stays out of the corrected
+    family, ``p_adjusted`` None).
     """
 
     arm: str
@@ -95,81 +103,136 @@ class Contrast:
     p_adjusted_text: str = ""
     ci_clipped: bool = False
     not_estimable: str | None = None
+    se: float = 0.0
+    df: float = math.inf
+    mde_uncorrected: float = 0.0
+    identical: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["df"] = None if not math.isfinite(self.df) else self.df  # JSON has no inf
+        return out
+
+
+def mde_at(se: float, df: float, alpha: float, power: float = POWER) -> float:
+    """The minimum detectable effect of a two-sided level-``alpha`` t test (``df``; normal at
+    inf) with standard error ``se``, at ``power``."""
+    if se <= 0:
+        return 0.0
+    if math.isfinite(df):
+        return float(stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se
+    return float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se
+
+
+def _contrast(run: RunData, unit: str, metric: str, ref: tuple[ArmKey, ArmTable],
+              trt: tuple[ArmKey, ArmTable], noise: SeedNoise | None, opted_out: bool,
+              parts: tuple[Any, Any] | None = None) -> Contrast:
+    """One contrast from the two arms' tables (see the module docstring)."""
+    kind = get(run.spec["units"][unit]["kind"])
+    (rk, rt), (tk, tt) = ref, trt
+    identical = bool(rt.values.shape == tt.values.shape and (rt.values == tt.values).all()
+                     and (rt.whole == tt.whole).all())
+    reason = None
+    test = "t (items + seeds)"
+    if noise is not None:
+        sr, st = noise.for_scale(rk[2]), noise.for_scale(tk[2])
+        est = difference(rt, tt, sr, st)
+        covers = "items + training seeds"
+    else:
+        est = difference(rt, tt, None, None)
+        if opted_out:
+            covers = "items only (training noise switched off: design.noise_seeds: [])"
+        else:
+            covers = "items only"
+            reason = NO_SEEDS
+    if est.var <= 0:
+        test = "exact sign-flip (no variation on any item or seed)"
+    p = est.p_value()
+    binary = kind.metric_parts(metric) == ("correct",) or (
+        metric == kind.primary and kind.binary_primary)
+    if noise is None and opted_out and binary and rt.k == 1 and tt.k == 1 and parts:
+        p, test = mcnemar_exact(parts[0]["correct"], parts[1]["correct"]), "mcnemar_exact"
+    lo, hi = est.interval()
+    clipped = False
+    bounds = kind.metric_def(metric).bounds
+    if bounds is not None and reason is None:
+        span = bounds[1] - bounds[0]
+        if not math.isfinite(hi - lo) or hi - lo > span:
+            reason = (f"the 95% interval [{lo:+.3f}, {hi:+.3f}] is wider than the metric's "
+                      f"range [{bounds[0]:g}, {bounds[1]:g}] (the seed variance has "
+                      f"{noise.for_scale(tk[2]).df if noise else 0:.1f} df: more seeds on "
+                      "the multi-seed arms narrow it)")
+        else:
+            nlo, nhi = max(lo, -span), min(hi, span)
+            clipped = (nlo, nhi) != (lo, hi)
+            lo, hi = nlo, nhi
+    mde = est.mde(ALPHA, POWER)
+    return Contrast(arm=arm_label(tk), reference=arm_label(rk), unit=unit, metric=metric,
+                    delta=est.value, ci_low=lo, ci_high=hi, mde=mde, p=p, test=test, n=est.n,
+                    primary=metric == kind.primary,
+                    higher_is_better=kind.metric_def(metric).higher_is_better,
+                    seeds=(rt.k, tt.k), covers=covers, ci_clipped=clipped,
+                    not_estimable=reason, se=est.se, df=est.df, mde_uncorrected=mde,
+                    identical=identical)
 
 
 def compare(run: RunData, ref: list[CellData], trt: list[CellData], unit: str,
-            metric: str | None = None, n_boot: int = 1000, seed: int = 0,
-            noise: dict[str, Any] | None = None, opted_out: bool = False) -> Contrast | None:
+            metric: str | None = None, noise: SeedNoise | None = None,
+            opted_out: bool = False) -> Contrast | None:
     """Paired comparison of two arms (each the mean over its seeds) on one unit's metric.
 
     Args:
         metric: a decision metric of the unit's kind (default: the primary).
-        noise: this metric's entry of :func:`training_noise` (``variance``, ``df``), or None.
+        noise: this metric's :class:`~harness.analysis.noise.SeedNoise`, or None.
         opted_out: training noise was switched off (``design.noise_seeds: []``).
 
     Returns:
-        The contrast, or None when either arm lacks the unit or the run lacks the metric's
-        per-item parts (predictions written before the kind declared it).
+        The contrast (uncorrected: see :func:`correct_family`), or None when either arm lacks
+        the unit or the run lacks the metric's per-item parts.
     """
     if any(unit not in c.units for c in ref + trt):
         return None
-    kind_name = run.spec["units"][unit]["kind"]
-    kind = get(kind_name)
-    metric = metric or kind.primary
-    ids = shared_ids(ref + trt, unit)
-    pr, pt = aligned_parts(ref, unit, ids), aligned_parts(trt, unit, ids)
-    try:
-        fr, ft = metric_fns(kind_name, metric, pr), metric_fns(kind_name, metric, pt)
-    except KeyError:
+    metric = metric or get(run.spec["units"][unit]["kind"]).primary
+    groups = arms(run)
+    rk = next(k for k, v in groups.items() if v[0].cell_id == ref[0].cell_id)
+    tk = next(k for k, v in groups.items() if v[0].cell_id == trt[0].cell_id)
+    tables = unit_tables(run, {rk: ref, tk: trt}, unit, metric)
+    if rk not in tables or tk not in tables:
         return None
-    reason = noise_status(noise, opted_out)
-    single = len(ref) == 1 and len(trt) == 1
-    per_item = kind.metric_parts(metric) == ("correct",) or (
-        metric == kind.primary and kind.binary_primary)  # a mean of 0/1: McNemar applies
-    # Items only here (every seed of each arm averaged in each replicate); seed noise is added
-    # analytically below, because resampling 1-3 seeds cannot estimate it.
-    d = paired_bootstrap(fr, ft, len(ids), n_boot, seed, resample_seeds=False)
-    if noise is not None and reason is None:
-        d = with_training_noise(d, noise["variance"] * (1 / len(ref) + 1 / len(trt)),
-                                noise["df"])
-        p, test, covers = d.p_boot, "bootstrap+seed_noise_t", "items + training seeds"
-    else:
-        covers = ("items only (training noise switched off: design.noise_seeds: [])"
-                  if reason is None else "items only")
-        if per_item and single:
-            p, test = mcnemar_exact(pr[0]["correct"], pt[0]["correct"]), "mcnemar_exact"
-            d = replace(d, p_floor=0.0)  # an exact test resolves any p
-        else:
-            p, test = d.p_boot, "paired_bootstrap"
-    d, wide, clipped = fit_to_range(d, kind.metric_def(metric).bounds)
-    return Contrast(arm=label_of(trt), reference=label_of(ref), unit=unit, metric=metric,
-                    delta=d.delta, ci_low=d.ci_low, ci_high=d.ci_high, mde=d.mde, p=p,
-                    test=test, n=d.n, primary=metric == kind.primary,
-                    higher_is_better=kind.metric_def(metric).higher_is_better,
-                    seeds=(len(ref), len(trt)), covers=covers, p_floor=d.p_floor,
-                    ci_clipped=clipped, not_estimable=reason or wide)
+    return _contrast(run, unit, metric, (rk, tables[rk]), (tk, tables[tk]), noise, opted_out,
+                     _correct_parts(ref, trt, unit))
+
+
+def _correct_parts(ref: list[CellData], trt: list[CellData], unit: str
+                   ) -> tuple[Any, Any] | None:
+    """The 0/1 correctness of two one-seed arms on their shared items (McNemar), else None."""
+    if len(ref) != 1 or len(trt) != 1:
+        return None
+    from harness.analysis.arms import aligned_parts, shared_ids
+    ids = shared_ids(ref + trt, unit)
+    return aligned_parts(ref, unit, ids)[0], aligned_parts(trt, unit, ids)[0]
 
 
 def correct_family(contrasts: list[Contrast], method: str) -> None:
-    """Adjust p-values across the family in place and set verdicts.
+    """Adjust p-values across the family in place, set each minimum detectable effect at the
+    corrected level, and set the verdicts.
 
-    Not-estimable contrasts stay out of the family (their p-value means nothing); the p-value
-    texts show ``< floor`` where a bootstrap resolved no smaller p, and the correction uses
-    the floor for them.
+    Not-estimable contrasts stay out of the family (they have no variance estimate).
     """
     tested = [c for c in contrasts if c.not_estimable is None]
-    # A bootstrap p of 0 only says p < 1/B: decide on the floor itself (conservative), so
-    # that a few resamples can never make a significant result on their own.
     adjusted = adjust([max(c.p, c.p_floor) for c in tested], method)
+    m = max(1, len(tested))
     for c, p in zip(tested, adjusted, strict=True):
         c.p_adjusted = p
         c.p_text = format_p(c.p, c.p_floor)
-        c.p_adjusted_text = f"< {p:.2g}" if c.p < c.p_floor else format_p(p)
+        c.p_adjusted_text = format_p(p)
+        # Holm tests the strongest contrast at alpha/m (BH at alpha/m as well, when only one
+        # effect is real): that is the effect size the family can find with 80 % power
+        c.mde = mde_at(c.se, c.df, ALPHA / m)
         if p < ALPHA and c.delta != 0:
             c.verdict = "better" if (c.delta > 0) == c.higher_is_better else "worse"
+        elif c.identical:
+            c.verdict = f"{NO_DIFFERENCE}: identical on every eval item in every seed"
         else:
             c.verdict = "no evidence"
     for c in contrasts:
@@ -180,8 +243,8 @@ def correct_family(contrasts: list[Contrast], method: str) -> None:
 
 
 def _family(run: RunData, groups: dict[ArmKey, list[CellData]], reference: ArmKey,
-            axis: int | None, method: str, n_boot: int,
-            noise: dict[str, Any] | None = None, opted_out: bool = False) -> list[Contrast]:
+            axis: int | None, method: str, tables: dict[tuple[str, str], dict[ArmKey, ArmTable]],
+            noise: dict[str, dict[str, SeedNoise]], opted_out: bool) -> list[Contrast]:
     """Every arm vs ``reference`` on every decision metric of every unit, corrected as one
     family.
 
@@ -196,12 +259,14 @@ def _family(run: RunData, groups: dict[ArmKey, list[CellData]], reference: ArmKe
                 key[i] != reference[i] for i in range(3) if i != axis)):
             continue
         for unit, spec in run.spec["units"].items():
-            entry = (noise or {}).get(unit, {}).get("metrics", {})
             for metric in get(spec["kind"]).decision_metrics(spec):
-                c = compare(run, groups[reference], cells, unit, metric, n_boot,
-                            noise=entry.get(metric), opted_out=opted_out)
-                if c is not None:
-                    out.append(c)
+                tab = tables.get((unit, metric), {})
+                if reference not in tab or key not in tab:
+                    continue
+                out.append(_contrast(run, unit, metric, (reference, tab[reference]),
+                                     (key, tab[key]), noise.get(unit, {}).get(metric),
+                                     opted_out,
+                                     _correct_parts(groups[reference], cells, unit)))
     correct_family(out, method)
     return out
 
@@ -250,7 +315,8 @@ def fields_worth_keeping(run: RunData, field_effects: list[Contrast]) -> list[di
 
 
 def attribution(run: RunData, method: str = "holm", n_boot: int = 1000) -> dict[str, Any]:
-    """All attribution views of a run (JSON-ready)."""
+    """All attribution views of a run (JSON-ready). ``n_boot`` is kept for callers; the
+    contrasts are analytic (:mod:`harness.analysis.variance`)."""
     groups = arms(run)
     b = run.spec["baseline"]
     baseline = (b["bucket"], b["fields"], float(b["scale"]))
@@ -260,16 +326,19 @@ def attribution(run: RunData, method: str = "holm", n_boot: int = 1000) -> dict[
                 "fields_worth_keeping": []}
     # An explicit ``noise_seeds: []`` switches the measurement off; the default measures it.
     opted_out = run.spec["design"].get("noise_seeds") == []
-    noise = training_noise(run, groups)
-    vs_base = _family(run, groups, baseline, None, method, n_boot, noise, opted_out)
+    tables = {(unit, metric): unit_tables(run, groups, unit, metric)
+              for unit, spec in run.spec["units"].items()
+              for metric in get(spec["kind"]).decision_metrics(spec)}
+    noise = training_noise(run, groups, tables)
+    vs_base = _family(run, groups, baseline, None, method, tables, noise, opted_out)
     reference = reference_arm(run)
-    buckets = _family(run, groups, reference, 0, method, n_boot, noise, opted_out)
-    fields = _family(run, groups, reference, 1, method, n_boot, noise, opted_out)
+    buckets = _family(run, groups, reference, 0, method, tables, noise, opted_out)
+    fields = _family(run, groups, reference, 1, method, tables, noise, opted_out)
     single = sorted(arm_label(k) for k, cells in groups.items() if len(cells) == 1)
     return {
         "correction": method, "alpha": ALPHA, "baseline": arm_label(baseline),
         "reference_arm": arm_label(reference),
-        "training_noise": noise,
+        "training_noise": noise_record(noise, run),
         "training_noise_note": noise_note(noise, single, run, opted_out),
         "families": {"vs_baseline": family_summary(vs_base, method),
                      "bucket_effects": family_summary(buckets, method),

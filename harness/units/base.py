@@ -130,6 +130,13 @@ class UnitKind:
         return self.metric_from_sums(metric, {k: float(v[idx].sum()) for k, v in use.items()},
                                      len(idx))
 
+    def metric_is_of_sums(self, metric: str) -> bool:
+        """Whether ``metric`` is a function of the summed per-item parts
+        (:meth:`metric_from_sums`), so that its per-item linearisation is exact and cheap
+        (:func:`harness.analysis.variance.item_values`); False for metrics computed otherwise
+        (macro-F1), which are linearised by the jackknife."""
+        return True
+
     def metric_fields(self, unit: Mapping[str, Any]) -> Sequence[str]:
         """The names the per-field families are reported for (e.g. a unit's fields)."""
         return ()

@@ -75,6 +75,9 @@ class LabelKind(UnitKind):
     def metric_parts(self, metric: str) -> tuple[str, ...] | None:
         return ("correct",) if metric == "accuracy" else None
 
+    def metric_is_of_sums(self, metric: str) -> bool:
+        return metric != "macro_f1"
+
     def metric_from_items(self, metric: str, parts: Mapping[str, Any], idx: Any) -> float:
         """Accuracy from ``correct``; macro-F1 from the class indexes (labels that neither a
         prediction nor a reference names among ``idx`` do not count, as in the scorer)."""

@@ -1,0 +1,336 @@
+"""One model of the noise behind every verdict: eval items crossed with training seeds.
+
+Every seed of every arm answers the same eval items, so one arm's results on one metric form a
+``(k seeds, n items)`` table. Its value for seed ``s`` and item ``i`` is modelled as
+
+    y_si = mu + a_s + b_i + ab_si
+
+with a seed effect ``a`` (variance ``sigma_a^2``: retraining moves the whole set), an item effect
+``b`` (``sigma_b^2``: some items are harder) and their interaction ``ab`` (``sigma_ab^2``: which
+items a retrained student flips). The arm's mean over its seeds then has variance
+
+    Var(arm mean) = sigma_a^2 / k + (sigma_b^2 + sigma_ab^2 / k) / n.
+
+The second term is exactly what the item means ``mean_s y_si`` vary by, so it is estimated from
+their spread (``var_i / n``); only ``sigma_a^2`` needs the seeds, and it is estimated by the
+method of moments of the two-way crossed ANOVA (Searle, Casella & McCulloch, *Variance
+Components*, 1992, ch. 4)::
+
+    MS_seed = n * sum_s (ybar_s. - ybar..)^2 / (k - 1)            E = sigma_ab^2 + n sigma_a^2
+    MS_res  = sum_si (y_si - ybar_s. - ybar_.i + ybar..)^2 / ((k-1)(n-1))   E = sigma_ab^2
+    sigma_a^2 = max(0, (MS_seed - MS_res) / n)
+
+Taking the spread of whole-set metrics across seeds as ``sigma_a^2`` (what the harness did
+before) counts ``sigma_ab^2 / n`` twice: once there and once in the item spread. A paired
+difference of two arms uses the per-item differences of their item means (which carry both
+arms' interactions) plus each arm's ``sigma_a^2 / k``. Degrees of freedom come from
+Welch-Satterthwaite, the item part with ``n - 1``.
+
+Metrics that are not means of per-item values (F1 from summed counts, macro-F1) enter the same
+model through per-item *pseudo-values*: the delta-method linearisation for a metric of summed
+parts (its pseudo-values average exactly to the metric) and jackknife pseudo-values for the rest
+(Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 11 and 21). For accuracy the
+pseudo-values are the 0/1 correctness flags themselves.
+
+Zero spread is information here, not its absence: seeds that never move the metric estimate
+``sigma_a^2 = 0``; arms at 1.0 on every item and seed against 0.0 on every item and seed differ
+by exactly 1 with no variation at all (an exact sign-flip test gives ``p = 2^(1-n)``), and arms
+that score identically on every item in every seed show no difference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from harness.units import get
+
+
+def item_values(kind_name: str, metric: str, parts: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per-item pseudo-values of ``metric`` on one seed's items: shape ``(n,)``.
+
+    Their mean is the metric on all ``n`` items (exactly for metrics of summed parts), and their
+    spread is the metric's item-sampling spread: ``var / n`` is its delta-method (or jackknife)
+    variance.
+
+    Args:
+        parts: the per-item parts (``{name: (n,)}``) the kind computes the metric from.
+
+    Raises:
+        KeyError: the metric cannot be recomputed from these parts.
+    """
+    kind = get(kind_name)
+    n = len(next(iter(parts.values()))) if parts else 0
+    if n == 0:
+        return np.zeros(0)
+    if not kind.metric_is_of_sums(metric):
+        return _jackknife(kind_name, metric, parts, n)
+    names = kind.metric_parts(metric)
+    use = {k: np.asarray(parts[k], dtype=float) for k in (names if names is not None else parts)}
+    sums = {k: float(v.sum()) for k, v in use.items()}
+    theta = kind.metric_from_sums(metric, sums, n)
+    out = np.full(n, theta, dtype=float)
+    for name, x in use.items():
+        # central difference of the metric in one summed part; the step is tiny next to a
+        # count but far above float rounding
+        h = 1e-4 * max(1.0, abs(sums[name]))
+        up = kind.metric_from_sums(metric, {**sums, name: sums[name] + h}, n)
+        down = kind.metric_from_sums(metric, {**sums, name: sums[name] - h}, n)
+        grad = (up - down) / (2 * h)
+        if grad:
+            out += grad * (n * x - sums[name])
+    return out
+
+
+def _jackknife(kind_name: str, metric: str, parts: Mapping[str, np.ndarray], n: int
+               ) -> np.ndarray:
+    """Jackknife pseudo-values ``n * theta - (n - 1) * theta_(-i)``, shape ``(n,)``."""
+    kind = get(kind_name)
+    every = np.arange(n)
+    theta = kind.metric_from_items(metric, parts, every)
+    if n == 1:
+        return np.array([theta])
+    loo = np.array([kind.metric_from_items(metric, parts, np.delete(every, i))
+                    for i in range(n)])
+    return n * theta - (n - 1) * loo
+
+
+@dataclass(frozen=True)
+class ArmTable:
+    """One arm's results on one metric of one unit, seeds crossed with eval items.
+
+    Attributes:
+        values: ``(k, n)`` per-seed, per-item pseudo-values (rows: seeds in order).
+        whole: ``(k,)`` the metric of each seed on all ``n`` items.
+    """
+
+    values: np.ndarray
+    whole: np.ndarray
+
+    @property
+    def k(self) -> int:
+        """Seeds."""
+        return int(self.values.shape[0])
+
+    @property
+    def n(self) -> int:
+        """Eval items."""
+        return int(self.values.shape[1])
+
+    @property
+    def mean(self) -> float:
+        """The arm's value: the mean over its seeds of the whole-set metric."""
+        return float(self.whole.mean())
+
+    @property
+    def item_means(self) -> np.ndarray:
+        """``(n,)`` each item's pseudo-value averaged over the seeds."""
+        return self.values.mean(axis=0)
+
+    def mean_squares(self) -> tuple[float, int, float, int]:
+        """``(SS_seed, df_seed, SS_res, df_res)`` of the two-way crossed table (sums of squares,
+        not yet divided by their degrees of freedom; both 0 for one seed)."""
+        k, n = self.values.shape
+        if k < 2 or n < 1:
+            return 0.0, 0, 0.0, 0
+        seed_means = self.values.mean(axis=1)
+        grand = float(seed_means.mean())
+        ss_seed = n * float(((seed_means - grand) ** 2).sum())
+        resid = self.values - seed_means[:, None] - self.item_means[None, :] + grand
+        return ss_seed, k - 1, float((resid ** 2).sum()), (k - 1) * (n - 1)
+
+
+def arm_table(kind_name: str, metric: str, parts_per_seed: Sequence[Mapping[str, np.ndarray]]
+              ) -> ArmTable:
+    """The :class:`ArmTable` of an arm from each seed's parts aligned on the same items."""
+    kind = get(kind_name)
+    values = np.vstack([item_values(kind_name, metric, p) for p in parts_per_seed])
+    whole = np.array([kind.metric_from_items(metric, p, np.arange(values.shape[1]))
+                      for p in parts_per_seed], dtype=float)
+    return ArmTable(values, whole)
+
+
+@dataclass(frozen=True)
+class SeedVariance:
+    """The retraining (seed) variance ``sigma_a^2`` of one metric, by the method of moments.
+
+    Attributes:
+        variance: ``max(0, (MS_seed - MS_res) / n)`` in metric units squared.
+        df: Welch-Satterthwaite degrees of freedom of ``variance`` (``df_seed`` when it is 0).
+        ms_seed, df_seed: the pooled seed mean square and its degrees of freedom.
+        ms_res, df_res: the pooled residual (item x seed) mean square and its degrees of freedom.
+        n: eval items.
+        arms: arm label -> its metric per seed (what the estimate was computed from).
+        scales: the scales whose arms were pooled.
+    """
+
+    variance: float
+    df: float
+    ms_seed: float
+    df_seed: int
+    ms_res: float
+    df_res: int
+    n: int
+    arms: dict[str, list[float]]
+    scales: tuple[float, ...]
+
+    @property
+    def sd(self) -> float:
+        return math.sqrt(self.variance)
+
+    @property
+    def naive_variance(self) -> float:
+        """The spread of whole-set metrics across seeds (``MS_seed / n``): what counts the
+        item x seed interaction a second time."""
+        return self.ms_seed / self.n if self.n else 0.0
+
+
+def pool_seed_variance(tables: Mapping[str, ArmTable], scales: Sequence[float] = ()
+                       ) -> SeedVariance | None:
+    """``sigma_a^2`` pooled over every arm with several seeds (mean squares summed with their
+    degrees of freedom); None when no arm has two seeds.
+
+    Args:
+        tables: arm label -> its table (one-seed arms are skipped).
+        scales: the scales of the pooled arms, recorded in the result.
+    """
+    ss_s = ss_r = 0.0
+    df_s = df_r = 0
+    n = 0
+    used: dict[str, list[float]] = {}
+    for label, t in tables.items():
+        a, b, c, d = t.mean_squares()
+        if b == 0:
+            continue
+        ss_s, df_s, ss_r, df_r = ss_s + a, df_s + b, ss_r + c, df_r + d
+        n = max(n, t.n)
+        used[label] = [float(v) for v in t.whole]
+    if df_s == 0 or n == 0:
+        return None
+    ms_s = ss_s / df_s
+    ms_r = ss_r / df_r if df_r else 0.0
+    var = max(0.0, (ms_s - ms_r) / n)
+    if var > 0:
+        denom = ms_s ** 2 / df_s + (ms_r ** 2 / df_r if df_r else 0.0)
+        df = (ms_s - ms_r) ** 2 / denom if denom > 0 else float(df_s)
+    else:
+        df = float(df_s)
+    return SeedVariance(var, df, ms_s, df_s, ms_r, df_r, n, used, tuple(sorted(set(scales))))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An arm mean or a paired difference of arm means, with its item and seed variance.
+
+    Attributes:
+        value: the point estimate (metric units).
+        var_items: variance from the eval items (item effects and item x seed interactions).
+        var_seeds: variance from retraining (``sigma_a^2 / k`` summed over the arms involved).
+        df: Welch-Satterthwaite degrees of freedom (inf when both parts are 0 or known).
+        n: eval items.
+        exact_sign_p: with no variation at all, the exact sign-flip p-value ``2^(1-n)`` of a
+            nonzero value (1 for a zero value); None when there is variation.
+    """
+
+    value: float
+    var_items: float
+    var_seeds: float
+    df: float
+    n: int
+    exact_sign_p: float | None = None
+
+    @property
+    def var(self) -> float:
+        return self.var_items + self.var_seeds
+
+    @property
+    def se(self) -> float:
+        return math.sqrt(self.var)
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile of the reference distribution (t with ``df``, normal at inf)."""
+        return float(stats.t.ppf(q, self.df)) if math.isfinite(self.df) else float(
+            stats.norm.ppf(q))
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Two-sided ``level`` interval (a point when there is no variation)."""
+        if self.var <= 0:
+            return self.value, self.value
+        t = self.quantile(0.5 + level / 2)
+        return self.value - t * self.se, self.value + t * self.se
+
+    def bound(self, alpha: float, upper: bool = False) -> float:
+        """One-sided ``1 - alpha`` confidence bound (lower by default)."""
+        if self.var <= 0:
+            return self.value
+        t = self.quantile(1 - alpha)
+        return self.value + t * self.se if upper else self.value - t * self.se
+
+    def p_value(self, null: float = 0.0) -> float:
+        """Two-sided p-value of ``value == null``."""
+        if self.var <= 0:
+            if self.value == null:
+                return 1.0
+            return self.exact_sign_p if self.exact_sign_p is not None else 0.0
+        z = abs(self.value - null) / self.se
+        p = 2 * (stats.t.sf(z, self.df) if math.isfinite(self.df) else stats.norm.sf(z))
+        return float(min(1.0, p))
+
+    def mde(self, alpha: float = 0.05, power: float = 0.8) -> float:
+        """Minimum detectable effect: the true difference a two-sided level-``alpha`` test
+        finds with probability ``power`` (0 with no variation)."""
+        if self.var <= 0:
+            return 0.0
+        return (self.quantile(1 - alpha / 2) + self.quantile(power)) * self.se
+
+
+def _satterthwaite(parts: Sequence[tuple[float, float]]) -> float:
+    """Welch-Satterthwaite df of a sum of variance components ``[(variance, df), ...]``."""
+    total = sum(v for v, _ in parts)
+    denom = sum(v * v / d for v, d in parts if v > 0 and math.isfinite(d) and d > 0)
+    if total <= 0 or denom <= 0:
+        return float("inf")
+    return total * total / denom
+
+
+def arm_mean(table: ArmTable, seed: SeedVariance | None) -> Estimate:
+    """An arm's mean over its seeds with item and seed noise (``seed``: None adds none)."""
+    n = table.n
+    var_items = float(table.item_means.var(ddof=1)) / n if n > 1 else 0.0
+    var_seeds = seed.variance / table.k if seed is not None else 0.0
+    df = _satterthwaite([(var_items, n - 1)] + ([(var_seeds, seed.df)] if seed else []))
+    exact = float(min(1.0, 2.0 ** (1 - n))) if var_items + var_seeds <= 0 and n else None
+    return Estimate(table.mean, var_items, var_seeds, df, n, exact)
+
+
+def difference(ref: ArmTable, trt: ArmTable, seed_ref: SeedVariance | None,
+               seed_trt: SeedVariance | None) -> Estimate:
+    """``mean(trt) - mean(ref)``, paired over the (shared, aligned) eval items.
+
+    ``seed_ref`` / ``seed_trt``: the seed variance that applies to each arm (the same object
+    when both arms use one estimate: its degrees of freedom are then counted once).
+    """
+    n = ref.n
+    d = trt.item_means - ref.item_means
+    value = trt.mean - ref.mean
+    var_items = float(d.var(ddof=1)) / n if n > 1 else 0.0
+    comps: list[tuple[float, float]] = [(var_items, n - 1)]
+    var_seeds = 0.0
+    if seed_ref is not None and seed_ref is seed_trt:
+        v = seed_ref.variance * (1 / ref.k + 1 / trt.k)
+        comps.append((v, seed_ref.df))
+        var_seeds = v
+    else:
+        for s, k in ((seed_ref, ref.k), (seed_trt, trt.k)):
+            if s is not None:
+                comps.append((s.variance / k, s.df))
+                var_seeds += s.variance / k
+    var = var_items + var_seeds
+    exact = None
+    if var <= 0:
+        exact = 1.0 if value == 0 else float(min(1.0, 2.0 ** (1 - n)))
+    return Estimate(value, var_items, var_seeds, _satterthwaite(comps), n, exact)
