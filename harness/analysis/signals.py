@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypedDict, get_args
+from typing import Any, Literal, TypedDict, get_args
 
 from harness.analysis.chance import describe, learned
 from harness.analysis.copying import (  # copied_excess: re-exported for the gate's callers
@@ -51,13 +51,24 @@ from harness.units import primary_metric
 AGREEMENT_RISE = 0.05
 
 
-class Signal(TypedDict):
-    """One stop signal as ``analysis.json`` records it."""
+#: What a signal says: it fires (the evidence says stop), it is quiet (the evidence says it
+#: does not), or it is undecided (the evidence cannot tell which; ``action`` then names the
+#: cheapest thing that would decide it). The gate turns a blocking undecided signal into
+#: INCONCLUSIVE instead of guessing.
+SignalState = Literal["fires", "quiet", "undecided"]
+
+
+class Signal(TypedDict, total=False):
+    """One stop signal as ``analysis.json`` records it (``signal``, ``fires``, ``threshold``,
+    ``evidence`` always; :func:`evaluate` fills ``state`` from ``fires`` and ``action`` with
+    None when a signal leaves them out)."""
 
     signal: SignalName
     fires: bool
     threshold: float
     evidence: str
+    state: SignalState
+    action: str | None
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,10 @@ def evaluate(ctx: SignalContext) -> list[Signal]:
     for name in get_args(SignalName):
         result = REGISTRY[name](ctx)
         if result is not None:
+            state = result.get("state") or ("fires" if result["fires"] else "quiet")
+            result["state"] = state
+            result["fires"] = state == "fires"
+            result.setdefault("action", None)
             out.append(result)
     return out
 
