@@ -73,6 +73,21 @@ def analyse(run_dir: Path, history: list[Path] | None = None, method: str | None
         if h.run.experiment != run.run.experiment:
             raise InputError(f"--history {h.path}: a run of experiment "
                              f"{h.run.experiment!r}, not {run.run.experiment!r}")
+    out = analyse_run(run, past, method, n_boot, curve_boot)
+    out["computed_from"] = digest
+    folder = RunFolder(run_dir)
+    # Checked against its contract before it is written: a section renamed here fails now,
+    # not as a silent default in the report.
+    folder.write_analysis(AnalysisRecord.from_json(out, f"the analysis of {run_dir}"))
+    return out
+
+
+def analyse_run(run: RunData, past: list[RunData] | None = None, method: str | None = None,
+                n_boot: int = 1000, curve_boot: int = 200) -> dict[str, Any]:
+    """The analysis record of a loaded run (and earlier rounds), written nowhere: what
+    :func:`analyse` stores, less ``computed_from``. Simulated runs with known truth
+    (``benchmarks/verdict_calibration.py``) go through exactly this code."""
+    past = list(past or [])
     method = method or run.spec["gate"].get("correction", "holm")
     facts = run.run.teachers
     roi = ledger(run, facts.usage, facts.n_records, _teacher_error(run))
@@ -81,20 +96,15 @@ def analyse(run_dir: Path, history: list[Path] | None = None, method: str | None
     vs_chance = versus_chance(run, n_boot)
     sigs = signals(run, chosen, curves, roi, past, vs_chance)
     gate = decide(run, chosen, sigs, roi, vs_chance)
-    out = {
+    return {
         "analysis_version": ANALYSIS_VERSION, "experiment": run.run.experiment,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "gate": gate, "signals": sigs,
         "attribution": attribution(run, method, n_boot),
         "learning_curves": curves, "fidelity": _fidelity_table(run),
         "fidelity_flags": fidelity_flags(run), "roi": roi,
-        "history": [str(h.path) for h in past], "computed_from": digest,
+        "history": [str(h.path) for h in past], "computed_from": None,
     }
-    folder = RunFolder(run_dir)
-    # Checked against its contract before it is written: a section renamed here fails now,
-    # not as a silent default in the report.
-    folder.write_analysis(AnalysisRecord.from_json(out, f"the analysis of {run_dir}"))
-    return out
 
 
 def current_analysis(run_dir: Path, history: list[Path] | None = None, method: str | None = None,

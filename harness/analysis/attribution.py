@@ -15,10 +15,11 @@ recall and over-refusal, ...), paired over eval items, an arm being the mean ove
   against every one at 0.0) the exact sign-flip p ``2^(1-n)``;
 - a contrast is ``not estimable`` only when there is no variance estimate at all: no arm of the
   unit has two seeds (unless ``design.noise_seeds: []`` switched training noise off: then it is
-  tested on eval items only, McNemar's exact test for 0/1 metrics of two one-seed arms), or its
-  interval is wider than the metric's range; the reason says what would make it estimable;
+  tested on eval items only, McNemar's exact test for 0/1 metrics of two one-seed arms); the
+  reason says what would make it estimable;
 - intervals respect the metric: a bounded metric's interval is clipped to the possible
-  differences (``ci_clipped``);
+  differences (``ci_clipped``); one that is wide (a seed variance with few degrees of freedom)
+  is still an estimate, and its minimum detectable effect says how little it can tell;
 - the family (arms x units x decision metrics) is corrected with Holm (default) or
   Benjamini-Hochberg; ``families`` records its size and metrics. The minimum detectable effect
   beside a verdict is the one at the corrected level (Bonferroni's ``alpha / m``, which is what
@@ -56,7 +57,7 @@ from harness.analysis.noise import (
     unit_tables,
 )
 from harness.analysis.stats import adjust, format_p, mcnemar_exact
-from harness.analysis.variance import ArmTable, Estimate, difference
+from harness.analysis.variance import ArmTable, difference
 from harness.units import get
 
 __all__ = ["ALPHA", "NOT_ESTIMABLE", "NO_DIFFERENCE", "ArmKey", "Contrast", "arm_label", "arms",
@@ -155,17 +156,13 @@ def _contrast(run: RunData, unit: str, metric: str, ref: tuple[ArmKey, ArmTable]
     lo, hi = est.interval()
     clipped = False
     bounds = kind.metric_def(metric).bounds
-    if bounds is not None and reason is None:
+    if bounds is not None:
+        # an interval wider than the metric allows says little, but it is an estimate: it is
+        # clipped to the possible differences and its MDE says how little it can tell
         span = bounds[1] - bounds[0]
-        if not math.isfinite(hi - lo) or hi - lo > span:
-            reason = (f"the 95% interval [{lo:+.3f}, {hi:+.3f}] is wider than the metric's "
-                      f"range [{bounds[0]:g}, {bounds[1]:g}] (the seed variance has "
-                      f"{noise.for_scale(tk[2]).df if noise else 0:.1f} df: more seeds on "
-                      "the multi-seed arms narrow it)")
-        else:
-            nlo, nhi = max(lo, -span), min(hi, span)
-            clipped = (nlo, nhi) != (lo, hi)
-            lo, hi = nlo, nhi
+        nlo, nhi = max(lo, -span), min(hi, span)
+        clipped = (nlo, nhi) != (lo, hi)
+        lo, hi = nlo, nhi
     mde = est.mde(ALPHA, POWER)
     return Contrast(arm=arm_label(tk), reference=arm_label(rk), unit=unit, metric=metric,
                     delta=est.value, ci_low=lo, ci_high=hi, mde=mde, p=p, test=test, n=est.n,

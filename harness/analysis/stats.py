@@ -1,16 +1,16 @@
 """Paired statistics over eval items (scipy/numpy): bootstrap CIs, McNemar, corrections, MDE.
 
 Conventions (DESIGN.md): cells are compared *paired* on the same eval items; binary correctness
-gets McNemar's exact test; every metric gets a paired bootstrap 95% CI (resampling seeds too when
-a cell has several); a family of tests is corrected with Holm (default) or Benjamini-Hochberg;
-the minimum detectable effect (80% power, two-sided 5%) sits next to every delta, and an effect
-the data cannot support is reported as "no evidence", never as "no effect".
+of two one-seed arms gets McNemar's exact test; a family of tests is corrected with Holm
+(default) or Benjamini-Hochberg. Arm means and arm differences with item and seed noise are
+:mod:`harness.analysis.variance`'s; the paired bootstrap here serves statistics outside that
+model (a gap between slices, a student against a rescored constant answer).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -68,8 +68,9 @@ class PairedDelta:
         p_boot: two-sided bootstrap p-value (share of resamples on the other side of 0, x2).
         mde: minimum detectable effect, ``MDE_Z * se``.
         n: paired items.
-        p_floor: the smallest p-value the method can resolve (``1/B`` for ``B`` bootstrap
-            resamples; 0 for a t or exact test): a bootstrap p of 0 means ``p < p_floor``.
+        p_floor: the smallest p-value the method can resolve (``2/B`` for ``B`` bootstrap
+            resamples, as the two-sided p doubles the smaller tail share; 0 for a t or exact
+            test): a bootstrap p below it means ``p < p_floor``.
     """
 
     delta: float
@@ -114,34 +115,7 @@ def paired_bootstrap(metric_ref: Sequence[MetricFn], metric_trt: Sequence[Metric
     se = float(draws.std(ddof=1))
     p = 2 * min(float(np.mean(draws <= 0)), float(np.mean(draws >= 0)))
     return PairedDelta(float(point), float(lo), float(hi), se, min(1.0, p), MDE_Z * se, n,
-                       1.0 / n_boot)
-
-
-def with_training_noise(d: PairedDelta, noise_var: float, noise_df: int) -> PairedDelta:
-    """Widen an items-only paired delta by the variance of retraining.
-
-    A student trained once is one draw of its training run: a second seed on the same data moves
-    its metric by a training-noise variance ``sigma^2`` that no resampling of eval items sees. For
-    arms averaged over ``k_ref`` and ``k_trt`` seeds, the delta's variance gains
-    ``noise_var = sigma^2 * (1/k_ref + 1/k_trt)``. ``sigma^2`` is itself estimated from a few
-    seeds (``noise_df`` degrees of freedom), so the interval and p-value use Student's t with
-    Welch-Satterthwaite degrees of freedom (the item part counts as known).
-
-    Args:
-        d: the items-only delta (``paired_bootstrap(..., resample_seeds=False)``).
-        noise_var: training-noise variance of the delta (metric units squared).
-        noise_df: degrees of freedom of the ``sigma^2`` estimate (>= 1).
-    """
-    var = d.se ** 2 + noise_var
-    se = float(np.sqrt(var))
-    if se == 0:
-        return d
-    df = float(noise_df) * (var / noise_var) ** 2 if noise_var > 0 else float("inf")
-    t_crit = float(stats.t.ppf(0.975, df))
-    p = float(2 * stats.t.sf(abs(d.delta) / se, df))
-    mde = (t_crit + float(stats.t.ppf(0.80, df))) * se
-    return PairedDelta(d.delta, d.delta - t_crit * se, d.delta + t_crit * se, se, min(1.0, p),
-                       mde, d.n)
+                       2.0 / n_boot)
 
 
 def format_p(p: float, floor: float = 0.0) -> str:
@@ -150,54 +124,3 @@ def format_p(p: float, floor: float = 0.0) -> str:
     if floor > 0 and p < floor:
         return f"< {floor:.2g}"
     return f"{p:.1e}" if 0 < p < 1e-4 else f"{p:.4f}"
-
-
-def fit_to_range(d: PairedDelta, bounds: tuple[float, float] | None
-                 ) -> tuple[PairedDelta, str | None, bool]:
-    """Hold a delta of a bounded metric to what the metric allows.
-
-    A metric in ``[low, high]`` has differences in ``[-(high - low), high - low]``. An
-    interval (or MDE) wider than the metric's whole range says nothing: it is *not estimable*
-    (the reason is returned). Otherwise the interval is clipped to the possible differences.
-
-    Returns:
-        ``(delta, reason or None, clipped)``.
-    """
-    if bounds is None:
-        return d, None, False
-    span = bounds[1] - bounds[0]
-    width = d.ci_high - d.ci_low
-    if not np.isfinite(width) or width > span:
-        return d, (f"the 95% interval [{d.ci_low:+.3f}, {d.ci_high:+.3f}] is wider than the "
-                   f"metric's range [{bounds[0]:g}, {bounds[1]:g}]"), False
-    if d.mde > span:
-        return d, (f"the minimum detectable effect {d.mde:.3f} exceeds the metric's range "
-                   f"[{bounds[0]:g}, {bounds[1]:g}]"), False
-    lo, hi = max(d.ci_low, -span), min(d.ci_high, span)
-    clipped = (lo, hi) != (d.ci_low, d.ci_high)
-    return replace(d, ci_low=lo, ci_high=hi), None, clipped
-
-
-def pooled_seed_variance(metric_per_arm: Sequence[Sequence[float]]) -> tuple[float, int] | None:
-    """Pooled within-arm variance of a metric across training seeds, and its degrees of freedom.
-
-    Args:
-        metric_per_arm: per arm, its metric for each seed (on the same eval items); arms with one
-            seed carry no information and are skipped.
-
-    Returns:
-        ``(variance, df)`` with ``df = sum(k_arm - 1)``, or None when no arm has two seeds.
-    """
-    ss, df = 0.0, 0
-    for values in metric_per_arm:
-        v = np.asarray(values, dtype=float)
-        if v.size >= 2:
-            ss += float(((v - v.mean()) ** 2).sum())
-            df += v.size - 1
-    return (ss / df, df) if df else None
-
-
-def mean_metric(values: Sequence[float]) -> MetricFn:
-    """A metric that is the mean of per-item values (accuracy from 0/1 correctness)."""
-    v = np.asarray(values, dtype=float)
-    return lambda idx: float(v[idx].mean())

@@ -7,7 +7,7 @@ import pytest
 
 from harness.analysis.attribution import attribution
 from harness.analysis.load import load_run
-from harness.analysis.stats import PairedDelta, fit_to_range, format_p
+from harness.analysis.stats import format_p
 from harness.units import get
 from tests.helpers.synth import spec_dict, write_run
 
@@ -57,19 +57,6 @@ def test_p_values_print_below_the_bootstrap_resolution():
     assert format_p(3e-7) == "3.0e-07"
 
 
-def test_intervals_fit_the_metric_range():
-    d = PairedDelta(0.95, 0.90, 1.002, 0.02, 0.0, 0.05, 100, 0.001)
-    fitted, why, clipped = fit_to_range(d, (0.0, 1.0))
-    assert why is None and clipped and fitted.ci_high == 1.0 and fitted.ci_low == 0.90
-    wide = PairedDelta(0.2, -1.681, 2.134, 0.8, 0.5, 2.117, 100)
-    _, why, _ = fit_to_range(wide, (0.0, 1.0))
-    assert why is not None and "wider than the metric's range" in why
-    mde = PairedDelta(0.1, -0.3, 0.5, 0.4, 0.5, 1.2, 100)
-    _, why, _ = fit_to_range(mde, (0.0, 1.0))
-    assert why is not None and "minimum detectable effect" in why
-    assert fit_to_range(wide, None)[1] is None  # unbounded metrics are left alone
-
-
 def test_a_lower_is_better_metric_and_the_family_record(tmp_path):
     # esc: the "other" arm escalates answerable items (over-refusal up) while catching the same
     # escalations; its over_refusal_rate delta is positive, which is *worse*.
@@ -86,10 +73,9 @@ def test_a_lower_is_better_metric_and_the_family_record(tmp_path):
     assert set(got) == {"refusal_f1", "refusal_recall", "over_refusal_rate"}
     over = got["over_refusal_rate"]
     assert over["delta"] == pytest.approx(120 / 200) and not over["higher_is_better"]
-    assert over["verdict"] == "worse" and over["p_text"] == "< 0.0025"
-    assert over["p_adjusted_text"].startswith("< ")
-    recall = got["refusal_recall"]  # every escalation caught by both arms
-    assert recall["delta"] == 0 and recall["verdict"] == "no evidence"
+    assert over["verdict"] == "worse" and over["p"] < 1e-10
+    recall = got["refusal_recall"]  # every escalation caught by both arms, on every item
+    assert recall["delta"] == 0 and recall["verdict"].startswith("no difference")
     fam = out["families"]["vs_baseline"]
     assert fam["metrics"] == {"esc": ["refusal_f1", "refusal_recall", "over_refusal_rate"]}
     assert fam["size"] + fam["not_estimable"] == 3 and fam["correction"] == "holm"
