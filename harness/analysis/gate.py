@@ -7,13 +7,24 @@ The gate (``gate:``) then decides for the *chosen arm* (:mod:`harness.analysis.s
 best mean over its seeds on the units that matter among arms meeting the policy, else the best
 overall; the signals read its representative cell), and records how often resampling would have
 chosen another arm (``selection``):
-``STOP`` when the chosen student is not above chance on a unit that matters (``at_chance``,
-blocking whatever ``blocking_signals`` says: nothing else the data says about such a student
-is worth acting on); ``SHIFT_TO_REAL_DATA`` when a blocking distribution gap fires; ``STOP`` when
-another blocking signal fires or a hard policy fails (p95 latency above the maximum, the
-quality-adjusted ROI below ``min_roi``); ``CONTINUE`` otherwise — unmet quality minimums with
-curves still rising are a reason to go on. Train-eval overlap kept under ``data.leakage: warn``
-is a reason of its own. The reasons end with the selection's uncertainty and the quality
+Every signal says ``fires``, ``quiet`` or ``undecided`` (:data:`~harness.analysis.signals.
+SignalState`), each on seed-aware evidence (arm means with item + seed noise) with intervals:
+
+- ``STOP`` when the chosen student is at chance on a unit that matters (``at_chance``,
+  blocking whatever ``blocking_signals`` says: nothing else the data says about such a student
+  is worth acting on);
+- ``SHIFT_TO_REAL_DATA`` when a blocking distribution gap fires;
+- ``STOP`` when another blocking signal fires or a hard policy fails (p95 latency above the
+  maximum; the quality-adjusted ROI's upper bound below ``min_roi``);
+- ``INCONCLUSIVE`` when nothing fires but a blocking signal (or ``min_roi``) is undecided: the
+  evidence cannot separate stop from go on, and ``actions`` names what would decide it (more
+  seeds, more eval items), instead of turning "cannot tell" into STOP or CONTINUE;
+- ``CONTINUE`` otherwise — unmet quality minimums with curves still rising are a reason to go
+  on.
+
+Exit statuses (:data:`EXIT`, for CI): 0 CONTINUE, 3 STOP and SHIFT_TO_REAL_DATA, 4 INCONCLUSIVE
+(2 stays a bad input). Train-eval overlap kept under ``data.leakage: warn`` is a reason of its
+own. The reasons end with the selection's uncertainty (ties named as ties) and the quality
 minimums: met (with the values), not met, or "no minimums declared".
 """
 
@@ -23,6 +34,7 @@ from typing import Any
 
 from harness.analysis.chance import versus_chance
 from harness.analysis.load import RunData
+from harness.analysis.roi import roi_verdict
 from harness.analysis.selection import arm_value, choose_cell
 from harness.analysis.signals import (
     AGREEMENT_RISE,
@@ -36,7 +48,7 @@ from harness.analysis.signals import (
 __all__ = ["AGREEMENT_RISE", "EXIT", "choose_cell", "copied_excess", "decide", "fidelity_flags",
            "leakage_line", "selection_line", "signals"]
 
-EXIT = {"CONTINUE": 0, "STOP": 3, "SHIFT_TO_REAL_DATA": 3}
+EXIT = {"CONTINUE": 0, "STOP": 3, "SHIFT_TO_REAL_DATA": 3, "INCONCLUSIVE": 4}
 #: Signals that block whatever ``gate.blocking_signals`` lists.
 ALWAYS_BLOCKING = frozenset({"at_chance"})
 
@@ -85,7 +97,9 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
     policy = run.spec["gate"]
     blocking = set(policy["blocking_signals"]) | ALWAYS_BLOCKING
     reasons = []
+    actions: list[str] = []
     fired = [s for s in sigs if s["fires"] and s["signal"] in blocking]
+    undecided = [s for s in sigs if s.get("state") == "undecided" and s["signal"] in blocking]
     decision = "CONTINUE"
     if any(s["signal"] == "at_chance" for s in fired):
         decision = "STOP"
@@ -94,9 +108,14 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
     elif fired:
         decision = "STOP"
     for s in sigs:
-        state = "fires" if s["fires"] else "quiet"
+        state = s.get("state") or ("fires" if s["fires"] else "quiet")
         block = " (blocking)" if s["signal"] in blocking else ""
-        reasons.append(f"{s['signal']}: {state}{block} — {s['evidence']}")
+        line = f"{s['signal']}: {state}{block} — {s['evidence']}"
+        if state == "undecided" and s.get("action"):
+            line += f"; to decide: {s['action']}"
+            if s["signal"] in blocking:
+                actions.append(f"{s['signal']}: {s['action']}")
+        reasons.append(line)
     row = next((r for r in roi if r["cell_id"] == chosen["cell_id"]), None)
     if policy.get("max_p95_latency_ms") and row and row["student_p95_ms"] is not None:
         ok = row["student_p95_ms"] <= policy["max_p95_latency_ms"]
@@ -104,17 +123,25 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
                        f"{policy['max_p95_latency_ms']:g} ms — {'ok' if ok else 'too slow'}")
         if not ok and decision == "CONTINUE":
             decision = "STOP"
+    roi_undecided = False
     if policy.get("min_roi") is not None and row and row.get("quality_adjusted_roi") is None:
         reasons.append(f"roi: not assessed (no price in `costs:`) vs min {policy['min_roi']:g} "
                        "— the minimum cannot be checked")
     elif policy.get("min_roi") is not None and row:
-        # quality-adjusted: a student whose extra errors go back to the teacher saves less
-        ok = row["quality_adjusted_roi"] >= policy["min_roi"]
-        reasons.append(f"roi: quality-adjusted ROI {row['quality_adjusted_roi']:.2f} vs min "
-                       f"{policy['min_roi']:g} — {'ok' if ok else 'below'} (raw ROI "
-                       f"{row['roi']:.2f}, not used)")
-        if not ok and decision == "CONTINUE":
+        state, line, action = roi_verdict(row, policy["min_roi"])
+        reasons.append(line + (f"; to decide: {action}" if action else ""))
+        if state == "fires" and decision == "CONTINUE":
             decision = "STOP"
+        elif state == "undecided":
+            roi_undecided = True
+            if action:
+                actions.append(f"min_roi: {action}")
+    if decision == "CONTINUE" and (undecided or roi_undecided):
+        decision = "INCONCLUSIVE"
+        names = [s["signal"] for s in undecided] + (["min_roi"] if roi_undecided else [])
+        reasons.insert(0, "inconclusive: nothing says stop, but the evidence cannot tell "
+                          f"whether {', '.join(names)} would: "
+                       + ("; ".join(actions) if actions else "more seeds or eval items"))
     leak = leakage_line(run)
     if leak:
         reasons.append(leak)
@@ -124,7 +151,9 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
     reasons.append(_minimums(run, chosen))
     return {"decision": decision, "exit_status": EXIT[decision],
             "cell": {k: v for k, v in chosen.items() if k != "selection"},
-            "selection": selection, "reasons": reasons, "vs_chance": list(vs_chance or [])}
+            "selection": selection, "reasons": reasons,
+            "actions": actions if decision == "INCONCLUSIVE" else [],
+            "vs_chance": list(vs_chance or [])}
 
 
 def leakage_line(run: RunData) -> str | None:
@@ -143,6 +172,9 @@ def selection_line(selection: dict[str, Any]) -> str:
     """The selection's uncertainty in one line (gate reasons, ``harness gate``, report)."""
     line = (f"selection: arm {selection['arm']} chosen in {selection['p_chosen']:.0%} of "
             f"{selection['n_resamples']} resamples ({selection['resampled']})")
+    if selection.get("tied"):
+        line += (f"; tied on the point estimate with {', '.join(selection['tied'])}: the choice "
+                 "among them is the run order, not evidence")
     if selection.get("runner_up"):
         line += f"; runner-up {selection['runner_up']} in {selection['p_runner_up']:.0%}"
     return line

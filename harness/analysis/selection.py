@@ -11,14 +11,18 @@ row): the arm's *representative* is the seed whose own mean is nearest the arm's
 the lowest seed), so it is a typical training run of the arm, not its best one.
 
 The selection's uncertainty: 200 seeded resamples of the eval items (paired: every arm sees the
-same items) and, for arms with several seeds, of the seeds (with replacement); the share of
-resamples in which each arm would have been chosen, among the arms the point estimate ranked
-with it (those meeting the minimums, or every arm when none does).
+same items), each adding to every arm's value on every unit a draw of its retraining noise
+(normal, the seed variance of the unit's primary metric at the arm's scale over its number of
+seeds: :mod:`harness.analysis.noise`), so one-seed arms move as much as their training noise
+says, not less than arms with several seeds; the share of resamples in which each arm would
+have been chosen, among the arms the point estimate ranked with it (those meeting the
+minimums, or every arm when none does). Arms tied in a resample share that resample's choice
+equally, and arms tied on the point estimate are reported as a tie (``tied``): the choice among
+them is the run order, not evidence.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +30,7 @@ import numpy as np
 
 from harness.analysis.arms import ArmKey, arm_label, arms
 from harness.analysis.load import CellData, RunData
+from harness.analysis.noise import seed_noise, unit_tables
 from harness.analysis.signals import primary, units_that_matter, value
 from harness.units import get
 from harness.units.base import UnitKind
@@ -122,7 +127,7 @@ def _item_fns(run: RunData, cells: list[CellData], unit: str
 
 def selection_uncertainty(run: RunData, candidates: list[tuple[ArmKey, list[CellData]]],
                           units: list[str], n_resamples: int = SELECTION_RESAMPLES,
-                          seed: int = 0) -> dict[str, Any]:
+                          seed: int = 0, tied: list[str] | None = None) -> dict[str, Any]:
     """How often each candidate arm would be chosen under resampling.
 
     Args:
@@ -130,15 +135,17 @@ def selection_uncertainty(run: RunData, candidates: list[tuple[ArmKey, list[Cell
         units: the units that matter.
 
     Returns:
-        ``{"arm", "p_chosen", "runner_up", "p_runner_up", "n_resamples", "resampled"}``:
-        ``p_chosen`` the share of resamples that choose the chosen arm; ``runner_up`` the other
-        arm chosen most often (ties and never-chosen: the next by point estimate; None with a
-        single candidate) and its share.
+        ``{"arm", "p_chosen", "runner_up", "p_runner_up", "n_resamples", "resampled",
+        "tied"}``: ``p_chosen`` the share of resamples that choose the chosen arm (a resample's
+        tie counts 1/t for each of its t tied arms); ``runner_up`` the other arm chosen most
+        often (ties and never-chosen: the next by point estimate; None with a single candidate)
+        and its share; ``tied`` the other arms with exactly the chosen arm's point estimate.
     """
     cells = [c for _, arm_cells in candidates for c in arm_cells]
     per_unit = {u: _item_fns(run, cells, u) for u in units}
+    sds = _seed_sds(run, candidates, units)
     rng = np.random.default_rng(seed)
-    wins: Counter[int] = Counter()
+    wins = np.zeros(len(candidates))
     for _ in range(n_resamples):
         at: dict[str, list[float | None]] = {c.cell_id: [] for c in cells}
         for n, fns in per_unit.values():
@@ -146,22 +153,43 @@ def selection_uncertainty(run: RunData, candidates: list[tuple[ArmKey, list[Cell
             for cid, fn in fns.items():
                 at[cid].append(fn(idx))
         scores = []
-        for _, arm_cells in candidates:
-            drawn = (arm_cells if len(arm_cells) == 1 else
-                     [arm_cells[i] for i in rng.integers(0, len(arm_cells), size=len(arm_cells))])
-            per_u = [_score([at[c.cell_id][k] for c in drawn]) if any(
-                at[c.cell_id][k] is not None for c in drawn) else None for k in range(len(units))]
+        for a, (_, arm_cells) in enumerate(candidates):
+            per_u: list[float | None] = []
+            for k in range(len(units)):
+                vals = [v for c in arm_cells if (v := at[c.cell_id][k]) is not None]
+                if not vals:
+                    per_u.append(None)
+                    continue
+                sd = sds[a][k]
+                per_u.append(sum(vals) / len(vals) + (rng.normal(0.0, sd) if sd > 0 else 0.0))
             scores.append(_score(per_u))
-        wins[int(np.argmax(scores))] += 1  # ties: the earlier arm in the point estimate's order
+        best = np.flatnonzero(np.isclose(scores, max(scores), rtol=0, atol=1e-12))
+        wins[best] += 1 / len(best)  # tied arms share the resample
     labels = [arm_label(key) for key, _ in candidates]
     others = sorted(range(1, len(candidates)), key=lambda i: (-wins[i], i))
     runner = others[0] if others else None
-    seeds_resampled = any(len(c) > 1 for _, c in candidates)
-    return {"arm": labels[0], "p_chosen": wins[0] / n_resamples,
+    noisy = any(sd > 0 for row in sds for sd in row)
+    return {"arm": labels[0], "p_chosen": float(wins[0] / n_resamples),
             "runner_up": labels[runner] if runner is not None else None,
-            "p_runner_up": wins[runner] / n_resamples if runner is not None else 0.0,
+            "p_runner_up": float(wins[runner] / n_resamples) if runner is not None else 0.0,
             "n_resamples": n_resamples,
-            "resampled": "eval items and seeds" if seeds_resampled else "eval items"}
+            "resampled": "eval items and retraining noise" if noisy else "eval items",
+            "tied": tied or []}
+
+
+def _seed_sds(run: RunData, candidates: list[tuple[ArmKey, list[CellData]]], units: list[str]
+              ) -> list[list[float]]:
+    """Per candidate arm and unit, the SD of its seed mean from retraining
+    (``sqrt(sigma_a^2(scale) / k)`` of the unit's primary metric; 0 without an estimate)."""
+    groups = {key: cells for key, cells in candidates}
+    out = [[0.0] * len(units) for _ in candidates]
+    for k, unit in enumerate(units):
+        noise = seed_noise(unit_tables(run, groups, unit, primary(run, unit)))
+        if noise is None:
+            continue
+        for a, (key, cells) in enumerate(candidates):
+            out[a][k] = float(np.sqrt(noise.for_scale(key[2]).variance / len(cells)))
+    return out
 
 
 def choose_cell(run: RunData, roi: list[dict[str, Any]] | None = None,
@@ -172,7 +200,9 @@ def choose_cell(run: RunData, roi: list[dict[str, Any]] | None = None,
         ``{"cell_id", "label"`` (the representative cell), ``"arm", "seeds", "cell_ids"`` (the
         arm's seeds and their cells), ``"representative"`` (how it was picked),
         ``"mean_primary"`` (the arm's mean over seeds and units that matter),
-        ``"meets_minimums", "unmet", "selection"`` (:func:`selection_uncertainty`)``}``.
+        ``"meets_minimums", "unmet", "candidates"`` (how many arms it was chosen among: the
+        gate's simultaneous bounds count them), ``"selection"``
+        (:func:`selection_uncertainty`)``}``.
         ``roi`` is accepted for the gate's call signature and not used: cost does not rank.
     """
     units = units_that_matter(run)
@@ -185,8 +215,10 @@ def choose_cell(run: RunData, roi: list[dict[str, Any]] | None = None,
     ok, mean, key, cells, unmet = scored[0]
     rep = _representative(run, cells, units, mean)
     candidates = [(k, c) for o, _, k, c, _ in scored if o == ok]
+    tied = [arm_label(k) for o, m, k, _, _ in scored[1:] if o == ok and abs(m - mean) <= 1e-12]
     return {"cell_id": rep.cell_id, "label": rep.label, "arm": arm_label(key),
             "seeds": [int(c.axes["seed"]) for c in cells],
             "cell_ids": [c.cell_id for c in cells], "representative": REPRESENTATIVE,
             "mean_primary": mean, "meets_minimums": ok, "unmet": unmet,
-            "selection": selection_uncertainty(run, candidates, units, n_resamples)}
+            "candidates": len(candidates),
+            "selection": selection_uncertainty(run, candidates, units, n_resamples, tied=tied)}

@@ -81,7 +81,8 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    """Analyse a run folder and print the decision; exit 0 CONTINUE, 3 STOP/SHIFT.
+    """Analyse a run folder and print the decision; exit 0 CONTINUE, 3 STOP/SHIFT,
+    4 INCONCLUSIVE (the evidence cannot decide; the actions that would are printed).
 
     The stored analysis is reused only when it was computed from the folder as it is now."""
     from harness.analysis.analyse import current_analysis
@@ -90,7 +91,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
                               method=args.correction)
     gate = result["gate"]
     if args.json:
-        print(json.dumps({"decision": gate["decision"], "cell": gate["cell"],
+        print(json.dumps({"decision": gate["decision"], "exit_status": gate["exit_status"],
+                          "actions": gate.get("actions", []), "cell": gate["cell"],
                           "selection": gate.get("selection"), "reasons": gate["reasons"],
                           "signals": result["signals"]}, indent=2))
     else:
@@ -103,6 +105,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
             print(f"  cell: {cell['label']} ({cell['cell_id']})")
         for r in gate["reasons"]:
             print(f"  {r}")
+        for a in gate.get("actions", []):
+            print(f"  TO DECIDE: {a}")
     return int(gate["exit_status"])
 
 
