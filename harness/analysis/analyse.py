@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.analysis.arms import arms
 from harness.analysis.attribution import attribution
 from harness.analysis.chance import versus_chance
 from harness.analysis.curves import learning_curves
 from harness.analysis.gate import choose_cell, decide, fidelity_flags, signals
 from harness.analysis.load import RunData, load_run
+from harness.analysis.noise import training_noise
 from harness.analysis.roi import ledger
 from harness.analysis.signals import REGISTRY
 from harness.errors import InputError
@@ -37,14 +39,19 @@ ANALYSIS_VERSION = AnalysisRecord.SCHEMA_VERSION
 
 
 def _teacher_error(run: RunData) -> dict[str, float]:
-    """Per unit, the error rate of the best teacher on the eval set (from the audit)."""
+    """Per unit, the error rate of the best teacher on the eval set (from the audit): ``1 -``
+    the best value of the unit kind's ``teacher_error_metric``, the same metric the ROI ledger
+    measures the student on (:func:`harness.analysis.fallback.error_metric`), so that the fallback
+    rate compares like with like. Audited units the spec no longer has are skipped."""
     out = {}
     for unit, teachers in run.teacher_audit.items():
+        if unit not in run.spec["units"]:
+            continue
         key = get(run.spec["units"][unit]["kind"]).teacher_error_metric
-        vals = [t["metrics"].get(key) for t in teachers.values() if t["metrics"].get(key)
-                is not None]
+        vals = [float(v) for t in teachers.values()
+                if (v := (t.get("metrics") or {}).get(key)) is not None]
         if vals:
-            out[unit] = 1 - max(vals)
+            out[unit] = min(1.0, max(0.0, 1.0 - max(vals)))
     return out
 
 
@@ -90,10 +97,13 @@ def analyse_run(run: RunData, past: list[RunData] | None = None, method: str | N
     past = list(past or [])
     method = method or run.spec["gate"].get("correction", "holm")
     facts = run.run.teachers
-    roi = ledger(run, facts.usage, facts.n_records, _teacher_error(run))
-    curves = learning_curves(run, n_boot=curve_boot)
+    groups = arms(run)
+    noise = training_noise(run, groups)
+    roi = ledger(run, facts.usage, facts.n_records, _teacher_error(run), groups)
+    curves = learning_curves(run, n_boot=curve_boot, noise=noise)
     chosen = choose_cell(run, roi)
-    vs_chance = versus_chance(run, n_boot)
+    # the chosen arm's "above chance" is a bound simultaneous over the arms it was chosen among
+    vs_chance = versus_chance(run, n_arms=chosen.get("candidates"))
     sigs = signals(run, chosen, curves, roi, past, vs_chance)
     gate = decide(run, chosen, sigs, roi, vs_chance)
     return {

@@ -8,11 +8,12 @@ recall and over-refusal, ...), paired over eval items, an arm being the mean ove
 
 - one model of the noise (:mod:`harness.analysis.variance`): eval items and training seeds are
   crossed, and a contrast's variance is the spread of its per-item differences of seed-averaged
-  pseudo-values (item noise, and which items a retrained student flips) plus each arm's seed
-  variance ``sigma_a^2 / k`` (method of moments, scale-aware: :mod:`harness.analysis.noise`),
-  never counting the item x seed interaction twice. The test is Student's t with
-  Welch-Satterthwaite degrees of freedom; with no variation at all (every item and seed at 1.0
-  against every one at 0.0) the exact sign-flip p ``2^(1-n)``;
+  pseudo-values (item noise) plus each arm's seed mean square over its seeds (method of
+  moments, scale-aware: :mod:`harness.analysis.noise`), never counting the item x seed
+  interaction twice. The test refers the delta to a normal scale mixture over the seed
+  variance's chi-square (a generalized pivot that holds its level in the tails, where Holm tests
+  a family's strongest contrast); with no variation at all (every item and seed at 1.0 against
+  every one at 0.0) the exact sign-flip p ``2^(1-n)``;
 - a contrast is ``not estimable`` only when there is no variance estimate at all: no arm of the
   unit has two seeds (unless ``design.noise_seeds: []`` switched training noise off: then it is
   tested on eval items only, McNemar's exact test for 0/1 metrics of two one-seed arms); the
@@ -39,8 +40,6 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scipy import stats
-
 from harness.analysis.arms import (
     ArmKey,
     arm_label,
@@ -57,12 +56,12 @@ from harness.analysis.noise import (
     unit_tables,
 )
 from harness.analysis.stats import adjust, format_p, mcnemar_exact
-from harness.analysis.variance import ArmTable, difference
+from harness.analysis.variance import ArmTable, Estimate, difference
 from harness.units import get
 
 __all__ = ["ALPHA", "NOT_ESTIMABLE", "NO_DIFFERENCE", "ArmKey", "Contrast", "arm_label", "arms",
            "attribution", "compare", "correct_family", "family_summary",
-           "fields_worth_keeping", "mde_at", "training_noise"]
+           "fields_worth_keeping", "training_noise"]
 
 ALPHA = 0.05
 POWER = 0.8
@@ -108,21 +107,21 @@ class Contrast:
     df: float = math.inf
     mde_uncorrected: float = 0.0
     identical: bool = False
+    var_items: float = 0.0
+    var_seeds: float = 0.0
+    seed_df: float = math.inf
+
+    @property
+    def estimate(self) -> Estimate:
+        """The delta as :class:`~harness.analysis.variance.Estimate` (its reference
+        distribution)."""
+        return Estimate(self.delta, self.var_items, self.var_seeds, self.seed_df, self.n)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["df"] = None if not math.isfinite(self.df) else self.df  # JSON has no inf
+        for key in ("df", "seed_df"):  # JSON has no inf
+            out[key] = None if not math.isfinite(getattr(self, key)) else getattr(self, key)
         return out
-
-
-def mde_at(se: float, df: float, alpha: float, power: float = POWER) -> float:
-    """The minimum detectable effect of a two-sided level-``alpha`` t test (``df``; normal at
-    inf) with standard error ``se``, at ``power``."""
-    if se <= 0:
-        return 0.0
-    if math.isfinite(df):
-        return float(stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se
-    return float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se
 
 
 def _contrast(run: RunData, unit: str, metric: str, ref: tuple[ArmKey, ArmTable],
@@ -134,7 +133,7 @@ def _contrast(run: RunData, unit: str, metric: str, ref: tuple[ArmKey, ArmTable]
     identical = bool(rt.values.shape == tt.values.shape and (rt.values == tt.values).all()
                      and (rt.whole == tt.whole).all())
     reason = None
-    test = "t (items + seeds)"
+    test = "items + seeds (normal mixture over the seed variance)"
     if noise is not None:
         sr, st = noise.for_scale(rk[2]), noise.for_scale(tk[2])
         est = difference(rt, tt, sr, st)
@@ -170,7 +169,8 @@ def _contrast(run: RunData, unit: str, metric: str, ref: tuple[ArmKey, ArmTable]
                     higher_is_better=kind.metric_def(metric).higher_is_better,
                     seeds=(rt.k, tt.k), covers=covers, ci_clipped=clipped,
                     not_estimable=reason, se=est.se, df=est.df, mde_uncorrected=mde,
-                    identical=identical)
+                    identical=identical, var_items=est.var_items, var_seeds=est.var_seeds,
+                    seed_df=est.seed_df)
 
 
 def compare(run: RunData, ref: list[CellData], trt: list[CellData], unit: str,
@@ -225,7 +225,7 @@ def correct_family(contrasts: list[Contrast], method: str) -> None:
         c.p_adjusted_text = format_p(p)
         # Holm tests the strongest contrast at alpha/m (BH at alpha/m as well, when only one
         # effect is real): that is the effect size the family can find with 80 % power
-        c.mde = mde_at(c.se, c.df, ALPHA / m)
+        c.mde = c.estimate.mde(ALPHA / m, POWER)
         if p < ALPHA and c.delta != 0:
             c.verdict = "better" if (c.delta > 0) == c.higher_is_better else "worse"
         elif c.identical:

@@ -129,7 +129,8 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
                        "— the minimum cannot be checked")
     elif policy.get("min_roi") is not None and row:
         state, line, action = roi_verdict(row, policy["min_roi"])
-        reasons.append(line + (f"; to decide: {action}" if action else ""))
+        reasons.append(f"roi: {state} vs min {policy['min_roi']:g} — {line}"
+                       + (f"; to decide: {action}" if action else ""))
         if state == "fires" and decision == "CONTINUE":
             decision = "STOP"
         elif state == "undecided":

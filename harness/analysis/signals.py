@@ -5,12 +5,18 @@ ledger, earlier rounds) and returns a :class:`Signal` — whether it fires, the 
 YAML's ``stop:`` and its evidence in words. :func:`evaluate` runs them in the order
 ``SignalName`` declares, which is the order ``analysis.json`` lists them in.
 
-- ``at_chance``: the chosen cell is not above chance on some unit that matters (its 95% CI
-  against the best constant answer / uniform guessing does not exclude it, see
+- ``at_chance``: the chosen arm (mean over its seeds, item + seed noise) is at chance (the upper
+  bound of its margin over the best constant answer / uniform guessing is within
+  ``chance_margin``) or below it on some unit that matters; "undecided" when no unit is, but
+  some cannot be told yet (with the items or seeds that would decide it; see
   :mod:`harness.analysis.chance`); the gate treats it as blocking whatever the YAML says;
-- ``diminishing_returns``: on every unit that matters, the upper 95% bound of the next
-  doubling's predicted gain is below ``min_gain_next_doubling`` (needs fitted curves); with
-  earlier rounds, also no gain across rounds;
+- ``diminishing_returns``: on every unit that matters, the gain of more distilling is surely
+  below ``min_gain_next_doubling``: this round's chosen arm against the previous round's (with
+  ``--history``; paired on shared eval items, seed-aware, alpha spent across rounds:
+  :mod:`harness.analysis.rounds`), else the upper 95% bound of the next doubling's predicted
+  gain on the learning curve of arm means (:mod:`harness.analysis.curves`); "quiet" when some
+  unit surely still gains that much, "undecided" (with the seeds or eval items that would
+  decide) in between;
 - ``teacher_bias``: agreement with a teacher rises with scale while the primary metric does not
   improve significantly ("more teacher-like, not more correct"), or the chosen arm (against
   every teacher) or any single-teacher arm (against its teacher) repeats a teacher's wrong
@@ -18,7 +24,9 @@ YAML's ``stop:`` and its evidence in words. :func:`evaluate` runs them in the or
   ``max_copied_error_rate`` and significantly (one-sided binomial p < 0.05, and the excess's
   95% interval above 0; :mod:`harness.analysis.copying`); the evidence names arm and teacher;
 - ``cost``: the chosen cell's quality-adjusted ROI over the horizon is negative (see
-  :mod:`harness.analysis.roi`: its extra errors fall back to the teacher);
+  :mod:`harness.analysis.roi`: its extra errors fall back to the teacher), decided on its arm's
+  95% interval; undecided (with the eval items or seeds that would decide) when the interval
+  straddles 0;
 - ``distribution_gap``: the chosen arm's primary metric on ``source=real`` lags
   ``source=synthetic`` by more than ``max_real_synthetic_gap`` (paired-by-unit bootstrap 95%
   interval above 0) and the gap does not close with scale, which is asserted only from >= 3
@@ -36,13 +44,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, get_args
 
-from harness.analysis.chance import describe, learned
+from harness.analysis.arms import arm_label, arms, reference_arm
+from harness.analysis.chance import (
+    NOT_LEARNED,
+    UNDECIDED,
+    chance_margin_of,
+    describe,
+    learned_cells,
+)
 from harness.analysis.copying import (  # copied_excess: re-exported for the gate's callers
     copied_excess,  # noqa: F401
     copying,
 )
+from harness.analysis.curves import Call, curve_call
 from harness.analysis.load import CellData, RunData
-from harness.analysis.roi import NOT_PRICED
+from harness.analysis.roi import NOT_PRICED, roi_verdict
+from harness.analysis.rounds import combine, round_alpha, round_call, round_gains
 from harness.analysis.slices import MIN_SCALE_POINTS, gap_trend, slice_gap
 from harness.spec.models import SignalName
 from harness.units import primary_metric
@@ -69,6 +86,8 @@ class Signal(TypedDict, total=False):
     evidence: str
     state: SignalState
     action: str | None
+    per_unit: dict[str, dict[str, Any]]
+    rounds: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -82,7 +101,7 @@ class SignalContext:
         curves: the learning curves (``analysis.json``'s ``learning_curves``).
         roi: the ROI ledger rows.
         history: earlier rounds of the same experiment (``--history``).
-        vs_chance: every cell x unit against chance
+        vs_chance: every arm x unit against chance
             (:func:`harness.analysis.chance.versus_chance`).
     """
 
@@ -154,61 +173,103 @@ def units_that_matter(run: RunData) -> list[str]:
     return list(run.spec["stop"].get("units") or run.spec["units"])
 
 
-def best_primary(run: RunData, units: list[str]) -> float:
-    """The best cell's mean primary metric over ``units`` (0 when none has a value)."""
-    best = 0.0
-    for cell in run.cells:
-        found = [value(run, cell.cell_id, u, primary(run, u)) for u in units]
-        vals = [v for v in found if v is not None]
-        if vals:
-            best = max(best, sum(vals) / len(vals))
-    return best
-
-
 # -- the signals -------------------------------------------------------------------------------
 
 @signal("at_chance")
 def at_chance(ctx: SignalContext) -> Signal:
-    """The chosen cell is indistinguishable from (or below) chance on a unit that matters."""
-    rows = [r for r in ctx.vs_chance
-            if r["cell_id"] == ctx.cell.cell_id and r["unit"] in ctx.units]
-    bad = [r for r in rows if not learned(r)]
+    """The chosen arm (the mean over its seeds) is at or below chance on a unit that matters
+    (:mod:`harness.analysis.chance`): "fires"; none is, but some unit cannot be told yet:
+    "undecided", with the cheapest action that would decide it; else "quiet"."""
+    a = ctx.cell.axes
+    arm = arm_label((a["bucket"], a["fields"], float(a["scale"])))
+    rows = [r for r in ctx.vs_chance if r["arm"] == arm and r["unit"] in ctx.units]
+    bad = [r for r in rows if r["verdict"] in NOT_LEARNED]
+    open_ = [r for r in rows if r["verdict"] == UNDECIDED]
     missing = [u for u in ctx.units if u not in {r["unit"] for r in rows}]
-    # what fired first; every unit's comparison when nothing did
-    evidence = "; ".join(describe(r) for r in (bad or rows))
+    # what decided the state first; every unit's comparison when nothing fired
+    evidence = "; ".join(describe(r) for r in (bad or open_ or rows))
     if missing:
         evidence += ("; " if evidence else "") + f"no eval items for {', '.join(missing)}"
-    return {"signal": "at_chance", "fires": bool(bad), "threshold": 0.0, "evidence": evidence}
+    state: SignalState = "fires" if bad else "undecided" if open_ else "quiet"
+    # each undecided unit's own action (they name the unit, the arm and how much)
+    actions = [r["action"] for r in open_ if r["action"]] if state == "undecided" else []
+    thr = rows[0]["chance_margin"] if rows else chance_margin_of(ctx.run)
+    return {"signal": "at_chance", "fires": bool(bad), "state": state,
+            "action": "; ".join(actions) or None, "threshold": thr, "evidence": evidence}
 
 
 @signal("diminishing_returns")
 def diminishing_returns(ctx: SignalContext) -> Signal:
-    """The next doubling cannot buy ``min_gain_next_doubling`` on any unit that matters."""
-    cell, units = ctx.cell, ctx.units
-    # The chosen cell's own curve when its bucket and field set were run at several scales;
-    # otherwise the curves that exist (in a one-at-a-time design, the base's).
-    fitted = [c for c in ctx.curves if c["unit"] in units and c["bucket"] == cell.axes["bucket"]
-              and c["fields"] == cell.axes["fields"] and c["fit"]]
-    if not fitted:
-        fitted = [c for c in ctx.curves if c["unit"] in units and c["fit"]]
-    thr = ctx.stop["min_gain_next_doubling"]
-    if fitted and {c["unit"] for c in fitted} == set(units):
-        highs = {f"{c['unit']} ({c['bucket']}/{c['fields']})": c["fit"]["gain_ci"][1]
-                 for c in fitted}
-        fires = all(h is not None and h < thr for h in highs.values())
-        evidence = ", ".join(f"{u}: upper 95% gain {h:+.3f}" if h is not None else f"{u}: n/a"
-                             for u, h in highs.items())
-    else:
-        fires, evidence = False, "no fitted learning curve for the chosen cell's bucket and " \
-                                 "field set (needs >= 3 scale points)"
+    """Whether more distilling can still buy ``min_gain_next_doubling`` on the units that matter.
+
+    Two kinds of evidence, combined unit by unit by :func:`harness.analysis.rounds.combine`:
+
+    - the learning curve on arm means of the chosen arm's bucket x field set (else the
+      reference arm's, else the family with the most fitted units), whose 95% band of the next
+      doubling's gain carries item and seed noise (:func:`harness.analysis.curves.curve_call`);
+    - with ``--history``, this round's chosen arm against the previous round's, paired on the
+      eval items both share, seed-aware, at this round's alpha-spending level
+      (:func:`harness.analysis.rounds.round_call`); it takes precedence wherever the rounds can
+      be compared, since it measures what the last round bought instead of extrapolating.
+
+    "fires" when on every unit the gain is surely below the minimum; "quiet" when on some unit it
+    is surely at or above it, or some unit has no evidence at all (nothing there says stop);
+    "undecided" otherwise, with the seeds or eval items that would decide.
+    """
+    units, thr = ctx.units, ctx.stop["min_gain_next_doubling"]
+    rows, moved = _returns_curves(ctx)
+    curve = {r["unit"]: curve_call(r, thr) for r in rows}
+    rounds: dict[str, Call] = {}
+    record = None
     if ctx.history:
-        past = [best_primary(h, units) for h in ctx.history]
-        now = best_primary(ctx.run, units)
-        evidence += f"; across rounds best mean primary: {past} -> {now:.3f}"
-        if len(past) and now - max(past) < thr:
-            fires = True
-    return {"signal": "diminishing_returns", "fires": fires, "threshold": thr,
-            "evidence": evidence}
+        r = len(ctx.history) + 1
+        a = ctx.cell.axes
+        key = (a["bucket"], a["fields"], float(a["scale"]))
+        chosen = {"cell_ids": [c.cell_id for c in arms(ctx.run)[key]]}
+        gains = round_gains(ctx.run, chosen, ctx.history[-1], units)
+        rounds = {u: round_call(g, thr, r, len(units)) for u, g in gains.items()}
+        record = {"round": r, "alpha": round_alpha(r), "previous": str(ctx.history[-1].path),
+                  "gains": [g.to_dict() for g in gains.values()]}
+    state, per, action = combine(curve, rounds, units)
+    lines = []
+    for u, (source, call) in per.items():
+        line = call.text
+        if source == "rounds" and u in curve and curve[u].state is not None:
+            line += f" (its learning curve alone: {curve[u].state}, {curve[u].text})"
+        lines.append(line)
+    evidence = (moved + "; " if moved else "") + "; ".join(lines)
+    return {"signal": "diminishing_returns", "fires": state == "fires", "state": state,
+            "action": action, "threshold": thr, "evidence": evidence,
+            "per_unit": {u: {"state": call.state, "from": source}
+                         for u, (source, call) in per.items()},
+            "rounds": record}
+
+
+def _returns_curves(ctx: SignalContext) -> tuple[list[dict[str, Any]], str]:
+    """The learning curves ``diminishing_returns`` reads, on the units that matter: the chosen
+    arm's bucket x field set when it has a fitted one; else (said in the returned line) the
+    family with the most fitted units, the reference arm's first (in a one-at-a-time design the
+    base is the experiment's scale axis)."""
+    fams: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in ctx.curves:
+        if row["unit"] in ctx.units:
+            fams.setdefault((row["bucket"], row["fields"]), []).append(row)
+    own = (ctx.cell.axes["bucket"], ctx.cell.axes["fields"])
+
+    def fitted(key: tuple[str, str]) -> int:
+        return sum(1 for row in fams.get(key, []) if row["fit"])
+
+    if fitted(own) or not fams:
+        return fams.get(own, []), ""
+    try:
+        ref = reference_arm(ctx.run)[:2]
+    except KeyError:  # a spec without a design section: no reference to prefer
+        ref = own
+    best = max(sorted(fams), key=lambda k: (fitted(k), k == ref))
+    if not fitted(best):
+        return fams.get(own, []), ""
+    return fams[best], (f"{own[0]}/{own[1]} has no fitted learning curve, so the curve is read "
+                        f"on {best[0]}/{best[1]}")
 
 
 @signal("teacher_bias")
@@ -238,21 +299,19 @@ def teacher_bias(ctx: SignalContext) -> Signal:
 @signal("cost")
 def cost(ctx: SignalContext) -> Signal | None:
     """The chosen cell's quality-adjusted ROI over the horizon is negative (its extra errors
-    fall back to the teacher; not assessed without prices)."""
+    fall back to the teacher), decided on its arm's 95% interval
+    (:func:`harness.analysis.roi.roi_verdict` at 0): fires when the whole interval is below 0,
+    quiet when it is at or above 0, undecided (with the eval items or seeds that would
+    decide) otherwise. Quiet without prices (not assessed)."""
     row = next((r for r in ctx.roi if r["cell_id"] == ctx.cell.cell_id), None)
     if row is None:
         return None
     if row.get("quality_adjusted_roi") is None:
-        return {"signal": "cost", "fires": False, "threshold": 0.0,
+        return {"signal": "cost", "fires": False, "threshold": 0.0, "state": "quiet",
                 "evidence": f"{NOT_PRICED} in `costs:`, so there is no ROI"}
-    qroi = row["quality_adjusted_roi"]
-    return {"signal": "cost", "fires": qroi < 0, "threshold": 0.0,
-            "evidence": f"quality-adjusted ROI over {row['horizon_days']:g} days = {qroi:.2f} "
-                        f"(offline {row['offline_cost']:.2f} {row['currency']}; saving "
-                        f"{row['online_saving']:.2f} minus fallback "
-                        f"{row['teacher_fallback'] + row['manual_fallback']:.2f} for "
-                        f"{row['fallback_rate']:.1%} of requests wrong beyond the best teacher; "
-                        f"raw ROI {row['roi']:.2f}, not used)"}
+    state, evidence, action = roi_verdict(row, 0.0)
+    return {"signal": "cost", "fires": state == "fires", "threshold": 0.0, "state": state,
+            "action": action, "evidence": evidence}
 
 
 @signal("distribution_gap")
@@ -270,7 +329,7 @@ def distribution_gap(ctx: SignalContext) -> Signal:
                  (a["bucket"], a["fields"], float(a["scale"]))]
     gaps = {u: g for u in ctx.units if (g := slice_gap(run, arm_cells, u)) is not None}
     big = {u: g for u, g in gaps.items() if g.gap > thr and g.ci_low > 0}
-    learned_on = {(r["cell_id"], r["unit"]) for r in ctx.vs_chance if learned(r)}
+    learned_on = learned_cells(ctx.vs_chance)
     trends = {u: _gap_trend(run, cell, u, learned_on) for u in big}
     evidence = ("; ".join(g.describe() for g in gaps.values())
                 or "no source=real / source=synthetic slices")

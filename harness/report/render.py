@@ -46,12 +46,10 @@ AT_CHANCE_STYLE = ("background:repeating-linear-gradient(135deg,#ffe1a8 0 6px,#f
 
 
 def _at_chance(analysis: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
-    """(arm, unit) -> labels of the arm's cells that are not above chance on the unit."""
-    out: dict[tuple[str, str], list[str]] = {}
-    for r in analysis["gate"].get("vs_chance", []):
-        if not learned(r):
-            out.setdefault((r["arm"], r["unit"]), []).append(r["label"])
-    return out
+    """(arm, unit) -> the verdict of an arm that is not above chance on the unit (``at
+    chance``, ``below chance`` or ``undecided``) as a one-item list."""
+    return {(r["arm"], r["unit"]): [r["verdict"]]
+            for r in analysis["gate"].get("vs_chance", []) if not learned(r)}
 
 
 def _heatmap(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
@@ -90,19 +88,24 @@ def _heatmap(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
 
 
 def _chance(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
-    """Cells x units against chance: per cell and unit the student's primary metric, the
-    chance level, the CI of the difference and the verdict; per unit the audited teachers."""
+    """Arms x units against chance: per arm and unit its mean primary metric over its seeds,
+    the chance level, the margin's 95% interval, its bounds and the verdict (with the action
+    that would decide an undecided one); per unit the audited teachers."""
     units = list(run.spec["units"])
-    by_cell: dict[str, dict[str, Any]] = {}
+    by_arm: dict[str, dict[str, Any]] = {}
     teachers: dict[str, dict[str, float]] = {}
-    for r in analysis["gate"].get("vs_chance", []):
-        by_cell.setdefault(r["label"], {})[r["unit"]] = {
+    rows_in = analysis["gate"].get("vs_chance", [])
+    for r in rows_in:
+        by_arm.setdefault(r["arm"], {})[r["unit"]] = {
             **r, "learned": learned(r), "style": "" if learned(r) else AT_CHANCE_STYLE}
         teachers.setdefault(r["unit"], r["teachers"])
-    rows = [{"label": label, "cells": [cells.get(u) for u in units]}
-            for label, cells in by_cell.items()][:MAX_TABLE_ROWS]
-    nothing = sum(1 for r in analysis["gate"].get("vs_chance", []) if not learned(r))
+    rows = [{"arm": arm, "cells": [cells.get(u) for u in units]}
+            for arm, cells in by_arm.items()][:MAX_TABLE_ROWS]
+    nothing = sum(1 for r in rows_in if not learned(r))
+    first = rows_in[0] if rows_in else {}
     return {"units": units, "rows": rows, "teachers": teachers, "at_chance": nothing,
+            "alpha": first.get("alpha"), "arms": first.get("arms"),
+            "chance_margin": first.get("chance_margin"),
             "metrics": {u: primary_metric(run.spec["units"][u]["kind"]) for u in units}}
 
 

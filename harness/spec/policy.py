@@ -67,6 +67,10 @@ class StopSpec(Strict):
     max_real_synthetic_gap: float = Field(0.05, ge=0)
     max_teacher_disagreement: float = Field(0.3, ge=0, le=1)
     max_copied_error_rate: float = Field(0.1, ge=0, le=1)
+    chance_margin: float = Field(
+        0.05, ge=0, description="A student whose primary metric is within this of the best "
+        "constant answer has learned nothing worth paying for: at_chance fires when the upper "
+        "bound (one-sided, 1 %) of the chosen arm's mean minus chance is at most this.")
     units: list[str] | None = Field(None, description="Units that matter; default all.")
 
 

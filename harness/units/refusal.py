@@ -79,14 +79,16 @@ class RefusalKind(UnitKind):
         return f1_from_counts(sums)
 
     def metric_parts(self, metric: str) -> tuple[str, ...] | None:
-        return {"refusal_recall": ("tp", "fn"),
-                "over_refusal_rate": ("fp", "answerable")}.get(metric, ("tp", "fp", "fn"))
+        return {"refusal_recall": ("tp", "fn"), "over_refusal_rate": ("fp", "answerable"),
+                "accuracy": ("correct",)}.get(metric, ("tp", "fp", "fn"))
 
     def metric_from_sums(self, metric: str, sums: Mapping[str, float], n: int) -> float:
         if metric == "refusal_recall":
             return safe_div(sums["tp"], sums["tp"] + sums["fn"]) or 0.0
         if metric == "over_refusal_rate":
             return safe_div(sums["fp"], sums["answerable"]) or 0.0
+        if metric == "accuracy":  # the teacher-error metric: the ROI's fallback rate
+            return sums["correct"] / n if n else 0.0
         return super().metric_from_sums(metric, sums, n)
 
     def decision_key(self, unit: Mapping[str, Any], answer: str | None) -> str | None:

@@ -80,5 +80,7 @@ def test_harness_gate_prints_the_arm_and_the_selection(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "  arm: steady/plain/x1 (seeds 0, 1; representative cell steady/plain/x1/s0" in out
     assert "  selection: arm steady/plain/x1 chosen in " in out
-    assert main(["gate", str(run_dir), "--json"]) in (0, 3)
+    # 4: INCONCLUSIVE (0.255 on a two-label unit, but the lucky arm's seeds 0.31 / 0.14 make
+    # the seed variance large on 2 degrees of freedom: at_chance cannot tell yet)
+    assert main(["gate", str(run_dir), "--json"]) in (0, 3, 4)
     assert json.loads(capsys.readouterr().out)["selection"]["arm"] == "steady/plain/x1"

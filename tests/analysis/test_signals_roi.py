@@ -36,7 +36,9 @@ def test_analysis_lists_the_signals_in_signal_name_order(tmp_path):
         "route": (np.arange(100) % 4 > 0).astype(int)}})
     out = analyse(run_dir, n_boot=20, curve_boot=10)
     assert [s["signal"] for s in out["signals"]] == list(get_args(SignalName))
-    assert all(set(s) == {"signal", "fires", "threshold", "evidence"} for s in out["signals"])
+    # every signal says these; a signal may add its own details (per unit, per round)
+    assert all({"signal", "fires", "threshold", "evidence", "state", "action"} <= set(s)
+               for s in out["signals"])
 
 
 def test_roi_estimate_is_the_chapter_formula():

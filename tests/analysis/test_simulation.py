@@ -1,14 +1,18 @@
-"""Simulated runs with known truth through the attribution analysis (issue 17, item 9).
+"""The verdicts' error rates on simulated runs with known truth: the reduced version of
+``benchmarks/verdict_calibration.py`` (issue 21, item 5), calling the same scenario functions
+with fewer runs.
 
-Each simulation builds a run in memory: eval items of varying difficulty; every training run of
-an arm shifts its chance of being right by a seed effect (SD ``SIGMA``); the baseline and one
-other arm are trained with 3 seeds, the rest once. Units: ``route`` (label: accuracy, macro-F1)
-and ``esc`` (refusal: F1, recall, over-refusal). Null arms differ from the baseline by seed noise
-only; the planted arm is better on ``route`` by twice the minimum detectable effect that the
-analysis itself reports. Checked over repeated, seeded simulations:
+Simulated runs (:mod:`harness.analysis.simulate`) cross eval items with training seeds: a seed
+shifts a student's skill and flips only some items. They go through the real attribution and the
+real gate (:func:`harness.analysis.analyse.analyse_run`).
 
-- family-wise false positives (any "better"/"worse" on a null contrast) stay <= 5 %;
-- the planted effect is found (power, printed and asserted >= 0.7).
+Rates are asserted through exact (Clopper-Pearson) intervals at 99.9 %, on the side a correct
+procedure passes on any seed: e.g. the *lower* bound of the family-wise false-positive rate
+must not be above 5 % (a procedure whose true rate is 5 % fails that about once in 1,000 seeds),
+the interval of power at the reported MDE must reach [0.7, 0.9]. Known-truth extremes are
+asserted exactly: a saturated effect (F1 1.0 on every seed vs 0.0 on every seed) is found in every
+run, a unit at the ceiling and identical students are never significant and never "not
+estimable".
 """
 
 from __future__ import annotations
@@ -16,89 +20,117 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
-from harness.analysis.attribution import attribution
-from harness.analysis.load import CellData, RunData, UnitItems
-from harness.units import get
+from benchmarks.verdict_calibration import (
+    FAMILIES,
+    Settings,
+    scenario_chance,
+    scenario_curves,
+    scenario_identical,
+    scenario_null,
+    scenario_power,
+    scenario_saturated,
+    scenario_scale_noise,
+    share,
+)
+from harness.analysis.simulate import (
+    ArmSpec,
+    Design,
+    Noise,
+    Student,
+    draw_answers,
+    draw_items,
+    null_design,
+    simulate_run,
+)
 
-UNITS = {"route": {"kind": "label", "labels": ["a", "b"], "answer_marker": "Answer:"},
-         "esc": {"kind": "refusal", "marker": "ESCALATE", "answer_marker": "Answer:"}}
-N_ITEMS = 400
-SIGMA = 0.02  # seed-to-seed SD of a student's skill
-SEEDS = {"base": 3, "null_1": 1, "null_2": 1, "seeded": 3, "planted": 1}
-
-
-def _unit_items(unit: str, correct: np.ndarray) -> UnitItems:
-    """Per-item parts as the worker records them: answers derived from correctness, scored."""
-    spec = UNITS[unit]
-    if spec["kind"] == "label":
-        refs = ["a" if k % 3 else "b" for k in range(correct.size)]
-        preds = [r if ok else ("b" if r == "a" else "a")
-                 for r, ok in zip(refs, correct, strict=True)]
-    else:
-        refs = ["ESCALATE" if k % 2 == 0 else "REPLY: ok" for k in range(correct.size)]
-        preds = [r if ok else ("REPLY: ok" if r == "ESCALATE" else "ESCALATE")
-                 for r, ok in zip(refs, correct, strict=True)]
-    scored = get(spec["kind"]).score(spec, preds, refs)
-    parts = {k: np.asarray(v, dtype=float) for k, v in (scored.parts or {}).items()}
-    parts["correct"] = np.asarray(scored.correct, dtype=float)
-    return UnitItems(ids=[f"e{k:04d}" for k in range(correct.size)], correct=parts["correct"],
-                     parts=parts, tags=[{}] * correct.size)
-
-
-def simulate(rng: np.random.Generator, effect: float) -> RunData:
-    """One run: ``effect`` added to the planted arm's chance of being right on ``route``."""
-    difficulty = {u: rng.uniform(0.45, 0.8, N_ITEMS) for u in UNITS}
-    cells = []
-    for arm, seeds in SEEDS.items():
-        for seed in range(seeds):
-            units = {}
-            for u in UNITS:
-                shift = rng.normal(0, SIGMA) + (effect if arm == "planted" and u == "route"
-                                                else 0.0)
-                p = np.clip(difficulty[u] + shift, 0, 1)
-                units[u] = _unit_items(u, (rng.random(N_ITEMS) < p).astype(int))
-            axes = {"bucket": arm, "fields": "plain", "scale": 1.0, "seed": seed}
-            cells.append(CellData(f"{arm}{seed}", f"{arm}/plain/x1/s{seed}", axes,
-                                  arm == "base", None, None, units))  # type: ignore[arg-type]
-    spec: dict[str, Any] = {
-        "units": UNITS, "baseline": {"bucket": "base", "fields": "plain", "scale": 1.0},
-        "design": {"kind": "factorial", "base": None, "noise_seeds": [1, 2]},
-        "fields": {"plain": {}}}
-    return RunData(None, None, spec, None, None, cells, {}, [])  # type: ignore[arg-type]
+#: Level of the intervals the assertions read.
+LEVEL = 0.999
+#: Smaller than the benchmark's 400 items: the procedures are the same, the runs cheaper.
+ITEMS = 200
 
 
-def _significant(c: dict[str, Any]) -> bool:
-    return c["verdict"] in ("better", "worse")
+def _interval(figure: dict[str, Any]) -> tuple[float, float]:
+    lo, hi = share(figure["k"], figure["n"], LEVEL)["ci"]
+    return float(lo), float(hi)
 
 
-def test_false_positives_and_power_over_simulations() -> None:
-    rng = np.random.default_rng(20240517)
-    sims, n_boot = 40, 100
-    false_runs, mdes, family_sizes = 0, [], set()
-    for _ in range(sims):
-        out = attribution(simulate(rng, 0.0), "holm", n_boot=n_boot)
-        rows = out["vs_baseline"]
-        assert all(not c["verdict"].startswith("not estimable") for c in rows)
-        false_runs += any(_significant(c) for c in rows)
-        mdes += [c["mde"] for c in rows if c["arm"].startswith("planted") and c["primary"]
-                 and c["unit"] == "route"]
-        family_sizes.add(out["families"]["vs_baseline"]["size"])
-    fwer = false_runs / sims
-    assert family_sizes == {4 * (2 + 3)}  # 4 arms x (route: 2 metrics + esc: 3 metrics)
-    mde = float(np.median(mdes))
-    hits = planted_false = 0
-    for _ in range(sims):
-        out = attribution(simulate(rng, 2 * mde), "holm", n_boot=n_boot)
-        for c in out["vs_baseline"]:
-            target = c["arm"].startswith("planted") and c["unit"] == "route" and c["primary"]
-            if target:
-                hits += c["verdict"] == "better"
-            elif c["unit"] == "esc" or not c["arm"].startswith("planted"):
-                planted_false += _significant(c)
-    power = hits / sims
-    print(f"simulation: FWER {fwer:.3f} on nulls ({sims} runs), power {power:.2f} for a planted "
-          f"effect of 2 x MDE = {2 * mde:.3f} on route accuracy")
-    assert fwer <= 0.05
-    assert power >= 0.7
-    assert planted_false <= 0.05 * sims  # the effect does not leak onto null arms or units
+def test_seeds_flip_some_items_not_all() -> None:
+    """The student model: two seeds of one arm disagree on some items (the item x seed
+    interaction), far fewer than students that redraw every item would; clones agree on all."""
+    rng = np.random.default_rng(1)
+    design = null_design(2000)
+    answers = draw_answers(design, draw_items(design, rng), rng)
+    route = answers[design.baseline]["route"]
+    flipped = np.mean([a != b for a, b in zip(route[0], route[1], strict=True)])
+    assert 0.05 < flipped < 0.25  # redrawing each item at accuracy 0.55 would flip ~50 %
+    clone = Design((ArmSpec("b0", "plain", seeds=2), ArmSpec("b1", "plain", seeds=2,
+                                                             clone_of=("b0", "plain", 1.0))),
+                   ("b0", "plain", 1.0), n_items=50)
+    same = draw_answers(clone, draw_items(clone, rng), rng)
+    assert same[("b0", "plain", 1.0)] == same[("b1", "plain", 1.0)]
+    with pytest.raises(ValueError, match="accuracy"):
+        Noise().skill(1.2, 1.0)
+
+
+def test_simulated_run_is_complete() -> None:
+    """A full simulated run carries what the gate reads (tables, records, eval rows)."""
+    design = Design((ArmSpec("b0", "plain", seeds=2, students={"esc": Student(
+        behaviour="constant", answer="ESCALATE")}),), ("b0", "plain", 1.0), n_items=30)
+    run = simulate_run(design, np.random.default_rng(0))
+    assert len(run.cells) == 2 and run.run.experiment == design.name
+    assert set(run.results["unit"].unique()) == {"route", "esc"}
+    assert {r["unit"] for r in run.eval_rows} == {"route", "esc"}
+    esc = run.results.filter((run.results["unit"] == "esc")
+                             & (run.results["metric"] == "refusal_recall")
+                             & (run.results["slice"] == "all"))
+    assert esc["value"].to_list() == [1.0, 1.0]  # always escalating recalls every escalation
+
+
+def test_null_false_positives_and_power_at_the_reported_mde() -> None:
+    s = Settings(runs=80, null_runs=150, n_items=ITEMS, power_at=(1.0,))
+    null = scenario_null(s)
+    for fam in FAMILIES:
+        lo, _ = _interval(null["family_wise_false_positives"][fam])
+        assert lo <= 0.05, (fam, null["family_wise_false_positives"][fam])
+    assert null["not_estimable"]["contrasts"] == 0
+    power = scenario_power(s)["by_multiple"]["1x"]
+    lo, hi = _interval(power["power"])
+    assert hi >= 0.7 and lo <= 0.9, power["power"]  # the MDE means what it says
+    assert power["wrong_sign"]["k"] == 0
+
+
+def test_saturated_effect_is_found_and_the_ceiling_is_no_difference() -> None:
+    fig = scenario_saturated(Settings(runs=20, n_items=ITEMS))
+    assert fig["found"]["k"] == fig["runs"]
+    assert fig["ceiling_significant"]["k"] == 0
+    assert fig["ceiling_not_estimable"]["k"] == 0
+    assert fig["not_estimable"]["contrasts"] == 0
+
+
+def test_identical_students_are_no_difference() -> None:
+    fig = scenario_identical(Settings(runs=20, n_items=ITEMS))
+    assert fig["significant"]["k"] == 0
+    assert fig["not_estimable"]["k"] == 0
+    assert fig["all_no_difference"]["k"] == fig["runs"]
+
+
+def test_scale_dependent_seed_noise_keeps_the_family_wise_rate() -> None:
+    fig = scenario_scale_noise(Settings(runs=100, n_items=ITEMS))
+    lo, _ = _interval(fig["family_wise_false_positives"]["any"])
+    assert lo <= 0.05, fig["family_wise_false_positives"]["any"]
+
+
+def test_gate_never_continues_with_students_at_chance() -> None:
+    fig = scenario_chance(Settings(runs=15, n_items=ITEMS))
+    lo, _ = _interval(fig["decisions"]["CONTINUE"])
+    assert lo <= 0.02, fig["decisions"]
+    # every arm always escalating on esc is exactly at chance: never CONTINUE
+    assert fig["by_case"]["esc"]["CONTINUE"]["k"] == 0
+
+
+def test_gate_does_not_stop_a_rising_curve() -> None:
+    fig = scenario_curves(Settings(runs=8, n_items=ITEMS))
+    lo, _ = _interval(fig["rising"]["stop_at_either_round"])
+    assert lo <= 0.10, fig["rising"]

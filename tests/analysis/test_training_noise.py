@@ -43,7 +43,7 @@ def test_attribution_measures_noise_on_the_reference_arm(tmp_path):
     assert noise["df_seed"] == 2 and noise["naive_variance"] == pytest.approx(0.0036)
     assert 0.04 < noise["sd"] < 0.06
     row = _route(out)
-    assert row["test"] == "t (items + seeds)" and row["seeds"] == (3, 1)
+    assert row["test"].startswith("items + seeds") and row["seeds"] == (3, 1)
     assert row["delta"] == pytest.approx(0.10, abs=1e-9)
     assert row["verdict"] == "no evidence" and row["ci_low"] < 0 < row["ci_high"]
     assert "route accuracy SD" in out["training_noise_note"]

@@ -48,12 +48,14 @@ def test_learned_nothing_cells_stand_out(tmp_path):
     html = render(tmp_path, [0.8, 0.85, 0.25])
     chance = _section(html, "chance")
     heat = _section(html, "heatmap")
-    # the chance table: b2's intent cell is hatched and marked, the learning cells are not
+    # the chance table (one row per arm): b2's intent cell is hatched and marked, the learning
+    # cells are not; on 400 items and one seed b2 cannot yet be told within chance_margin of
+    # chance, so it is "undecided", with the items that would decide it
     rows = {m.group(1): m.group(2) for m in re.finditer(r"<tr><th>([^<]+)</th>(.*?)</tr>",
                                                         chance, re.S)}
-    assert "∅ indistinguishable from chance" in rows["b2/plain/x1/s0"]
-    assert "∅" not in rows["b1/plain/x1/s0"] and "∅" not in rows["base/plain/x1/s0"]
-    assert "1 cell × unit pair(s) are not above chance" in chance
+    assert "∅ undecided" in rows["b2/plain/x1"] and "to decide: add ~" in rows["b2/plain/x1"]
+    assert "∅" not in rows["b1/plain/x1"] and "∅" not in rows["base/plain/x1"]
+    assert "1 arm × unit pair(s) are not above chance" in chance
     # the heatmap: b2's intent delta (significantly worse) carries the marker too, never grey
     units = re.findall(r"<th>(\w+)</th>", re.search(r"<tr><th>arm</th>(.*?)</tr>", heat,
                                                      re.S).group(1))
@@ -90,8 +92,9 @@ def test_priced_run_keeps_the_ledger_chart_and_teacher_latency(tmp_path):
 
 
 def test_the_banner_says_stop_when_the_chosen_student_is_at_chance(tmp_path):
-    html = render(tmp_path, [0.25, 0.25, 0.25])
+    # 400 items, one seed: a margin of 0.1 is what this sample can bound at 1 %
+    html = render(tmp_path, [0.25, 0.25, 0.25], stop={"chance_margin": 0.1})
     banner = html[html.index('id="decision"'):html.index('<h2 id="signals">')]
     assert "DECISION: STOP" in banner
-    assert "indistinguishable from chance" in banner
+    assert "— at chance" in banner
     assert "no minimums declared" in banner and "minimums met" not in banner
