@@ -182,11 +182,24 @@ def test_json_fields_student_as_good_as_the_teacher_on_field_f1_has_no_fallback(
     assert sig is not None and sig["state"] == "quiet" and not sig["fires"]
 
 
-def test_a_metric_not_recomputable_from_parts_is_read_from_metrics_json(tmp_path):
-    # refusal's error metric (decision accuracy) is not a function of its summed parts: the
-    # ledger takes the recorded value, says so, and gives that unit no interval
+def test_a_metric_not_recomputable_from_parts_is_read_from_metrics_json(tmp_path, monkeypatch):
+    # refusal's error metric (decision accuracy) is recomputed from its items; a kind whose
+    # error metric is not (simulated here by taking that away): the ledger takes the recorded
+    # value, says so, and gives that unit no interval
     spec = spec_dict(["base"], ["plain"], [1.0], units={"esc": UNITS["esc"]}, costs=COSTS)
     run = load_run(write_run(tmp_path, spec, {("base", "plain", 1.0): {"esc": exact(0.8, 200)}}))
+    (row,) = ledger(run, {}, 100, {"esc": 0.05})
+    assert row["fallback_source"] == {"esc": "items"}
+    assert row["fallback_rate"] == pytest.approx(0.15)
+    kind = type(get("refusal"))
+    original = kind.metric_from_sums
+
+    def no_accuracy(self, metric, sums, n):  # type: ignore[no-untyped-def]
+        if metric == "accuracy":
+            raise KeyError(metric)
+        return original(self, metric, sums, n)
+
+    monkeypatch.setattr(kind, "metric_from_sums", no_accuracy)
     (row,) = ledger(run, {}, 100, {"esc": 0.05})
     assert row["fallback_metric"] == {"esc": "accuracy"}
     assert row["fallback_source"] == {"esc": "metrics.json"}
