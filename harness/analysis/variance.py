@@ -231,6 +231,7 @@ def pool_seed_variance(tables: Mapping[str, ArmTable], scales: Sequence[float] =
 _J = 512
 _U = ((np.arange(_J) + 0.5) / _J) ** 3
 _W = 3 * ((np.arange(_J) + 0.5) / _J) ** 2 / _J
+_W = _W / _W.sum()  # the midpoint rule's weights, made to sum to exactly 1
 
 
 @dataclass(frozen=True)
@@ -320,6 +321,8 @@ class Estimate:
 
     def p_value(self, null: float = 0.0) -> float:
         """Two-sided p-value of ``value == null``."""
+        if self.value == null:
+            return 1.0
         if self.var <= 0:
             if self.value == null:
                 return 1.0

@@ -51,7 +51,7 @@ def test_selection_uncertainty_is_a_share_and_names_the_runner_up(tmp_path):
     assert 0.0 <= sel["p_chosen"] <= 1.0 and 0.0 <= sel["p_runner_up"] <= 1.0
     assert sel["p_chosen"] + sel["p_runner_up"] <= 1.0 + 1e-12
     # seeds 0.31 / 0.14 resampled: the lucky arm wins whenever it draws seed 0 twice
-    assert 0.0 < sel["p_runner_up"] < 0.5 and sel["resampled"] == "eval items and seeds"
+    assert 0.0 < sel["p_runner_up"] < 0.5 and sel["resampled"] == "eval items and retraining noise"
     again = choose_cell(run, [], n_resamples=100)["selection"]
     assert again == sel  # seeded
 
