@@ -102,9 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--batch-size", type=int, default=32)
     le.add_argument("--device")
     le.set_defaults(fn=cmd_lm_eval)
-    g = sub.add_parser("gate", help="analyse a run and print the decision (exit 0/3)")
+    g = sub.add_parser("gate", help="analyse a run and print the decision (exit 0 CONTINUE, "
+                       "3 STOP/SHIFT_TO_REAL_DATA, 4 INCONCLUSIVE)")
     g.add_argument("run_dir")
-    g.add_argument("--history", nargs="*", help="earlier runs of the same experiment (rounds)")
+    g.add_argument("--history", nargs="*", help="earlier runs of the same experiment (rounds), "
+                   "oldest first: the last one is the previous round")
     g.add_argument("--correction", choices=["holm", "bh"], help="override gate.correction")
     g.add_argument("--json", action="store_true", help="print the decision as JSON")
     g.set_defaults(fn=cmd_gate)
