@@ -142,7 +142,8 @@ def test_report_keeps_the_gates_history_and_correction(run_dir, tmp_path, monkey
     spec = json.loads((run_dir / "run.json").read_text())["spec"]
     earlier = write_run(tmp_path / "round1", spec, {("a", "plain", 1.0): {
         "route": (np.arange(80) % 2 > 0).astype(int), "esc": (np.arange(80) % 2 > 0).astype(int)}})
-    assert main(["gate", str(run_dir), "--history", str(earlier), "--correction", "bh"]) in (0, 3, 4)
+    assert main(["gate", str(run_dir), "--history", str(earlier),
+                 "--correction", "bh"]) in (0, 3, 4)
     calls = []
     real = analyse_mod.analyse
     monkeypatch.setattr(analyse_mod, "analyse", lambda *a, **k: calls.append(1) or real(*a, **k))

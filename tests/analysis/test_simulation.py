@@ -48,7 +48,7 @@ from harness.analysis.simulate import (
 #: Level of the intervals the assertions read.
 LEVEL = 0.999
 #: Smaller than the benchmark's 400 items: the procedures are the same, the runs cheaper.
-ITEMS = 200
+ITEMS = 150
 
 
 def _interval(figure: dict[str, Any]) -> tuple[float, float]:
@@ -89,7 +89,7 @@ def test_simulated_run_is_complete() -> None:
 
 
 def test_null_false_positives_and_power_at_the_reported_mde() -> None:
-    s = Settings(runs=80, null_runs=150, n_items=ITEMS, power_at=(1.0,))
+    s = Settings(runs=50, null_runs=100, n_items=ITEMS, power_at=(1.0,))
     null = scenario_null(s)
     for fam in FAMILIES:
         lo, _ = _interval(null["family_wise_false_positives"][fam])
@@ -102,7 +102,7 @@ def test_null_false_positives_and_power_at_the_reported_mde() -> None:
 
 
 def test_saturated_effect_is_found_and_the_ceiling_is_no_difference() -> None:
-    fig = scenario_saturated(Settings(runs=20, n_items=ITEMS))
+    fig = scenario_saturated(Settings(runs=10, n_items=ITEMS))
     assert fig["found"]["k"] == fig["runs"]
     assert fig["ceiling_significant"]["k"] == 0
     assert fig["ceiling_not_estimable"]["k"] == 0
@@ -110,20 +110,20 @@ def test_saturated_effect_is_found_and_the_ceiling_is_no_difference() -> None:
 
 
 def test_identical_students_are_no_difference() -> None:
-    fig = scenario_identical(Settings(runs=20, n_items=ITEMS))
+    fig = scenario_identical(Settings(runs=10, n_items=ITEMS))
     assert fig["significant"]["k"] == 0
     assert fig["not_estimable"]["k"] == 0
     assert fig["all_no_difference"]["k"] == fig["runs"]
 
 
 def test_scale_dependent_seed_noise_keeps_the_family_wise_rate() -> None:
-    fig = scenario_scale_noise(Settings(runs=100, n_items=ITEMS))
+    fig = scenario_scale_noise(Settings(runs=60, n_items=ITEMS))
     lo, _ = _interval(fig["family_wise_false_positives"]["any"])
     assert lo <= 0.05, fig["family_wise_false_positives"]["any"]
 
 
 def test_gate_never_continues_with_students_at_chance() -> None:
-    fig = scenario_chance(Settings(runs=15, n_items=ITEMS))
+    fig = scenario_chance(Settings(runs=12, n_items=ITEMS))
     lo, _ = _interval(fig["decisions"]["CONTINUE"])
     assert lo <= 0.02, fig["decisions"]
     # every arm always escalating on esc is exactly at chance: never CONTINUE
@@ -131,6 +131,6 @@ def test_gate_never_continues_with_students_at_chance() -> None:
 
 
 def test_gate_does_not_stop_a_rising_curve() -> None:
-    fig = scenario_curves(Settings(runs=8, n_items=ITEMS))
+    fig = scenario_curves(Settings(runs=6, n_items=ITEMS, curve_shapes=("rising",)))
     lo, _ = _interval(fig["rising"]["stop_at_either_round"])
     assert lo <= 0.10, fig["rising"]
