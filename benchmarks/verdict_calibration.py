@@ -26,8 +26,10 @@ Scenarios (each a share of runs with a Clopper-Pearson interval):
 
 Writes ``benchmarks/results/verdict_calibration.json`` (``--out``). ``--quick`` for a smoke run;
 ``--runs N`` runs per scenario (``--null-runs`` for ``null``: its interval's upper bound needs
-~1,000), ``--scenarios a,b``. The reduced version in the test suite
-(``tests/analysis/test_simulation.py``) calls the same scenario functions with fewer runs.
+~1,000), ``--scenarios a,b``; ``--update`` merges the scenarios run into an existing ``--out``
+(a long run, scenario by scenario; ``power`` then plants at the stored ``null`` MDE). The
+reduced version in the test suite (``tests/analysis/test_simulation.py``) calls the same
+scenario functions with fewer runs.
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ import datetime as dt
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy
@@ -188,7 +191,7 @@ class Settings:
     #: multiples of the reported MDE at which ``power`` plants the effect
     power_at: tuple[float, ...] = POWER_AT
     #: the learning-curve shapes ``curves`` runs
-    curve_shapes: tuple[str, ...] = ("rising", "flat")
+    curve_shapes: tuple[Literal["rising", "flat"], ...] = ("rising", "flat")
     #: filled by ``null`` for ``power``: the mean reported MDE of the planted contrast
     mde: float | None = None
 
@@ -252,11 +255,14 @@ def scenario_power(s: Settings) -> dict[str, Any]:
     """The planted effect at multiples of the mean reported MDE (measured on null runs first
     when ``null`` did not run)."""
     rng = s.rng("power")
+    source = "the null scenario's runs"
     if s.mde is None:
+        source = "null runs of its own"
         t0 = _attribution_runs(null_design(s.n_items), max(50, s.runs // 4), rng, s,
                                extra=lambda out, run: {"mde": _planted(out)["mde"]})
         s.mde = t0.mean("mde")
-    fig: dict[str, Any] = {"mde": s.mde, "runs": s.runs, "by_multiple": {}}
+    fig: dict[str, Any] = {"mde": s.mde, "mde_measured_on": source, "runs": s.runs,
+                           "by_multiple": {}}
     targets = []
     for mult in s.power_at:
         def hit(out: Mapping[str, Any], run: RunData) -> dict[str, bool | float | int]:
@@ -345,8 +351,12 @@ def _decisions(outs: Iterable[str]) -> dict[str, Any]:
     return {d: share(sum(o == d for o in outs), len(outs)) for d in DECISIONS}
 
 
-def _gate(run: RunData, past: list[RunData], s: Settings) -> dict[str, Any]:
-    return analyse_run(run, past, s.method, s.n_boot, s.curve_boot)["gate"]
+def _gate(run: RunData, past: list[RunData], s: Settings) -> tuple[str, bool]:
+    """The gate's decision on ``run`` (earlier rounds ``past``), and whether any contrast of its
+    attribution was "not estimable"."""
+    out = analyse_run(run, past, s.method, s.n_boot, s.curve_boot)
+    return out["gate"]["decision"], bool(
+        attribution_outcome(out["attribution"])["not_estimable.any"])
 
 
 def scenario_chance(s: Settings) -> dict[str, Any]:
@@ -354,14 +364,16 @@ def scenario_chance(s: Settings) -> dict[str, Any]:
     unit learned on a rising curve: how often the gate still says CONTINUE."""
     rng = s.rng("chance")
     by_case: dict[str, list[str]] = {}
+    not_estimable = 0
     for i in range(s.runs):
         case = CHANCE_CASES[i % len(CHANCE_CASES)]
-        design = gate_design("rising", 1, case, s.n_items)
-        by_case.setdefault("+".join(case), []).append(
-            _gate(simulate_run(design, rng), [], s)["decision"])
+        decision, ne = _gate(simulate_run(gate_design("rising", 1, case, s.n_items), rng), [], s)
+        by_case.setdefault("+".join(case), []).append(decision)
+        not_estimable += ne
     every = [d for v in by_case.values() for d in v]
     fig: dict[str, Any] = {"runs": len(every), "decisions": _decisions(every),
-           "by_case": {k: _decisions(v) for k, v in by_case.items()}}
+                           "by_case": {k: _decisions(v) for k, v in by_case.items()},
+                           "not_estimable": {"runs_with_any": share(not_estimable, len(every))}}
     fc = fig["decisions"]["CONTINUE"]
     fig["targets"] = [target("gate false CONTINUE at chance", fc, fc["rate"] <= 0.02,
                              "<= 0.02")]
@@ -374,18 +386,21 @@ def scenario_curves(s: Settings) -> dict[str, Any]:
     rng = s.rng("curves")
     fig: dict[str, Any] = {"runs": s.runs}
     for shape in s.curve_shapes:
-        d1 = gate_design(shape, 1, (), s.n_items)  # type: ignore[arg-type]
-        d2 = gate_design(shape, 2, (), s.n_items)  # type: ignore[arg-type]
+        d1, d2 = gate_design(shape, 1, (), s.n_items), gate_design(shape, 2, (), s.n_items)
         looks: dict[str, list[str]] = {"round_1": [], "round_2": []}
+        not_estimable = 0
         for _ in range(s.runs):
             items = draw_items(d1, rng)  # a frozen eval set: both rounds answer the same items
             r1, r2 = simulate_run(d1, rng, items), simulate_run(d2, rng, items)
-            looks["round_1"].append(_gate(r1, [], s)["decision"])
-            looks["round_2"].append(_gate(r2, [r1], s)["decision"])
+            for look, (run, past) in (("round_1", (r1, [])), ("round_2", (r2, [r1]))):
+                decision, ne = _gate(run, past, s)
+                looks[look].append(decision)
+                not_estimable += ne
         either = ["STOP" if "STOP" in pair else "CONTINUE" if pair == ("CONTINUE",) * 2
                   else "INCONCLUSIVE" for pair in zip(*looks.values(), strict=True)]
         fig[shape] = {k: _decisions(v) for k, v in looks.items()}
         fig[shape]["stop_at_either_round"] = share(either.count("STOP"), len(either))
+        fig[shape]["not_estimable"] = {"looks_with_any": share(not_estimable, 2 * s.runs)}
     fig["targets"] = []
     if "rising" in fig:
         stop = fig["rising"]["stop_at_either_round"]
@@ -402,9 +417,21 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
 
 # --- the command ----------------------------------------------------------------------------
 
-def _versions() -> dict[str, str]:
+def _git() -> str | None:
+    """The checkout's commit (``-dirty`` with uncommitted changes); None outside a checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty.strip() else "")
+
+
+def _versions() -> dict[str, str | None]:
     return {"python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "harness": harness_version}
+            "scipy": scipy.__version__, "harness": harness_version, "git": _git()}
 
 
 def _fmt(f: Mapping[str, Any]) -> str:
@@ -431,9 +458,11 @@ def run(names: list[str], s: Settings) -> dict[str, Any]:
     for name in SCENARIOS:
         if name not in names:
             continue
-        t0 = time.perf_counter()
+        t0, load0 = time.perf_counter(), os.getloadavg()
         scenarios[name] = SCENARIOS[name](s)
         scenarios[name]["seconds"] = round(time.perf_counter() - t0, 1)
+        scenarios[name]["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        scenarios[name]["load_average_before_after"] = [list(load0), list(os.getloadavg())]
         print(f"{name}: {scenarios[name]['seconds']} s", file=sys.stderr, flush=True)
     settings = {k: v for k, v in vars(s).items() if k != "mde"}
     return {
@@ -448,6 +477,15 @@ def run(names: list[str], s: Settings) -> dict[str, Any]:
     }
 
 
+def _merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` with ``old``'s scenarios that ``new`` did not run (in :data:`SCENARIOS` order)."""
+    merged = {**old["scenarios"], **new["scenarios"]}
+    scenarios = {k: merged[k] for k in SCENARIOS if k in merged}
+    return {**new, "scenarios": scenarios,
+            "seconds": round(sum(f["seconds"] for f in scenarios.values()), 1),
+            "targets_met": all(t["met"] for f in scenarios.values() for t in f["targets"])}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a smoke run (few runs per scenario)")
@@ -458,6 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", default=",".join(SCENARIOS),
                    help=f"comma-separated, of: {', '.join(SCENARIOS)}")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/verdict_calibration.json")
+    p.add_argument("--note", help="recorded in the JSON (e.g. what was patched for this run)")
+    p.add_argument("--update", action="store_true",
+                   help="merge these scenarios into --out (same settings), keeping the others: "
+                   "a long benchmark run scenario by scenario")
     a = p.parse_args(argv)
     names = [n.strip() for n in a.scenarios.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
@@ -466,8 +508,20 @@ def main(argv: list[str] | None = None) -> int:
     runs = a.runs or (30 if a.quick else 400)
     null_runs = a.null_runs or (60 if a.quick else max(1000, runs))
     s = Settings(runs=runs, null_runs=null_runs, n_items=a.items, seed=a.seed)
+    old = json.loads(a.out.read_text(encoding="utf-8")) if a.update and a.out.is_file() else None
+    if old is not None:
+        mine = {k: v for k, v in vars(s).items() if k != "mde"}
+        theirs = {k: v for k, v in old["settings"].items() if k != "quick"}
+        if json.loads(json.dumps(mine)) != theirs:
+            p.error(f"--update: {a.out} was written with other settings ({theirs})")
+        if "null" not in names and "null" in old["scenarios"]:
+            s.mde = old["scenarios"]["null"]["planted_contrast_mde"]["mean"]
     result = run(names, s)
     result["settings"]["quick"] = a.quick
+    if a.note:
+        result["note"] = a.note
+    if old is not None:
+        result = _merge(old, result)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(table(result))

@@ -406,7 +406,9 @@ def _records(design: Design, spec: dict[str, Any], arm: ArmSpec, seed: int, cell
 # --- designs with known truth (the scenarios of benchmarks/verdict_calibration.py) ----------
 
 #: The attribution designs' population accuracies: route (label), esc (refusal decision).
-NULL_ACCURACY = {"route": 0.55, "esc": 0.8}
+#: (route at 0.45, above its chance level 1/3, leaves room for an effect planted at twice the
+#: reported MDE, which is ~0.2 with 400 items and a one-seed arm.)
+NULL_ACCURACY = {"route": 0.45, "esc": 0.8}
 BASELINE: ArmKey = ("b0", "plain", 1.0)
 REFERENCE: ArmKey = ("b1", "rich", 1.0)
 #: The arm an effect is planted on, the unit and the metric it is planted and read on.
