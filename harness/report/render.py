@@ -261,6 +261,25 @@ def _failed(run: RunData) -> list[dict[str, Any]]:
     return out
 
 
+#: The verdict calibration benchmark's committed results (beside the package in a checkout).
+CALIBRATION_JSON = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / \
+    "verdict_calibration.json"
+
+
+def _verdict_error_rates(path: Path = CALIBRATION_JSON) -> dict[str, Any] | None:
+    """The measured error rates of the verdicts (``benchmarks/verdict_calibration.py``):
+    ``{"date", "targets": [{"scenario", "target", "goal", "rate", "ci", "met"}]}``; None when
+    the benchmark's JSON is not there (an installed package without the checkout) or
+    unreadable."""
+    try:
+        data = json.loads(path.read_text())
+        targets = [{"scenario": name, **t} for name, sc in data["scenarios"].items()
+                   for t in sc.get("targets", [])]
+        return {"date": data.get("date", "?"), "targets": targets}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def build(run_dir: Path) -> dict[str, Any]:
     """Everything the template shows."""
     from harness.analysis.analyse import report_analysis
@@ -300,6 +319,7 @@ def build(run_dir: Path) -> dict[str, Any]:
         "leakage": run.run.leakage,
         "primary": {s["kind"]: primary_metric(s["kind"]) for s in spec["units"].values()},
         "unit_kinds": {u: s["kind"] for u, s in spec["units"].items()},
+        "verdict_error_rates": _verdict_error_rates(),
     }
 
 
