@@ -43,12 +43,13 @@ that score identically on every item in every seed show no difference.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from harness.units import get
 
@@ -234,6 +235,16 @@ _W = 3 * ((np.arange(_J) + 0.5) / _J) ** 2 / _J
 _W = _W / _W.sum()  # the midpoint rule's weights, made to sum to exactly 1
 
 
+@functools.lru_cache(maxsize=256)
+def _inverse_chi2_nodes(df: float) -> np.ndarray:
+    """``df / W`` at the chi-square quantile nodes ``_U`` (cached: a run has few distinct
+    seed degrees of freedom, and every tail probability of :class:`Estimate` needs them)."""
+    w = stats.chi2.ppf(_U, df)
+    out = df / np.maximum(w, 1e-300)
+    out.setflags(write=False)
+    return out
+
+
 @dataclass(frozen=True)
 class Estimate:
     """An arm mean or a paired difference of arm means, with its item and seed variance.
@@ -285,8 +296,7 @@ class Estimate:
         """The mixture's normal SDs at the chi-square nodes (None: a plain normal)."""
         if self.var_seeds <= 0 or not math.isfinite(self.seed_df):
             return None
-        w = stats.chi2.ppf(_U, self.seed_df)
-        return np.sqrt(self.var_items + self.var_seeds * self.seed_df / np.maximum(w, 1e-300))
+        return np.sqrt(self.var_items + self.var_seeds * _inverse_chi2_nodes(self.seed_df))
 
     def sf(self, x: float) -> float:
         """``P(value - truth > x)`` under the reference distribution (``x`` in metric units)."""
@@ -295,7 +305,7 @@ class Estimate:
         scales = self._scales()
         if scales is None:  # items only: Student t with n - 1 df (a few items are not many)
             return float(stats.t.sf(x / self.se, max(1, self.n - 1)))
-        return float(np.dot(_W, stats.norm.sf(x / scales)))
+        return float(np.dot(_W, special.ndtr(-x / scales)))
 
     def quantile(self, q: float) -> float:
         """The ``q`` quantile of ``value - truth`` (metric units; symmetric about 0)."""
