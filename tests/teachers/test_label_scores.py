@@ -18,7 +18,7 @@ from harness.teachers.base import ChatRequest, Completion
 from harness.teachers.parse import candidate_from, scored_answer
 from harness.teachers.prompts import ANSWER_PREFIX, build_request
 from harness.teachers.providers.hf_local import HFLocalTeacher, load_model
-from harness.teachers.providers.openai_chat import _answer_token_top
+from harness.teachers.providers.logprob_labels import answer_token_top as _answer_token_top
 from tests.helpers.serve import smollm2_spec
 
 UNIT = {"kind": "label", "labels": ["billing", "shipping", "refund"]}

@@ -16,10 +16,8 @@ import pytest
 from harness.errors import InputError
 from harness.spec.teachers import OpenAITeacherSpec
 from harness.teachers import ChatRequest, Completion, build_request
-from harness.teachers.providers.openai_chat import (
-    OpenAIChatTeacher,
-    label_probs_from_top_logprobs,
-)
+from harness.teachers.providers.logprob_labels import label_probs_from_top_logprobs
+from harness.teachers.providers.openai_chat import OpenAIChatTeacher
 from tests.helpers.serve import free_port
 
 OK = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
