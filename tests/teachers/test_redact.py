@@ -17,7 +17,8 @@ from harness.teachers.redact import MARK, redact
     ('api_key=QWERTY12345 and "token": "zzzz9999"', "zzzz9999"),
     ("hf_AbCdEfGhIjKlMnOp refused", "hf_AbCdEfGhIjKlMnOp"),
     ("project proj_AbC123xyz is over quota", "proj_AbC123xyz"),
-    ("leaked AbCdEfGhIjKlMnOpQrStUvWxYz0123456789xx here", "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789xx"),
+    ("leaked AbCdEfGhIjKlMnOpQrStUvWxYz0123456789xx here",
+     "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789xx"),
 ])
 def test_secrets_are_replaced(text: str, secret: str) -> None:
     out = redact(text)
