@@ -55,10 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--limit", type=_positive_int, metavar="N",
                     help="only the first N prompts of each prompts file (a dry run)")
     ge.add_argument("--quiet", action="store_true", help="no progress bars")
+    ge.add_argument("--partial", action="store_true",
+                    help="when prompts are left unanswered (failed calls), still write the "
+                         "answered ones, listing the rest in <samples>.unanswered.json (exit 5 "
+                         "all the same)")
     ge.set_defaults(fn=cmd_generate)
     v = sub.add_parser("validate", help="check the experiment YAML and its data files")
     v.add_argument("experiment")
     v.add_argument("--stats", action="store_true", help="also print per-teacher statistics")
+    v.add_argument("--allow-partial", action="store_true",
+                   help="accept data that generate --partial wrote with prompts unanswered")
     v.set_defaults(fn=cmd_validate)
     pl_ = sub.add_parser("plan", help="list the matrix's cells with their training-set sizes")
     pl_.add_argument("experiment")
@@ -119,8 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Ctrl-C's exit status (128 + SIGINT, the shell's convention).
+EXIT_INTERRUPTED = 130
+#: What Ctrl-C leaves behind and how to go on, per command that resumes.
+_INTERRUPTED = {
+    "generate": "every teacher call answered so far is in the call cache; run the same "
+                "command again to ask only the prompts still unanswered",
+    "run": "finished cells are kept; run the same command again to resume",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 failure, 2 bad input)."""
+    """Entry point; returns the exit status (0 ok, 1 failure, 2 bad input; ``gate``: 3 and 4;
+    ``generate``: 5 when a prompt was left unanswered; 130 on Ctrl-C)."""
     from harness.threads import configure_wait_policy
 
     configure_wait_policy()  # before torch loads OpenMP: idle threads sleep, not spin
@@ -131,9 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.render(), file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
-        print("interrupted: finished cells are kept; run the same command again to resume",
+        print(f"interrupted: {_INTERRUPTED.get(args.command, 'run the same command again')}",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return EXIT_OK

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from harness.spec import LoadedExperiment
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+#: ``generate``: a prompt was left unanswered by a failed call (3 and 4 are the gate's).
+EXIT_INCOMPLETE = 5
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -17,9 +17,15 @@ if TYPE_CHECKING:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check the experiment and its data; print counts, warnings and per-unit statistics."""
+    """Check the experiment and its data; print counts, warnings and per-unit statistics.
+    Data that ``generate --partial`` wrote with prompts unanswered is refused (exit 2) unless
+    ``--allow-partial``."""
+    from harness.samples.validate import check_complete
+
     t0 = time.perf_counter()
     loaded, data = load(args.experiment)
+    # before the data-fit rules: a teacher whose every call failed is missing for that reason
+    partial = check_complete(loaded.spec, allow_partial=getattr(args, "allow_partial", False))
     fit(loaded, data)
     from harness.matrix import DEFAULT_MAX_CELLS, count_cells
     from harness.samples.stats import teacher_stats, unit_stats
@@ -38,7 +44,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"  {data.train.path.name}: {data.train.n_records:,} records, "
           f"{tr.candidates.height:,} candidates")
     print(f"  {data.eval.path.name}: {data.eval.n_records:,} items")
-    for w in data.warnings:
+    for w in [*partial, *data.warnings]:
         print(f"  warning: {w}")
     us = unit_stats(tr)
     print()

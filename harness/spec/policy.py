@@ -8,14 +8,34 @@ from pydantic import Field, model_validator
 
 from harness.spec.base import Strict
 
+#: The default price of a batch API call as a fraction of the synchronous one (OpenAI's and
+#: Together's batch discount: 50 %).
+BATCH_RATE = 0.5
+
 
 class TeacherCost(Strict):
     """What one teacher costs (USD)."""
 
     price_per_1k_prompt: float = Field(0.0, ge=0)
     price_per_1k_completion: float = Field(0.0, ge=0)
+    batch_price_per_1k_prompt: float | None = Field(
+        None, ge=0, description="Price per 1k prompt tokens of calls sent through the batch "
+        "API (a teacher with `batch: true`); default: half of price_per_1k_prompt, the batch "
+        "rate of OpenAI and Together (other providers: see their pricing page).")
+    batch_price_per_1k_completion: float | None = Field(
+        None, ge=0, description="Price per 1k completion tokens of batch calls; default: half "
+        "of price_per_1k_completion.")
     generation_cost: float | None = Field(None, ge=0, description="Declared total, overrides.")
     latency_p95_ms: float | None = Field(None, gt=0)
+
+    def batch_prices(self) -> tuple[float, float]:
+        """(per 1k prompt tokens, per 1k completion tokens) of batch API calls: the declared
+        batch prices, else half the synchronous ones."""
+        return (self.batch_price_per_1k_prompt if self.batch_price_per_1k_prompt is not None
+                else self.price_per_1k_prompt * BATCH_RATE,
+                self.batch_price_per_1k_completion
+                if self.batch_price_per_1k_completion is not None
+                else self.price_per_1k_completion * BATCH_RATE)
 
 
 class TrafficSpec(Strict):

@@ -13,6 +13,7 @@ holds it, and a value that looks like a key is rejected.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -35,6 +36,46 @@ def _looks_like_key(value: str) -> bool:
         return True
     mixed = any(c.islower() for c in value) and any(c.isupper() for c in value)
     return len(value) >= 32 and mixed and any(c.isdigit() for c in value)
+
+
+#: Most stop sequences a teacher may declare.
+_MAX_STOP = 16
+#: Request keys the teacher's own options set, and where each belongs instead of extra_body.
+_OWN_BODY_KEYS = {
+    "model": "set by `model:`", "messages": "the harness writes the messages",
+    "max_tokens": "use `max_tokens:`", "max_completion_tokens": "use `max_tokens:` with "
+    "`max_tokens_as: max_completion_tokens`", "temperature": "use `temperature:`",
+    "top_p": "use `top_p:`", "stop": "use `stop:`", "seed": "set by generate.seed (and "
+    "`send_seed:`)", "reasoning_effort": "use `reasoning_effort:`",
+    "response_format": "use `structured_output: true` (the schema comes from the unit)",
+    "logprobs": "use `logprobs:`", "top_logprobs": "use `top_logprobs:`",
+    "n": "the harness reads one answer per call", "stream": "the harness reads whole answers",
+    "stream_options": "the harness reads whole answers",
+}
+#: Top-level key names of a pass-through mapping that hold credentials (only at the top: deeper,
+#: a JSON schema may well name a property "token").
+_SECRET_NAMES = {"api_key", "apikey", "key", "token", "access_token", "authorization",
+                 "password", "secret"}
+
+
+def _secret_in(value: Any, where: str, top: bool = True) -> str | None:
+    """Where (a dotted path) a mapping holds a credential: a top-level key named like one, or
+    a string anywhere with a known key prefix; None when it holds none."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if top and str(k).lower().replace("-", "_") in _SECRET_NAMES:
+                return f"{where}.{k}"
+            found = _secret_in(v, f"{where}.{k}", top=False)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _secret_in(v, f"{where}[{i}]", top=False)
+            if found:
+                return found
+    elif isinstance(value, str) and value.startswith(_KEY_PREFIXES):
+        return where
+    return None
 
 
 class _TeacherCommon(Strict):
@@ -65,15 +106,119 @@ class OpenAITeacherSpec(_TeacherCommon):
     api_key_env: str | None = Field(
         None, description="NAME of the environment variable holding the API key (never the key "
         "itself). Omit for a local server that needs no key.")
+    batch: bool = Field(
+        False, description="Send the requests through the provider's Batch API (upload a JSONL "
+        "file, create a batch, poll it, download the answers) instead of one call each: at a "
+        "discount (half the price at OpenAI and Together), answered within the completion "
+        "window instead of seconds. The batch and file ids are kept in the call cache, so an "
+        "interrupted generate resumes the same batch instead of paying again. Priced at "
+        "costs.teachers.NAME.batch_price_per_1k_prompt / _completion.")
+    batch_poll_s: float = Field(30.0, gt=0, le=3600, allow_inf_nan=False,
+                                description="Seconds between two status checks of a batch.")
+    batch_completion_window: str = Field(
+        "24h", description="How long the provider may take (OpenAI and Together accept only 24h; "
+        "Groq 24h to 7d). Requests not run by then come back unanswered.")
+    batch_max_requests: int = Field(
+        50_000, ge=1, le=50_000, description="Requests per batch (OpenAI, Groq and Together "
+        "take at most 50,000 per input file); more prompts are split over several batches.")
     concurrency: int = Field(4, ge=1, le=256, description="Requests in flight at once.")
     timeout_s: float = Field(60.0, gt=0, le=3600, allow_inf_nan=False,
                              description="Per-attempt timeout (s).")
-    max_retries: int = Field(4, ge=0, le=20, description="Retries after a 429, 5xx, timeout or "
-                             "connection error, with exponential backoff and jitter.")
+    max_retries: int = Field(
+        8, ge=0, le=50, description="Retries of one request after a 5xx, timeout or connection "
+        "error: the server's Retry-After, else a backoff of 0.5 s doubling up to 30 s with "
+        "jitter (8: about 1.5 min of outage). A 429 is not counted here: it is retried, with "
+        "every thread of the teacher paused until the stated reset, until retry_horizon_s.")
+    retry_horizon_s: float = Field(
+        600.0, ge=0, le=86400, allow_inf_nan=False, description="How long (s) after a "
+        "request's first attempt it may still be retried (rate limits, 5xx, timeouts, "
+        "connection errors); a wait that would end later gives the request up (unanswered).")
+    requests_per_minute: float | None = Field(
+        None, gt=0, le=1e7, allow_inf_nan=False, description="The provider's request limit for "
+        "this model, if known: request starts are paced evenly to stay under it. Without it, "
+        "the limit is learned from the x-ratelimit-* headers where the endpoint sends them.")
+    tokens_per_minute: float | None = Field(
+        None, gt=0, le=1e10, allow_inf_nan=False, description="The provider's token limit, if "
+        "known: each request counts as max_tokens plus its prompt's characters / 4 (the "
+        "provider's own estimate) when paced. Also learned from the headers.")
     logprobs: bool = Field(False, description="For label units, ask for top log-probabilities "
                            "of the first answer token (label confidence), where the endpoint "
                            "returns them.")
     top_logprobs: int = Field(20, ge=1, le=20, description="How many alternatives to ask for.")
+    # -- request options (OpenAI chat completions reference,
+    # https://platform.openai.com/docs/api-reference/chat/create); every default sends exactly
+    # the body older versions sent, so the call cache of earlier runs stays valid
+    temperature: float | None = Field(  # type: ignore[assignment]  # null: send none
+        0.0, ge=0, le=2, allow_inf_nan=False,
+        description="Sampling temperature (0: greedy). null: send no temperature, the "
+        "endpoint's default (OpenAI's reasoning models reject any value but their default, 1).")
+    max_tokens_as: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_tokens", description="The request key that carries max_tokens: max_tokens, or "
+        "max_completion_tokens (OpenAI's reasoning models reject max_tokens with a 400; their "
+        "budget also counts the hidden reasoning tokens, so give them thousands).")
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = (
+        Field(None, description="How much a reasoning model thinks before answering (sent as "
+              "`reasoning_effort`; which values a model takes is the model's own rule). "
+              "Omitted: the model's default."))
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False,
+                                description="Nucleus sampling mass in (0, 1]; omitted: not sent.")
+    stop: list[str] | None = Field(
+        None, description="Stop sequences (a string or a list of up to 16; OpenAI takes at most "
+        "4): the answer ends before the first one. Omitted: not sent.")
+    send_seed: bool = Field(True, description="Send generate.seed as `seed` (false for "
+                            "endpoints that reject the key).")
+    extra_body: dict[str, Any] | None = Field(
+        None, description="More keys for the request body, passed through as they are (the "
+        "openai client's extra_body), e.g. vLLM or SGLang options such as guided_choice, "
+        "chat_template_kwargs or top_k. Keys the options above cover are refused.")
+    structured_output: bool = Field(
+        False, description="The endpoint supports structured outputs: send the unit's answer "
+        "schema as `response_format` (type json_schema; strict where the schema allows it), "
+        "so the answer is decoded to fit it. OpenAI (gpt-4o-2024-08-06 and later), vLLM and "
+        "SGLang support it.")
+    reasoning_as: Literal["rationale"] | None = Field(
+        None, description="Use the reasoning trace the endpoint returns (message."
+        "reasoning_content or message.reasoning) as the candidate's rationale when its JSON "
+        "answer gives none. The trace is kept with each cached answer either way. Only "
+        "rationale: a trajectory is a list of tool steps, which a free-text trace is not.")
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, v: Any) -> Any:
+        # one string and a list of it send the same request: one form keeps one cache key
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("stop")
+    @classmethod
+    def _stop(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not 1 <= len(v) <= _MAX_STOP:
+            raise ValueError(f"give 1 to {_MAX_STOP} stop sequences, got {len(v)}")
+        if any(not s for s in v):
+            raise ValueError("a stop sequence must not be empty")
+        if len(set(v)) != len(v):
+            raise ValueError(f"stop sequences repeat: {sorted({s for s in v if v.count(s) > 1})}")
+        return v
+
+    @field_validator("extra_body")
+    @classmethod
+    def _extra_body(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        for key in v:
+            if key in _OWN_BODY_KEYS:
+                raise ValueError(f"extra_body.{key}: {_OWN_BODY_KEYS[key]}")
+        secret = _secret_in(v, "extra_body")
+        if secret:
+            raise ValueError(f"{secret}: never put an API key or other secret in the YAML "
+                             "(name the environment variable holding the key in `api_key_env:`)")
+        try:
+            json.dumps(v, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"extra_body must be plain JSON (strings, numbers, booleans, null, "
+                             f"lists, mappings): {exc}") from None
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -104,6 +249,14 @@ class OpenAITeacherSpec(_TeacherCommon):
         if not _ENV_NAME.match(v):
             raise ValueError(f"{v[:40]!r} is not an environment variable name (letters, digits, "
                              "'_', not starting with a digit)")
+        return v
+
+    @field_validator("batch_completion_window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        if not re.fullmatch(r"[1-9][0-9]{0,3}[hd]", v):
+            raise ValueError(f"{v[:40]!r} is not a completion window: hours or days, e.g. "
+                             "'24h' or '7d'")
         return v
 
     @field_validator("base_url")
@@ -177,7 +330,9 @@ class JudgeSpec(Strict):
     ``teacher`` names a ``teachers:`` entry, or ``config`` gives the judge its own provider block
     (then its name, for prices and the call cache, is ``judge``). The rubric is a Jinja2
     template, inline (``rubric``) or in a file (``rubric_file``, relative to the YAML); without
-    either the generate stage uses its built-in rubric.
+    either the generate stage uses its built-in rubric. A judge reusing a teacher's model gets
+    its own provider instance with the judge's ``system`` prompt and ``max_tokens`` (its own
+    entries in the call cache), never the teacher's prompt style.
     """
 
     teacher: str | None = Field(None, description="Name of the teachers: entry used as judge.")
@@ -192,6 +347,19 @@ class JudgeSpec(Strict):
         "where the teachers disagree (their parseable answers differ, or some candidate is "
         "unparseable or failed). A skipped record gets the reference judge when it has a "
         "reference, else an agreement verdict; either says `skipped` and why (a cost control).")
+    system: str | None = Field(
+        None, description="The judge's system prompt. Default: `config.system` for a judge with "
+        "its own provider block, else a built-in grader prompt (never the system prompt of the "
+        "teacher it reuses). An empty string sends none.")
+    max_tokens: int | None = Field(
+        None, ge=1, le=32768, description="The judge's completion budget in tokens. Default: "
+        "`config.max_tokens` for a judge with its own provider block, else 256 (never the "
+        "budget of the teacher it reuses).")
+    on_eval: bool = Field(
+        False, description="Also judge the eval prompts the teachers answered (both orders, "
+        "whatever `when` says), to report the judge's agreement with their references "
+        "(Cohen's kappa) beside the training records'; the verdicts are written to data.eval. "
+        "Costs the judge's calls on the eval set.")
 
     @model_validator(mode="after")
     def _one_model(self) -> JudgeSpec:

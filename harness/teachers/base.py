@@ -8,13 +8,17 @@ one bad answer costs one candidate, not the run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 #: Why a call produced no usable text. ``unparseable`` is decided later, by the unit kind.
+#: ``auth``: the endpoint refused the key or the access (401, 403); ``aborted``: never sent,
+#: or given up while waiting to retry, because its teacher was stopped (an auth error, or
+#: client errors on every first call) or the run was interrupted.
 ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "bad_response",
-                    "connection", "error"]
+                    "connection", "auth", "aborted", "error"]
 
 #: Where a candidate's confidence came from (recorded beside it).
 ConfidenceSource = Literal["label_probabilities", "top_logprobs", "self_reported"]
@@ -31,28 +35,35 @@ class ChatRequest:
     ``messages`` is OpenAI chat format (``[{"role": ..., "content": str}]``, roles ``system``,
     ``user``, ``assistant``).
     ``choices``, for label units, lists the answer strings whose probabilities the teacher should
-    report (local teachers score each one; endpoints read top log-probabilities of the first
-    answer token where the endpoint returns them).
+    report (local teachers score each one; endpoints read log-probabilities at the tokens where
+    the answer's value is generated, where the endpoint returns them).
 
     ``score_messages``: where set, local teachers score each choice as the bare answer to
     these messages (the prompt without the answer-format instruction: P(label | prompt), the
     student's own rule) instead of after ``answer_prefix`` in the answer to ``messages``.
     ``answer_prefix`` / ``answer_suffix``: the text a choice is written between at the start of
-    a JSON answer (``{"answer": "`` and ``"``); endpoints read the label's log-probabilities at
-    the token after the prefix. ``generate_text`` False: only score the choices, write no text
-    (``answer_from: label_scores`` with no free-text field asked; endpoints cannot score
-    without generating and ignore it).
+    a JSON answer (``{"answer": "`` and ``"``); endpoints locate the value in the generated
+    JSON themselves, whatever precedes it. ``generate_text`` False: only score the choices,
+    write no text (``answer_from: label_scores`` with no free-text field asked; endpoints
+    cannot score without generating and ignore it).
+
+    ``temperature`` None: none is sent (the endpoint's default; reasoning models accept no
+    other). ``answer_schema``: where set, the compact JSON text of the structured-output
+    schema the answer must follow (``{"name", "schema", "strict"}``, the ``json_schema`` of an
+    OpenAI ``response_format``; :func:`harness.teachers.prompts.response_schema`), for a teacher
+    that declares ``structured_output: true``; text, so the request stays hashable.
     """
 
     messages: tuple[tuple[str, str], ...]  # (role, content) pairs; hashable for the cache key
     max_tokens: int
-    temperature: float = 0.0
+    temperature: float | None = 0.0
     seed: int | None = None
     choices: tuple[str, ...] | None = None
     answer_prefix: str = ""
     answer_suffix: str = ""
     generate_text: bool = True
     score_messages: tuple[tuple[str, str], ...] | None = None
+    answer_schema: str | None = None
 
     def as_messages(self) -> list[dict[str, str]]:
         """The OpenAI-format message list."""
@@ -68,16 +79,27 @@ class ChatRequest:
                    if self.answer_prefix or self.answer_suffix else {}),
                 **({} if self.generate_text else {"generate_text": False}),
                 **({"score_messages": [list(m) for m in self.score_messages]}
-                   if self.score_messages is not None else {})}
+                   if self.score_messages is not None else {}),
+                **({"answer_schema": json.loads(self.answer_schema)}
+                   if self.answer_schema is not None else {})}
 
 
 @dataclass
 class Completion:
     """A teacher's answer to one :class:`ChatRequest`.
 
-    ``text`` is None exactly when ``error`` is set. ``label_probs`` maps each requested choice to
-    its probability (normalised over the choices, sums to 1) when the provider could measure it.
+    ``text`` is None exactly when ``error`` is set. ``label_probs`` maps requested choices to
+    the probability the provider measured for them, None when it measured none. A local teacher
+    (``hf``) scores every choice over the full vocabulary and normalises over the choices (sums
+    to 1). An endpoint's figures come from its log-probabilities where the answer was written
+    (:mod:`harness.teachers.providers.logprob_labels`): the written label's is the probability
+    of its generated tokens, others' come from the alternatives shown at those tokens; nothing
+    is renormalised (the sum is at most 1, the mass the top alternatives do not show stays
+    unassigned) and a choice with no measured mass is absent, not 0.
     Token counts are the provider's own (endpoint usage, or the local tokenizer's count).
+    ``extra`` holds what the provider said beside the answer: ``finish_reason``; for endpoints
+    the provenance ``model`` (the model that answered, as the endpoint names it) and
+    ``system_fingerprint``, and ``reasoning`` (the reasoning trace, where one was returned).
     """
 
     text: str | None

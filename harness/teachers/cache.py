@@ -26,6 +26,7 @@ from pathlib import Path
 
 from harness.errors import InputError
 from harness.teachers.base import ChatRequest, Completion, OnDone, Teacher
+from harness.teachers.redact import redact
 from harness.teachers.tally import TeacherTally
 
 _SCHEMA = """
@@ -103,7 +104,7 @@ class CallCache:
             self._db.execute(
                 "INSERT INTO failures (key, teacher, created, kind, detail) VALUES (?, ?, ?, ?, ?)",
                 (key, teacher, time.time(), completion.error or "error",
-                 (completion.error_detail or "")[:2000]))
+                 redact(completion.error_detail or "")[:2000]))  # the last guard for secrets
 
     def counts(self, teacher: str | None = None) -> dict[str, int]:
         """``{"calls": answered rows, "failures": recorded failures}`` (of one teacher or all)."""
@@ -122,6 +123,90 @@ class CallCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # ------------------------------------------------------------ batch API bookkeeping
+    # A teacher with ``batch: true`` (:mod:`harness.teachers.providers.openai_batch`) records
+    # each batch it submits here, committed before it polls, so an interrupted run resumes
+    # the same batch instead of paying for a second one. ``batches.keys`` is the JSON list of
+    # the call keys the batch covers (its lines' custom_ids); ``done`` is NULL while its
+    # answers are still to be collected. ``batch_answers`` keeps answers a batch returned for
+    # calls the run that collected them did not ask (a smaller --limit): they were paid for.
+
+    _BATCH_SCHEMA = """
+    CREATE TABLE IF NOT EXISTS batches (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, teacher TEXT NOT NULL, batch_id TEXT,
+        input_file_id TEXT NOT NULL, keys TEXT NOT NULL, status TEXT NOT NULL,
+        created REAL NOT NULL, done REAL);
+    CREATE TABLE IF NOT EXISTS batch_answers (
+        key TEXT NOT NULL, teacher TEXT NOT NULL, batch_id TEXT NOT NULL, line TEXT NOT NULL,
+        PRIMARY KEY (key, teacher));
+    """
+
+    def _batch_db(self) -> sqlite3.Connection:
+        """The connection, with the batch tables created on first use (the caller holds the
+        lock): files of teachers that never batch keep their two tables."""
+        if not getattr(self, "_batch_ready", False):
+            self._db.executescript(self._BATCH_SCHEMA)
+            self._batch_ready = True
+        return self._db
+
+    def add_batch(self, teacher: str, input_file_id: str, keys: Sequence[str]) -> BatchRecord:
+        """Record an uploaded batch input file (status ``uploaded``, no batch id yet)."""
+        created = time.time()
+        with self._lock:
+            cur = self._batch_db().execute(
+                "INSERT INTO batches (teacher, batch_id, input_file_id, keys, status, created)"
+                " VALUES (?, NULL, ?, ?, 'uploaded', ?)",
+                (teacher, input_file_id, json.dumps(list(keys)), created))
+        return BatchRecord(int(cur.lastrowid or 0), teacher, None, input_file_id, tuple(keys),
+                           "uploaded", created)
+
+    def open_batches(self, teacher: str) -> list[BatchRecord]:
+        """The batches of ``teacher`` whose answers are not collected yet, oldest first."""
+        with self._lock:
+            rows = self._batch_db().execute(
+                "SELECT id, teacher, batch_id, input_file_id, keys, status, created FROM batches"
+                " WHERE teacher = ? AND done IS NULL ORDER BY id", (teacher,)).fetchall()
+        return [BatchRecord(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6])
+                for r in rows]
+
+    def update_batch(self, row: int, status: str, batch_id: str | None = None) -> None:
+        """Set a batch's last seen provider status (and its id, once created)."""
+        with self._lock:
+            self._batch_db().execute(
+                "UPDATE batches SET status = ?, batch_id = COALESCE(?, batch_id) WHERE id = ?",
+                (status, batch_id, row))
+
+    def close_batch(self, row: int, status: str) -> None:
+        """Mark a batch's answers collected (``status``: its final provider status)."""
+        with self._lock:
+            self._batch_db().execute("UPDATE batches SET status = ?, done = ? WHERE id = ?",
+                                     (status, time.time(), row))
+
+    def keep_batch_answer(self, key: str, teacher: str, batch_id: str, line: str) -> None:
+        """Keep a batch output line (JSON) for a call nobody asked for yet."""
+        with self._lock:
+            self._batch_db().execute("INSERT OR REPLACE INTO batch_answers VALUES (?, ?, ?, ?)",
+                                     (key, teacher, batch_id, line))
+
+    def batch_answers(self, teacher: str, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """The kept output lines of ``keys``: key -> (batch id, line)."""
+        out: dict[str, tuple[str, str]] = {}
+        with self._lock:
+            db = self._batch_db()
+            for at in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+                part = keys[at:at + 500]
+                marks = ",".join("?" * len(part))
+                out.update((k, (b, line)) for k, b, line in db.execute(
+                    f"SELECT key, batch_id, line FROM batch_answers WHERE teacher = ? AND key IN"
+                    f" ({marks})", (teacher, *part)))
+        return out
+
+    def drop_batch_answer(self, key: str, teacher: str) -> None:
+        """Forget a kept output line (its answer is now in ``calls``, or failed)."""
+        with self._lock:
+            self._batch_db().execute("DELETE FROM batch_answers WHERE key = ? AND teacher = ?",
+                                     (key, teacher))
 
 
 class CachedTeacher:
@@ -173,3 +258,27 @@ class CachedTeacher:
             on_done(i, c)
 
         self.teacher.complete_many([requests[i] for i in misses], done)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchRecord:
+    """One batch submitted to a provider's batch API, as :class:`CallCache` keeps it.
+
+    Attributes:
+        row: its row in the ``batches`` table.
+        teacher: the teacher's name.
+        batch_id: the provider's batch id; None while only the input file is known (an
+            interruption between the upload and the batch's creation).
+        input_file_id: the uploaded JSONL file of its requests.
+        keys: the call keys it covers (the custom_id of each line).
+        status: the provider's status when last seen (``uploaded`` before creation).
+        created: when the input file was uploaded (Unix time, s).
+    """
+
+    row: int
+    teacher: str
+    batch_id: str | None
+    input_file_id: str
+    keys: tuple[str, ...]
+    status: str
+    created: float

@@ -4,9 +4,10 @@ Teachers are asked for one JSON object (:mod:`harness.teachers.prompts`). The fi
 in the text is read (inside a code fence or not); without one, the answer is salvaged from plain
 text (a truncated ``"answer": "..."``, an ``Answer:`` line, or the first line). Either way the
 unit kind decides what the answer means (``parse_teacher_final``). A completion without a
-parseable answer, and a failed call, still become a candidate: ``final`` is
-:data:`~harness.units.base.NO_ANSWER`, the pool is ``failure`` and the failure says why
-(``unparseable`` or the call's error kind), so one bad answer costs one candidate, not the run.
+parseable answer still becomes a candidate: ``final`` is :data:`~harness.units.base.NO_ANSWER`,
+the pool is ``failure`` and the failure says why (``unparseable``), so one bad answer costs one
+candidate, not the run. A failed call is not an answer at all and makes no candidate (the
+generate stage leaves its prompt unanswered).
 """
 
 from __future__ import annotations
@@ -138,19 +139,54 @@ class Outcome:
         return self.candidate["final"] != NO_ANSWER
 
 
-def scored_answer(label_probs: Mapping[str, float] | None) -> tuple[str, float] | None:
-    """The label with the highest probability and that probability (ties: the first label in
-    the unit's order), or None without probabilities."""
+#: Relative difference under which two label probabilities count as a tie.
+TIE_REL_TOL = 1e-6
+
+
+def top_labels(label_probs: Mapping[str, float]) -> list[str]:
+    """The labels sharing the highest probability (more than one: a tie)."""
+    top = max(label_probs.values(), default=0.0)
+    return [k for k, p in label_probs.items() if math.isclose(p, top, rel_tol=TIE_REL_TOL)]
+
+
+def scored_answer(label_probs: Mapping[str, float] | None, written: str | None = None
+                  ) -> tuple[str, float] | None:
+    """The label with the highest probability and that probability, or None without
+    probabilities.
+
+    A tie is never broken by the labels' order: it goes to ``written`` (the label the teacher's
+    text gave) when that is among the tied labels, else there is no scored answer (None).
+    """
     if not label_probs:
         return None
-    best = max(label_probs, key=lambda k: label_probs[k])  # max keeps the first of a tie
+    tied = top_labels(label_probs)
+    if len(tied) > 1 and written not in tied:
+        return None
+    best = tied[0] if len(tied) == 1 else str(written)
     return best, min(1.0, max(0.0, float(label_probs[best])))
+
+
+def _with_reasoning(cand: dict[str, Any], completion: Completion, reasoning_as: str | None
+                    ) -> dict[str, Any]:
+    """``cand`` with the completion's reasoning trace as its rationale, where the teacher says
+    so (``reasoning_as: rationale``) and the answer gave none. Only the rationale: a
+    trajectory must be tool steps, which a free-text trace is not."""
+    trace = completion.extra.get("reasoning")
+    if (reasoning_as == "rationale" and cand["rationale"] is None and isinstance(trace, str)
+            and trace.strip()):
+        cand["rationale"] = trace.strip()
+    return cand
 
 
 def candidate_from(teacher: str, completion: Completion, unit: Mapping[str, Any],
                    fields: Sequence[str], reference: str | None,
-                   answer_from: AnswerSource = "generation") -> Outcome:
+                   answer_from: AnswerSource = "generation",
+                   reasoning_as: str | None = None) -> Outcome:
     """The candidate a completion becomes (see the module docstring).
+
+    With ``reasoning_as="rationale"`` (the teacher's ``reasoning_as``), an answered
+    candidate whose JSON gave no rationale takes the reasoning trace the endpoint returned
+    (``completion.extra["reasoning"]``) as its rationale.
 
     With ``answer_from="label_scores"`` and label probabilities measured, the answer is the most
     probable label and its probability the confidence (``label_probabilities`` or
@@ -159,8 +195,13 @@ def candidate_from(teacher: str, completion: Completion, unit: Mapping[str, Any]
     probability of the parsed label when it measured one, else the self-reported number when
     the YAML asked for it (``self_reported``), else null. ``answer_source`` records which way
     was taken (``label_scores`` falls back to ``generation`` when an endpoint returned no
-    probabilities). A failed or unparseable answer keeps the reference (when known) as its
-    correction.
+    probabilities, or when labels tie for the top and the text names none of them: a tie is
+    never decided by the labels' order). A label without a measured probability (an endpoint
+    measures only what its top log-probabilities show) gets the self-reported figure or none,
+    never 0. An unparseable answer keeps the reference (when known) as its correction.
+
+    Raises:
+        ValueError: ``completion`` is a failed call (``error`` set): not an answer.
     """
     usage = {"prompt_tokens": int(completion.prompt_tokens),
              "completion_tokens": int(completion.completion_tokens)}
@@ -168,21 +209,26 @@ def candidate_from(teacher: str, completion: Completion, unit: Mapping[str, Any]
                             "limits": None, "confidence": None, "confidence_source": None,
                             "trajectory": None, "usage": usage, "answer_source": "generation"}
     if completion.error is not None or completion.text is None:
-        detail = completion.error_detail or "the call failed"
-        return Outcome(cand, "failure", {"kind": completion.error or "error",
-                                         "correction": reference, "note": detail[:NOTE_CHARS]})
-    scored = scored_answer(completion.label_probs) if answer_from == "label_scores" else None
-    if scored is not None:
+        # a failed call is no answer (its prompt stays unanswered, see
+        # harness.teachers.unanswered): never a candidate, a failure record or a correction
+        raise ValueError(f"teacher {teacher!r}: a failed call ({completion.error or 'no text'}) "
+                         "is not an answer and makes no candidate")
+    tie = ""
+    if answer_from == "label_scores" and completion.label_probs:
         parsed = parse_text(completion.text, unit, fields) if completion.text.strip() else None
-        cand.update(final=scored[0], confidence=scored[1], answer_source="label_scores",
-                    confidence_source=completion.confidence_source or "label_probabilities")
-        if parsed is not None:
-            cand.update(rationale=parsed.rationale, limits=parsed.limits,
-                        trajectory=parsed.trajectory)
-        return Outcome(cand)
+        scored = scored_answer(completion.label_probs, parsed.final if parsed else None)
+        if scored is not None:
+            cand.update(final=scored[0], confidence=scored[1], answer_source="label_scores",
+                        confidence_source=completion.confidence_source or "label_probabilities")
+            if parsed is not None:
+                cand.update(rationale=parsed.rationale, limits=parsed.limits,
+                            trajectory=parsed.trajectory)
+            return Outcome(_with_reasoning(cand, completion, reasoning_as))
+        # tied label scores: the generated text decides, as in generation mode
+        tie = "the label scores tie (" + ", ".join(top_labels(completion.label_probs)) + "); "
     parsed = parse_text(completion.text, unit, fields)
     if parsed.final is None:
-        note = "no parseable answer in: " + " ".join(completion.text.split())[:NOTE_CHARS]
+        note = tie + "no parseable answer in: " + " ".join(completion.text.split())[:NOTE_CHARS]
         return Outcome(cand, "failure", {"kind": "unparseable", "correction": reference,
                                          "note": note})
     cand.update(final=parsed.final, rationale=parsed.rationale, limits=parsed.limits,
@@ -194,4 +240,4 @@ def candidate_from(teacher: str, completion: Completion, unit: Mapping[str, Any]
     elif parsed.confidence is not None:
         cand["confidence"] = parsed.confidence
         cand["confidence_source"] = "self_reported"
-    return Outcome(cand)
+    return Outcome(_with_reasoning(cand, completion, reasoning_as))

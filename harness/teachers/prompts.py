@@ -3,7 +3,9 @@
 The teacher's own style (its system prompt) belongs to the teacher's configuration and is added
 by its provider; this module writes the user turn only. What the ``answer`` must hold comes from
 the unit kind (:meth:`harness.units.base.UnitKind.teacher_instruction`), so each kind's prompt
-and its parser (:mod:`harness.teachers.parse`) live in one place.
+and its parser (:mod:`harness.teachers.parse`) live in one place. For a teacher that decodes to a
+schema (``structured_output: true``) the request also carries the kind's JSON Schema of that
+object (:func:`response_schema`).
 """
 
 from __future__ import annotations
@@ -56,9 +58,46 @@ ANSWER_PREFIX, ANSWER_SUFFIX = '{"answer": "', '"'
 TEXT_FIELDS = ("rationale", "limits", "trajectory")
 
 
+def strict_compatible(schema: Any) -> bool:
+    """Whether a JSON Schema fits OpenAI's strict structured outputs: every object lists its
+    properties, requires all of them and allows no other
+    (https://platform.openai.com/docs/guides/structured-outputs#supported-schemas). A free-form
+    object (no ``properties``) does not."""
+    if not isinstance(schema, dict):
+        return True
+    types = schema.get("type")
+    if types == "object" or (isinstance(types, list) and "object" in types):
+        props = schema.get("properties")
+        if (not isinstance(props, dict) or schema.get("additionalProperties") is not False
+                or sorted(schema.get("required", [])) != sorted(props)):
+            return False
+    children = [*(schema.get("properties") or {}).values(), *schema.get("anyOf", []),
+                *(schema.get("$defs") or {}).values()]
+    if "items" in schema:
+        children.append(schema["items"])
+    return all(strict_compatible(c) for c in children)
+
+
+def response_schema(unit: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """The ``json_schema`` of an OpenAI ``response_format`` for one unit's answers:
+    ``{"name": "<kind>_answer", "schema": ..., "strict": ...}`` with the unit kind's answer
+    schema (:meth:`harness.units.base.UnitKind.answer_schema`); strict where the schema allows
+    it (:func:`strict_compatible`), else a non-strict guide.
+
+    Args:
+        unit: the unit's options.
+        fields: the asked fields, already filtered by :func:`asked_fields`.
+    """
+    kind = unit_kinds.get(unit["kind"])
+    schema = kind.answer_schema(unit, fields)
+    return {"name": f"{kind.name}_answer", "schema": schema,
+            "strict": strict_compatible(schema)}
+
+
 def build_request(prompt: str, unit: Mapping[str, Any], fields: Sequence[str], *,
-                  max_tokens: int, temperature: float = 0.0, seed: int | None = None,
-                  answer_from: str = "generation") -> ChatRequest:
+                  max_tokens: int, temperature: float | None = 0.0, seed: int | None = None,
+                  answer_from: str = "generation", structured_output: bool = False
+                  ) -> ChatRequest:
     """The chat request asking one teacher to answer one prompt of ``unit``.
 
     Label units also pass their labels as ``choices``, so a provider that can measure them
@@ -74,9 +113,13 @@ def build_request(prompt: str, unit: Mapping[str, Any], fields: Sequence[str], *
         unit: the unit's options (a ``Unit.model_dump(mode="json")``).
         fields: the extra fields the YAML asks for (``generate.fields``).
         max_tokens: the completion budget (the teacher's own setting).
-        temperature: sampling temperature (0: greedy).
+        temperature: sampling temperature (0: greedy; None: the endpoint's default, none
+            sent).
         seed: the sampling seed, when sampling.
         answer_from: the teacher's ``answer_from`` (``generation`` or ``label_scores``).
+        structured_output: the teacher decodes to a schema (``structured_output: true``): the
+            request carries the unit's answer schema (:func:`response_schema`), which then
+            also enters the call's cache key.
     """
     kind = unit_kinds.get(unit["kind"])
     asked = asked_fields(kind.name, fields)
@@ -89,4 +132,8 @@ def build_request(prompt: str, unit: Mapping[str, Any], fields: Sequence[str], *
                        answer_prefix=ANSWER_PREFIX if scored else "",
                        answer_suffix=ANSWER_SUFFIX if scored else "",
                        generate_text=not scored or any(f in TEXT_FIELDS for f in asked),
-                       score_messages=(("user", prompt),) if scored else None)
+                       score_messages=(("user", prompt),) if scored else None,
+                       # not key-sorted: the endpoint writes the properties in this order
+                       answer_schema=(json.dumps(response_schema(unit, asked),
+                                                 separators=(",", ":"), ensure_ascii=False)
+                                      if structured_output else None))

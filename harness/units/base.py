@@ -31,6 +31,20 @@ _model_cache: dict[type, type] = {}
 #: failed): it sits in the failure pool with the reason, and every scorer counts it as wrong.
 NO_ANSWER = ""
 
+#: The JSON Schema of each extra field a teacher may be asked for beside its answer
+#: (``generate.fields``; the prompt's wording of them is ``harness.teachers.prompts``). A
+#: trajectory's arguments are free-form (a unit declares tool names, not argument schemas).
+FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "rationale": {"type": "string"},
+    "limits": {"type": "string"},
+    "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+    "trajectory": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"tool": {"type": "string"}, "arguments": {"type": "object"},
+                       "observation": {"type": ["string", "null"]}},
+        "required": ["tool", "arguments", "observation"], "additionalProperties": False}},
+}
+
 
 class UnitKind:
     """Base class of a unit kind; subclasses set the class attributes and override methods.
@@ -189,6 +203,22 @@ class UnitKind:
             return None
         text = " ".join(str(value).split())
         return text or None
+
+    def answer_value_schema(self, unit: Mapping[str, Any]) -> dict[str, Any]:
+        """The JSON Schema of the ``answer`` value a teacher returns for this unit (what
+        :meth:`teacher_instruction` asks for), for endpoints that decode to a schema
+        (structured outputs). The default: a string, described by the instruction."""
+        return {"type": "string", "description": self.teacher_instruction(unit)}
+
+    def answer_schema(self, unit: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+        """The JSON Schema of a teacher's whole answer object: ``answer`` (first, as the prompt
+        asks) and each asked field of ``fields`` (:data:`FIELD_SCHEMAS` keys), every key
+        required and no other allowed, as OpenAI's strict structured outputs require
+        (https://platform.openai.com/docs/guides/structured-outputs#supported-schemas)."""
+        props = {"answer": self.answer_value_schema(unit),
+                 **{f: FIELD_SCHEMAS[f] for f in fields}}
+        return {"type": "object", "properties": props, "required": list(props),
+                "additionalProperties": False}
 
     # ------------------------------------------------------------------ answering
 

@@ -129,6 +129,27 @@ class JsonFieldsKind(JsonAnswerKind):
         return ("a JSON object with these keys, each value a string, a key left out when the "
                 "text does not give it: " + ", ".join(unit["fields"]))
 
+    def answer_value_schema(self, unit: Mapping[str, Any]) -> dict[str, Any]:
+        """An object with every declared field, each a string or null (null: the text does not
+        give it). Strict structured outputs cannot leave a key out, so "absent" is null, and
+        :meth:`parse_teacher_final` drops null fields."""
+        fields = list(unit["fields"])
+        return {"type": "object",
+                "properties": {f: {"type": ["string", "null"]} for f in fields},
+                "required": fields, "additionalProperties": False,
+                "description": self.teacher_instruction(unit)}
+
+    def parse_teacher_final(self, value: Any, unit: Mapping[str, Any], *, plain: bool = False
+                            ) -> str | None:
+        """The answer object compacted, without its null fields (a field the text does not
+        give, as a schema-decoded answer writes it); None when it is not an object."""
+        if isinstance(value, str):
+            ok, decoded = decode_json_strictly(value.strip())
+            value = decoded if ok else value
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None}
+        return super().parse_teacher_final(value, unit, plain=plain)
+
     def vocabulary_problem(self, unit: Mapping[str, Any], value: Any) -> str | None:
         extra = sorted(set(value) - set(unit["fields"]))
         return f"fields {extra} are not declared" if extra else None

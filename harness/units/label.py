@@ -101,6 +101,10 @@ class LabelKind(UnitKind):
     def teacher_instruction(self, unit: Mapping[str, Any]) -> str:
         return "exactly one of these labels, copied verbatim: " + ", ".join(unit["labels"])
 
+    def answer_value_schema(self, unit: Mapping[str, Any]) -> dict[str, Any]:
+        """One of the labels (an enum: a schema-decoding endpoint can write no other)."""
+        return {"type": "string", "enum": list(unit["labels"])}
+
     def parse_teacher_final(self, value: Any, unit: Mapping[str, Any], *, plain: bool = False
                             ) -> str | None:
         """One of the labels, matched case-insensitively (quotes and a final full stop

@@ -93,6 +93,16 @@ class ToolCallKind(JsonAnswerKind):
         return ('null when no tool is needed, else {"name": <one of ' + ", ".join(unit["tools"])
                 + '>, "arguments": {<argument>: <value>}}')
 
+    def answer_value_schema(self, unit: Mapping[str, Any]) -> dict[str, Any]:
+        """null, or a call of one of the declared tools. Its arguments are a free-form object
+        (the unit declares no argument schemas), which strict structured outputs cannot
+        express: the schema is sent as a non-strict guide."""
+        call = {"type": "object",
+                "properties": {"name": {"type": "string", "enum": list(unit["tools"])},
+                               "arguments": {"type": "object"}},
+                "required": ["name", "arguments"], "additionalProperties": False}
+        return {"anyOf": [{"type": "null"}, call], "description": self.teacher_instruction(unit)}
+
     def parse_teacher_final(self, value: Any, unit: Mapping[str, Any], *, plain: bool = False
                             ) -> str | None:
         """``null`` (also the words "null"/"none" in plain text) or a call, compacted."""

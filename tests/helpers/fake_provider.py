@@ -113,6 +113,9 @@ class FakeProvider:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: with Nagle's algorithm the body waits for
+            # the client's delayed ACK of the headers, 40 ms a call
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -166,3 +169,28 @@ def always(reply: Reply) -> Behaviour:
     def behaviour(req: Request, _: FakeProvider) -> Reply | None:
         return reply if req.path.endswith("/chat/completions") else None
     return behaviour
+
+
+class ManualClock:
+    """A clock (:class:`harness.teachers.providers.rate_limit.Clock`) whose waits pass at once:
+    ``wait(stop, s)`` moves the time ``s`` seconds on and records ``s`` in :attr:`waits`. A
+    test of a 20-second reset or a 10-minute retry horizon takes no time. Real time does not
+    move it, so it suits one worker thread (``concurrency: 1``) or waits that are not raced."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+        self.waits: list[float] = []
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self.t
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        if stop.is_set():
+            return True
+        with self._lock:
+            if seconds > 0:
+                self.waits.append(seconds)
+                self.t += seconds
+        return stop.is_set()

@@ -1,10 +1,13 @@
 """The generate stage on scripted teachers: records in the data contract that `validate`
-accepts, failures kept as candidates, the judge's order recorded, bad input refused (exit 2)
-before any call. The real providers' end-to-end run is tests/teachers/test_generate_e2e.py."""
+accepts, wrong and unparseable answers kept as failure-pool candidates, the judge's order
+recorded, bad input refused (exit 2) before any call. Failed calls (unanswered prompts) are
+tests/teachers/test_unanswered.py; the real providers' end-to-end run is
+tests/teachers/test_generate_e2e.py."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +47,14 @@ def _spec(tmp: Path, **gen: Any) -> dict[str, Any]:
     }
 
 
-TRAIN = [
+TRAIN: list[dict[str, Any]] = [
     {"id": "t1", "unit": "route", "prompt": "I was charged twice", "reference": "billing",
      "tags": {"source": "real"}},
     {"id": "t2", "unit": "route", "prompt": "parcel is late"},
     {"id": "t3", "unit": "order", "prompt": "order 77 please", "reference": '{"order_id":"77"}'},
     {"id": "t4", "unit": "esc", "prompt": "I will sue you"},
 ]
-EVAL = [
+EVAL: list[dict[str, Any]] = [
     {"id": "e1", "unit": "route", "prompt": "refund my money", "reference": "billing"},
     {"id": "e2", "unit": "order", "prompt": "where is order 5", "reference": '{"order_id":"5"}'},
 ]
@@ -83,10 +86,10 @@ def good(req: ChatRequest) -> str:
 
 
 def flaky(req: ChatRequest) -> str | Completion:
-    """Wrong on billing, garbage on orders, a timeout on the escalation."""
+    """Wrong on billing, garbage on orders, no escalation where one is due."""
     text = user_text(req)
     if "sue" in text:
-        return Completion(text=None, error="timeout", error_detail="no answer in 30 s")
+        return '{"answer": "I can help with that"}'
     if "order" in text:
         return "Sure! The order id is 77."
     return '```json\n{"answer": "Shipping", "confidence": 0.9}\n```'
@@ -97,10 +100,12 @@ def _judge(script: Any) -> LLMJudge:
 
 
 def _favour_a(req: ChatRequest) -> str:
-    """A judge that gives 5 to the first shown answer and 2 to the second."""
-    letters = [x for x in ("A", "B") if f"[{x}]" in user_text(req)]
-    return json.dumps({"scores": dict(zip(letters, (5, 2), strict=False)), "winner": "A",
-                       "reason_tags": ["first"]})
+    """A judge that gives 5 to each answer stating a reason (teacher a's) and 2 to the others,
+    wherever they are shown (so its verdicts survive the reversed order)."""
+    blocks = re.findall(r'<candidate id="([A-Z])">(.*?)</candidate>', user_text(req), re.S)
+    scores = {x: 5 if "<reason>" in body else 2 for x, body in blocks}
+    return json.dumps({"scores": scores, "winner": max(scores, key=scores.__getitem__),
+                       "reason_tags": ["reasoned"]})
 
 
 def _generate(tmp: Path, judge: LLMJudge | None) -> tuple[Any, Any]:
@@ -133,25 +138,28 @@ def test_generate_writes_what_validate_accepts(tmp_path: Path,
     assert t1["failure"] == {"b": {"kind": "wrong_answer", "correction": "billing",
                                    "note": "answered 'shipping'; the reference is 'billing'"}}
     assert t1["judge"]["order"] in (["a", "b"], ["b", "a"])
-    first = t1["judge"]["order"][0]
-    assert t1["judge"]["scores"][first] == 5.0 and t1["judge"]["winner"] == first
+    assert [o["order"] for o in t1["judge"]["orders"]] == \
+        [t1["judge"]["order"], t1["judge"]["order"][::-1]]  # judged in both orders
+    assert t1["judge"]["scores"] == {"a": 5.0, "b": 2.0} and t1["judge"]["winner"] == "a"
+    assert t1["judge"]["position_consistent"] is True
     assert t1["tags"] == {"source": "real"} and t1["round"] == 1
     # no reference: nothing is routed; b's answer is kept in train
     assert rows[1]["pools"] == {"a": "train", "b": "train"} and rows[1]["failure"] == {}
-    # garbage and a timeout cost one candidate each, with their reasons
+    # garbage costs one candidate, with its reason; only answered candidates are judged
     assert rows[2]["failure"]["b"]["kind"] == "unparseable"
+    assert rows[2]["failure"]["b"]["correction"] == '{"order_id":"77"}'
     assert rows[2]["candidates"][1]["final"] == ""
-    assert rows[3]["failure"]["b"] == {"kind": "timeout", "correction": None,
-                                       "note": "no answer in 30 s"}
-    assert rows[3]["judge"]["order"] == ["a"]  # only answered candidates are judged
+    assert rows[2]["judge"]["order"] == ["a"]
+    assert rows[3]["pools"] == {"a": "train", "b": "train"} and rows[3]["failure"] == {}
     ev = [json.loads(x) for x in exp.data.eval.read_text().splitlines()]
     assert [e["id"] for e in ev] == ["e1", "e2"] and ev[0]["judge"] is None
     assert ev[0]["pools"] == {"a": "train", "b": "failure"}
     headers, table = summary_rows(result)
     by_name = {r[0]: dict(zip(headers, r, strict=True)) for r in table}
-    assert by_name["a"]["calls"] == 6 and by_name["b"]["failed_calls"] == 1
-    assert by_name["judge:judge_v1"]["calls"] == 4
-    assert "timeout=1" in by_name["b"]["outcomes"] and "unparseable=2" in by_name["b"]["outcomes"]
+    assert by_name["a"]["calls"] == 6 and by_name["b"]["failed_calls"] == 0
+    assert by_name["judge:judge_v1"]["calls"] == 7  # 3 records in two orders, t3 in one
+    assert by_name["b"]["outcomes"] == "train=2 unparseable=2 wrong_answer=2"
+    assert result.complete and not result.unanswered and not result.dropped
 
 
 def test_without_an_llm_judge_the_reference_judges(tmp_path: Path) -> None:
@@ -253,8 +261,9 @@ def test_judge_when_disagreement_skips_records_the_teachers_agree_on(
     judge = LLMJudge("judge_v1", model, (1.0, 5.0), seed=0, when="disagreement")
     rows = {r["id"]: r for r in _generate_when(tmp_path, judge)}
     assert main(["validate", str(tmp_path / "exp.yaml")]) == 0, capsys.readouterr().err
-    # t1 (billing vs shipping), t3 (b unparseable), t4 (b timed out): judged
-    assert len(model.seen) == 3
+    # t1 (billing vs shipping), t3 (b unparseable), t4 (b does not escalate): judged, t3
+    # (one answer) in one order, the others in both
+    assert len(model.seen) == 5
     assert all(rows[k]["judge"]["judge"] == "judge_v1" for k in ("t1", "t3", "t4"))
     # t2: both say shipping, no reference -> no LLM judge, an agreement verdict that says so
     # (the winner: the higher stated confidence, b's 0.9 over a's 0.8)
@@ -270,7 +279,7 @@ def test_judge_when_disagreement_skips_records_the_teachers_agree_on(
 def test_judge_always_asks_every_record_with_an_answer(tmp_path: Path) -> None:
     model = ScriptedTeacher("j", _favour_a)
     rows = _generate_when(tmp_path, LLMJudge("judge_v1", model, (1.0, 5.0), seed=0))
-    assert len(model.seen) == 5
+    assert len(model.seen) == 9  # in both orders but t3 (one answer)
     assert all(r["judge"]["judge"] == "judge_v1" and "skipped" not in r["judge"] for r in rows)
 
 
@@ -321,22 +330,25 @@ def test_summary_of_a_cached_rerun_pays_nothing_and_counts_the_same(
                 LLMJudge("judge_v1", CachedTeacher(judge, store), (1.0, 5.0), seed=0))
 
     tables: list[dict[str, dict[str, Any]]] = []
+    counts: list[int] = []
     for _ in range(2):
         headers, rows = summary_rows(run_generate(str(path), progress=False, build=build)[1])
         tables.append({str(r[0]): dict(zip(headers, r, strict=True)) for r in rows})
+        counts.append(len(asked))
     cold, warm = tables
-    assert len(asked) == 6 + 6 + 4 + 1  # the rerun asked only b's failed call again
+    assert counts[0] == counts[1] and counts[0] > 12  # the rerun asked nothing again
     a, b, j = (cold[n] for n in ("a", "b", "judge:judge_v1"))
     assert (a["calls"], a["cache_hits"], a["prompt_tok"], a["completion_tok"]) == (6, 0, 60, 50)
     assert a["cost_paid"] == a["cost_total"] == (60 * 1.0 + 50 * 2.0) / 1000
-    assert b["cost_paid"] == 50 * 0.5 / 1000 and b["failed_calls"] == 1
-    assert (j["calls"], j["prompt_tok"], j["cost_paid"]) == (4, 40, (40 * 3.0 + 32) / 1000)
+    assert b["cost_paid"] == 60 * 0.5 / 1000 and b["failed_calls"] == 0
+    # the judge: 3 records in both orders, t3 (one answer) in one; 9 words a verdict, 7 alone
+    assert (j["calls"], j["prompt_tok"], j["cost_paid"]) == (7, 70, (70 * 3.0 + 61) / 1000)
     for name, row in warm.items():
         # tokens and cost_total describe the written samples, cached or not; nothing paid again
         same = ("calls", "prompt_tok", "completion_tok", "cost_total", "failed_calls", "outcomes")
         assert {k: row[k] for k in same} == {k: cold[name][k] for k in same}
-        assert row["cache_hits"] == row["calls"] - row["failed_calls"]
-        assert row["cost_paid"] == 0.0  # b's retried timeout used no tokens
+        assert row["cache_hits"] == row["calls"]
+        assert row["cost_paid"] == 0.0
 
 
 def _logged(script: Any, asked: list[str]) -> Any:
@@ -348,8 +360,9 @@ def _logged(script: Any, asked: list[str]) -> Any:
 
 def test_lone_surrogates_in_prompts_are_located_before_any_call(tmp_path: Path) -> None:
     # JSON can spell \ud800; no UTF-8 request, cache key or output file can carry it
-    bad = [{"id": "s1", "unit": "route", "prompt": "hi \ud800"},
-           {"id": "s2\udc80", "unit": "route", "prompt": "ok", "tags": {"k": "\udfff"}}]
+    bad: list[dict[str, Any]] = [
+        {"id": "s1", "unit": "route", "prompt": "hi \ud800"},
+        {"id": "s2\udc80", "unit": "route", "prompt": "ok", "tags": {"k": "\udfff"}}]
     text = _refused(tmp_path, _spec(tmp_path), train=bad)
     assert "train.jsonl:1: prompt: contains a lone surrogate" in text
     assert "train.jsonl:2: id: contains a lone surrogate" in text

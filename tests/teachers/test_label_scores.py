@@ -18,7 +18,7 @@ from harness.teachers.base import ChatRequest, Completion
 from harness.teachers.parse import candidate_from, scored_answer
 from harness.teachers.prompts import ANSWER_PREFIX, build_request
 from harness.teachers.providers.hf_local import HFLocalTeacher, load_model
-from harness.teachers.providers.logprob_labels import answer_token_top as _answer_token_top
+from harness.teachers.providers.logprob_labels import label_probs_from_logprobs
 from tests.helpers.serve import smollm2_spec
 
 UNIT = {"kind": "label", "labels": ["billing", "shipping", "refund"]}
@@ -59,7 +59,9 @@ def test_requests_score_the_bare_prompt_and_generate_only_for_text_fields() -> N
 def test_candidate_from_label_scores() -> None:
     probs = {"billing": 0.2, "shipping": 0.5, "refund": 0.3}
     assert scored_answer(probs) == ("shipping", 0.5)
-    assert scored_answer({"billing": 0.5, "shipping": 0.5}) == ("billing", 0.5)  # first wins
+    # a tie is never decided by the labels' order: the written label breaks it, or nothing does
+    assert scored_answer({"billing": 0.5, "shipping": 0.5}) is None
+    assert scored_answer({"billing": 0.5, "shipping": 0.5}, "shipping") == ("shipping", 0.5)
     assert scored_answer(None) is None
     only = Completion(text="", label_probs=probs, confidence_source="label_probabilities")
     out = candidate_from("t", only, UNIT, ["confidence"], "shipping", "label_scores")
@@ -80,7 +82,8 @@ def test_candidate_from_label_scores() -> None:
     out = candidate_from("t", bare, UNIT, [], None, "label_scores")
     assert (out.candidate["final"], out.candidate["answer_source"]) == ("refund", "generation")
     failed = Completion(text=None, error="timeout", label_probs=probs)
-    assert candidate_from("t", failed, UNIT, [], "billing", "label_scores").pool == "failure"
+    with pytest.raises(ValueError, match="not an answer"):  # unanswered, not a candidate
+        candidate_from("t", failed, UNIT, [], "billing", "label_scores")
 
 
 def test_config_key_changes_with_answer_from() -> None:
@@ -89,20 +92,22 @@ def test_config_key_changes_with_answer_from() -> None:
     assert gen.config_key() != scored.config_key()
 
 
-def _tok(token: str, alternatives: dict[str, float]) -> Any:
+def _tok(token: str, logprob: float, alternatives: dict[str, float]) -> Any:
     tops = [SimpleNamespace(token=t, logprob=lp) for t, lp in alternatives.items()]
-    return SimpleNamespace(token=token, logprob=0.0, top_logprobs=tops)
+    return SimpleNamespace(token=token, logprob=logprob, top_logprobs=tops)
 
 
-def test_endpoint_reads_the_token_after_the_json_prefix() -> None:
-    content = [_tok("{", {"{": 0.0}), _tok('"answer', {}), _tok('":', {}), _tok(' "', {}),
-               _tok("ship", {"ship": -0.1, "bill": -2.0}), _tok('"}', {})]
-    choice = SimpleNamespace(logprobs=SimpleNamespace(content=content))
-    assert _answer_token_top(choice) == [("{", 0.0)]  # no prefix: the first token
-    assert _answer_token_top(choice, ANSWER_PREFIX) == [("ship", -0.1), ("bill", -2.0)]
-    merged = [_tok('{"answer": "ship', {}), _tok('"}', {})]  # no clean answer token
-    assert _answer_token_top(SimpleNamespace(logprobs=SimpleNamespace(content=merged)),
-                             ANSWER_PREFIX) == []
+def test_endpoint_reads_the_tokens_after_the_json_prefix() -> None:
+    content = [_tok("{", 0.0, {"{": 0.0, "ship": -3.0}), _tok('"answer', 0.0, {}),
+               _tok('":', 0.0, {}), _tok(' "', 0.0, {}),
+               _tok("ship", -0.1, {"ship": -0.1, "bill": -2.5}), _tok("ping", 0.0, {}),
+               _tok('"}', 0.0, {})]
+    probs = label_probs_from_logprobs(SimpleNamespace(content=content), UNIT["labels"])
+    # the value's tokens, not the reply's first one; what the top tokens do not show is left
+    # unassigned (refund has no measured mass, so it is absent rather than 0)
+    assert probs == pytest.approx({"shipping": math.exp(-0.1), "billing": math.exp(-2.5)})
+    merged = [_tok('{"answer": "ship', -0.1, {}), _tok('ping"}', 0.0, {})]  # no clean start
+    assert label_probs_from_logprobs(SimpleNamespace(content=merged), UNIT["labels"]) is None
 
 
 def _run(teacher: HFLocalTeacher, requests: list[ChatRequest]) -> list[Completion]:

@@ -103,8 +103,8 @@ def test_unparseable_output_is_a_failure_candidate_with_the_reference_as_correct
 
 
 @pytest.mark.parametrize("error", ["timeout", "rate_limited", "server_error", "bad_response"])
-def test_a_failed_call_costs_one_candidate_with_its_reason(error: str) -> None:
+def test_a_failed_call_is_not_a_candidate(error: str) -> None:
+    # the prompt stays unanswered (tests/teachers/test_unanswered.py), never a failure record
     c = Completion(text=None, error=error, error_detail=f"{error} after 3 attempts", attempts=3)
-    out = candidate_from("t", c, TOOL, ALL, None)
-    assert out.pool == "failure" and out.candidate["final"] == ""
-    assert out.failure == {"kind": error, "correction": None, "note": f"{error} after 3 attempts"}
+    with pytest.raises(ValueError, match=f"failed call \\({error}\\) is not an answer"):
+        candidate_from("t", c, TOOL, ALL, None)

@@ -16,8 +16,8 @@ import pytest
 from harness.errors import InputError
 from harness.spec.teachers import OpenAITeacherSpec
 from harness.teachers import ChatRequest, Completion, build_request
-from harness.teachers.providers.logprob_labels import label_probs_from_top_logprobs
 from harness.teachers.providers.openai_chat import OpenAIChatTeacher
+from tests.helpers.fake_provider import ManualClock
 from tests.helpers.serve import free_port
 
 OK = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
@@ -87,9 +87,8 @@ def endpoint() -> Iterator[tuple[str, Script]]:
 def _teacher(url: str, **kw: Any) -> OpenAIChatTeacher:
     spec = OpenAITeacherSpec.model_validate({"provider": "openai", "base_url": url, "model": "m",
                                              "timeout_s": 2, "max_retries": 2, **kw})
-    t = OpenAIChatTeacher("t", spec)
-    t._sleep = lambda s: None  # the backoff's length is not what these tests measure
-    return t
+    # the backoff's length is not what these tests measure: its waits pass at once
+    return OpenAIChatTeacher("t", spec, clock=ManualClock())
 
 
 def _one(t: OpenAIChatTeacher, request: ChatRequest | None = None) -> Completion:
@@ -109,6 +108,8 @@ def test_429_then_ok_is_retried(endpoint) -> None:
 @pytest.mark.parametrize(("step", "kind", "calls"), [
     (("status", 500), "server_error", 3),   # retried max_retries times, then given up
     (("status", 400), "bad_request", 1),    # a client error is not retried
+    (("status", 401), "auth", 1),           # nor a refused key or access
+    (("status", 403), "auth", 1),
     (("garbage", None), "bad_response", 1),
 ])
 def test_failures_are_classified(endpoint, step, kind, calls) -> None:
@@ -142,26 +143,23 @@ def test_system_prompt_and_logprobs_reach_the_endpoint(endpoint) -> None:
     url, script = endpoint
     t = _teacher(url, system="Be terse.", logprobs=True, top_logprobs=5)
     answer = json.loads(json.dumps(OK))
-    answer["choices"][0]["logprobs"] = {"content": [{"token": "Pos", "logprob": -0.1, "bytes": [],
-                                                     "top_logprobs": [
-        {"token": "Pos", "logprob": math.log(0.6), "bytes": []},
-        {"token": " negative", "logprob": math.log(0.2), "bytes": []},
-        {"token": "The", "logprob": math.log(0.1), "bytes": []}]}]}
+    answer["choices"][0]["message"]["content"] = '{"answer": "Positive"}'
+    answer["choices"][0]["logprobs"] = {"content": [
+        {"token": '{"answer": "', "logprob": 0.0, "bytes": [], "top_logprobs": []},
+        {"token": "Pos", "logprob": math.log(0.6), "bytes": [], "top_logprobs": [
+            {"token": "Pos", "logprob": math.log(0.6), "bytes": []},
+            {"token": " negative", "logprob": math.log(0.2), "bytes": []},
+            {"token": "The", "logprob": math.log(0.1), "bytes": []}]},
+        {"token": "itive", "logprob": 0.0, "bytes": [], "top_logprobs": []},
+        {"token": '"}', "logprob": 0.0, "bytes": [], "top_logprobs": []}]}
     script.steps = [("ok", answer)]
     c = _one(t, build_request(t.spec, "sentiment?", choices=("positive", "negative")))
     body = script.bodies[0]
     assert body["messages"][0] == {"role": "system", "content": "Be terse."}
     assert body["logprobs"] is True and body["top_logprobs"] == 5
     assert c.confidence_source == "top_logprobs"
-    assert c.label_probs == pytest.approx({"positive": 0.75, "negative": 0.25})
-
-
-def test_label_probs_from_top_logprobs() -> None:
-    assert label_probs_from_top_logprobs([("The", 0.0)], ["yes", "no"]) is None
-    probs = label_probs_from_top_logprobs([("n", math.log(0.5)), ("yes", math.log(0.5))],
-                                          ["yes", "no", "neutral"])
-    assert probs is not None and math.isclose(sum(probs.values()), 1.0)
-    assert probs["yes"] == pytest.approx(0.5) and probs["no"] == pytest.approx(0.25)
+    # measured at the answer's value, not renormalised (the label parser's case-folding)
+    assert c.label_probs == pytest.approx({"positive": 0.6, "negative": 0.2})
 
 
 def test_missing_key_env_fails_before_any_call(endpoint, monkeypatch) -> None:

@@ -5,9 +5,13 @@ with the teacher's own defaults (the providers' shared helpers: :mod:`.common`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from harness.spec.teachers import HFTeacherSpec, OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Teacher
+
+if TYPE_CHECKING:
+    from harness.teachers.cache import CallCache
 
 
 def build_request(spec: OpenAITeacherSpec | HFTeacherSpec, prompt: str | Sequence[tuple[str, str]],
@@ -30,9 +34,22 @@ def build_request(spec: OpenAITeacherSpec | HFTeacherSpec, prompt: str | Sequenc
                        choices=tuple(choices) if choices is not None else None)
 
 
-def build_teacher(name: str, spec: OpenAITeacherSpec | HFTeacherSpec) -> Teacher:
+def build_teacher(name: str, spec: OpenAITeacherSpec | HFTeacherSpec,
+                  cache: CallCache | None = None) -> Teacher:
     """The provider of ``spec`` (imported only when used: the openai client and transformers
-    are heavy)."""
+    are heavy).
+
+    ``cache``: the call cache the teacher will be wrapped in. A teacher with ``batch: true``
+    needs it (:mod:`.openai_batch` records its batches there, so an interrupted run resumes
+    them); the others ignore it.
+    """
+    if isinstance(spec, OpenAITeacherSpec) and spec.batch:
+        from harness.teachers.providers.openai_batch import OpenAIBatchTeacher
+
+        if cache is None:
+            raise ValueError(f"teacher {name!r} has batch: true: pass the call cache its "
+                             "batches are recorded in")
+        return OpenAIBatchTeacher(name, spec, cache)
     if isinstance(spec, OpenAITeacherSpec):
         from harness.teachers.providers.openai_chat import OpenAIChatTeacher
 

@@ -12,10 +12,15 @@ label units (``choices``) every choice's log-likelihood given the prompt is summ
 tokens, one forward pass per batch of (prompt, choice) rows, and soft-maxed over the choices;
 a request with ``score_messages`` (``answer_from: label_scores``) scores each choice as the bare
 answer to the prompt alone, and one with ``generate_text`` False is scored without generating text.
+
+A cached answer is reused only by the same model (:meth:`HFLocalTeacher.config_key`): its
+identity covers the weights, config, tokenizer and chat template files by content
+(:func:`model_identity`), not only one file's size and time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import threading
 import time
@@ -27,6 +32,7 @@ from harness.errors import InputError
 from harness.spec.teachers import HFTeacherSpec
 from harness.teachers.base import ChatRequest, Completion, OnDone
 from harness.teachers.providers.common import config_digest, with_system
+from harness.teachers.redact import redact
 
 #: (folder, gguf file, dtype, device) -> (model, tokenizer): one load per process.
 _LOADED: dict[tuple[str, str | None, str, str], tuple[Any, Any]] = {}
@@ -102,25 +108,79 @@ def save_as_folder(spec: HFTeacherSpec, out: Path) -> Path:
     return out
 
 
+#: Suffixes of the files in a checkpoint folder that decide its answers: weights, configs,
+#: tokenizer (vocabularies, merges, sentencepiece models) and chat templates.
+_MODEL_SUFFIXES = frozenset({".safetensors", ".bin", ".json", ".jinja", ".model", ".txt",
+                             ".tiktoken"})
+#: The files beside a GGUF file that transformers still reads when present (configs, tokenizer
+#: settings, a chat template that overrides the one inside the GGUF).
+_GGUF_SIDE_FILES = ("config.json", "generation_config.json", "tokenizer_config.json",
+                    "tokenizer.json", "special_tokens_map.json", "added_tokens.json",
+                    "chat_template.jinja", "chat_template.json")
+_MIB = 1 << 20
+#: Files up to this size are hashed whole (tokenizers, templates, configs, small weights).
+_FULL_HASH_MAX = 64 * _MIB
+#: Bytes hashed at the start of a larger file; a GGUF file's metadata (its tokenizer and chat
+#: template, about 2 MiB for a 50k vocabulary and under 16 MiB for 256k ones) sits at its
+#: start, before the tensors.
+_HEAD_BYTES, _GGUF_HEAD_BYTES, _TAIL_BYTES = _MIB, 16 * _MIB, _MIB
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    """One model file's identity: size and SHA-256 of the whole file up to
+    :data:`_FULL_HASH_MAX` (64 MiB) bytes; above that, size, mtime (ns) and the SHA-256 of its
+    first (1 MiB; 16 MiB for GGUF) and last (1 MiB) bytes, so a large checkpoint costs a few
+    milliseconds, not a read of every byte. ``{"missing": true}`` for a missing file."""
+    try:
+        st = path.stat()
+        with path.open("rb") as f:
+            if st.st_size <= _FULL_HASH_MAX:
+                return {"size": st.st_size,
+                        "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+            h = hashlib.sha256(f.read(_GGUF_HEAD_BYTES if path.suffix == ".gguf"
+                                      else _HEAD_BYTES))
+            f.seek(st.st_size - _TAIL_BYTES)
+            h.update(f.read(_TAIL_BYTES))
+    except FileNotFoundError:
+        return {"missing": True}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "head_tail_sha256": h.hexdigest()}
+
+
+def model_identity(folder: Path, gguf: str | None) -> dict[str, dict[str, Any]]:
+    """What identifies a local model's answers, file name -> :func:`file_identity`: a GGUF
+    file (its weights, tokenizer and chat template) and the config, tokenizer and template
+    files beside it; or every weight, config, tokenizer and chat-template file of a checkpoint
+    folder (top level, as transformers reads it)."""
+    if gguf is not None:
+        names = [gguf, *(n for n in _GGUF_SIDE_FILES if (folder / n).is_file())]
+    else:
+        names = sorted(p.name for p in folder.iterdir() if p.is_file()
+                       and p.suffix in _MODEL_SUFFIXES and not p.name.startswith(".")
+                       ) if folder.is_dir() else []
+    return {n: file_identity(folder / n) for n in names}
+
+
 class HFLocalTeacher:
     """A local transformers model answering chat requests in batches."""
 
     def __init__(self, name: str, spec: HFTeacherSpec) -> None:
         self.name = name
         self.spec = spec
+        self._key: str | None = None
 
     def config_key(self) -> str:
-        folder, gguf = resolve_source(self.spec, self.name)
-        weights = folder / gguf if gguf else folder / "config.json"
-        # the weights' identity without hashing hundreds of MB: path, size and mtime
-        stat = weights.stat() if weights.exists() else None
-        return config_digest({"provider": "hf", "weights": str(weights), "dtype": self.spec.dtype,
-                              "size": stat.st_size if stat else None,
-                              "mtime": int(stat.st_mtime) if stat else None,
-                              "system": self.spec.system,
-                              # only when set, so generation teachers keep their cached calls
-                              **({"answer_from": self.spec.answer_from}
-                                 if self.spec.answer_from != "generation" else {})})
+        """The model's identity (:func:`model_identity`: weights, config, tokenizer and chat
+        template), dtype, system prompt and answer rule; computed once per teacher, as the
+        weights are loaded once per process."""
+        if self._key is None:
+            folder, gguf = resolve_source(self.spec, self.name)
+            self._key = config_digest({
+                "provider": "hf", "model": model_identity(folder, gguf),
+                "dtype": self.spec.dtype, "system": self.spec.system,
+                # only when set, so generation teachers keep their cached calls
+                **({"answer_from": self.spec.answer_from}
+                   if self.spec.answer_from != "generation" else {})})
+        return self._key
 
     def check(self) -> None:
         """The weights exist (and ``gguf`` is installed for a GGUF file); does not load them."""
@@ -138,7 +198,7 @@ class HFLocalTeacher:
 
     def complete_many(self, requests: Sequence[ChatRequest], on_done: OnDone) -> None:
         """Batches of ``batch_size`` requests with the same budget, temperature and seed."""
-        groups: dict[tuple[int, float, int | None], list[int]] = {}
+        groups: dict[tuple[int, float | None, int | None], list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r.max_tokens, r.temperature, r.seed), []).append(i)
         size = self.spec.batch_size
@@ -173,7 +233,7 @@ class HFLocalTeacher:
                     c.confidence_source = "label_probabilities"
                 out.append(c)
         except Exception as exc:  # one bad batch costs its candidates, not the run
-            detail = f"{type(exc).__name__}: {str(exc)[:500]}"
+            detail = redact(f"{type(exc).__name__}: {str(exc)[:500]}")  # paths, tokens
             out = [Completion(text=None, error="error", error_detail=detail) for _ in requests]
         share = (time.monotonic() - start) / len(requests)
         for c in out:
@@ -195,7 +255,7 @@ class HFLocalTeacher:
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
             model.device)
         first = requests[0]  # a batch shares budget, temperature and seed
-        sample = first.temperature > 0
+        sample = (first.temperature or 0.0) > 0  # None (the default, none set): greedy here
         kwargs: dict[str, Any] = {"max_new_tokens": first.max_tokens, "do_sample": sample,
                                   "pad_token_id": tok.pad_token_id}
         if sample:
