@@ -56,6 +56,11 @@ def _serve(port: int) -> None:
         def log_message(self, *args: Any) -> None:
             pass
 
+        def setup(self) -> None:
+            super().setup()
+            # answer at once: Nagle's algorithm would hold each small reply ~40 ms for an ACK
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def _reply(self, body: bytes) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

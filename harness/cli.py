@@ -45,6 +45,11 @@ def _max_cells_option(p: argparse.ArgumentParser) -> None:
                    help="refuse a matrix of more than N cells (default 5,000)")
 
 
+def _allow_partial_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-partial", action="store_true",
+                   help="accept data that generate --partial wrote with prompts unanswered")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``harness`` parser; each subcommand's ``fn`` is its body in :mod:`harness.commands`."""
     p = argparse.ArgumentParser(prog="harness", description="Declarative experiment and "
@@ -63,19 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check the experiment YAML and its data files")
     v.add_argument("experiment")
     v.add_argument("--stats", action="store_true", help="also print per-teacher statistics")
-    v.add_argument("--allow-partial", action="store_true",
-                   help="accept data that generate --partial wrote with prompts unanswered")
+    _allow_partial_option(v)
     v.set_defaults(fn=cmd_validate)
     pl_ = sub.add_parser("plan", help="list the matrix's cells with their training-set sizes")
     pl_.add_argument("experiment")
     pl_.add_argument("--json", action="store_true", help="machine-readable output")
     _max_cells_option(pl_)
+    _allow_partial_option(pl_)
     pl_.set_defaults(fn=cmd_plan)
     c = sub.add_parser("compose", help="write each cell's training set (JSONL + manifest)")
     c.add_argument("experiment")
     c.add_argument("--cell", action="append", help="cell id (or prefix) or label; repeatable")
     c.add_argument("--out", help="output folder (default runs/<experiment>/cells)")
     _max_cells_option(c)
+    _allow_partial_option(c)
     c.set_defaults(fn=cmd_compose)
     r = sub.add_parser("run", help="train and evaluate every cell; resumable")
     r.add_argument("experiment")
@@ -93,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="Ray cluster address for --executor ray (default: "
                    "$RAY_ADDRESS, else a new local cluster)")
     _max_cells_option(r)
+    _allow_partial_option(r)
     r.set_defaults(fn=cmd_run)
     w = sub.add_parser("worker", help="train and evaluate one composed cell folder")
     w.add_argument("cell_dir")

@@ -218,8 +218,13 @@ class RoiEstimate:
 
 
 def teacher_generation_cost(usage: Mapping[str, Mapping[str, float]], costs: dict[str, Any],
-                            teachers: list[str]) -> dict[str, float]:
-    """Per teacher: declared generation cost, or recorded tokens x prices (currency units)."""
+                            teachers: list[str], batched: frozenset[str] = frozenset()
+                            ) -> dict[str, float]:
+    """Per teacher: declared generation cost, or recorded tokens x prices (currency units);
+    a teacher in ``batched`` (``batch: true``: asked through the provider's batch API) at its
+    batch prices (:meth:`~harness.spec.policy.TeacherCost.batch_prices`)."""
+    from harness.spec.policy import TeacherCost
+
     out = {}
     for t in teachers:
         tc = costs["teachers"].get(t, {})
@@ -227,8 +232,11 @@ def teacher_generation_cost(usage: Mapping[str, Mapping[str, float]], costs: dic
             out[t] = float(tc["generation_cost"])
             continue
         u = usage.get(t, {"prompt_tokens": 0, "completion_tokens": 0})
-        out[t] = (u["prompt_tokens"] / 1000 * tc.get("price_per_1k_prompt", 0.0)
-                  + u["completion_tokens"] / 1000 * tc.get("price_per_1k_completion", 0.0))
+        prompt, completion = (tc.get("price_per_1k_prompt", 0.0),
+                              tc.get("price_per_1k_completion", 0.0))
+        if t in batched:
+            prompt, completion = TeacherCost.model_validate(tc).batch_prices()
+        out[t] = u["prompt_tokens"] / 1000 * prompt + u["completion_tokens"] / 1000 * completion
     return out
 
 
@@ -263,7 +271,9 @@ def _offline(run: RunData, cell: CellData, usage: Mapping[str, Mapping[str, floa
     costs = run.spec["costs"]
     bucket = run.spec["buckets"][cell.axes["bucket"]]
     teachers = sorted(usage) if bucket["teachers"] == "all" else list(bucket["teachers"])
-    gen = teacher_generation_cost(usage, costs, teachers)
+    batched = frozenset(n for n, t in (run.spec.get("teachers") or {}).items()
+                        if t.get("batch"))
+    gen = teacher_generation_cost(usage, costs, teachers, batched)
     judged = bucket["select"] == "judge_winner" or bucket.get("min_score") is not None
     judge = costs["judge_cost_per_item"] * n_records if judged else 0.0
     train_h = float(cell.metrics.train["train_seconds"]) / 3600

@@ -3,6 +3,7 @@ building the matrix and choosing cells by id or label."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,20 +41,29 @@ def format_value(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def load(path: str, *, cap: bool = False, max_cells: int | None = None
-         ) -> tuple[LoadedExperiment, Dataset]:
+def load(path: str, *, cap: bool = False, max_cells: int | None = None,
+         allow_partial: bool | None = False) -> tuple[LoadedExperiment, Dataset]:
     """The experiment (every experiment rule checked: :mod:`harness.checks`) and its data;
     with ``cap``, a matrix larger than ``max_cells`` (default
     :data:`harness.matrix.DEFAULT_MAX_CELLS`) is refused first, counted without building cells
-    and before the data files are read. The data-fit rules are the caller's (:func:`fit`)."""
+    and before the data files are read. Data that ``generate --partial`` wrote with prompts
+    unanswered is refused (exit 2) unless ``allow_partial``; then its warnings are printed to
+    stderr (None: not checked here; ``validate`` checks and reports it itself). The data-fit
+    rules are the caller's (:func:`fit`)."""
     from harness.checks import load_experiment
     from harness.samples import load_data
+    from harness.samples.validate import check_complete
 
     loaded = load_experiment(path)
     if cap:
         from harness.matrix import DEFAULT_MAX_CELLS, check_matrix_size
 
         check_matrix_size(loaded.spec, max_cells or DEFAULT_MAX_CELLS)
+    # before the data is read: a teacher whose every call failed is missing for that reason,
+    # and the data-fit rules would call it unknown
+    if allow_partial is not None:
+        for line in check_complete(loaded.spec, allow_partial=allow_partial):
+            print(f"warning: {line}", file=sys.stderr)
     return loaded, load_data(loaded)
 
 

@@ -23,7 +23,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness.samples.validate import check_complete
 
     t0 = time.perf_counter()
-    loaded, data = load(args.experiment)
+    loaded, data = load(args.experiment, allow_partial=None)
     # before the data-fit rules: a teacher whose every call failed is missing for that reason
     partial = check_complete(loaded.spec, allow_partial=getattr(args, "allow_partial", False))
     fit(loaded, data)
@@ -77,7 +77,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """List the matrix's cells with their training-set sizes (a table, or JSON)."""
     from harness.compose import build_context
 
-    loaded, data = load(args.experiment, cap=True, max_cells=args.max_cells)
+    loaded, data = load(args.experiment, cap=True, max_cells=args.max_cells,
+                        allow_partial=getattr(args, "allow_partial", False))
     fit(loaded, data)
     cells = matrix_cells(loaded, data)
     ctx = build_context(loaded.spec, data, release=True)
@@ -100,7 +101,8 @@ def cmd_compose(args: argparse.Namespace) -> int:
     """Write each chosen cell's training and eval files and its manifest."""
     from harness.compose import build_context, compose_cell, eval_frame, write_cell
 
-    loaded, data = load(args.experiment, cap=True, max_cells=args.max_cells)
+    loaded, data = load(args.experiment, cap=True, max_cells=args.max_cells,
+                        allow_partial=getattr(args, "allow_partial", False))
     fit(loaded, data)
     cells = select_cells(matrix_cells(loaded, data), args.cell)
     ctx = build_context(loaded.spec, data, release=True)
@@ -118,7 +120,8 @@ def cmd_export_lm_eval(args: argparse.Namespace) -> int:
     from harness.compose import eval_frame
     from harness.evaluate.lmeval import export_tasks
 
-    loaded, data = load(args.experiment)
+    # the eval items and their references are whole even in partial data
+    loaded, data = load(args.experiment, allow_partial=True)
     rows = [dict(r, candidates=r["candidates"] or []) for r in
             eval_frame(loaded.spec, data).iter_rows(named=True)]
     units = {k: v.model_dump(mode="json") for k, v in loaded.spec.units.items()}

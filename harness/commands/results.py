@@ -20,7 +20,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         # else the cells would quietly run here, not on the cluster the user named
         raise InputError(f"--address {args.address!r} names a Ray cluster, but the executor is "
                          f"{args.executor!r}: add `--executor ray`, or drop --address")
-    loaded, data = load(args.experiment, cap=True, max_cells=args.max_cells)
+    loaded, data = load(args.experiment, cap=True, max_cells=args.max_cells,
+                        allow_partial=getattr(args, "allow_partial", False))
     fit(loaded, data)
     matrix = matrix_cells(loaded, data)
     cells = select_cells(matrix, args.only, flag="--only")

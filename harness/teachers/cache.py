@@ -252,7 +252,7 @@ class CachedTeacher:
             i = misses[j]
             if c.error is None:
                 self.cache.put(keys[i], self.name, c)
-            else:
+            elif c.attempts > 0:  # a request never sent (its teacher stopped) is no failed call
                 self.cache.record_failure(keys[i], self.name, c)
             self.tally.add(c)
             on_done(i, c)

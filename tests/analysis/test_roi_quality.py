@@ -289,3 +289,18 @@ def test_when_the_seed_part_dominates_the_action_is_more_seeds(tmp_path):
     threshold = row["break_even_fallback_rate"]
     assert rate_bounds([unit], seeds=k_new / 3)[0] > threshold
     assert rate_bounds([unit], seeds=(k_new - 1) / 3)[0] <= threshold
+
+
+def test_a_batch_teacher_is_priced_at_its_batch_rate() -> None:
+    from harness.analysis.roi import teacher_generation_cost
+
+    usage = {"api": {"prompt_tokens": 2000, "completion_tokens": 1000},
+             "own": {"prompt_tokens": 2000, "completion_tokens": 1000}}
+    prices = {"price_per_1k_prompt": 1.0, "price_per_1k_completion": 2.0}
+    costs = {"teachers": {"api": prices,
+                          "own": {**prices, "batch_price_per_1k_prompt": 0.1}}}
+    sync = teacher_generation_cost(usage, costs, ["api", "own"])
+    assert sync == {"api": 4.0, "own": 4.0}
+    batch = teacher_generation_cost(usage, costs, ["api", "own"], frozenset({"api", "own"}))
+    # half of both prices by default; a declared batch price wins (completion still halved)
+    assert batch == {"api": 2.0, "own": 0.2 + 1.0}

@@ -256,6 +256,11 @@ def test_429s_outlasting_the_retries_leave_prompts_unanswered_and_a_rerun_pays_o
         assert "--allow-partial" in err and "Traceback" not in err
         assert main(["validate", str(exp), "--allow-partial"]) == 0
         assert "warning: samples.jsonl and eval.jsonl: partial data" in capsys.readouterr().out
+        # so do the stages after it: plan (like compose and run) refuses it the same way
+        assert main(["plan", str(exp)]) == 2
+        assert f"{sidecar}: unanswered: b: 2 unanswered" in capsys.readouterr().err
+        assert main(["plan", str(exp), "--allow-partial"]) == 0
+        assert "partial data" in capsys.readouterr().err
 
         # the provider recovers: the rerun pays exactly the two missing calls, exits 0 and
         # removes the sidecar, and validate accepts the data

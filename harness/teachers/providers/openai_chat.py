@@ -84,15 +84,25 @@ class OpenAIChatTeacher:
         self.name = name
         self.spec = spec
         self._client: Any = None
+        self._config_key: str | None = None
         #: shared by every thread and every complete_many of this teacher (a pause outlives
         #: the call that caused it)
         self.limiter = RateLimiter(spec.requests_per_minute, spec.tokens_per_minute, clock)
 
     def config_key(self) -> str:
+        if self._config_key is None:  # asked once per call by the cache: computed once
+            self._config_key = self._digest()
+        return self._config_key
+
+    def _digest(self) -> str:
         s = self.spec
         return config_digest({"provider": "openai", "base_url": s.base_url, "model": s.model,
                               "system": s.system, "logprobs": s.logprobs,
                               "top_logprobs": s.top_logprobs if s.logprobs else None,
+                              # label probabilities as measured where the label is written
+                              # (logprob_labels): answers cached under the first-token rule
+                              # carry figures that were wrong, so they are asked again
+                              **({"label_probs": "written"} if s.logprobs else {}),
                               # only when set, so generation teachers keep their cached calls
                               **({"answer_from": s.answer_from}
                                  if s.answer_from != "generation" else {}),
