@@ -35,14 +35,13 @@ from harness.teachers.inputs import PromptItem
 from harness.teachers.judge import (
     SKIPPED_AGREE,
     JudgeItem,
-    JudgeReport,
     LLMJudge,
     agreement,
     agreement_verdict,
     apply_reference,
-    judge_report,
     reference_verdict,
 )
+from harness.teachers.judge_report import JudgeReport, judge_report
 from harness.teachers.parse import Outcome, candidate_from
 from harness.teachers.prompts import build_request
 from harness.teachers.redact import redact

@@ -16,10 +16,10 @@ from harness.teachers.judge import (
     JudgeItem,
     LLMJudge,
     apply_reference,
-    judge_report,
     quote,
     reference_verdict,
 )
+from harness.teachers.judge_report import judge_report
 from harness.teachers.parse import candidate_from
 from tests.helpers.scripted_teacher import ScriptedTeacher, user_text
 
