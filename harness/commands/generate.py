@@ -225,9 +225,10 @@ def _teacher_names(exp: Experiment) -> list[str]:
 
 def summary_rows(result: GenerateResult) -> tuple[list[str], list[list[object]]]:
     """The summary table: per teacher (and the judge) calls, cache hits, tokens, cost paid
-    now and in all, failed calls, and answers per pool / failure kind."""
+    now and in all, failed calls, requests never sent (the teacher was stopped), and answers
+    per pool / failure kind."""
     headers = ["teacher", "calls", "cache_hits", "prompt_tok", "completion_tok", "cost_paid",
-               "cost_total", "seconds", "failed_calls", "outcomes"]
+               "cost_total", "seconds", "failed_calls", "not_sent", "outcomes"]
     rows: list[list[object]] = []
     for st in result.stats:
         outs = sorted((k.split(":", 1)[1], v) for k, v in result.outcomes.items()
@@ -236,7 +237,7 @@ def summary_rows(result: GenerateResult) -> tuple[list[str], list[list[object]]]
         # tokens of every answer (cached ones too), like cost_total; seconds: time waited
         rows.append([st.name, st.calls, st.cache_hits, st.total_prompt_tokens,
                      st.total_completion_tokens, paid, total, round(st.wall_seconds, 1),
-                     st.failed, " ".join(f"{k}={v}" for k, v in outs) or "-"])
+                     st.failed, st.not_sent, " ".join(f"{k}={v}" for k, v in outs) or "-"])
     return headers, rows
 
 

@@ -23,11 +23,14 @@ class TeacherTally:
 
     Attributes:
         name: the teacher's name (``judge:<name>`` for the judge in a generate summary).
-        calls: requests answered (hits + fresh answers + failures).
+        calls: requests answered (hits + fresh answers + failures), not counting those never
+            sent.
         cache_hits: requests answered from the cache (not paid again).
         prompt_tokens, completion_tokens: tokens of fresh answers (what this run paid for).
         cached_prompt_tokens, cached_completion_tokens: tokens of cache hits (paid earlier).
         failures: failed requests by :data:`~harness.teachers.base.ErrorKind`.
+        not_sent: requests never sent (``attempts == 0``: the teacher was stopped after an
+            auth or client error, or the run was interrupted); unanswered, but no call.
         retries: attempts beyond the first, over all fresh calls.
         seconds: summed time of fresh calls, in seconds (a batch's time is shared by its
             requests, and concurrent calls overlap, so this is not the time waited).
@@ -43,6 +46,7 @@ class TeacherTally:
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    not_sent: int = 0
     retries: int = 0
     seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -51,6 +55,9 @@ class TeacherTally:
     def add(self, c: Completion) -> None:
         """Count one finished request (``c.cached``: answered from the cache)."""
         with self._lock:
+            if c.error is not None and c.attempts == 0 and not c.cached:
+                self.not_sent += 1
+                return
             self.calls += 1
             if c.cached:
                 self.cache_hits += 1

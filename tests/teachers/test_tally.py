@@ -14,7 +14,8 @@ def test_fresh_cached_and_failed_answers_are_counted_apart() -> None:
     t.add(Completion(text="y", prompt_tokens=7, completion_tokens=2, cached=True, attempts=0))
     t.add(Completion(text=None, error="rate_limited", prompt_tokens=0, seconds=1.0, attempts=2))
     t.add(Completion(text=None, error="rate_limited"))
-    assert (t.calls, t.cache_hits, t.failed, t.retries) == (4, 1, 2, 3)
+    t.add(Completion(text=None, error="aborted", attempts=0))  # never sent: no call
+    assert (t.calls, t.cache_hits, t.failed, t.retries, t.not_sent) == (4, 1, 2, 3, 1)
     assert t.failures == {"rate_limited": 2} and t.seconds == 1.5 and t.wall_seconds == 0.0
     assert (t.prompt_tokens, t.completion_tokens) == (10, 4)
     assert (t.total_prompt_tokens, t.total_completion_tokens) == (17, 6)
