@@ -22,12 +22,12 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.fsutil import atomic_write_text
+from harness.fsutil import atomic_write
 from harness.spec.models import Experiment
 from harness.teachers.base import Completion, Teacher
 from harness.teachers.cache import CachedTeacher
@@ -306,8 +306,12 @@ def write(exp: Experiment, result: GenerateResult, *, write_eval: bool,
     if not result.complete and not partial:
         raise ValueError("an incomplete result is written only as partial data")
 
-    def jsonl(records: Sequence[dict[str, Any]]) -> str:
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    def jsonl(records: Sequence[dict[str, Any]]) -> Callable[[Path], None]:
+        def write_lines(tmp: Path) -> None:  # a line at a time: no second copy of the data
+            with tmp.open("w", encoding="utf-8") as f:
+                for r in records:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        return write_lines
 
     files: dict[FileName, Path] = {"samples": exp.data.samples}
     if write_eval:
@@ -316,9 +320,9 @@ def write(exp: Experiment, result: GenerateResult, *, write_eval: bool,
     if not result.complete:
         write_sidecar(sidecar, result.unanswered, files, result.dropped,
                       dict.fromkeys(files, None))
-    atomic_write_text(exp.data.samples, jsonl(result.samples))
+    atomic_write(exp.data.samples, jsonl(result.samples))
     if write_eval:
-        atomic_write_text(exp.data.eval, jsonl(result.eval))
+        atomic_write(exp.data.eval, jsonl(result.eval))
     written = list(files.values())
     if result.complete:
         sidecar.unlink(missing_ok=True)
