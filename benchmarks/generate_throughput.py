@@ -5,7 +5,7 @@ The server runs in its own process (stdlib ``ThreadingHTTPServer``, HTTP/1.1 kee
 answers each chat request at once with a JSON label answer, so the figure is the harness's own
 cost per call: the client, the thread pool, the rate limiter, the SQLite cache, parsing and
 writing. ``harness generate`` runs in a child process; its peak RSS is read from
-``getrusage(RUSAGE_CHILDREN)``.
+``os.wait4`` (its own rusage).
 
 ``--checkout PATH`` (repeatable) runs the same measurement with another checkout of the harness
 first on ``PYTHONPATH`` (e.g. a ``git worktree`` of the previous main), alternating the
@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import socket
 import subprocess
 import sys
@@ -123,17 +122,20 @@ def _run_generate(exp: Path, checkout: Path | None) -> dict[str, float]:
     code = ("import sys, harness; from harness.cli import main; "
             "print('harness from', harness.__file__, file=sys.stderr); "
             "sys.exit(main(['generate', sys.argv[1], '--quiet']))")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, str(exp)], cwd=exp.parent, env=env,
-                          capture_output=True, text=True, timeout=1800)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    log = exp.parent / "generate.log"
+    with log.open("w") as out:  # a file, not a pipe: nothing blocks while we wait
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", code, str(exp)], cwd=exp.parent,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        # wait4 gives this child's own rusage (RUSAGE_CHILDREN: the largest child so far)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = log.read_text()
     if proc.returncode != 0:
-        raise SystemExit(f"harness generate failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    source = next((ln for ln in proc.stderr.splitlines() if ln.startswith("harness from")), "")
-    # ru_maxrss of children is the largest child so far: only a new maximum is this child's
-    return {"seconds": round(wall, 2), "peak_rss_mib": round(max(after, before) / 1024, 1),
+        raise SystemExit(f"harness generate failed ({proc.returncode}):\n{stderr[-2000:]}")
+    source = next((ln for ln in stderr.splitlines() if ln.startswith("harness from")), "")
+    return {"seconds": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
             "source": source.removeprefix("harness from ")}
 
 
