@@ -70,6 +70,38 @@ def test_cell_ids_are_stable_and_sensitive(tiny):
     assert c["judged/answer_only/x1/s0"] != a["judged/answer_only/x1/s0"]
 
 
+def test_digit_splitting_is_part_of_the_cell_id(tiny):
+    def ids(digits: str | None) -> dict[str, str]:
+        config: dict[str, int | str] = {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300}
+        if digits is not None:
+            config["digits"] = digits
+        exp = load_experiment(tiny(spec={"student": {"config": config}})).spec
+        return {c.label: c.cell_id for c in build_cells(exp, HASHES)}
+
+    default, split, merged = ids(None), ids("split"), ids("merged")
+    assert default == split  # split is the default
+    assert all(merged[k] != split[k] for k in split)
+    # merged leaves the key out of the effective spec: the ids cells had before the setting
+    exp = load_experiment(tiny(spec={"student": {"config": {
+        "layers": 1, "hidden": 32, "heads": 2, "vocab": 300, "digits": "merged"}}})).spec
+    (cell, *_) = build_cells(exp, HASHES)
+    assert "digits" not in cell.effective["student"]["config"]
+    assert build_cells(load_experiment(tiny()).spec, HASHES)[0].effective["student"][
+        "config"]["digits"] == "split"
+
+
+def test_init_std_is_part_of_the_cell_id_and_unset_leaves_the_id_alone(tiny):
+    def cells(**extra: float) -> list:
+        config = {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300, **extra}
+        return build_cells(load_experiment(tiny(spec={"student": {"config": config}})).spec,
+                           HASHES)
+
+    unset, wide = cells(), cells(init_std=0.06)
+    assert "init_std" not in unset[0].effective["student"]["config"]
+    assert wide[0].effective["student"]["config"]["init_std"] == 0.06
+    assert all(a.cell_id != b.cell_id for a, b in zip(unset, wide, strict=True))
+
+
 def test_baseline_flag(tiny):
     cells = build_cells(load_experiment(tiny()).spec, HASHES)
     assert [c.label for c in cells if c.is_baseline] == ["single_a/answer_only/x1/s0"]

@@ -26,7 +26,8 @@ from harness.students.tokenizer import (  # noqa: F401
 
 
 def build_from_config(cfg: dict[str, Any], tokenizer: Any, seed: int) -> Any:
-    """A randomly initialised (seeded) Llama-style causal LM sized by the YAML's ``config``."""
+    """A randomly initialised (seeded) Llama-style causal LM sized by the YAML's ``config``
+    (weights drawn with standard deviation ``init_std`` when given)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -40,6 +41,8 @@ def build_from_config(cfg: dict[str, Any], tokenizer: Any, seed: int) -> Any:
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
     )
+    if cfg.get("init_std"):  # unset (absent from older manifests): transformers' 0.02
+        config.initializer_range = float(cfg["init_std"])
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
 
@@ -74,5 +77,9 @@ def build_student(student: dict[str, Any], texts: list[str], seed: int,
             path = base_dir / path
         return load_checkpoint(path, bool(student.get("trust_remote_code")))
     cfg = student["config"]
-    tokenizer = cached_train_tokenizer(texts, int(cfg["vocab"]))  # trained, or the cached twin
+    # The effective spec leaves 'digits' out for merged (so those cells keep their earlier
+    # ids; harness.spec.student), hence a manifest without the key is a merged student.
+    digits = cfg.get("digits", "merged")
+    # trained, or the cached twin
+    tokenizer = cached_train_tokenizer(texts, int(cfg["vocab"]), digits=digits)
     return build_from_config(cfg, tokenizer, seed), tokenizer

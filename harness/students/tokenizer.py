@@ -2,13 +2,20 @@
 was trained on, so cells with the same text share one.
 
 :func:`train_tokenizer` trains a byte-level BPE tokenizer on a cell's prompts and targets.
+With ``digits="split"`` (the spec's default) a ``Digits(individual_digits=True)`` pre-tokenizer
+runs in front of the byte-level one, so every digit is a token of its own and no BPE merge can
+span two digits: ``88213`` is the same five tokens after ``#``, after a space or inside the JSON
+answer's quotes, and copying a number is a digit-by-digit copy a small student can learn.
+With ``"merged"`` BPE merges digit runs as it likes (``" 882"`` + ``"13"`` in the prompt,
+``"88"`` + ``"213"`` in the answer), and copying becomes a lookup between unrelated tokens.
 Cells of one matrix often train on the very same text (noise seeds, repeated arms), and the
 training is seconds of CPU each, so :func:`cached_train_tokenizer` keeps it under the digest of
-(the texts in order, the vocabulary size, the trainer's settings and the ``tokenizers`` version
-that trains it), as the serialised backend tokenizer (``<digest>.json``), written atomically
-(concurrent cells writing the same entry both write the same bytes; the last rename wins). A
-cached entry loads into the same ``PreTrainedTokenizerFast`` as a fresh training gives:
-identical vocabulary, merges, special tokens and saved files (tested).
+(the texts in order, the vocabulary size, the trainer's settings, digit splitting included, and
+the ``tokenizers`` version that trains it), as the serialised backend tokenizer
+(``<digest>.json``), written atomically (concurrent cells writing the same entry both write the
+same bytes; the last rename wins). A cached entry loads into the same
+``PreTrainedTokenizerFast`` as a fresh training gives: identical vocabulary, merges, special
+tokens and saved files (tested).
 
 The cache folder comes from the environment (:data:`ENV`), which the worker sets for its run
 (:func:`harness.caches.use_run_caches`); without it every call trains anew.
@@ -22,20 +29,40 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from harness.fsutil import atomic_write_text
 
 SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
 
+#: How numbers are cut: ``split`` (one token per digit) or ``merged`` (BPE merges digit runs).
+DigitsMode = Literal["split", "merged"]
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
-    """A byte-level BPE tokenizer trained on ``texts`` (a ``PreTrainedTokenizerFast``)."""
+
+def _check_digits(digits: str) -> None:
+    if digits not in get_args(DigitsMode):
+        raise ValueError(f"digits must be one of {get_args(DigitsMode)}, not {digits!r}")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, digits: DigitsMode = "split") -> Any:
+    """A byte-level BPE tokenizer trained on ``texts`` (a ``PreTrainedTokenizerFast``).
+
+    Args:
+        texts: the training texts.
+        vocab_size: the target vocabulary size (tokens, special tokens included).
+        digits: ``split`` puts ``Digits(individual_digits=True)`` in front of the byte-level
+            pre-tokenizer (every digit one token); ``merged`` lets BPE merge digit runs.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    _check_digits(digits)
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Digits first: it isolates each digit before the byte-level regex runs, which would
+    # otherwise glue a leading space to a number (" 88213") and let merges cross digits.
+    tok.pre_tokenizer = (byte_level if digits == "merged" else pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), byte_level]))
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
@@ -52,20 +79,24 @@ ENV = "HARNESS_TOKENIZER_CACHE"
 FORMAT = 1
 
 
-def trainer_settings() -> dict[str, Any]:
+def trainer_settings(digits: DigitsMode = "split") -> dict[str, Any]:
     """What, besides the texts and vocabulary size, decides the trained tokenizer."""
     import tokenizers
 
-    return {"format": FORMAT, "model": "BPE", "unk": "<unk>", "pre_tokenizer": "ByteLevel",
+    _check_digits(digits)
+    # 'merged' is the tokenizer from before digit splitting existed: its settings (and so its
+    # cache entries) are the ones written then.
+    pre = "ByteLevel" if digits == "merged" else "Sequence[Digits(individual_digits),ByteLevel]"
+    return {"format": FORMAT, "model": "BPE", "unk": "<unk>", "pre_tokenizer": pre,
             "add_prefix_space": False, "decoder": "ByteLevel", "special_tokens": SPECIAL_TOKENS,
             "initial_alphabet": "ByteLevel", "tokenizers": tokenizers.__version__}
 
 
-def digest(texts: Iterable[str], vocab_size: int) -> str:
-    """SHA-256 (hex) of the settings, the vocabulary size and every text in order (each
-    length-prefixed, so no two lists of texts share a stream)."""
+def digest(texts: Iterable[str], vocab_size: int, digits: DigitsMode = "split") -> str:
+    """SHA-256 (hex) of the settings (digit splitting included), the vocabulary size and every
+    text in order (each length-prefixed, so no two lists of texts share a stream)."""
     h = hashlib.sha256()
-    h.update(json.dumps({"vocab_size": int(vocab_size), **trainer_settings()},
+    h.update(json.dumps({"vocab_size": int(vocab_size), **trainer_settings(digits)},
                         sort_keys=True).encode())
     for text in texts:
         data = text.encode("utf-8")
@@ -84,12 +115,13 @@ def _wrap(backend: Any) -> Any:
 
 
 def cached_train_tokenizer(texts: Iterable[str], vocab_size: int,
-                           cache_dir: Path | None = None) -> Any:
+                           cache_dir: Path | None = None, digits: DigitsMode = "split") -> Any:
     """:func:`train_tokenizer`, through the cache.
 
     Args:
         texts: the training texts (read once; their order counts).
         vocab_size: the target vocabulary size.
+        digits: ``split`` (one token per digit) or ``merged``; see :func:`train_tokenizer`.
         cache_dir: the cache folder; default the :data:`ENV` variable, and without either the
             tokenizer is trained with no cache.
 
@@ -98,15 +130,15 @@ def cached_train_tokenizer(texts: Iterable[str], vocab_size: int,
     """
     folder = cache_dir or (Path(os.environ[ENV]) if os.environ.get(ENV) else None)
     if folder is None:
-        return train_tokenizer(texts, vocab_size)
+        return train_tokenizer(texts, vocab_size, digits)
     from tokenizers import Tokenizer
 
     texts = list(texts)
-    path = Path(folder) / f"{digest(texts, vocab_size)}.json"
+    path = Path(folder) / f"{digest(texts, vocab_size, digits)}.json"
     try:
         return _wrap(Tokenizer.from_str(path.read_text(encoding="utf-8")))
     except Exception:  # not cached yet, or a damaged entry: train and (re)write it
         pass
-    tok = train_tokenizer(texts, vocab_size)
+    tok = train_tokenizer(texts, vocab_size, digits)
     atomic_write_text(path, tok.backend_tokenizer.to_str())
     return tok

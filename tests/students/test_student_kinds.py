@@ -99,3 +99,16 @@ def test_a_causal_lm_scores_label_units_and_generates_the_others(tmp_path):
                           checkpoint_dir=tmp_path / "model")
     assert lat["latency_p50_ms"] > 0 and lat["checkpoint_mb"] > 0
     assert lat["conditions"]["new_tokens"] == 2
+
+
+def test_init_std_sets_the_initialisation_and_unset_keeps_the_transformers_default():
+    from harness.students.build import build_from_config, train_tokenizer
+
+    tok = train_tokenizer(["order 88213 refund", "Answer: billing"] * 4, 280)
+    config = {"layers": 1, "hidden": 64, "heads": 2, "max_position": 32}
+    default = build_from_config(config, tok, seed=0)
+    wide = build_from_config({**config, "init_std": 0.06}, tok, seed=0)
+    assert default.config.initializer_range == 0.02 and wide.config.initializer_range == 0.06
+    for model, std in ((default, 0.02), (wide, 0.06)):
+        weight = model.model.layers[0].mlp.up_proj.weight  # (intermediate, hidden)
+        assert float(weight.detach().std()) == pytest.approx(std, rel=0.05)

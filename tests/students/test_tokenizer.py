@@ -26,8 +26,8 @@ def saved(tok, folder: Path) -> Path:
 def test_without_a_cache_folder_it_trains_every_time(monkeypatch):
     monkeypatch.delenv(tc.ENV, raising=False)
     calls = []
-    monkeypatch.setattr(tc, "train_tokenizer", lambda t, v: calls.append(v) or
-                        train_tokenizer(t, v))
+    monkeypatch.setattr(tc, "train_tokenizer", lambda t, v, d: calls.append(v) or
+                        train_tokenizer(t, v, d))
     for _ in range(2):
         assert len(tc.cached_train_tokenizer(TEXTS, 300)) == len(train_tokenizer(TEXTS, 300))
     assert calls == [300, 300]
@@ -64,8 +64,61 @@ def test_digest_covers_texts_order_vocab_and_trainer(monkeypatch):
     assert tc.digest(TEXTS, 301) != base
     assert tc.digest(TEXTS[::-1], 300) != base
     assert tc.digest(["ab", "c"], 300) != tc.digest(["a", "bc"], 300)
+    assert tc.digest(TEXTS, 300, "merged") != base  # digit splitting is part of the key
     monkeypatch.setattr(tc, "FORMAT", tc.FORMAT + 1)
     assert tc.digest(TEXTS, 300) != base
+
+
+def test_merged_digits_keep_the_earlier_trainer_settings():
+    # merged is the tokenizer from before the setting: its cache entries are still found
+    assert tc.trainer_settings("merged")["pre_tokenizer"] == "ByteLevel"
+    assert tc.trainer_settings("split")["pre_tokenizer"] != "ByteLevel"
+    with pytest.raises(ValueError, match="digits"):
+        tc.trainer_settings("grouped")  # type: ignore[arg-type]
+
+
+#: Text full of recurring numbers, so BPE has every reason to merge digit runs.
+NUMBERS = [f"Customer: order #{n} was charged ${n % 1000}.{n % 100:02d} twice\n"
+           f'Answer: {{"amount":"{n % 1000}.{n % 100:02d}","order_id":"{n}"}}'
+           for n in (88213, 88214, 30213, 88290, 4210, 88213, 30213) * 20]
+
+
+def test_split_digits_make_every_digit_one_token_in_prompt_and_answer():
+    tok = train_tokenizer(NUMBERS, 400, "split")
+    prompt = tok("Customer: order #88213 costs $42.10\n", add_special_tokens=False)["input_ids"]
+    answer = tok('Answer: {"amount":"42.10","order_id":"88213"}',
+                 add_special_tokens=False)["input_ids"]
+    digit = {tok.convert_tokens_to_ids(d): d for d in "0123456789"}
+    assert tok.unk_token_id not in digit
+
+    def digits_of(ids: list[int]) -> list[str]:
+        return [digit[i] for i in ids if i in digit]
+
+    # every digit of the text is its own token, whatever stands before it (#, $, a quote)
+    assert digits_of(prompt) == list("882134210")
+    assert digits_of(answer) == list("421088213")
+    assert not any(c.isdigit() for t in tok.convert_ids_to_tokens(prompt + answer)
+                   if t not in digit.values() for c in t)
+    assert tok.decode(answer) == 'Answer: {"amount":"42.10","order_id":"88213"}'
+
+
+def test_merged_digits_cut_one_number_differently_in_prompt_and_answer():
+    # what split digits exist to prevent: multi-digit tokens that differ by context
+    tok = train_tokenizer(NUMBERS, 400, "merged")
+    prompt = tok.convert_ids_to_tokens(tok("order #88213", add_special_tokens=False)["input_ids"])
+    answer = tok.convert_ids_to_tokens(tok('"order_id":"88213"',
+                                           add_special_tokens=False)["input_ids"])
+    assert any(sum(c.isdigit() for c in t) > 1 for t in prompt + answer)
+
+
+def test_the_cache_keeps_split_and_merged_tokenizers_apart(tmp_path):
+    split = tc.cached_train_tokenizer(NUMBERS, 400, tmp_path, digits="split")
+    merged = tc.cached_train_tokenizer(NUMBERS, 400, tmp_path, digits="merged")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{tc.digest(NUMBERS, 400, d)}.json" for d in ("split", "merged"))
+    again = tc.cached_train_tokenizer(NUMBERS, 400, tmp_path, digits="split")
+    text = "order 88213"
+    assert again(text)["input_ids"] == split(text)["input_ids"] != merged(text)["input_ids"]
 
 
 def test_a_damaged_entry_is_retrained_and_rewritten(tmp_path):
@@ -135,3 +188,22 @@ def test_worker_reuses_the_tokenizer_with_identical_results(tiny, tmp_path, clea
     assert entry.stat().st_mtime_ns == stamp
     for name in ("predictions.jsonl", "model/tokenizer.json", "model/model.safetensors"):
         assert filecmp.cmp(first / name, twin / name, shallow=False), name
+
+
+def test_a_student_follows_its_manifest_and_reloads_with_split_digits(tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from harness.students.build import build_student
+
+    monkeypatch.delenv(tc.ENV, raising=False)
+    config = {"arch": "llama", "layers": 1, "hidden": 32, "heads": 2, "vocab": 400,
+              "max_position": 64}
+    _, split = build_student({"config": {**config, "digits": "split"}}, NUMBERS, 0)
+    # a manifest without the key was written for a merged student (the effective spec drops it)
+    _, merged = build_student({"config": config}, NUMBERS, 0)
+    text = 'Answer: {"order_id":"88213"}'
+    assert split(text)["input_ids"] == train_tokenizer(NUMBERS, 400, "split")(text)["input_ids"]
+    assert merged(text)["input_ids"] == train_tokenizer(NUMBERS, 400, "merged")(text)["input_ids"]
+    split.save_pretrained(tmp_path / "model")
+    reloaded = AutoTokenizer.from_pretrained(tmp_path / "model", local_files_only=True)
+    assert reloaded(text)["input_ids"] == split(text)["input_ids"]
