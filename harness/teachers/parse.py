@@ -32,20 +32,41 @@ _MAX_STARTS = 64
 NOTE_CHARS = 200
 
 
-def first_json_object(text: str) -> dict[str, Any] | None:
-    """The first JSON object in ``text``: fenced blocks first, then the text itself."""
+@dataclass(frozen=True)
+class JsonObject:
+    """A JSON object found in a completion: its value, and where it lies — in ``block`` (the
+    text of a code fence, or the whole text), from ``start`` to ``end``, the block itself
+    starting at ``offset`` in the completion's text."""
+
+    value: dict[str, Any]
+    block: str
+    offset: int
+    start: int
+    end: int
+
+
+def find_json_object(text: str) -> JsonObject | None:
+    """The first JSON object in ``text``, fenced blocks first, then the text itself (at most
+    :data:`_MAX_STARTS` braces tried per block: long garbage stays cheap)."""
     decoder = json.JSONDecoder()
-    for block in [*_FENCE.findall(text), text]:
+    blocks = [(m.start(1), m.group(1)) for m in _FENCE.finditer(text)] + [(0, text)]
+    for offset, block in blocks:
         for k, m in enumerate(re.finditer(r"\{", block)):
             if k >= _MAX_STARTS:
                 break
             try:
-                value, _ = decoder.raw_decode(block, m.start())
+                value, end = decoder.raw_decode(block, m.start())
             except (ValueError, RecursionError):
                 continue
             if isinstance(value, dict):
-                return value
+                return JsonObject(value, block, offset, m.start(), end)
     return None
+
+
+def first_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in ``text`` (:func:`find_json_object`'s value)."""
+    found = find_json_object(text)
+    return found.value if found is not None else None
 
 
 def plain_answer(text: str) -> str:

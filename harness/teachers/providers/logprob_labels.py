@@ -41,15 +41,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from harness.teachers.parse import find_json_object
+
 #: ``logprob`` at or below this is the reference's "not among the top 20" sentinel (-9999.0):
 #: no measured probability.
 UNMEASURED_LOGPROB = -9999.0
 #: What opens a JSON answer's value (the key, a colon, the opening quote; whitespace allowed).
 _ANSWER_OPEN = re.compile(r'"answer"\s*:\s*"')
-#: A fenced code block's body, as :mod:`harness.teachers.parse` reads it first.
-_FENCE = re.compile(r"```[A-Za-z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
-#: Braces tried per text when looking for the JSON object (the parser's bound).
-_MAX_STARTS = 64
 #: Codec error handler that keeps one character per undecodable byte, so character offsets map
 #: back to byte offsets exactly.
 _BYTES = "surrogateescape"
@@ -94,31 +92,23 @@ def answer_value_start(text: str) -> int | None:
     """The character offset in ``text`` where the answer's string value starts (just after its
     opening quote), found as :func:`harness.teachers.parse.parse_text` reads the answer; None
     when the text has no string answer there."""
+    found = find_json_object(text)
+    if found is None:
+        return _loose_value_start(text)
+    obj, block = found.value, found.block
+    if "answer" not in obj:  # the parser then salvages from the plain text
+        return _loose_value_start(text)
+    if not isinstance(obj["answer"], str):
+        return None
     decoder = json.JSONDecoder()
-    blocks = [(m.start(1), m.group(1)) for m in _FENCE.finditer(text)] + [(0, text)]
-    for offset, block in blocks:
-        for k, brace in enumerate(re.finditer(r"\{", block)):
-            if k >= _MAX_STARTS:
-                break
-            try:
-                obj, end = decoder.raw_decode(block, brace.start())
-            except (ValueError, RecursionError):
-                continue
-            if not isinstance(obj, dict):
-                continue
-            if "answer" not in obj:  # the parser then salvages from the plain text
-                return _loose_value_start(text)
-            if not isinstance(obj["answer"], str):
-                return None
-            for m in _ANSWER_OPEN.finditer(block, brace.start(), end):
-                try:  # the key's value must be the answer the parser reads (not a nested one)
-                    value, _ = decoder.raw_decode(block, m.end() - 1)
-                except ValueError:
-                    continue
-                if value == obj["answer"]:
-                    return offset + m.end()
-            return None
-    return _loose_value_start(text)
+    for m in _ANSWER_OPEN.finditer(block, found.start, found.end):
+        try:  # the key's value must be the answer the parser reads (not a nested one)
+            value, _ = decoder.raw_decode(block, m.end() - 1)
+        except ValueError:
+            continue
+        if value == obj["answer"]:
+            return found.offset + m.end()
+    return None
 
 
 def _loose_value_start(text: str) -> int | None:
