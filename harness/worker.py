@@ -6,7 +6,9 @@ the student, trains it, saves it, has it answer every unit, measures its latency
 into the same folder (file names: :class:`harness.store.folder.CellFolder`):
 
 - the training log: one line per logged optimizer step;
-- the model folder: the checkpoint and tokenizer (``from_pretrained`` reloads them);
+- the model folder: the checkpoint and tokenizer (``from_pretrained`` reloads them); with
+  ``student.adapter``, the LoRA adapter, tokenizer and the base's path and content hash
+  instead (``PeftModel.from_pretrained`` on the base reloads it: :mod:`harness.students.adapter`);
 - the predictions: per eval item the generation, parsed answer, correctness, confidence;
 - the metrics (:class:`harness.store.contracts.CellMetrics`): per unit metrics, slices,
   calibration, fidelity; latency; training summary;

@@ -6,15 +6,16 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, build_parser, main
-from harness.commands import generate, prepare, results
+from harness.commands import export, generate, prepare, results
 from harness.commands.common import format_value, text_table
 
 COMMANDS = {"validate": prepare.cmd_validate, "plan": prepare.cmd_plan,
             "compose": prepare.cmd_compose, "export-lm-eval": prepare.cmd_export_lm_eval,
             "schema": prepare.cmd_schema, "run": results.cmd_run, "worker": results.cmd_worker,
             "lm-eval": results.cmd_lm_eval, "gate": results.cmd_gate,
-            "report": results.cmd_report, "generate": generate.cmd_generate}
-NEEDS = {"export-lm-eval": ["--out", "o"]}
+            "report": results.cmd_report, "generate": generate.cmd_generate,
+            "export-gguf": export.cmd_export_gguf}
+NEEDS = {"export-lm-eval": ["--out", "o"], "export-gguf": ["o"]}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

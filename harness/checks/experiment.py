@@ -253,6 +253,26 @@ def student_fast_path(s: Context) -> Iterator[Problem]:
                       "(student.distill needs the full logits); use fast: auto (or off)")
 
 
+@rule("student")
+def student_adapter(s: Context) -> Iterator[Problem]:
+    """``student.adapter`` needs pretrained weights to freeze (``student.model``) and a causal
+    LM to adapt: a from-scratch student trains every weight from a random start (nothing to
+    keep frozen), and a classifier trains a new class head with its encoder, and saves and
+    reloads as a full checkpoint with its pooling (:mod:`harness.students.classifier`)."""
+    student = s["student"]
+    if student.adapter is None:
+        return
+    if student.kind == "classifier":
+        yield problem("student.adapter", "an adapter does not apply to a classifier student "
+                      "(its new class head trains with the whole encoder, and the cell saves "
+                      "the full checkpoint); remove adapter, or use kind: causal_lm")
+    elif student.config is not None:
+        yield problem("student.adapter", "an adapter needs pretrained weights to freeze: a "
+                      "from-scratch student (student.config) starts from random weights and "
+                      "must train all of them; give student.model (a local checkpoint), or "
+                      "remove adapter")
+
+
 # --------------------------------------------------------------------------- files
 
 

@@ -21,6 +21,7 @@ import yaml
 
 from harness.fsutil import atomic_write_text
 from harness.store.folder import CellFolder
+from harness.students import adapter
 from harness.units import get
 
 
@@ -69,8 +70,13 @@ def export_tasks(experiment: str, units: dict[str, dict[str, Any]],
 
 
 def run_lm_eval(cell_dir: Path, *, batch_size: int = 32, device: str | None = None,
-                units: list[str] | None = None) -> dict[str, dict[str, float]]:
+                units: list[str] | None = None, base: Path | None = None
+                ) -> dict[str, dict[str, float]]:
     """lm-eval's HFLM on a finished cell's checkpoint, over tasks exported from its eval set.
+
+    A LoRA cell (its model folder holds an adapter) is scored merged: the base checkpoint
+    (at ``base``, default the path it was trained from, checked by content hash) with the
+    adapter folded into its weights, a plain model to HFLM.
 
     Returns:
         unit -> {metric: value} as lm-eval reports it (``acc`` or ``exact_match``).
@@ -88,8 +94,13 @@ def run_lm_eval(cell_dir: Path, *, batch_size: int = 32, device: str | None = No
     tasks_dir = cell_dir / "lm_eval_tasks"
     export_tasks(experiment, wanted, rows, tasks_dir)
     model_dir = folder.model
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+    if adapter.is_adapter_folder(model_dir):
+        model, tokenizer = adapter.load(
+            model_dir, merged=True, base=base,
+            trust_remote_code=bool(spec["student"].get("trust_remote_code")))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
     dev = device or ("cuda" if _cuda() else "cpu")
     model = model.to(dev)  # type: ignore[arg-type]
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,

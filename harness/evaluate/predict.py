@@ -306,13 +306,18 @@ def _score_single_tokens(model: Any, chunk: list[tuple[int, list[int], list[list
 
 def _logits_are_head_of_hidden(model: Any, backbone: Any, head: Any, device: Any) -> bool:
     """Whether ``model(x).logits == head(backbone(x).last_hidden_state)`` (no softcap or scale
-    in between), checked on 8 tokens."""
+    in between), checked on 8 tokens. False when ``backbone`` gives no hidden states: a
+    wrapper such as ``peft.PeftModel`` forwards ``base_model_prefix`` to the model it wraps,
+    so its "backbone" is the whole causal LM."""
     import torch
 
     ids = torch.arange(8, device=device)[None] % int(head.weight.shape[0])
     with torch.inference_mode():
         ref = model(input_ids=ids, use_cache=False).logits.float()
-        mine = head(backbone(input_ids=ids, use_cache=False).last_hidden_state).float()
+        hidden = getattr(backbone(input_ids=ids, use_cache=False), "last_hidden_state", None)
+        if hidden is None:
+            return False
+        mine = head(hidden).float()
     return float((ref - mine).abs().max()) <= 1e-3 * (float(ref.abs().max()) + 1.0)
 
 

@@ -4,11 +4,20 @@ recipe (``train:``) and optional soft-target distillation (``distill:``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 from harness.spec.base import Strict
+
+#: A module-name suffix of ``student.adapter.target_modules`` (``q_proj``, ``mlp.down_proj``).
+SafeModuleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,127}$")]
 
 #: How the from-scratch tokenizer cuts numbers (``harness.students.tokenizer`` takes the same
 #: two names; the worker's path cannot import the spec).
@@ -128,6 +137,31 @@ class DistillSpec(Strict):
     temperature: float = Field(2.0, gt=0)
 
 
+class AdapterSpec(Strict):
+    """A LoRA adapter (through ``peft``) on a pretrained causal-LM student: the checkpoint's
+    weights stay frozen and only the adapter's low-rank matrices train; the cell saves the
+    adapter alone, naming its base by path and content hash (:mod:`harness.students.adapter`).
+    """
+
+    kind: Literal["lora"] = "lora"
+    r: int = Field(16, ge=1, le=4096, description="Rank of each adapted weight's update.")
+    alpha: float = Field(
+        32.0, gt=0, description="LoRA alpha: the update B @ A is scaled by alpha / r.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target_modules: list[SafeModuleName] | Literal["all-linear"] = Field(
+        "all-linear",
+        description="The linear layers that get an adapter, by module-name suffix (e.g. "
+        "[q_proj, v_proj] for Llama-style models); all-linear (default): every linear layer "
+        "but the output head, peft's choice that QLoRA found matters most for quality.")
+
+    @model_validator(mode="after")
+    def _some_modules(self) -> AdapterSpec:
+        if isinstance(self.target_modules, list) and not self.target_modules:
+            raise ValueError("target_modules is empty: name the layers to adapt, or use "
+                             "all-linear")
+        return self
+
+
 StudentKind = Literal["causal_lm", "classifier"]
 
 
@@ -141,6 +175,11 @@ class StudentSpec(Strict):
         "AutoModelForSequenceClassification head on the encoder at 'model', one class block "
         "per unit; only label and refusal units.")
     model: Path | None = Field(None, description="Local Hugging Face checkpoint folder.")
+    adapter: AdapterSpec | None = Field(
+        None,
+        description="causal_lm with 'model' only: train a LoRA adapter on the frozen "
+        "checkpoint instead of every weight (unset: full fine-tuning; absent from the cell "
+        "id then, so earlier cells keep their ids).")
     config: StudentConfig | None = None
     trust_remote_code: bool = False
     soft_targets: bool = Field(

@@ -26,6 +26,13 @@ LATENCY_METRICS = {
     "ttft_p50_ms": False, "ttft_p95_ms": False, "decode_tokens_per_s": True,
     "throughput_items_per_s": True, "throughput_tokens_per_s": True, "peak_memory_mb": False,
     "parameters": False, "checkpoint_mb": False,
+    # LoRA cells only (harness.students.adapter): the figures above are the merged model's;
+    # these the same measurements with the adapter unmerged, and the adapter's size.
+    "unmerged_latency_p50_ms": False, "unmerged_latency_p95_ms": False,
+    "unmerged_latency_p99_ms": False, "unmerged_ttft_p50_ms": False,
+    "unmerged_ttft_p95_ms": False, "unmerged_decode_tokens_per_s": True,
+    "unmerged_throughput_items_per_s": True, "unmerged_throughput_tokens_per_s": True,
+    "adapter_parameters": False,
 }
 
 

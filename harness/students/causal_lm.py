@@ -1,6 +1,8 @@
 """The causal-LM student: a local checkpoint or a from-scratch Llama-style model
 (:mod:`harness.students.build`), trained on target tokens (optionally distilled from a
-white-box teacher), answering by label scoring or greedy generation.
+white-box teacher), answering by label scoring or greedy generation. With ``student.adapter``
+only a LoRA adapter on the frozen checkpoint trains (:mod:`harness.students.adapter`), the cell
+saves the adapter alone, and latency is measured unmerged and merged.
 
 Imports torch and transformers inside methods only (the GPU worker's path).
 """
@@ -31,6 +33,9 @@ class CausalLMStudent(StudentKind):
     def __init__(self, spec: Mapping[str, Any], paths: Mapping[str, str]) -> None:
         super().__init__(spec, paths)
         self.teacher: Any = None
+        #: the ``PeftModel`` around :attr:`model` with ``student.adapter`` (None: full
+        #: fine-tuning, or after :meth:`latency` merged the adapter)
+        self.peft: Any = None
 
     @classmethod
     def objective_type(cls) -> type[Objective]:
@@ -43,6 +48,12 @@ class CausalLMStudent(StudentKind):
         """``student.distill`` (teacher path, alpha, temperature), when set."""
         return self.student.get("distill")
 
+    @property
+    def adapter(self) -> dict[str, Any] | None:
+        """``student.adapter`` (LoRA ``r``, ``alpha``, ``dropout``, ``target_modules``), when
+        set (absent from manifests of cells without one)."""
+        return self.student.get("adapter")
+
     def build(self, samples: Sequence[dict[str, Any]], seed: int) -> None:
         """The student (a checkpoint, or a seeded model with a tokenizer trained on the
         samples' prompts and targets), then the distillation teacher when one is set."""
@@ -50,6 +61,12 @@ class CausalLMStudent(StudentKind):
 
         texts = [s["prompt"] + "\n" for s in samples] + [s["target"] for s in samples]
         self.model, self.tokenizer = build_student(self.student, texts, seed)
+        if self.adapter:
+            from harness.students import adapter
+
+            # LoRA layers go into self.model in place: everything below trains and answers
+            # with the model it always gets, and only the adapter's weights require grad.
+            self.peft = adapter.attach(self.model, self.adapter, seed)
         if self.distill:
             self.teacher, _ = load_checkpoint(Path(self.paths["teacher_model"]),
                                               bool(self.student.get("trust_remote_code")))
@@ -66,8 +83,23 @@ class CausalLMStudent(StudentKind):
         point (looked up at call time, so a test can stand in for it)."""
         from harness.train import loop
 
-        return loop.train(self.model, self.tokenizer, samples, self.train_cfg, seed=seed,
-                          device=device, teacher=self.teacher, distill=self.distill, log=log)
+        summary = loop.train(self.model, self.tokenizer, samples, self.train_cfg, seed=seed,
+                             device=device, teacher=self.teacher, distill=self.distill, log=log)
+        if self.peft is not None:
+            from harness.students.adapter import parameter_counts
+
+            summary.update(parameter_counts(self.model))
+        return summary
+
+    def save(self, folder: Path) -> None:
+        """The checkpoint and tokenizer; with an adapter, the adapter, tokenizer and the base's
+        path and content hash instead (:func:`harness.students.adapter.save`)."""
+        if self.peft is None:
+            super().save(folder)
+            return
+        from harness.students.adapter import save
+
+        save(self.peft, self.tokenizer, folder, Path(self.student["model"]))
 
     def answer(self, unit_name: str, unit: Mapping[str, Any], prompts: list[str], device: Any
                ) -> Answers:
@@ -91,9 +123,25 @@ class CausalLMStudent(StudentKind):
 
     def latency(self, prompts: list[str], device: Any, *, runs: int, batch_size: int,
                 new_tokens: int, checkpoint_dir: Path) -> dict[str, Any]:
-        """Batch-1 generation latency, time to first token, decode speed, throughput, size."""
+        """Batch-1 generation latency, time to first token, decode speed, throughput, size.
+
+        With an adapter: measured with the LoRA layers (``unmerged_*``), then the adapter is
+        merged into the weights in place (the worker's last use of the model) and measured
+        again under the usual keys (:func:`harness.students.adapter.latency_record`).
+        """
         from harness.evaluate.latency import measure
 
-        return measure(self.model, self.tokenizer, prompts, device, runs=runs,
-                       new_tokens=new_tokens, batch_size=batch_size,
-                       checkpoint_dir=checkpoint_dir)
+        def timed() -> dict[str, Any]:
+            return measure(self.model, self.tokenizer, prompts, device, runs=runs,
+                           new_tokens=new_tokens, batch_size=batch_size,
+                           checkpoint_dir=checkpoint_dir)
+
+        if self.peft is None or self.adapter is None:
+            return timed()
+        from harness.students import adapter
+
+        trainable = adapter.parameter_counts(self.model)["trainable_parameters"]
+        unmerged = timed()
+        self.model, self.peft = adapter.merge(self.peft), None
+        return adapter.latency_record(timed(), unmerged, adapter=self.adapter,
+                                      trainable=trainable, checkpoint_dir=checkpoint_dir)

