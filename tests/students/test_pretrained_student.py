@@ -176,3 +176,36 @@ def test_export_gguf_never_overwrites_a_folder_it_did_not_write(tmp_path, capsys
     assert "export-gguf: OUT_DIR:" in err and "never overwritten" in err
     assert (out / "notes.txt").read_text() == "keep me"
     assert list(tmp_path.iterdir()) == [out]  # no temporary folder left beside it
+
+
+@pytest.mark.slow
+def test_a_lora_adapter_on_smollm2_trains_only_the_adapter_and_saves_only_it(
+        tiny, tmp_path, smollm2_dir, capsys):
+    """The same cell with ``student.adapter: {kind: lora, r: 4}``: the 135M base stays frozen,
+    the cell folder holds the adapter (a few MB, not the 538 MB base) naming its base, and
+    the merged and unmerged latencies are both recorded."""
+    from harness.students import adapter
+
+    train, ev = _data()
+    lora = {"kind": "lora", "r": 4, "alpha": 8, "dropout": 0.0,
+            "target_modules": ["q_proj", "v_proj"]}
+    exp = tiny(spec={"units": UNITS,
+                     "student": {"model": str(smollm2_dir), "adapter": lora,
+                                 "train": {**TRAIN, "lr": 1.0e-3}},
+                     "evaluation": {"max_new_tokens": 16, "latency_runs": 1,
+                                    "latency_batch_size": 1, "latency_new_tokens": 2}},
+               samples=train, eval=ev)
+    out = tmp_path / "runs"
+    assert main(["run", str(exp), "--out", str(out), "--quiet", "--device", "cpu",
+                 "--only", CELL]) == 0, capsys.readouterr().err
+    cell = next(c for c in (out / "tiny" / "cells").iterdir() if (c / "DONE").is_file())
+    metrics = json.loads((cell / "metrics.json").read_text())
+    # r=4 on q_proj and v_proj of 30 layers (576 -> 576 and 576 -> 192)
+    assert metrics["train"]["trainable_parameters"] == 30 * 4 * ((576 + 576) + (576 + 192))
+    assert metrics["train"]["parameters"] > 130e6
+    lat = metrics["latency"]
+    assert lat["checkpoint_mb"] < 5 and lat["latency_p50_ms"] > 0
+    assert lat["unmerged_latency_p50_ms"] > 0
+    assert adapter.is_adapter_folder(cell / "model")
+    assert not any(p.name == "model.safetensors" for p in (cell / "model").iterdir())
+    assert Path(adapter.read_base(cell / "model")["path"]).name == smollm2_dir.name
