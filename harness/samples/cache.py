@@ -24,7 +24,7 @@ from harness.samples.tables import RecordTables
 from harness.spec.models import Experiment
 
 #: Bump when the tables' columns or the validation rules change.
-TABLES_VERSION = 2
+TABLES_VERSION = 3  # 3: the candidates' soft-label columns
 _NAMES = tuple(RecordTables.__dataclass_fields__)
 
 

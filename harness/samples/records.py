@@ -8,6 +8,7 @@ references) are checked afterwards on the flattened polars tables (:mod:`harness
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,38 @@ class Step(msgspec.Struct, frozen=True, gc=False):
     observation: str | None = None
 
 
+class TokenAlternative(msgspec.Struct, frozen=True, gc=False):
+    """One of a position's most likely tokens: id (None when the tokenizer is unknown), text,
+    natural-log probability."""
+
+    text: str
+    logprob: float
+    id: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class AnswerToken(msgspec.Struct, frozen=True, gc=False):
+    """One generated token of the answer: the chosen token (id, text, logprob, None when the
+    endpoint did not measure it) and its ``top`` alternatives, most likely first."""
+
+    text: str
+    logprob: float | None
+    top: list[TokenAlternative]
+    id: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class AnswerLogprobs(msgspec.Struct, frozen=True, gc=False):
+    """A candidate's soft labels (``answer_logprobs``): the tokens that wrote the answer's
+    value. ``text`` is what they spell; ``text[value_start:value_end]`` is the value as written
+    (character offsets); ``tokenizer`` names the teacher's tokenizer."""
+
+    tokenizer: Annotated[str, msgspec.Meta(min_length=1)]
+    top_k: Annotated[int, msgspec.Meta(ge=1)]
+    text: str
+    value_start: Count
+    value_end: Count
+    tokens: Annotated[list[AnswerToken], msgspec.Meta(min_length=1)]
+
+
 class Candidate(msgspec.Struct, frozen=True, gc=False):
     """One teacher's answer to a prompt."""
 
@@ -44,6 +77,39 @@ class Candidate(msgspec.Struct, frozen=True, gc=False):
     confidence: float | None = None
     trajectory: list[Step] | None = None
     usage: Usage | None = None
+    answer_logprobs: AnswerLogprobs | None = None
+
+
+def answer_logprobs_problem(soft: AnswerLogprobs) -> tuple[str, str] | None:
+    """The first value problem of a candidate's ``answer_logprobs`` (types are msgspec's):
+    ``(path under answer_logprobs, reason)``, or None when it is sound. Log-probabilities
+    must be finite and <= 0 (a tolerance of 1e-4 for rounding), alternatives at most
+    ``top_k``, most likely first, and ``value_start <= value_end <= len(text)``."""
+    if not soft.value_start <= soft.value_end <= len(soft.text):
+        return ("value_end", f"value span {soft.value_start}..{soft.value_end} does not lie in "
+                f"text of {len(soft.text)} characters")
+    for k, tok in enumerate(soft.tokens):
+        if tok.logprob is not None and not _is_logprob(tok.logprob):
+            return (f"tokens[{k}].logprob", f"{tok.logprob!r} is not a log-probability "
+                    "(finite, <= 0)")
+        if len(tok.top) > soft.top_k:
+            return (f"tokens[{k}].top", f"{len(tok.top)} alternatives, more than top_k "
+                    f"{soft.top_k}")
+        for j, alt in enumerate(tok.top):
+            if not _is_logprob(alt.logprob):
+                return (f"tokens[{k}].top[{j}].logprob", f"{alt.logprob!r} is not a "
+                        "log-probability (finite, <= 0)")
+            if j and alt.logprob > tok.top[j - 1].logprob:
+                return (f"tokens[{k}].top", "alternatives are not sorted most likely first")
+    return None
+
+
+#: Positive log-probabilities up to this are rounding (an endpoint's certain token), not errors.
+_LOGPROB_TOL = 1e-4
+
+
+def _is_logprob(value: float) -> bool:
+    return math.isfinite(value) and value <= _LOGPROB_TOL
 
 
 class Judge(msgspec.Struct, frozen=True, gc=False):

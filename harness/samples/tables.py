@@ -6,7 +6,8 @@ Parquet row, so every later check can point back into the file):
 - ``items``: rec, line, id, unit, prompt, reference, judge, winner, reason_tags ('|'-joined),
   round
 - ``candidates``: rec, line, cand, teacher, final, rationale, limits, confidence, trajectory
-  (rendered text), n_steps, prompt_tokens, completion_tokens
+  (rendered text), n_steps, prompt_tokens, completion_tokens, soft_tokens (answer tokens with
+  soft labels, 0 without), soft_field and soft_problem (their first value problem, or null)
 - ``scores``: rec, line, teacher, score (from ``judge.scores``)
 - ``pools``: rec, line, teacher, pool
 - ``failures``: rec, line, teacher, kind, correction, note
@@ -25,7 +26,7 @@ from typing import Any
 import msgspec
 import polars as pl
 
-from harness.samples.records import AnyRecord, Step
+from harness.samples.records import AnyRecord, Step, answer_logprobs_problem
 
 _CHUNK = 50_000
 
@@ -38,6 +39,7 @@ CAND_SCHEMA = {
     "rec": pl.Int64, "line": pl.Int64, "cand": pl.Int32, "teacher": pl.Utf8, "final": pl.Utf8,
     "rationale": pl.Utf8, "limits": pl.Utf8, "confidence": pl.Float64, "trajectory": pl.Utf8,
     "n_steps": pl.Int32, "prompt_tokens": pl.Int64, "completion_tokens": pl.Int64,
+    "soft_tokens": pl.Int32, "soft_field": pl.Utf8, "soft_problem": pl.Utf8,
 }
 SCORE_SCHEMA = {"rec": pl.Int64, "line": pl.Int64, "teacher": pl.Utf8, "score": pl.Float64}
 POOL_SCHEMA = {"rec": pl.Int64, "line": pl.Int64, "teacher": pl.Utf8, "pool": pl.Utf8}
@@ -110,6 +112,8 @@ def _chunk_tables(chunk: list[tuple[int, AnyRecord]], start: int) -> RecordTable
     # One row per candidate: (rec, line, position, candidate)
     flat = [(i, ln, k, c) for i, ln, r in zip(idx, lines, recs, strict=True)
             for k, c in enumerate(r.candidates)]
+    soft = [answer_logprobs_problem(f[3].answer_logprobs) if f[3].answer_logprobs else None
+            for f in flat]
     cands = _frame({
         "rec": [f[0] for f in flat], "line": [f[1] for f in flat], "cand": [f[2] for f in flat],
         "teacher": [f[3].teacher for f in flat], "final": [f[3].final for f in flat],
@@ -121,6 +125,11 @@ def _chunk_tables(chunk: list[tuple[int, AnyRecord]], start: int) -> RecordTable
         "prompt_tokens": [f[3].usage.prompt_tokens if f[3].usage else None for f in flat],
         "completion_tokens": [f[3].usage.completion_tokens if f[3].usage else None
                               for f in flat],
+        # soft labels: token count (0 without) and their first value problem, for validate
+        "soft_tokens": [len(f[3].answer_logprobs.tokens) if f[3].answer_logprobs else 0
+                        for f in flat],
+        "soft_field": [p[0] if p else None for p in soft],
+        "soft_problem": [p[1] if p else None for p in soft],
     }, CAND_SCHEMA)
 
     def keyed(get: Any) -> list[tuple[int, int, str, Any]]:

@@ -139,6 +139,10 @@ def _check_values(repo: Repository, log: ProblemLog) -> None:
         line = int(cands["line"][idx]) if idx is not None else 0
         cand = int(cands["cand"][idx]) if idx is not None else 0
         log.add(_where(repo.path, line), f"candidates[{cand}].{col}", msg)
+    soft = cands.filter(pl.col("soft_problem").is_not_null())
+    for line, cand, fld, msg in soft.select("line", "cand", "soft_field",
+                                            "soft_problem").iter_rows():
+        log.add(_where(repo.path, line), f"candidates[{cand}].answer_logprobs.{fld}", msg)
     blank = t.items.filter(pl.col("prompt").str.strip_chars().str.len_chars() == 0,
                            pl.col("prompt").str.len_chars() > 0)
     for line in blank["line"]:

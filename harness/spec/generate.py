@@ -19,6 +19,14 @@ from harness.spec.base import Strict
 AskField = Literal["rationale", "limits", "confidence", "trajectory"]
 
 
+class SoftLabelsSpec(Strict):
+    """``generate.soft_labels``: store the teachers' top-k log-probabilities of every answer
+    token (the candidates' ``answer_logprobs``, README "The data contract")."""
+
+    top_k: int = Field(5, ge=1, le=20, description="Alternatives kept per answer token, most "
+                       "likely first (an endpoint returns at most 20).")
+
+
 class GenerateSpec(Strict):
     """Prompts in, sample repository out (``harness generate``)."""
 
@@ -42,6 +50,11 @@ class GenerateSpec(Strict):
     seed: int = Field(0, description="Seed of the judge's candidate order (and of sampled "
                       "teachers).")
     round: int = Field(1, ge=1, description="The distillation round written on each record.")
+    soft_labels: SoftLabelsSpec | None = Field(
+        None, description="Store, for teachers that return them (`hf`; `openai` with "
+        "`logprobs: true`), the log-probabilities of every answer token and their top-k "
+        "alternatives as each candidate's `answer_logprobs` (default: off; on, it enters the "
+        "teachers' cache keys).")
 
     @field_validator("fields")
     @classmethod

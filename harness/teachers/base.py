@@ -52,6 +52,9 @@ class ChatRequest:
     schema the answer must follow (``{"name", "schema", "strict"}``, the ``json_schema`` of an
     OpenAI ``response_format``; :func:`harness.teachers.prompts.response_schema`), for a teacher
     that declares ``structured_output: true``; text, so the request stays hashable.
+    ``soft_top_k``: where set (``generate.soft_labels``), the provider also returns the
+    log-probabilities of every generated token with this many alternatives
+    (:mod:`harness.teachers.soft_labels`).
     """
 
     messages: tuple[tuple[str, str], ...]  # (role, content) pairs; hashable for the cache key
@@ -64,6 +67,7 @@ class ChatRequest:
     generate_text: bool = True
     score_messages: tuple[tuple[str, str], ...] | None = None
     answer_schema: str | None = None
+    soft_top_k: int | None = None
 
     def as_messages(self) -> list[dict[str, str]]:
         """The OpenAI-format message list."""
@@ -81,7 +85,9 @@ class ChatRequest:
                 **({"score_messages": [list(m) for m in self.score_messages]}
                    if self.score_messages is not None else {}),
                 **({"answer_schema": json.loads(self.answer_schema)}
-                   if self.answer_schema is not None else {})}
+                   if self.answer_schema is not None else {}),
+                # only when asked, so runs without soft labels keep their cached calls
+                **({"soft_top_k": self.soft_top_k} if self.soft_top_k is not None else {})}
 
 
 @dataclass
@@ -99,7 +105,10 @@ class Completion:
     Token counts are the provider's own (endpoint usage, or the local tokenizer's count).
     ``extra`` holds what the provider said beside the answer: ``finish_reason``; for endpoints
     the provenance ``model`` (the model that answered, as the endpoint names it) and
-    ``system_fingerprint``, and ``reasoning`` (the reasoning trace, where one was returned).
+    ``system_fingerprint``, and ``reasoning`` (the reasoning trace, where one was returned);
+    ``token_logprobs`` (every generated token's log-probabilities,
+    :mod:`harness.teachers.soft_labels`) where the request set ``soft_top_k`` and the provider
+    returned them.
     """
 
     text: str | None

@@ -178,6 +178,7 @@ def generate(exp: Experiment, train: Sequence[PromptItem], evals: Sequence[Promp
     per_item: list[dict[str, Outcome]] = [{} for _ in items]
     unanswered: list[Unanswered] = []
     seen_kinds: set[tuple[str, str]] = set()
+    soft_top_k = gen.soft_labels.top_k if gen.soft_labels is not None else None
     for st, (name, teacher) in zip(stats, teachers.items(), strict=True):
         spec = exp.teachers.get(name)  # absent only for teachers built by a test
         answer_from = spec.answer_from if spec else "generation"
@@ -185,7 +186,8 @@ def generate(exp: Experiment, train: Sequence[PromptItem], evals: Sequence[Promp
                               max_tokens=spec.max_tokens if spec else 256,
                               temperature=spec.temperature if spec else 0.0, seed=gen.seed,
                               answer_from=answer_from,
-                              structured_output=getattr(spec, "structured_output", False))
+                              structured_output=getattr(spec, "structured_output", False),
+                              soft_top_k=soft_top_k)
                 for it in items]
         answers = ask(teacher, name, reqs, prices[name], st, progress=progress,
                       currency=exp.costs.currency)
@@ -201,7 +203,8 @@ def generate(exp: Experiment, train: Sequence[PromptItem], evals: Sequence[Promp
                                              redact(c.error_detail or "") if first else ""))
                 continue
             per_item[k][name] = candidate_from(name, c, units[it.unit], gen.fields, it.reference,
-                                               answer_from, getattr(spec, "reasoning_as", None))
+                                               answer_from, getattr(spec, "reasoning_as", None),
+                                               soft_top_k=soft_top_k)
     if unanswered and not partial:
         judge = None  # nothing will be written: no verdict is bought for records missing answers
     scale = exp.data.judge_scale

@@ -202,7 +202,7 @@ def _with_reasoning(cand: dict[str, Any], completion: Completion, reasoning_as: 
 def candidate_from(teacher: str, completion: Completion, unit: Mapping[str, Any],
                    fields: Sequence[str], reference: str | None,
                    answer_from: AnswerSource = "generation",
-                   reasoning_as: str | None = None) -> Outcome:
+                   reasoning_as: str | None = None, soft_top_k: int | None = None) -> Outcome:
     """The candidate a completion becomes (see the module docstring).
 
     With ``reasoning_as="rationale"`` (the teacher's ``reasoning_as``), an answered
@@ -221,6 +221,12 @@ def candidate_from(teacher: str, completion: Completion, unit: Mapping[str, Any]
     measures only what its top log-probabilities show) gets the self-reported figure or none,
     never 0. An unparseable answer keeps the reference (when known) as its correction.
 
+    With ``soft_top_k`` set (``generate.soft_labels``), the candidate gets an
+    ``answer_logprobs`` key: the tokens that wrote the answer's value with their top
+    ``soft_top_k`` alternatives (:func:`harness.teachers.soft_labels.answer_logprobs`), or null
+    where the teacher returned none, the answer was not parsed from its text (``label_scores``,
+    plain-text salvage) or is unparseable. Without it the key is absent, as before.
+
     Raises:
         ValueError: ``completion`` is a failed call (``error`` set): not an answer.
     """
@@ -229,6 +235,8 @@ def candidate_from(teacher: str, completion: Completion, unit: Mapping[str, Any]
     cand: dict[str, Any] = {"teacher": teacher, "final": NO_ANSWER, "rationale": None,
                             "limits": None, "confidence": None, "confidence_source": None,
                             "trajectory": None, "usage": usage, "answer_source": "generation"}
+    if soft_top_k is not None:  # only when asked: files without soft labels stay byte-identical
+        cand["answer_logprobs"] = None
     if completion.error is not None or completion.text is None:
         # a failed call is no answer (its prompt stays unanswered, see
         # harness.teachers.unanswered): never a candidate, a failure record or a correction
@@ -261,4 +269,9 @@ def candidate_from(teacher: str, completion: Completion, unit: Mapping[str, Any]
     elif parsed.confidence is not None:
         cand["confidence"] = parsed.confidence
         cand["confidence_source"] = "self_reported"
+    if soft_top_k is not None:
+        # imported here: soft_labels reads answers with this module's JSON finder
+        from harness.teachers.soft_labels import TOKENS_KEY, answer_logprobs
+
+        cand["answer_logprobs"] = answer_logprobs(completion.extra.get(TOKENS_KEY), soft_top_k)
     return Outcome(_with_reasoning(cand, completion, reasoning_as))

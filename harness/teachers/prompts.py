@@ -96,8 +96,8 @@ def response_schema(unit: Mapping[str, Any], fields: Sequence[str]) -> dict[str,
 
 def build_request(prompt: str, unit: Mapping[str, Any], fields: Sequence[str], *,
                   max_tokens: int, temperature: float | None = 0.0, seed: int | None = None,
-                  answer_from: str = "generation", structured_output: bool = False
-                  ) -> ChatRequest:
+                  answer_from: str = "generation", structured_output: bool = False,
+                  soft_top_k: int | None = None) -> ChatRequest:
     """The chat request asking one teacher to answer one prompt of ``unit``.
 
     Label units also pass their labels as ``choices``, so a provider that can measure them
@@ -120,6 +120,8 @@ def build_request(prompt: str, unit: Mapping[str, Any], fields: Sequence[str], *
         structured_output: the teacher decodes to a schema (``structured_output: true``): the
             request carries the unit's answer schema (:func:`response_schema`), which then
             also enters the call's cache key.
+        soft_top_k: ``generate.soft_labels.top_k`` where asked: the provider also returns
+            every generated token's log-probabilities (it enters the call's cache key).
     """
     kind = unit_kinds.get(unit["kind"])
     asked = asked_fields(kind.name, fields)
@@ -136,4 +138,5 @@ def build_request(prompt: str, unit: Mapping[str, Any], fields: Sequence[str], *
                        # not key-sorted: the endpoint writes the properties in this order
                        answer_schema=(json.dumps(response_schema(unit, asked),
                                                  separators=(",", ":"), ensure_ascii=False)
-                                      if structured_output else None))
+                                      if structured_output else None),
+                       soft_top_k=soft_top_k)

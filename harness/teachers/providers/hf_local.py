@@ -12,6 +12,8 @@ label units (``choices``) every choice's log-likelihood given the prompt is summ
 tokens, one forward pass per batch of (prompt, choice) rows, and soft-maxed over the choices;
 a request with ``score_messages`` (``answer_from: label_scores``) scores each choice as the bare
 answer to the prompt alone, and one with ``generate_text`` False is scored without generating text.
+A request with ``soft_top_k`` (``generate.soft_labels``) also keeps every generated token's
+log-probability and top-k alternatives (:mod:`harness.teachers.soft_labels`).
 
 A cached answer is reused only by the same model (:meth:`HFLocalTeacher.config_key`): its
 identity covers the weights, config, tokenizer and chat template files by content
@@ -30,6 +32,7 @@ from typing import Any
 
 from harness.errors import InputError
 from harness.spec.teachers import HFTeacherSpec
+from harness.teachers import soft_labels
 from harness.teachers.base import ChatRequest, Completion, OnDone
 from harness.teachers.providers.common import config_digest, with_system
 from harness.teachers.redact import redact
@@ -197,10 +200,11 @@ class HFLocalTeacher:
             raise InputError(f"{where}: {folder} is not a checkpoint folder (no config.json)")
 
     def complete_many(self, requests: Sequence[ChatRequest], on_done: OnDone) -> None:
-        """Batches of ``batch_size`` requests with the same budget, temperature and seed."""
-        groups: dict[tuple[int, float | None, int | None], list[int]] = {}
+        """Batches of ``batch_size`` requests with the same budget, temperature, seed and
+        soft-label width."""
+        groups: dict[tuple[int, float | None, int | None, int | None], list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.max_tokens, r.temperature, r.seed), []).append(i)
+            groups.setdefault((r.max_tokens, r.temperature, r.seed, r.soft_top_k), []).append(i)
         size = self.spec.batch_size
         for idx in groups.values():
             for start in range(0, len(idx), size):
@@ -248,7 +252,13 @@ class HFLocalTeacher:
                                            tokenize=False, add_generation_prompt=True))
 
     def _generate(self, requests: list[ChatRequest], texts: list[str]) -> list[Completion]:
-        """Batched generation of ``requests`` (``texts``: their chat-templated prompts)."""
+        """Batched generation of ``requests`` (``texts``: their chat-templated prompts).
+
+        With ``soft_top_k`` set, every generated token's log-probability and its top-k
+        alternatives go to ``extra["token_logprobs"]`` (:func:`soft_labels.from_scores`): the
+        model's own distribution (log-softmax of the raw logits, temperature 1, before any
+        sampling warper), whatever temperature generated the text.
+        """
         import torch
 
         model, tok = load_model(self.spec)
@@ -263,18 +273,31 @@ class HFLocalTeacher:
             torch.manual_seed(first.seed or 0)
         else:  # greedy: unset the checkpoint's sampling defaults instead of warning about them
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        top_k = first.soft_top_k
+        if top_k is not None:  # raw logits, not the processed scores: see the docstring
+            kwargs.update(return_dict_in_generate=True, output_logits=True)
         with torch.inference_mode():
-            generated = model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1]:]
+            result = model.generate(**enc, **kwargs)
+            sequences = result.sequences if top_k is not None else result
+            generated = sequences[:, enc["input_ids"].shape[1]:]
+            scores = (_token_scores(result.logits, generated, top_k)
+                      if top_k is not None else None)
         ends = _end_ids(model, tok)
         out = []
         for row in range(len(texts)):
             ids = generated[row].tolist()
             end = next((k for k, t in enumerate(ids) if t in ends), None)
             cut = len(ids) if end is None else end + 1
+            text = tok.decode(ids[:cut], skip_special_tokens=True)
+            extra: dict[str, Any] = {"finish_reason": "length" if end is None else "stop"}
+            if scores is not None:
+                chosen, top_ids, top_lps = scores
+                extra[soft_labels.TOKENS_KEY] = soft_labels.from_scores(
+                    tok, ids[:cut], text, chosen[row][:cut], top_ids[row][:cut],
+                    top_lps[row][:cut])
             out.append(Completion(
-                text=tok.decode(ids[:cut], skip_special_tokens=True),
-                prompt_tokens=int(enc["attention_mask"][row].sum()), completion_tokens=cut,
-                extra={"finish_reason": "length" if end is None else "stop"}))
+                text=text, prompt_tokens=int(enc["attention_mask"][row].sum()),
+                completion_tokens=cut, extra=extra))
         return out
 
     def _score(self, request: ChatRequest, prompt_text: str, choices: list[str],
@@ -303,6 +326,36 @@ class HFLocalTeacher:
                                          max_len=max_len)[0]
         probs = torch.softmax(torch.tensor(totals, dtype=torch.float64), dim=0).tolist()
         return dict(zip(choices, probs, strict=True))
+
+
+def _token_scores(logits: Sequence[Any], generated: Any, top_k: int
+                  ) -> tuple[list[list[float]], list[list[list[int]]],
+                             list[list[list[float]]]]:
+    """Per row and generated token: the chosen token's log-probability, and the ``top_k`` most
+    likely ids and their log-probabilities (most likely first), as Python lists.
+
+    Args:
+        logits: ``generate``'s raw logits, one (batch, vocab) tensor per generated position.
+        generated: the generated ids, (batch, steps) (steps == len(logits)).
+        top_k: alternatives per token.
+
+    Returns:
+        (chosen (batch, steps), top ids (batch, steps, top_k), top logprobs (batch, steps,
+        top_k)); natural-log probabilities, float32 softmax whatever the model's dtype.
+    """
+    import torch
+
+    # one position at a time: a (batch, steps, vocab) float32 stack would cost
+    # batch x steps x vocab x 4 bytes (hundreds of MB at a 50k vocabulary)
+    chosen, top_ids, top_lps = [], [], []
+    for step, step_logits in enumerate(logits):
+        lp = torch.log_softmax(step_logits.float(), dim=-1)
+        values, ids = lp.topk(min(top_k, lp.shape[-1]), dim=-1)
+        chosen.append(lp.gather(1, generated[:, step:step + 1]).squeeze(1))
+        top_ids.append(ids)
+        top_lps.append(values)
+    return (torch.stack(chosen, 1).tolist(), torch.stack(top_ids, 1).tolist(),
+            torch.stack(top_lps, 1).tolist())
 
 
 def _end_ids(model: Any, tok: Any) -> set[int]:

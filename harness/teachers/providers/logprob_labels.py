@@ -46,8 +46,11 @@ from harness.teachers.parse import find_json_object
 #: ``logprob`` at or below this is the reference's "not among the top 20" sentinel (-9999.0):
 #: no measured probability.
 UNMEASURED_LOGPROB = -9999.0
-#: What opens a JSON answer's value (the key, a colon, the opening quote; whitespace allowed).
-_ANSWER_OPEN = re.compile(r'"answer"\s*:\s*"')
+#: The answer's key and colon, up to its value (of any JSON type; whitespace allowed).
+_ANSWER_KEY = re.compile(r'"answer"\s*:\s*')
+#: A (possibly truncated) string answer without a JSON object around it: the value is group 1,
+#: as :func:`harness.teachers.parse.plain_answer` reads it.
+_LOOSE_VALUE = re.compile(r'"answer"\s*:\s*"((?:[^"\\]|\\.)*)', re.DOTALL)
 #: Codec error handler that keeps one character per undecodable byte, so character offsets map
 #: back to byte offsets exactly.
 _BYTES = "surrogateescape"
@@ -92,28 +95,39 @@ def answer_value_start(text: str) -> int | None:
     """The character offset in ``text`` where the answer's string value starts (just after its
     opening quote), found as :func:`harness.teachers.parse.parse_text` reads the answer; None
     when the text has no string answer there."""
+    span = answer_value_span(text)
+    return span[0] if span is not None and span[2] else None
+
+
+def answer_value_span(text: str) -> tuple[int, int, bool] | None:
+    """Where the answer's value is written in ``text``, found as
+    :func:`harness.teachers.parse.parse_text` reads the answer: ``(start, end, is_string)``,
+    character offsets. For a string value the span is its body between the quotes, as written
+    (JSON escapes kept); for any other JSON value (an object, ``null``, a number) its JSON text.
+    A truncated ``"answer": "...`` without a JSON object spans to the end of its (unclosed)
+    string. None when no answer value is written in JSON form (the parser's plain-text salvage).
+    """
     found = find_json_object(text)
     if found is None:
-        return _loose_value_start(text)
+        return _loose_value_span(text)
     obj, block = found.value, found.block
     if "answer" not in obj:  # the parser then salvages from the plain text
-        return _loose_value_start(text)
-    if not isinstance(obj["answer"], str):
-        return None
+        return _loose_value_span(text)
     decoder = json.JSONDecoder()
-    for m in _ANSWER_OPEN.finditer(block, found.start, found.end):
+    for m in _ANSWER_KEY.finditer(block, found.start, found.end):
         try:  # the key's value must be the answer the parser reads (not a nested one)
-            value, _ = decoder.raw_decode(block, m.end() - 1)
+            value, end = decoder.raw_decode(block, m.end())
         except ValueError:
             continue
-        if value == obj["answer"]:
-            return found.offset + m.end()
+        if value == obj["answer"] and type(value) is type(obj["answer"]):
+            string = isinstance(value, str)
+            return (found.offset + m.end() + string, found.offset + end - string, string)
     return None
 
 
-def _loose_value_start(text: str) -> int | None:
-    m = _ANSWER_OPEN.search(text)
-    return m.end() if m else None
+def _loose_value_span(text: str) -> tuple[int, int, bool] | None:
+    m = _LOOSE_VALUE.search(text)
+    return (m.start(1), m.end(1), True) if m else None
 
 
 @functools.lru_cache(maxsize=64)

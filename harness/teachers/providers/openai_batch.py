@@ -51,7 +51,11 @@ from harness.teachers.base import ChatRequest, Completion, ErrorKind, OnDone
 from harness.teachers.cache import BatchRecord, CallCache, call_key
 from harness.teachers.providers.openai_chat import OpenAIChatTeacher
 from harness.teachers.providers.openai_errors import classify, detail
-from harness.teachers.providers.openai_wire import parse_response, request_body
+from harness.teachers.providers.openai_wire import (
+    parse_response,
+    request_body,
+    wants_logprobs,
+)
 from harness.teachers.redact import redact
 
 #: The endpoint every line of a batch calls.
@@ -228,8 +232,7 @@ class OpenAIBatchTeacher:
     # ------------------------------------------------------------------ submitting
 
     def _want_logprobs(self, request: ChatRequest) -> bool:
-        # the synchronous provider's rule: log-probabilities only where labels are scored
-        return self.spec.logprobs and request.choices is not None
+        return wants_logprobs(self.spec, request)  # the synchronous provider's rule
 
     def _line(self, key: str, asked: _Asked) -> bytes:
         request = asked.requests[asked.index[key][0]]

@@ -55,6 +55,7 @@ from harness.teachers.providers.openai_wire import (
     parse_response,
     request_body,
     request_options_key,
+    wants_logprobs,
 )
 from harness.teachers.providers.rate_limit import Clock, RateLimiter, token_cost
 from harness.teachers.redact import redact
@@ -222,7 +223,7 @@ class OpenAIChatTeacher:
         run = run if run is not None else _Run(self.name)
         spec, limiter = self.spec, self.limiter
         clock = limiter.clock
-        want_logprobs = spec.logprobs and request.choices is not None
+        want_logprobs = wants_logprobs(spec, request)
         body = request_body(spec, request, want_logprobs)
         cost = token_cost(sum(len(text) for _, text in request.messages) + len(spec.system or ""),
                           request.max_tokens)

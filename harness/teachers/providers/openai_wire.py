@@ -13,6 +13,14 @@ from harness.teachers.base import ChatRequest, Completion
 from harness.teachers.providers.common import with_system
 from harness.teachers.providers.logprob_labels import label_probs_from_logprobs
 from harness.teachers.providers.openai_errors import BadResponse
+from harness.teachers.soft_labels import TOKENS_KEY, from_openai
+
+
+def wants_logprobs(spec: OpenAITeacherSpec, request: ChatRequest) -> bool:
+    """Whether a request asks the endpoint for log-probabilities: only for a teacher that sets
+    ``logprobs: true``, where labels are scored (``choices``) or soft labels are stored
+    (``soft_top_k``)."""
+    return spec.logprobs and (request.choices is not None or request.soft_top_k is not None)
 
 
 def request_body(spec: OpenAITeacherSpec, request: ChatRequest, want_logprobs: bool
@@ -45,7 +53,8 @@ def request_body(spec: OpenAITeacherSpec, request: ChatRequest, want_logprobs: b
                                    "json_schema": json.loads(request.answer_schema)}
     if want_logprobs:
         body["logprobs"] = True
-        body["top_logprobs"] = spec.top_logprobs
+        # soft labels wider than the teacher's setting widen it (only when asked: unchanged off)
+        body["top_logprobs"] = max(spec.top_logprobs, request.soft_top_k or 0)
     if spec.extra_body:
         body["extra_body"] = dict(spec.extra_body)
     return body
@@ -111,6 +120,10 @@ def parse_response(response: Any, request: ChatRequest, want_logprobs: bool) -> 
                      prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                      completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
                      extra=extra)
+    if want_logprobs and request.soft_top_k is not None:
+        tokens = from_openai(getattr(choice, "logprobs", None), extra["model"])
+        if tokens is not None:
+            extra[TOKENS_KEY] = tokens
     if want_logprobs and request.choices is not None:
         # measured where the answer's value is written, in generation and label_scores mode
         # alike (the JSON value is located in the generated text, not assumed to come first)
