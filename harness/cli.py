@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from harness.commands.common import EXIT_FAIL, EXIT_INPUT, EXIT_OK
 from harness.commands.export import cmd_export_gguf
@@ -115,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("cell_dir")
     le.add_argument("--batch-size", type=int, default=32)
     le.add_argument("--device")
+    le.add_argument("--base", type=Path, metavar="DIR",
+                    help="a LoRA cell's base checkpoint on this machine (default: the path it "
+                         "was trained from; checked by content hash)")
     le.set_defaults(fn=cmd_lm_eval)
     g = sub.add_parser("gate", help="analyse a run and print the decision (exit 0 CONTINUE, "
                        "3 STOP/SHIFT_TO_REAL_DATA, 4 INCONCLUSIVE)")

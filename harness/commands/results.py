@@ -61,6 +61,7 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
     """lm-eval's HFLM on a finished cell, next to the harness's own numbers."""
     from harness.evaluate.lmeval import run_lm_eval
     from harness.store.folder import DONE, METRICS, MODEL, CellFolder
+    from harness.students.adapter import BaseChanged, BaseNotFound
 
     cell_dir = Path(args.cell_dir)
     folder = CellFolder(cell_dir)
@@ -73,7 +74,12 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
                          f"lm-eval's HFLM scores causal LMs; its {METRICS} holds the "
                          "harness's scores")
     ours = folder.read_metrics().units
-    theirs = run_lm_eval(cell_dir, batch_size=args.batch_size, device=args.device)
+    try:
+        theirs = run_lm_eval(cell_dir, batch_size=args.batch_size, device=args.device,
+                             base=getattr(args, "base", None))
+    except (BaseNotFound, BaseChanged) as exc:  # a LoRA cell's base moved or changed
+        raise InputError(f"{exc}; name the base the adapter was trained on with --base DIR"
+                         ) from None
     for unit, res in theirs.items():
         harness_value = ours[unit]["metrics"].get("accuracy" if "acc" in res else "exact_match")
         shown = ", ".join(f"{k}={v:.4f}" for k, v in res.items())

@@ -147,6 +147,14 @@ def read_base(folder: Path) -> dict[str, Any]:
     return base
 
 
+class BaseNotFound(FileNotFoundError):
+    """The adapter's base checkpoint is not where it was looked for."""
+
+
+class BaseChanged(ValueError):
+    """The base checkpoint found is not the one the adapter was trained on."""
+
+
 def load(folder: Path, *, merged: bool, base: Path | None = None,
          trust_remote_code: bool = False, verify: bool = True) -> tuple[Any, Any]:
     """A saved adapter cell's model and tokenizer: the base checkpoint with the adapter.
@@ -160,8 +168,8 @@ def load(folder: Path, *, merged: bool, base: Path | None = None,
         verify: refuse a base whose content hash differs from the recorded one.
 
     Raises:
-        FileNotFoundError: the base checkpoint is not at ``base`` (or the recorded path).
-        ValueError: ``verify`` and the base's content differs from the one trained on.
+        BaseNotFound: the base checkpoint is not at ``base`` (or the recorded path).
+        BaseChanged: ``verify`` and the base's content differs from the one trained on.
     """
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -169,12 +177,12 @@ def load(folder: Path, *, merged: bool, base: Path | None = None,
     recorded = read_base(folder)
     path = Path(base) if base is not None else Path(recorded["path"])
     if not path.is_dir():
-        raise FileNotFoundError(f"{folder}: the adapter's base checkpoint is not at {path} "
+        raise BaseNotFound(f"{folder}: the adapter's base checkpoint is not at {path} "
                                 "(pass the folder where it is on this machine)")
     if verify:
         found = base_identity(path)["sha256"]
         if found != recorded["sha256"]:
-            raise ValueError(f"{folder}: the base checkpoint at {path} is not the one the "
+            raise BaseChanged(f"{folder}: the base checkpoint at {path} is not the one the "
                              f"adapter was trained on (content sha256 {found[:12]}, recorded "
                              f"{recorded['sha256'][:12]})")
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True,

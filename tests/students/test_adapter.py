@@ -10,6 +10,7 @@ adapter alone (with its base by path and content hash), it reloads with ``from_p
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +229,31 @@ def test_lm_eval_scores_the_merged_adapter_cell_like_the_harness(tiny: Any, base
     ours = CellFolder(cell_dir).read_metrics().units["route"]["metrics"]["accuracy"]
     theirs = run_lm_eval(cell_dir, batch_size=8, device="cpu")["route"]["acc"]
     assert theirs == pytest.approx(ours, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_lm_eval_finds_a_moved_base_with_base_and_refuses_another(
+        tiny: Any, base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("lm_eval")
+    import shutil
+
+    own = tmp_path / "base"  # a copy of the shared base, so moving it harms no other test
+    shutil.copytree(base, own)
+    path = _experiment(tiny, {"model": str(own), "adapter": ADAPTER, "train": TRAIN})
+    assert main(["compose", str(path), "--out", str(tmp_path / "cells")]) == 0
+    (cell_dir,) = [p for p in (tmp_path / "cells").iterdir() if p.is_dir()][:1]
+    assert main(["worker", str(cell_dir), "--device", "cpu"]) == 0
+    moved = own.rename(tmp_path / "elsewhere")  # the run read on a machine where it lies elsewhere
+    capsys.readouterr()
+    assert main(["lm-eval", str(cell_dir), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "base checkpoint is not at" in err and "--base DIR" in err and "Traceback" not in err
+    assert main(["lm-eval", str(cell_dir), "--device", "cpu", "--base", str(moved)]) == 0
+    got = re.search(r"acc=([0-9.]+); harness ([0-9.]+)", capsys.readouterr().out)
+    assert got is not None and got[1] == got[2]  # the merged model scores as the harness did
+    (moved / "config.json").write_text((moved / "config.json").read_text() + " ")
+    assert main(["lm-eval", str(cell_dir), "--device", "cpu", "--base", str(moved)]) == 2
+    assert "is not the one the adapter was trained on" in capsys.readouterr().err
 
 
 def test_the_plain_path_never_imports_peft() -> None:
