@@ -299,6 +299,49 @@ def student_checkpoint(s: Context) -> Iterator[Problem]:
         yield problem("student.model", f"checkpoint folder not found: {model}")
 
 
+@rule("student", files=True)
+def student_adapter_targets(s: Context) -> Iterator[Problem]:
+    """Every name in ``student.adapter.target_modules`` matches a module of the checkpoint
+    (as peft matches them: the module's path, or its last dotted parts), read from the
+    safetensors headers alone (no torch, no weights): a misspelt layer is refused at
+    validate, not after composing every cell."""
+    student = s["student"]
+    targets = student.adapter.target_modules if student.adapter is not None else None
+    if not isinstance(targets, list) or student.model is None:
+        return
+    modules = _checkpoint_modules(student.model)
+    if not modules:
+        return  # not a folder of safetensors: student_checkpoint says so, or loading will
+    leaves = sorted({m.rsplit(".", 1)[-1] for m in modules})
+    for k, target in enumerate(targets):
+        if not any(m == target or m.endswith("." + target) for m in modules):
+            yield problem(f"student.adapter.target_modules.{k}",
+                          f"no module of {student.model} is named {target!r}"
+                          f"{did_you_mean(target, leaves)} (its layers: "
+                          f"{', '.join(leaves[:12])}{', ...' if len(leaves) > 12 else ''})")
+
+
+def _checkpoint_modules(folder: Path) -> set[str]:
+    """The dotted paths of the modules holding weights in ``folder``'s ``*.safetensors`` files
+    (``model.layers.0.self_attn.q_proj``), from each file's JSON header; empty when there is
+    none or a header is unreadable."""
+    import json
+    import struct
+
+    modules: set[str] = set()
+    try:
+        for path in sorted(folder.glob("*.safetensors")):
+            with path.open("rb") as f:
+                (size,) = struct.unpack("<Q", f.read(8))
+                if size > 100 * 2**20:  # a header is a few MB at most: not a safetensors file
+                    return set()
+                header = json.loads(f.read(size))
+            modules |= {name.rsplit(".", 1)[0] for name in header if name != "__metadata__"}
+    except (OSError, ValueError, struct.error):
+        return set()
+    return modules
+
+
 def _file_kind(p: Path) -> str:
     """``file``, ``folder``, ``missing`` or the kind of special file; never raises."""
     try:

@@ -183,6 +183,20 @@ def test_validate_refuses_an_adapter_where_it_cannot_apply(
             else "does not apply to a classifier student") in err
 
 
+def test_validate_refuses_a_target_module_the_checkpoint_lacks(
+        tiny: Any, base: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ok = _experiment(tiny, {"model": str(base), "train": TRAIN,
+                            "adapter": {**ADAPTER, "target_modules": ["q_proj", "mlp.down_proj"]}})
+    assert main(["validate", str(ok)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    bad = _experiment(tiny, {"model": str(base), "train": TRAIN,
+                             "adapter": {**ADAPTER, "target_modules": ["q_proj", "q_prj"]}})
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "student.adapter.target_modules.1: no module of" in err
+    assert "'q_prj'" in err and "did you mean 'q_proj'" in err and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_worker_trains_saves_and_times_an_adapter_cell(tiny: Any, base: Path,
                                                         tmp_path: Path) -> None:
