@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.teachers.providers.logprob_labels import (
-    UNMEASURED_LOGPROB,
     answer_value_span,
-)
-from harness.teachers.providers.logprob_labels import (
-    _token_bytes as token_bytes,  # one reading of an endpoint token's bytes for both uses
+    measured_logprob,
+    token_bytes,
 )
 
 #: Where a provider puts the generated tokens' log-probabilities in ``Completion.extra``.
@@ -92,17 +89,6 @@ def from_scores(tok: Any, ids: Sequence[int], text: str, chosen: Sequence[float]
             "starts": decoded_starts(tok, ids, text), "tokens": tokens}
 
 
-def _logprob(value: Any) -> float | None:
-    """A measured log-probability (<= 0), or None for a missing, odd or sentinel value."""
-    try:
-        lp = float(value)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(lp) or lp <= UNMEASURED_LOGPROB:
-        return None
-    return min(lp, 0.0)  # endpoints round a certain token to a tiny positive number
-
-
 def from_openai(logprobs: Any, model: str | None) -> dict[str, Any] | None:
     """The ``extra`` form of a chat choice's ``logprobs`` (``content[*]``: ``token``,
     ``logprob``, ``bytes``, ``top_logprobs``); None without tokens. Ids are unknown (None) and
@@ -125,12 +111,12 @@ def from_openai(logprobs: Any, model: str | None) -> dict[str, Any] | None:
     for entry in content:
         top: dict[str, float] = {}
         for alt in getattr(entry, "top_logprobs", None) or []:
-            alt_text, alp = str(getattr(alt, "token", "") or ""), _logprob(getattr(alt, "logprob",
-                                                                                   None))
+            alt_text = str(getattr(alt, "token", "") or "")
+            alp = measured_logprob(getattr(alt, "logprob", None))
             if alp is not None and alt_text not in top:
                 top[alt_text] = alp
         tokens.append({"id": None, "text": str(getattr(entry, "token", "") or ""),
-                       "logprob": _logprob(getattr(entry, "logprob", None)),
+                       "logprob": measured_logprob(getattr(entry, "logprob", None)),
                        "top": [{"id": None, "text": t, "logprob": lp}
                                for t, lp in sorted(top.items(), key=lambda kv: -kv[1])]})
     return {"tokenizer": f"endpoint:{model or 'unknown'}", "text": text, "starts": starts,

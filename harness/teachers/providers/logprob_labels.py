@@ -56,7 +56,7 @@ _LOOSE_VALUE = re.compile(r'"answer"\s*:\s*"((?:[^"\\]|\\.)*)', re.DOTALL)
 _BYTES = "surrogateescape"
 
 
-def _token_bytes(entry: Any) -> bytes:
+def token_bytes(entry: Any) -> bytes:
     """A token's UTF-8 bytes: its ``bytes`` list where given (it rebuilds a character split over
     tokens), else its text."""
     raw = getattr(entry, "bytes", None)
@@ -68,15 +68,21 @@ def _token_bytes(entry: Any) -> bytes:
     return str(getattr(entry, "token", "") or "").encode("utf-8", _BYTES)
 
 
-def _prob(logprob: Any) -> float | None:
-    """The probability of a log-probability, or None for a missing or sentinel value."""
+def measured_logprob(value: Any) -> float | None:
+    """A measured log-probability (<= 0), or None for a missing, odd or sentinel value."""
     try:
-        value = float(logprob)
+        lp = float(value)
     except (TypeError, ValueError):
         return None
-    if not math.isfinite(value) or value <= UNMEASURED_LOGPROB:
+    if not math.isfinite(lp) or lp <= UNMEASURED_LOGPROB:
         return None
-    return math.exp(min(value, 0.0))
+    return min(lp, 0.0)  # endpoints round a certain token to a tiny positive number
+
+
+def _prob(logprob: Any) -> float | None:
+    """The probability of a log-probability, or None for a missing or sentinel value."""
+    lp = measured_logprob(logprob)
+    return None if lp is None else math.exp(lp)
 
 
 def _alternatives(entry: Any, chosen: bytes) -> list[tuple[bytes, float]]:
@@ -84,7 +90,7 @@ def _alternatives(entry: Any, chosen: bytes) -> list[tuple[bytes, float]]:
     and sentinel values left out."""
     seen, out = {chosen}, []
     for alt in getattr(entry, "top_logprobs", None) or []:
-        data, p = _token_bytes(alt), _prob(getattr(alt, "logprob", None))
+        data, p = token_bytes(alt), _prob(getattr(alt, "logprob", None))
         if data not in seen and p is not None:
             seen.add(data)
             out.append((data, p))
@@ -185,7 +191,7 @@ def label_probs_from_logprobs(logprobs: Any, choices: Sequence[str]) -> dict[str
     content = getattr(logprobs, "content", None)
     if not content or not choices:
         return None
-    data = [_token_bytes(entry) for entry in content]
+    data = [token_bytes(entry) for entry in content]
     starts = [0]
     for d in data:
         starts.append(starts[-1] + len(d))
