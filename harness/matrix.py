@@ -257,6 +257,9 @@ def effective_spec(exp: Experiment, axes: Axes, data_hashes: dict[str, str]) -> 
     """Everything that determines a cell's results, as JSON-ready data."""
     bucket = exp.buckets[axes.bucket].model_dump(mode="json", exclude={"extends"})
     fields = exp.fields[axes.fields].model_dump(mode="json", exclude={"extends"})
+    if fields.get("soft_targets") == "hard":  # the default: ids of earlier cells hold
+        fields.pop("soft_targets")
+        fields.pop("soft_weight", None)
     student = exp.student.model_dump(mode="json")
     if student.get("pooling") is None:
         student.pop("pooling", None)  # unset: ids of cells from before the key existed hold

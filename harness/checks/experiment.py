@@ -273,6 +273,44 @@ def student_adapter(s: Context) -> Iterator[Problem]:
                       "remove adapter")
 
 
+@rule("fields", "student")
+def soft_targets_student(s: Context) -> Iterator[Problem]:
+    """A field set with ``soft_targets: topk`` trains a causal LM student that shares the
+    teacher's token ids (its pretrained ``student.model``), with the soft part of the loss
+    given once (not also ``student.distill``) and on the plain training path (the fast path
+    never forms the full logits a KL over the vocabulary needs). Each refusal is located at
+    the field set's ``soft_targets``. Whether the tokenizers match is a data-fit rule
+    (:func:`harness.checks.data_fit.soft_target_tokenizer`): it needs the stored soft labels.
+    A ``soft_weight`` beside ``soft_targets: hard`` is not flagged: the key always holds its
+    default after validation, so a given one cannot be told from it and changes nothing."""
+    student = s["student"]
+    for name, f in s["fields"].items():
+        if f.soft_targets != "topk":
+            continue
+        path = f"fields.{name}.soft_targets"
+        if student.kind == "classifier":
+            # config, distill and fast: on are refused for a classifier elsewhere
+            yield problem(path, "token soft labels need a causal_lm student: a classifier "
+                          "trains on the teacher's stated confidence instead (student."
+                          "soft_targets: true); use soft_targets: hard, or kind: causal_lm")
+            continue
+        if student.config is not None:
+            yield problem(path, "soft_targets: topk needs a student sharing the teacher's "
+                          "tokenizer: a from-scratch student (student.config) trains its own "
+                          "tokenizer on each cell's text, so its token ids never mean the "
+                          "teacher's; give student.model (a checkpoint with the teacher's "
+                          "tokenizer), or use soft_targets: hard")
+        if student.distill is not None:
+            yield problem(path, "soft_targets: topk and student.distill both set the soft part "
+                          "of the loss (the stored top-k soft labels vs a white-box teacher's "
+                          "full distribution); choose one: remove student.distill, or use "
+                          "soft_targets: hard")
+        if student.train.fast == "on":
+            yield problem(path, "soft_targets: topk needs the full logits, which the fast "
+                          "training path never forms (the plain path trains them); use "
+                          "student.train.fast: auto (or off)")
+
+
 # --------------------------------------------------------------------------- files
 
 

@@ -19,6 +19,7 @@ from harness.compose.context import ComposeContext
 from harness.compose.registry import CONFIDENCE_RULES, FAILURE_MODES, SELECTORS
 from harness.compose.sampling import rank_records, subsample
 from harness.compose.sandbox import TemplateBoundError
+from harness.compose.soft_targets import align
 from harness.compose.templates import ROW_VARS, TargetTemplate, compile_target_template
 from harness.errors import InputError, Problem
 from harness.matrix import Cell
@@ -26,6 +27,10 @@ from harness.spec.models import StudentSpec
 
 OUTPUT_COLUMNS = ["prompt", "target", "weight", "unit", "record_id", "teacher", "pool", "origin",
                   "final", "confidence"]
+#: The extra column of a ``soft_targets: topk`` cell: the teacher's answer tokens placed on the
+#: target (:mod:`harness.compose.soft_targets`), null where none could be placed. Hard cells do
+#: not have it, so their files stay byte-identical to those of earlier versions.
+SOFT_COLUMN = "soft_labels"
 _FLOAT_COLUMNS = ("weight", "confidence")
 _ROW_COLUMNS = ["rec", "unit", "teacher", "pool", "weight", "confidence", "origin", *ROW_VARS]
 
@@ -99,35 +104,55 @@ def compose_cell(ctx: ComposeContext, cell: Cell) -> ComposedCell:
     # A corrected failure states a checked answer, not the teacher's guess: no confidence.
     failed = failed.with_columns(pl.lit(1.0).alias("weight"), pl.lit("failure").alias("origin"),
                                  pl.lit(None, dtype=pl.Float64).alias("confidence"))
-    samples = pl.concat([chosen.select(_ROW_COLUMNS), failed.select(_ROW_COLUMNS)])
+    soft = fields.soft_targets == "topk"
+    # A corrected failure states a checked answer, not the teacher's: it trains hard.
+    failed = failed.with_columns(pl.lit(None, dtype=pl.Utf8).alias(SOFT_COLUMN))
+    keep = [*_ROW_COLUMNS, SOFT_COLUMN] if soft else _ROW_COLUMNS
+    samples = pl.concat([chosen.select(keep), failed.select(keep)])
     # Field ablation: what the target may contain.
     samples = samples.with_columns(
         *(pl.lit(None, dtype=pl.Utf8).alias(f) for f in ("rationale", "limits", "trajectory")
           if not getattr(fields, f)))
     if cell.axes.scale < 1.0:  # the ranking (clustering) is only needed for subsets
         samples = subsample(samples, _ranking(ctx), cell.axes.scale)
-    return ComposedCell(cell=cell, frame=_render(ctx, samples), student=exp.student)
+    return ComposedCell(cell=cell, frame=_render(ctx, samples, soft=soft), student=exp.student)
 
 
-def _render(ctx: ComposeContext, samples: pl.DataFrame) -> pl.DataFrame:
-    """Render targets per unit, attach prompts and ids, merge duplicates, sort."""
+def _render(ctx: ComposeContext, samples: pl.DataFrame, *, soft: bool = False) -> pl.DataFrame:
+    """Render targets per unit, place soft labels on them (``soft``), attach prompts and ids,
+    merge duplicates, sort."""
     templates = _templates(ctx)
+    columns = [*OUTPUT_COLUMNS, SOFT_COLUMN] if soft else OUTPUT_COLUMNS
     parts = []
     for unit, tmpl in templates.items():
         part = samples.filter(pl.col("unit") == unit)
         if part.height:
-            parts.append(part.with_columns(_render_targets(ctx, unit, tmpl, part)))
+            part = part.with_columns(_render_targets(ctx, unit, tmpl, part))
+            if soft:
+                part = part.with_columns(_placed(part, tmpl.marker))
+            parts.append(part)
     if not parts:
         return pl.DataFrame(schema={c: (pl.Float64 if c in _FLOAT_COLUMNS else pl.Utf8)
-                                    for c in OUTPUT_COLUMNS})
+                                    for c in columns})
     out = pl.concat(parts).join(ctx.items.select("rec", pl.col("id").alias("record_id"),
                                                  "prompt"), on="rec", how="left")
+    # Teacher rows sort before failure rows of the same record: a merged sample keeps the
+    # teacher's soft labels (the same target, written by the teacher).
     out = (out.sort("rec", "origin", "teacher", descending=[False, True, False])
            .group_by("rec", "target", maintain_order=True)
-           .agg(pl.col("prompt", "unit", "record_id", "teacher", "pool", "origin",
-                       "final").first(),
+           .agg(pl.col("prompt", "unit", "record_id", "teacher", "pool", "origin", "final",
+                       *([SOFT_COLUMN] if soft else [])).first(),
                 pl.col("weight", "confidence").max()))
-    return out.sort("unit", "record_id", "origin", "teacher").select(OUTPUT_COLUMNS)
+    return out.sort("unit", "record_id", "origin", "teacher").select(columns)
+
+
+def _placed(part: pl.DataFrame, marker: str) -> pl.Series:
+    """The ``soft_labels`` column of one unit's rows: each candidate's answer tokens placed on
+    its rendered target (:func:`harness.compose.soft_targets.align`), null where none could
+    be (one Python call per row: only topk cells pay it)."""
+    return pl.Series(SOFT_COLUMN, [align(t, marker, js) for t, js in
+                                   zip(part["target"], part[SOFT_COLUMN], strict=True)],
+                     dtype=pl.Utf8)
 
 
 def _render_targets(ctx: ComposeContext, unit: str, tmpl: TargetTemplate, part: pl.DataFrame

@@ -91,7 +91,7 @@ def build_context(exp: Experiment, data: Dataset, *, release: bool = False) -> C
                               "correction", "note")
     cands = (
         t.candidates.select("rec", "cand", "teacher", "final", "rationale", "limits",
-                            "confidence", "trajectory")
+                            "confidence", "trajectory", "soft_labels")
         .join(items, on="rec", how="left")
         .join(units, on="unit", how="left")
         .join(t.pools.select("rec", "teacher", "pool"), on=["rec", "teacher"], how="left")

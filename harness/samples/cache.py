@@ -24,7 +24,7 @@ from harness.samples.tables import RecordTables
 from harness.spec.models import Experiment
 
 #: Bump when the tables' columns or the validation rules change.
-TABLES_VERSION = 3  # 3: the candidates' soft-label columns
+TABLES_VERSION = 4  # 3: the candidates' soft-label columns; 4: the labels themselves
 _NAMES = tuple(RecordTables.__dataclass_fields__)
 
 

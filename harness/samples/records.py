@@ -57,7 +57,9 @@ class AnswerToken(msgspec.Struct, frozen=True, gc=False):
 class AnswerLogprobs(msgspec.Struct, frozen=True, gc=False):
     """A candidate's soft labels (``answer_logprobs``): the tokens that wrote the answer's
     value. ``text`` is what they spell; ``text[value_start:value_end]`` is the value as written
-    (character offsets); ``tokenizer`` names the teacher's tokenizer."""
+    (character offsets); ``tokenizer`` names the teacher's tokenizer; ``starts`` (optional,
+    one per token, non-decreasing) is where each token starts in ``text`` — absent, the tokens'
+    texts are taken to spell ``text`` one after another."""
 
     tokenizer: Annotated[str, msgspec.Meta(min_length=1)]
     top_k: Annotated[int, msgspec.Meta(ge=1)]
@@ -65,6 +67,7 @@ class AnswerLogprobs(msgspec.Struct, frozen=True, gc=False):
     value_start: Count
     value_end: Count
     tokens: Annotated[list[AnswerToken], msgspec.Meta(min_length=1)]
+    starts: list[Count] | None = None
 
 
 class Candidate(msgspec.Struct, frozen=True, gc=False):
@@ -88,6 +91,12 @@ def answer_logprobs_problem(soft: AnswerLogprobs) -> tuple[str, str] | None:
     if not soft.value_start <= soft.value_end <= len(soft.text):
         return ("value_end", f"value span {soft.value_start}..{soft.value_end} does not lie in "
                 f"text of {len(soft.text)} characters")
+    if soft.starts is not None:
+        if len(soft.starts) != len(soft.tokens):
+            return ("starts", f"{len(soft.starts)} offsets for {len(soft.tokens)} tokens")
+        if any(b < a for a, b in zip(soft.starts, soft.starts[1:], strict=False)) or (
+                soft.starts and soft.starts[-1] > len(soft.text)):
+            return ("starts", "offsets must not decrease and must lie in text")
     for k, tok in enumerate(soft.tokens):
         if tok.logprob is not None and not _is_logprob(tok.logprob):
             return (f"tokens[{k}].logprob", f"{tok.logprob!r} is not a log-probability "

@@ -40,6 +40,7 @@ CAND_SCHEMA = {
     "rationale": pl.Utf8, "limits": pl.Utf8, "confidence": pl.Float64, "trajectory": pl.Utf8,
     "n_steps": pl.Int32, "prompt_tokens": pl.Int64, "completion_tokens": pl.Int64,
     "soft_tokens": pl.Int32, "soft_field": pl.Utf8, "soft_problem": pl.Utf8,
+    "soft_tokenizer": pl.Utf8, "soft_labels": pl.Utf8,
 }
 SCORE_SCHEMA = {"rec": pl.Int64, "line": pl.Int64, "teacher": pl.Utf8, "score": pl.Float64}
 POOL_SCHEMA = {"rec": pl.Int64, "line": pl.Int64, "teacher": pl.Utf8, "pool": pl.Utf8}
@@ -130,6 +131,12 @@ def _chunk_tables(chunk: list[tuple[int, AnyRecord]], start: int) -> RecordTable
                         for f in flat],
         "soft_field": [p[0] if p else None for p in soft],
         "soft_problem": [p[1] if p else None for p in soft],
+        # the soft labels themselves (compact JSON) for soft-target field sets, and whose
+        # tokenizer they are in (validate compares it with the student's)
+        "soft_tokenizer": [f[3].answer_logprobs.tokenizer if f[3].answer_logprobs else None
+                           for f in flat],
+        "soft_labels": [msgspec.json.encode(f[3].answer_logprobs).decode() if f[3].answer_logprobs
+                        else None for f in flat],
     }, CAND_SCHEMA)
 
     def keyed(get: Any) -> list[tuple[int, int, str, Any]]:

@@ -52,6 +52,17 @@ class FieldSpec(Strict):
     missing_confidence: float = Field(
         1.0, ge=0, le=1, description="Confidence assumed where a candidate states none."
     )
+    soft_targets: Literal["hard", "topk"] = Field(
+        "hard",
+        description="hard (default): cross-entropy on the target's tokens. topk: on the tokens "
+        "that write the answer, the teacher's renormalised top-k distribution (the candidates' "
+        "answer_logprobs, from generate.soft_labels) mixed with cross-entropy; needs a causal_lm "
+        "student with 'model' sharing the teacher's tokenizer. A rationale or a correction "
+        "trains hard.")
+    soft_weight: float = Field(
+        0.5, gt=0, le=1,
+        description="topk only: the KL term's weight w in (1 - w) * CE + w * KL(teacher top-k || "
+        "student) on the answer tokens that have soft labels.")
 
 
 # --------------------------------------------------------------------------- sampling & design

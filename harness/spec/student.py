@@ -99,7 +99,8 @@ class TrainSpec(Strict):
         False,
         description="Compute the LM head and cross-entropy only at target positions, in chunks, "
         "with the gradient formed in the forward: the tokens x vocab logits never exist at "
-        "once. Same loss and gradients; ignored with 'distill' (soft targets need full logits).")
+        "once. Same loss and gradients; ignored with 'distill' or a field set's soft_targets: "
+        "topk (soft targets need full logits).")
     compile: bool = Field(
         False,
         description="torch.compile the model's forward for training (first steps are slower "
@@ -111,7 +112,8 @@ class TrainSpec(Strict):
         "batches of one fixed shape filled to token_budget, documents kept apart by "
         "FlexAttention block masks, the step compiled once (compile seconds in the training "
         "summary, bounded: eager with the reason when it fails or overruns). Same loss and "
-        "gradients as the plain path; off with 'distill'.")
+        "gradients as the plain path; off with 'distill' and in soft_targets: topk cells (the "
+        "plain path trains them).")
     token_budget: int | None = Field(
         None, ge=128,
         description="Tokens per fast-path micro-batch, padding included (rounded up to a "

@@ -49,6 +49,15 @@ class CausalLMStudent(StudentKind):
         return self.student.get("distill")
 
     @property
+    def soft_weight(self) -> float | None:
+        """The field set's ``soft_weight`` when it asks for ``soft_targets: topk`` (the
+        samples' ``soft_labels`` train towards the teacher's top-k), else None (hard)."""
+        fields = self.spec.get("fields") or {}
+        if fields.get("soft_targets") != "topk":
+            return None
+        return float(fields.get("soft_weight", 0.5))
+
+    @property
     def adapter(self) -> dict[str, Any] | None:
         """``student.adapter`` (LoRA ``r``, ``alpha``, ``dropout``, ``target_modules``), when
         set (absent from manifests of cells without one)."""
@@ -75,7 +84,8 @@ class CausalLMStudent(StudentKind):
         from harness.train.objectives.causal_lm import CausalLMObjective
 
         return CausalLMObjective.from_samples(self.tokenizer, samples, self.train_cfg,
-                                              teacher=self.teacher, distill=self.distill)
+                                              teacher=self.teacher, distill=self.distill,
+                                              soft_weight=self.soft_weight)
 
     def train(self, samples: list[dict[str, Any]], *, seed: int, device: Any,
               log: Log | None = None) -> dict[str, Any]:
@@ -84,7 +94,8 @@ class CausalLMStudent(StudentKind):
         from harness.train import loop
 
         summary = loop.train(self.model, self.tokenizer, samples, self.train_cfg, seed=seed,
-                             device=device, teacher=self.teacher, distill=self.distill, log=log)
+                             device=device, teacher=self.teacher, distill=self.distill,
+                             soft_weight=self.soft_weight, log=log)
         if self.peft is not None:
             from harness.students.adapter import parameter_counts
 

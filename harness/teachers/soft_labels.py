@@ -133,9 +133,10 @@ def answer_logprobs(data: Mapping[str, Any] | None, top_k: int) -> dict[str, Any
     spill over (the opening or closing quote, ``"}``).
 
     Returns:
-        ``{"tokenizer", "top_k", "text", "value_start", "value_end", "tokens"}``: ``text`` is
-        what the kept tokens spell, ``text[value_start:value_end]`` the value (character
-        offsets); each token keeps at most ``top_k`` alternatives. None when ``data`` is
+        ``{"tokenizer", "top_k", "text", "value_start", "value_end", "tokens", "starts"}``:
+        ``text`` is what the kept tokens spell, ``text[value_start:value_end]`` the value
+        (character offsets), ``starts`` where each kept token starts in ``text``; each token
+        keeps at most ``top_k`` alternatives. None when ``data`` is
         missing or malformed, or no value is written in JSON form (plain-text salvage) or it
         is empty.
     """
@@ -160,4 +161,5 @@ def answer_logprobs(data: Mapping[str, Any] | None, top_k: int) -> dict[str, Any
     return {"tokenizer": str(data.get("tokenizer") or "unknown"), "top_k": top_k,
             "text": text[at:end], "value_start": lo - at, "value_end": hi - at,
             "tokens": [{**t, "top": list(t.get("top") or [])[:top_k]}
-                       for t in tokens[first:last + 1]]}
+                       for t in tokens[first:last + 1]],
+            "starts": [int(s) - at for s in starts[first:last + 1]]}

@@ -126,7 +126,7 @@ class TrainOptions:
 
 def train(model: Any, tokenizer: Any, samples: list[dict[str, Any]], cfg: dict[str, Any], *,
           seed: int, device: Any, teacher: Any | None = None, distill: dict[str, Any] | None = None,
-          log: Log | None = None) -> dict[str, Any]:
+          soft_weight: float | None = None, log: Log | None = None) -> dict[str, Any]:
     """Train a causal LM in place on composed samples (``prompt``, ``target``, ``weight``).
 
     Args:
@@ -139,12 +139,14 @@ def train(model: Any, tokenizer: Any, samples: list[dict[str, Any]], cfg: dict[s
         seed, device, log: as in :func:`run`.
         teacher: optional white-box teacher (same tokenizer) for soft targets.
         distill: ``alpha`` and ``temperature`` when ``teacher`` is given.
+        soft_weight: a ``soft_targets: topk`` cell's ``soft_weight`` (the samples'
+            ``soft_labels`` train towards the teacher's top-k); None: every token hard.
 
     Returns:
         :func:`run`'s summary.
     """
     objective = CausalLMObjective.from_samples(tokenizer, samples, cfg, teacher=teacher,
-                                               distill=distill)
+                                               distill=distill, soft_weight=soft_weight)
     return run(model, objective, cfg, seed=seed, device=device, log=log)
 
 

@@ -74,8 +74,9 @@ def collate_packed(examples: Sequence[Any], idx: Sequence[int], pad_id: int, cap
     Returns:
         ``input_ids`` (rows, width) long, ``position_ids`` (rows, width) long,
         ``labels`` (rows, width) long with IGNORE off-target, ``token_weights`` (rows, width)
-        float32 (each token carries its example's weight), ``n_tokens`` (int, real tokens)
-        — width is the longest row's fill, at most ``capacity``.
+        float32 (each token carries its example's weight), ``n_tokens`` (int, real tokens),
+        ``placed`` (per example of ``idx``: its row and where it starts there) — width is the
+        longest row's fill, at most ``capacity``.
     """
     import torch
 
@@ -87,9 +88,11 @@ def collate_packed(examples: Sequence[Any], idx: Sequence[int], pad_id: int, cap
     labels = torch.full((n_rows, width), IGNORE, dtype=torch.long)
     weights = torch.zeros((n_rows, width), dtype=torch.float32)
     pos = torch.empty((n_rows, width), dtype=torch.long)
+    placed: list[tuple[int, int]] = [(0, 0)] * len(idx)
     for r, row in enumerate(rows):
         at = 0
         for k in row:
+            placed[k] = (r, at)
             ex = examples[idx[k]]
             n = len(ex.input_ids)
             seq = torch.tensor(ex.input_ids, dtype=torch.long)
@@ -103,7 +106,7 @@ def collate_packed(examples: Sequence[Any], idx: Sequence[int], pad_id: int, cap
             at += n
         pos[r, at:] = torch.arange(width - at)  # padding: a segment of its own
     return {"input_ids": ids, "position_ids": pos, "labels": labels, "token_weights": weights,
-            "n_tokens": int(sum(lengths))}
+            "n_tokens": int(sum(lengths)), "placed": placed}
 
 
 def packing_isolates_examples(model: Any, device: Any) -> bool:

@@ -44,6 +44,13 @@ from harness.train.doc_mask import DocumentMask, attention_implementation, isola
 from harness.train.linear_ce import linear_cross_entropy, plain_linear_head
 from harness.train.objective import Objective
 from harness.train.packing import IGNORE, collate_packed, packing_isolates_examples
+from harness.train.soft_targets import (
+    SoftToken,
+    Speller,
+    place_soft_labels,
+    soft_batch,
+    soft_token_losses,
+)
 
 
 @dataclass(frozen=True)
@@ -53,20 +60,32 @@ class Example:
     input_ids: list[int]
     target_start: int
     weight: float
+    #: soft labels on some target tokens (``soft_targets: topk`` cells; empty: all hard)
+    soft: tuple[SoftToken, ...] = ()
 
 
-def encode_examples(tokenizer: Any, samples: list[dict[str, Any]], max_len: int) -> list[Example]:
+def encode_examples(tokenizer: Any, samples: list[dict[str, Any]], max_len: int, *,
+                    soft: bool = False) -> list[Example]:
     """Tokenise ``prompt + "\\n"`` and ``target`` separately (so the boundary is exact), append
-    EOS, and cut long prompts from the left so the target always fits in ``max_len``."""
+    EOS, and cut long prompts from the left so the target always fits in ``max_len``.
+
+    With ``soft`` (a ``soft_targets: topk`` cell), each sample's ``soft_labels`` are placed
+    on its target tokens (:func:`harness.train.soft_targets.place_soft_labels`)."""
     prompts = tokenizer([s["prompt"] + "\n" for s in samples],
                         add_special_tokens=False)["input_ids"]
     targets = tokenizer([s["target"] for s in samples], add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
+    speller = Speller(tokenizer) if soft else None
     out = []
     for s, p, t in zip(samples, prompts, targets, strict=True):
         t = [*t, eos][: max_len - 1]
         p = p[-(max_len - len(t)):]
-        out.append(Example(input_ids=p + t, target_start=len(p), weight=float(s["weight"])))
+        placed: tuple[SoftToken, ...] = ()
+        if speller is not None and s.get("soft_labels"):
+            placed = tuple(place_soft_labels(s["soft_labels"], s["target"], t, len(p),
+                                             speller))
+        out.append(Example(input_ids=p + t, target_start=len(p), weight=float(s["weight"]),
+                           soft=placed))
     return out
 
 
@@ -117,6 +136,12 @@ def micro_batch(examples: Sequence[Example], idx: list[int], pad_id: int, max_le
         b = collate(examples, idx, pad_id, torch.device("cpu"))
         b["token_weights"] = b.pop("weights")[:, None].expand_as(b["labels"]).contiguous()
         b["n_tokens"] = int(b["attention_mask"].sum())
+        b["placed"] = [(row, 0) for row in range(len(idx))]
+    placed = b.pop("placed")
+    if any(examples[i].soft for i in idx):
+        soft = soft_batch([examples[i].soft for i in idx], placed, int(b["input_ids"].shape[1]))
+        if soft is not None:
+            b.update(soft)
     valid = b["labels"][:, 1:] != IGNORE
     b["weight_sum"] = float(valid.float().mul(b["token_weights"][:, 1:]).sum())
     b["padded_tokens"] = int(b["input_ids"].numel())
@@ -162,8 +187,8 @@ def _to_device(t: Any, device: Any) -> Any:
 
 
 def micro_loss(forward: Any, b: dict[str, Any], *, head_weight: Any | None, device: Any,
-               teacher: Any | None = None, alpha: float = 0.0, temperature: float = 1.0
-               ) -> Any:
+               teacher: Any | None = None, alpha: float = 0.0, temperature: float = 1.0,
+               soft_weight: float = 0.0) -> Any:
     """The weighted loss sum of one micro-batch (not yet divided by the step's normaliser).
 
     Args:
@@ -173,6 +198,8 @@ def micro_loss(forward: Any, b: dict[str, Any], *, head_weight: Any | None, devi
         head_weight: (vocab, hidden) LM head weight for the chunked loss, or None for the
             plain path (full logits, then cross-entropy).
         teacher, alpha, temperature: soft targets (plain path only).
+        soft_weight: ``w`` of ``(1 - w) * CE + w * KL`` at the batch's soft-label positions
+            (``soft_pos``, ``soft_ids``, ``soft_probs``; plain path only).
 
     Returns:
         scalar float32: sum over target tokens of ``weight * loss``.
@@ -207,6 +234,13 @@ def micro_loss(forward: Any, b: dict[str, Any], *, head_weight: Any | None, devi
             t_logits = teacher(**inputs).logits
         kd = kd_token_losses(logits, t_logits, valid, temperature)
         per_token = (1 - alpha) * ce + alpha * kd
+    if "soft_pos" in b:
+        pos = _to_device(b["soft_pos"], device)
+        kl = soft_token_losses(logits, pos, _to_device(b["soft_ids"], device),
+                               _to_device(b["soft_probs"], device))
+        flat = per_token.reshape(-1)
+        mixed = (1 - soft_weight) * flat.index_select(0, pos) + soft_weight * kl
+        per_token = flat.index_put((pos,), mixed).view_as(per_token)
     return (per_token * _to_device(b["token_weights"], device)[:, 1:]).sum()
 
 
@@ -253,6 +287,8 @@ class CausalLMObjective(Objective):
         teacher: optional white-box teacher sharing the tokenizer (moved to the device and
             put in eval mode in :meth:`prepare`).
         distill: ``alpha`` and ``temperature`` when ``teacher`` is given.
+        soft_weight: ``w`` of the soft-label loss on the examples' :attr:`Example.soft`
+            positions (``soft_targets: topk``; 0: every token hard).
     """
 
     name: ClassVar[str] = "causal_lm"
@@ -263,8 +299,13 @@ class CausalLMObjective(Objective):
     dense_max_width: ClassVar[int] = 2048
 
     def __init__(self, examples: Sequence[Example], *, pad_id: int, max_len: int,
-                 teacher: Any | None = None, distill: dict[str, Any] | None = None) -> None:
+                 teacher: Any | None = None, distill: dict[str, Any] | None = None,
+                 soft_weight: float = 0.0) -> None:
         self.examples = examples
+        self.soft_weight = soft_weight
+        #: soft-label tokens and the examples holding them (0, 0 for a hard cell)
+        self.soft_tokens = sum(len(e.soft) for e in examples) if soft_weight else 0
+        self.soft_examples = sum(bool(e.soft) for e in examples) if soft_weight else 0
         self.pad_id = pad_id
         self.max_len = max_len
         self.teacher = teacher
@@ -281,13 +322,16 @@ class CausalLMObjective(Objective):
 
     @classmethod
     def from_samples(cls, tokenizer: Any, samples: list[dict[str, Any]], cfg: dict[str, Any], *,
-                     teacher: Any | None = None, distill: dict[str, Any] | None = None
-                     ) -> CausalLMObjective:
-        """The objective over composed samples (``prompt``, ``target``, ``weight``), tokenised
-        with ``cfg["max_len"]`` (``student.train``)."""
+                     teacher: Any | None = None, distill: dict[str, Any] | None = None,
+                     soft_weight: float | None = None) -> CausalLMObjective:
+        """The objective over composed samples (``prompt``, ``target``, ``weight``, and
+        ``soft_labels`` with ``soft_weight``: a ``soft_targets: topk`` cell), tokenised with
+        ``cfg["max_len"]`` (``student.train``)."""
         max_len = int(cfg["max_len"])
-        return cls(encode_examples(tokenizer, samples, max_len), pad_id=tokenizer.pad_token_id,
-                   max_len=max_len, teacher=teacher, distill=distill)
+        soft = soft_weight is not None
+        return cls(encode_examples(tokenizer, samples, max_len, soft=soft),
+                   pad_id=tokenizer.pad_token_id, max_len=max_len, teacher=teacher,
+                   distill=distill, soft_weight=float(soft_weight or 0.0))
 
     def lengths(self) -> list[int]:
         return [len(e.input_ids) for e in self.examples]
@@ -313,11 +357,13 @@ class CausalLMObjective(Objective):
                                     "off: this transformers version does not isolate packed "
                                     "examples")
         if "chunked_ce" in requested:
-            self.head_weight = (None if self.teacher is not None
-                                else plain_linear_head(model, device))
+            full = self.teacher is not None or self.soft_tokens > 0
+            self.head_weight = None if full else plain_linear_head(model, device)
             in_effect["chunked_ce"] = (True if self.head_weight is not None else
                                        "off: distillation needs full logits"
                                        if self.teacher is not None
+                                       else "off: soft targets need full logits"
+                                       if self.soft_tokens
                                        else "off: the logits are not a plain linear head")
         # With the chunked loss the backbone runs alone (hidden states only, no full logits).
         forward = (getattr(model, model.base_model_prefix) if self.head_weight is not None
@@ -333,6 +379,9 @@ class CausalLMObjective(Objective):
         if self.teacher is not None:
             return None, model, {"fast": "off: distillation needs the teacher's full logits on the "
                                   "plain path"}
+        if self.soft_tokens:
+            return None, model, {"fast": "off: soft targets need the student's full logits on "
+                                  "the plain path"}
         t0 = time.perf_counter()
         lengths = self.lengths()
         targets = [len(e.input_ids) - max(e.target_start, 1) for e in self.examples]
@@ -387,11 +436,19 @@ class CausalLMObjective(Objective):
             return fast_micro_loss(forward, batch, self.masks, head_weight=self.fast_head,
                                    device=device)
         return micro_loss(forward, batch, head_weight=self.head_weight, device=device,
-                          teacher=self.teacher, alpha=self.alpha, temperature=self.temperature)
+                          teacher=self.teacher, alpha=self.alpha, temperature=self.temperature,
+                          soft_weight=self.soft_weight)
 
     def summary(self, common: dict[str, Any], in_effect: dict[str, Any]) -> dict[str, Any]:
-        return {"steps": common["steps"], "examples": common["examples"],
-                "tokens": common["tokens"], "padded_tokens": self.padded_tokens,
-                "packed_micro_batches": self.packed_micro_batches,
-                "train_seconds": common["train_seconds"], "final_loss": common["final_loss"],
-                "tokens_per_s": common["tokens_per_s"], **in_effect}
+        """The loop's figures and the switches in effect; a soft-target cell adds
+        ``soft_targets``: the weight, and how many examples and tokens had soft labels placed
+        (the rest of the answer tokens trained hard)."""
+        out = {"steps": common["steps"], "examples": common["examples"],
+               "tokens": common["tokens"], "padded_tokens": self.padded_tokens,
+               "packed_micro_batches": self.packed_micro_batches,
+               "train_seconds": common["train_seconds"], "final_loss": common["final_loss"],
+               "tokens_per_s": common["tokens_per_s"], **in_effect}
+        if self.soft_weight:
+            out["soft_targets"] = {"weight": self.soft_weight, "examples": self.soft_examples,
+                                   "tokens": self.soft_tokens}
+        return out
