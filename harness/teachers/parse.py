@@ -223,9 +223,11 @@ def candidate_from(teacher: str, completion: Completion, unit: Mapping[str, Any]
 
     With ``soft_top_k`` set (``generate.soft_labels``), the candidate gets an
     ``answer_logprobs`` key: the tokens that wrote the answer's value with their top
-    ``soft_top_k`` alternatives (:func:`harness.teachers.soft_labels.answer_logprobs`), or null
-    where the teacher returned none, the answer was not parsed from its text (``label_scores``,
-    plain-text salvage) or is unparseable. Without it the key is absent, as before.
+    ``soft_top_k`` alternatives (:func:`harness.teachers.soft_labels.answer_logprobs`; for a
+    ``label_scores`` answer of the local ``hf`` teacher, the winning label's constrained tokens:
+    :func:`~harness.teachers.soft_labels.bare_answer_logprobs`), or null where the teacher
+    returned none, the answer is plain-text salvage or is unparseable. Without it the key is
+    absent, as before.
 
     Raises:
         ValueError: ``completion`` is a failed call (``error`` set): not an answer.
@@ -252,6 +254,15 @@ def candidate_from(teacher: str, completion: Completion, unit: Mapping[str, Any]
             if parsed is not None:
                 cand.update(rationale=parsed.rationale, limits=parsed.limits,
                             trajectory=parsed.trajectory)
+            if soft_top_k is not None:
+                from harness.teachers.soft_labels import SCORED_KEY, bare_answer_logprobs
+
+                # the scored label's tokens with the constrained distribution (local hf
+                # teacher); the label must be the one they spell, else none (an endpoint's
+                # scores have no tokens)
+                soft = bare_answer_logprobs(completion.extra.get(SCORED_KEY), soft_top_k)
+                cand["answer_logprobs"] = (soft if soft is not None and soft["text"] == scored[0]
+                                           else None)
             return Outcome(_with_reasoning(cand, completion, reasoning_as))
         # tied label scores: the generated text decides, as in generation mode
         tie = "the label scores tie (" + ", ".join(top_labels(completion.label_probs)) + "); "

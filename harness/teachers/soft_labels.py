@@ -35,6 +35,10 @@ from harness.teachers.providers.logprob_labels import (
 
 #: Where a provider puts the generated tokens' log-probabilities in ``Completion.extra``.
 TOKENS_KEY = "token_logprobs"
+#: Where the local ``hf`` teacher puts a scored answer's tokens (``answer_from: label_scores``):
+#: the winning choice's tokens with the distribution of constrained decoding over the choices,
+#: its whole ``text`` the value (:func:`bare_answer_logprobs`).
+SCORED_KEY = "scored_token_logprobs"
 #: The candidate key of the stored answer tokens (data contract extension).
 CANDIDATE_KEY = "answer_logprobs"
 #: Most alternatives per token an endpoint returns (OpenAI's ``top_logprobs`` limit).
@@ -163,3 +167,21 @@ def answer_logprobs(data: Mapping[str, Any] | None, top_k: int) -> dict[str, Any
             "tokens": [{**t, "top": list(t.get("top") or [])[:top_k]}
                        for t in tokens[first:last + 1]],
             "starts": [int(s) - at for s in starts[first:last + 1]]}
+
+
+def bare_answer_logprobs(data: Mapping[str, Any] | None, top_k: int) -> dict[str, Any] | None:
+    """The stored soft labels of a scored answer (:data:`SCORED_KEY`): the tokens spell the
+    answer itself, no JSON around it, so the value is the whole ``text``. Same stored form as
+    :func:`answer_logprobs`; None when ``data`` is missing, malformed or empty."""
+    if not data:
+        return None
+    try:
+        text, starts, tokens = str(data["text"]), list(data["starts"]), list(data["tokens"])
+    except (KeyError, TypeError):
+        return None
+    if not text or not tokens or len(starts) != len(tokens):
+        return None
+    return {"tokenizer": str(data.get("tokenizer") or "unknown"), "top_k": top_k, "text": text,
+            "value_start": 0, "value_end": len(text),
+            "tokens": [{**t, "top": list(t.get("top") or [])[:top_k]} for t in tokens],
+            "starts": [int(x) for x in starts]}

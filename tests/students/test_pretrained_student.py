@@ -209,3 +209,74 @@ def test_a_lora_adapter_on_smollm2_trains_only_the_adapter_and_saves_only_it(
     assert adapter.is_adapter_folder(cell / "model")
     assert not any(p.name == "model.safetensors" for p in (cell / "model").iterdir())
     assert Path(adapter.read_base(cell / "model")["path"]).name == smollm2_dir.name
+
+
+@pytest.mark.slow
+def test_soft_targets_from_smollm2_as_hf_teacher_train_a_student_with_its_tokenizer(
+        tmp_path, smollm2_dir, capsys, monkeypatch):
+    """The whole soft-label path on real parts: SmolLM2 (the package's GGUF, in-process) scores
+    the labels with generate.soft_labels, so each candidate stores the winning label's tokens
+    teacher-forced with their top-k; validate compares the teacher's tokenizer with the
+    student's (the exported checkpoint: the same vocabulary); the topk cell of a LoRA student
+    places the soft labels on its targets and trains them; a student with another tokenizer is
+    refused with a located message."""
+    import yaml
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    prompts = [{"id": f"t{i}", "unit": "route", "prompt": p, "reference": r}
+               for i, (p, r) in enumerate([("I was charged twice for my order.", "billing"),
+                                           ("My parcel never arrived.", "shipping"),
+                                           ("Refund the duplicate charge on my card.", "billing"),
+                                           ("Where is the courier with my box?", "shipping")])]
+    evals = [{"id": "e1", "unit": "route", "prompt": "The invoice shows two payments.",
+              "reference": "billing"}]
+    for name, rows in (("train", prompts), ("eval", evals)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec: dict[str, Any] = {
+        "name": "soft",
+        "data": {"samples": "data/samples.jsonl", "eval": "data/eval.jsonl"},
+        "units": {"route": {"kind": "label", "labels": ["billing", "shipping"]}},
+        "teachers": {"smol": {"provider": "hf", "package_file": SMOLLM2_FILE, "max_tokens": 8,
+                              "answer_from": "label_scores", "batch_size": 4}},
+        "generate": {"prompts": "train.jsonl", "eval_prompts": "eval.jsonl",
+                     "soft_labels": {"top_k": 5}},
+        "student": {"model": str(smollm2_dir), "train": {**TRAIN, "epochs": 1},
+                    "adapter": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}},
+        "buckets": {"all": {"teachers": ["smol"], "select": "all"}},
+        "fields": {"hard": {}, "soft": {"soft_targets": "topk", "soft_weight": 0.5}},
+        "baseline": {"bucket": "all", "fields": "hard"},
+        "design": {"noise_seeds": []},
+        "evaluation": {"max_new_tokens": 4, "latency_runs": 1, "latency_batch_size": 1,
+                       "latency_new_tokens": 2},
+        "costs": {"teachers": {"smol": {"price_per_1k_prompt": 0.0}}},
+    }
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump(spec))
+    assert main(["generate", str(exp), "--quiet"]) == 0, capsys.readouterr().err
+    rows = [json.loads(x) for x in (tmp_path / "data/samples.jsonl").read_text().splitlines()]
+    for r in rows:
+        (c,) = r["candidates"]
+        soft = c["answer_logprobs"]
+        assert soft["text"] == c["final"] and soft["value_start"] == 0
+        assert soft["tokenizer"].startswith("vocab-sha256:")
+        assert all(len(t["top"]) == 5 for t in soft["tokens"])
+    assert main(["validate", str(exp)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+
+    out = tmp_path / "runs"
+    assert main(["run", str(exp), "--out", str(out), "--quiet", "--device", "cpu",
+                 "--only", "all/soft/x1/s0"]) == 0, capsys.readouterr().err
+    cell = next(c for c in (out / "soft" / "cells").iterdir() if (c / "DONE").is_file())
+    metrics = json.loads((cell / "metrics.json").read_text())
+    # every target "Answer: <label>" had its label's first token matched (" bill" / " ship"
+    # re-spelled from the teacher's bare "bill" / "ship"), and the run said so
+    assert metrics["train"]["soft_targets"]["examples"] == len(prompts)
+    assert metrics["train"]["soft_targets"]["tokens"] >= len(prompts)
+    assert metrics["units"]["route"]["n"] == 1
+
+    # a from-scratch student cannot share the teacher's ids: refused, located
+    spec["student"] = {"config": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300}}
+    exp.write_text(yaml.safe_dump(spec))
+    assert main(["validate", str(exp)]) == 2
+    assert "fields.soft.soft_targets" in capsys.readouterr().err

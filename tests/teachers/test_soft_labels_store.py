@@ -292,3 +292,55 @@ def test_generate_writes_soft_labels_that_validate_accepts(
     assert main(["validate", str(path)]) == 0, capsys.readouterr().err
     (ev,) = [json.loads(x) for x in (tmp_path / "eval.jsonl").read_text().splitlines()]
     assert ev["candidates"][0]["answer_logprobs"]["tokens"]  # eval answers carry them too
+
+
+def test_label_scores_soft_labels_are_the_constrained_distribution(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With answer_from: label_scores, the winning label's tokens carry what constrained
+    decoding over the labels puts at each of them: at the first token the labels grouped by
+    their first token (each group weighing its labels' probabilities), inside one label
+    certainty — not the model's free next token (prose after a bare prompt)."""
+    import math
+
+    from harness.students.tokenizer import train_tokenizer
+    from harness.teachers.providers import hf_local
+    from harness.teachers.soft_labels import SCORED_KEY, bare_answer_logprobs
+
+    labels = ["card_arrival", "card_lost", "pin_blocked"]
+    tok = train_tokenizer([f"user: hello\nassistant:\n{lab}" for lab in labels * 20], 300)
+    monkeypatch.setattr(hf_local, "load_model", lambda spec: (None, tok))
+    teacher = HFLocalTeacher("smol", smollm2_spec())
+    request = build_request("hello", {"kind": "label", "labels": labels, "answer_marker":
+                                      "Answer:"}, [], max_tokens=8, soft_top_k=4)
+    probs = {"card_arrival": 0.5, "card_lost": 0.2, "pin_blocked": 0.3}
+    context = "user: hello\nassistant:\n"  # a chat template ends the prompt with a newline
+    data = teacher._scored_tokens(request, "", probs, context)
+    assert data is not None and data["text"] == "card_arrival"
+    n_ctx = len(tok(context, add_special_tokens=False)["input_ids"])
+    split = {lab: tok(context + lab, add_special_tokens=False)["input_ids"][n_ctx:]
+             for lab in labels}
+    assert [t["id"] for t in data["tokens"]] == split["card_arrival"]
+    won = split["card_arrival"]
+    for j, t in enumerate(data["tokens"]):  # the labels sharing won[:j], grouped by token j
+        want: dict[int, float] = {}
+        for lab, ids in split.items():
+            if len(ids) > j and ids[:j] == won[:j]:
+                want[ids[j]] = want.get(ids[j], 0.0) + probs[lab]
+        z = sum(want.values())
+        assert {a["id"]: math.exp(a["logprob"]) for a in t["top"]} == pytest.approx(
+            {i: m / z for i, m in want.items()})
+        assert math.exp(t["logprob"]) == pytest.approx(want[won[j]] / z)
+    # the first token: card (0.5 + 0.2) against pin (0.3), the label distribution itself
+    assert sorted(math.exp(a["logprob"]) for a in data["tokens"][0]["top"]) == \
+        pytest.approx([0.3, 0.7])
+    soft = bare_answer_logprobs(data, 4)
+    assert soft is not None and (soft["value_start"], soft["value_end"]) == (0, 12)
+    # the candidate keeps them (the label the tokens spell), and a tie keeps none
+    completion = Completion(text="", extra={SCORED_KEY: data})
+    completion.label_probs = probs
+    cand = candidate_from("smol", completion, {"kind": "label", "labels": labels,
+                                               "answer_marker": "Answer:"}, [], None,
+                          answer_from="label_scores", soft_top_k=4).candidate
+    assert cand["final"] == "card_arrival" and cand["answer_logprobs"]["text"] == "card_arrival"
+    assert teacher._scored_tokens(request, "", {"card_arrival": 0.5, "pin_blocked": 0.5},
+                                  context) is None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -235,6 +236,9 @@ class HFLocalTeacher:
                 if r.choices:
                     c.label_probs = self._score(r, text, list(r.choices), score_text)
                     c.confidence_source = "label_probabilities"
+                    if r.soft_top_k is not None:
+                        c.extra[soft_labels.SCORED_KEY] = self._scored_tokens(
+                            r, text, c.label_probs, score_text)
                 out.append(c)
         except Exception as exc:  # one bad batch costs its candidates, not the run
             detail = redact(f"{type(exc).__name__}: {str(exc)[:500]}")  # paths, tokens
@@ -299,6 +303,49 @@ class HFLocalTeacher:
                 text=text, prompt_tokens=int(enc["attention_mask"][row].sum()),
                 completion_tokens=cut, extra=extra))
         return out
+
+    def _scored_tokens(self, request: ChatRequest, prompt_text: str,
+                       probs: dict[str, float], score_text: str | None) -> dict[str, Any] | None:
+        """Soft labels of a scored answer (``soft_top_k`` with choices): the most probable
+        choice's tokens, each with the teacher's *constrained* next-token distribution — what
+        constrained decoding over the choices would put there: at each token, the choices that
+        share the tokens before it, grouped by their token here, each group weighing the sum
+        of its choices' probabilities (renormalised over the groups). At the first token that
+        is the label distribution itself (" card" 0.41, " pin" 0.22, ...); inside one choice's
+        own tokens it is certain. (The model's unconstrained next token after a bare prompt is
+        prose — "This", "The" — almost never a label's first token: no soft label to train on.)
+        Tokens as :meth:`_score` splits them (lm-eval's split after the context); None on a
+        tie (the answer then comes from generation)."""
+        ranked = sorted(probs.items(), key=lambda kv: -kv[1])
+        if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
+            return None
+        top_k = int(request.soft_top_k or 1)
+        _, tok = load_model(self.spec)
+        before = "" if score_text is not None else request.answer_prefix
+        after = "" if score_text is not None else request.answer_suffix
+        context = (score_text if score_text is not None else prompt_text) + before
+        n_ctx = len(tok(context, add_special_tokens=False)["input_ids"])
+        split = {c: tok(context + c + after, add_special_tokens=False)["input_ids"][n_ctx:]
+                 for c in probs}
+        winner = ranked[0][0]
+        tail = len(tok(after, add_special_tokens=False)["input_ids"]) if after else 0
+        ids = split[winner][:len(split[winner]) - tail]  # the choice's tokens, not the suffix
+        if not ids:
+            return None
+        chosen, top_ids, top_lps = [], [], []
+        for j, t in enumerate(ids):
+            mass: dict[int, float] = {}
+            for c, c_ids in split.items():
+                if len(c_ids) > j and c_ids[:j] == ids[:j]:
+                    mass[c_ids[j]] = mass.get(c_ids[j], 0.0) + probs[c]
+            z = sum(mass.values())
+            ranked_ids = sorted(mass, key=lambda i: -mass[i])[:top_k]
+            lp = {i: math.log(mass[i] / z) if mass[i] > 0 else -1e4 for i in mass}
+            chosen.append(lp[t])
+            top_ids.append(ranked_ids)
+            top_lps.append([lp[i] for i in ranked_ids])
+        text = tok.decode(ids, skip_special_tokens=True)
+        return soft_labels.from_scores(tok, ids, text, chosen, top_ids, top_lps)
 
     def _score(self, request: ChatRequest, prompt_text: str, choices: list[str],
                score_text: str | None = None) -> dict[str, float]:
