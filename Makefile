@@ -68,6 +68,16 @@ demo_smollm2: $(STAMP) $(DEMO_DATA) smollm2
 	$(HARNESS) gate runs/demo_smollm2; test $$? -ne 2
 	$(HARNESS) report runs/demo_smollm2 --out reports/demo_smollm2/index.html
 
+# Hard vs soft targets (README, "Soft targets"): SmolLM2 scores the BANKING77 slice with
+# soft labels, then a SmolLM2 LoRA student trains on them hard and topk, three seeds each.
+.PHONY: banking77_soft
+banking77_soft: $(STAMP) smollm2
+	HF_HUB_OFFLINE=1 $(HARNESS) generate experiments/banking77_soft.yaml
+	$(HARNESS) validate experiments/banking77_soft.yaml
+	$(HARNESS) run experiments/banking77_soft.yaml
+	$(HARNESS) gate runs/banking77_soft; test $$? -ne 2
+	$(HARNESS) report runs/banking77_soft --out reports/banking77_soft/index.html
+
 # The teacher stage end to end (experiments/banking77_llm/README.md): LLM teachers answer the
 # committed prompts, then validate -> run -> gate -> report. A rerun answers from the call cache.
 .PHONY: banking77_llm
