@@ -13,6 +13,8 @@ The aligned form (the ``soft_labels`` column of a topk cell's ``train.jsonl``; c
 
     {"tokenizer": str,                 # the teacher's tokenizer identity
      "value_start": int,               # target offset where the answer's value starts
+     "choices": {label: float},        # a scored label's distribution (optional), with
+     "value_end": int,                 #   the target offset where the value ends
      "tokens": [{"start": int,         # target offset of the token's first value character
                  "end": int,           # target offset after its last one
                  "pre": str,           # its characters before the value (a spilled quote), or ""
@@ -104,7 +106,13 @@ def align(target: str, marker: str, soft_json: str | None) -> str | None:
                        "logprob": tok.get("logprob"),
                        "top": [[str(a.get("text") or ""), float(a["logprob"]), a.get("id")]
                                for a in tok.get("top") or []]})
-    if not placed:
+    scored = bool(soft.get("choices")) and value in soft["choices"]
+    if not placed and not scored:
         return None
-    return msgspec.json.encode({"tokenizer": soft.get("tokenizer"), "value_start": pos,
-                                "tokens": placed}).decode()
+    out: dict[str, Any] = {"tokenizer": soft.get("tokenizer"), "value_start": pos,
+                           "tokens": placed}
+    if scored:
+        # a scored label: the label distribution, which the student regroups by its own
+        # tokens (harness.train.soft_targets), and where the value ends in the target
+        out.update(choices=soft["choices"], value_end=pos + len(value))
+    return msgspec.json.encode(out).decode()

@@ -59,7 +59,8 @@ class AnswerLogprobs(msgspec.Struct, frozen=True, gc=False):
     value. ``text`` is what they spell; ``text[value_start:value_end]`` is the value as written
     (character offsets); ``tokenizer`` names the teacher's tokenizer; ``starts`` (optional,
     one per token, non-decreasing) is where each token starts in ``text`` — absent, the tokens'
-    texts are taken to spell ``text`` one after another."""
+    texts are taken to spell ``text`` one after another; ``choices`` (optional, a scored label
+    answer) is the teacher's probability of every label."""
 
     tokenizer: Annotated[str, msgspec.Meta(min_length=1)]
     top_k: Annotated[int, msgspec.Meta(ge=1)]
@@ -68,6 +69,7 @@ class AnswerLogprobs(msgspec.Struct, frozen=True, gc=False):
     value_end: Count
     tokens: Annotated[list[AnswerToken], msgspec.Meta(min_length=1)]
     starts: list[Count] | None = None
+    choices: dict[str, float] | None = None
 
 
 class Candidate(msgspec.Struct, frozen=True, gc=False):
@@ -91,6 +93,13 @@ def answer_logprobs_problem(soft: AnswerLogprobs) -> tuple[str, str] | None:
     if not soft.value_start <= soft.value_end <= len(soft.text):
         return ("value_end", f"value span {soft.value_start}..{soft.value_end} does not lie in "
                 f"text of {len(soft.text)} characters")
+    if soft.choices is not None:
+        if not soft.choices or any(not (math.isfinite(p) and 0 <= p <= 1)
+                                   for p in soft.choices.values()):
+            return ("choices", "every choice's probability must be in [0, 1]")
+        if abs(sum(soft.choices.values()) - 1) > 1e-3:
+            return ("choices", f"the probabilities sum to {sum(soft.choices.values()):.4f}, "
+                    "not 1")
     if soft.starts is not None:
         if len(soft.starts) != len(soft.tokens):
             return ("starts", f"{len(soft.starts)} offsets for {len(soft.tokens)} tokens")

@@ -172,7 +172,8 @@ def answer_logprobs(data: Mapping[str, Any] | None, top_k: int) -> dict[str, Any
 def bare_answer_logprobs(data: Mapping[str, Any] | None, top_k: int) -> dict[str, Any] | None:
     """The stored soft labels of a scored answer (:data:`SCORED_KEY`): the tokens spell the
     answer itself, no JSON around it, so the value is the whole ``text``. Same stored form as
-    :func:`answer_logprobs`; None when ``data`` is missing, malformed or empty."""
+    :func:`answer_logprobs`, plus ``choices`` (every label's probability) when the teacher gave
+    them; None when ``data`` is missing, malformed or empty."""
     if not data:
         return None
     try:
@@ -181,7 +182,10 @@ def bare_answer_logprobs(data: Mapping[str, Any] | None, top_k: int) -> dict[str
         return None
     if not text or not tokens or len(starts) != len(tokens):
         return None
-    return {"tokenizer": str(data.get("tokenizer") or "unknown"), "top_k": top_k, "text": text,
-            "value_start": 0, "value_end": len(text),
-            "tokens": [{**t, "top": list(t.get("top") or [])[:top_k]} for t in tokens],
-            "starts": [int(x) for x in starts]}
+    out = {"tokenizer": str(data.get("tokenizer") or "unknown"), "top_k": top_k, "text": text,
+           "value_start": 0, "value_end": len(text),
+           "tokens": [{**t, "top": list(t.get("top") or [])[:top_k]} for t in tokens],
+           "starts": [int(x) for x in starts]}
+    if isinstance(data.get("choices"), Mapping):
+        out["choices"] = {str(c): float(p) for c, p in data["choices"].items()}
+    return out

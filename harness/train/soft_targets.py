@@ -17,6 +17,10 @@ characters, and its alternatives become student token ids:
   trains hard); duplicates keep their largest log-probability; the kept log-probabilities are
   renormalised (softmax), which is the top-k distribution renormalised.
 
+A scored label's soft labels (``choices``: every label's probability, from a label-scoring
+teacher) are regrouped by the student's own tokens instead (:func:`choice_soft_labels`): exact
+whatever tokenizer the teacher split the bare label with.
+
 The loss at such a position is ``(1 - w) * CE + w * KL(p_teacher || q_student)`` with ``q``
 the student's full softmax (its log-probabilities at the kept ids) and ``w`` the field set's
 ``soft_weight``; every other target token keeps plain cross-entropy. Temperature 1: the stored
@@ -107,6 +111,8 @@ def place_soft_labels(soft_json: str, target: str, target_ids: Sequence[int], of
         one :class:`SoftToken` per matched target token, in order.
     """
     aligned = msgspec.json.decode(soft_json)
+    if aligned.get("choices"):
+        return choice_soft_labels(aligned, target, target_ids, offset, speller.tokenizer)
     placed = aligned["tokens"]
     if not placed:
         return []
@@ -131,6 +137,51 @@ def place_soft_labels(soft_json: str, target: str, target_ids: Sequence[int], of
         top = max(lps)
         z = math.log(sum(math.exp(v - top) for v in lps)) + top
         out.append(SoftToken(offset + j, ids, tuple(math.exp(v - z) for v in lps)))
+    return out
+
+
+def choice_soft_labels(aligned: dict[str, Any], target: str, target_ids: Sequence[int],
+                       offset: int, tokenizer: Any) -> list[SoftToken]:
+    """Soft labels of a scored label answer (``choices`` in the aligned form): the teacher's
+    label distribution regrouped by the *student's* tokens of the target.
+
+    Each label is written where the value stands (``target[:value_start] + label``) and
+    tokenised by the student; from the first token that reaches into the value on, each target
+    token gets the constrained distribution: the labels that share the target's tokens before
+    it, grouped by their token there, each group weighing its labels' probabilities,
+    renormalised. Exact whatever the teacher's tokenizer (its bare ``b`` + ``illing`` and the
+    student's `` billing`` both carry P(billing)). A label whose tokens before the value differ
+    from the target's is left out; nothing is placed when the target's own value tokens are not
+    the label's (e.g. a merge across the value's end).
+
+    Returns:
+        one :class:`SoftToken` per token of the value, in order (possibly certain ones).
+    """
+    choices: dict[str, float] = {str(c): float(p) for c, p in aligned["choices"].items()}
+    lo, hi = int(aligned["value_start"]), int(aligned["value_end"])
+    spans = token_spans(tokenizer, target_ids, target, hi)
+    j0 = next((j for j, (_, y) in enumerate(spans) if y > lo), None)
+    if j0 is None or not spans or spans[-1][1] < hi:
+        return []
+    labels = list(choices)
+    encoded = tokenizer([target[:lo] + c for c in labels], add_special_tokens=False)["input_ids"]
+    head = list(target_ids[:j0])
+    split = {c: list(ids[j0:]) for c, ids in zip(labels, encoded, strict=True)
+             if list(ids[:j0]) == head}
+    won = split.get(target[lo:hi])
+    if not won or list(target_ids[j0:j0 + len(won)]) != won:
+        return []
+    out = []
+    for k, t in enumerate(won):
+        mass: dict[int, float] = {}
+        for c, ids in split.items():
+            if len(ids) > k and ids[:k] == won[:k]:
+                mass[ids[k]] = mass.get(ids[k], 0.0) + choices[c]
+        z = sum(mass.values())
+        if z <= 0 or mass.get(t, 0.0) <= 0:
+            break  # the teacher gave the target's label no probability: hard from here
+        ids_k = tuple(sorted(mass, key=lambda i: -mass[i]))
+        out.append(SoftToken(offset + j0 + k, ids_k, tuple(mass[i] / z for i in ids_k)))
     return out
 
 

@@ -224,24 +224,22 @@ def test_soft_targets_from_smollm2_as_hf_teacher_train_a_student_with_its_tokeni
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
-    # Labels whose first token is a word both bare (the teacher's scored answer) and after
-    # "Answer: " (the student's target): " pin" / "pin". SmolLM2 writes a bare "billing" as
-    # "b" + "illing" but " billing" as one token; such a label's tokens train hard (README).
+    # SmolLM2 writes a bare "billing" (the teacher's scored answer) as "b" + "illing", but
+    # " billing" after "Answer:" (the student's target) as one token: the stored label
+    # distribution is regrouped by the student's tokens, so the label still trains soft.
     prompts = [{"id": f"t{i}", "unit": "route", "prompt": p, "reference": r}
-               for i, (p, r) in enumerate([("My card PIN is blocked after three tries.",
-                                            "pin_blocked"),
-                                           ("When will my new card arrive?", "card_arrival"),
-                                           ("I typed the wrong PIN and now it is locked.",
-                                            "pin_blocked"),
-                                           ("My card has not arrived yet.", "card_arrival")])]
-    evals = [{"id": "e1", "unit": "route", "prompt": "The card I ordered is not here.",
-              "reference": "card_arrival"}]
+               for i, (p, r) in enumerate([("I was charged twice for my order.", "billing"),
+                                           ("My parcel never arrived.", "shipping"),
+                                           ("Refund the duplicate charge on my card.", "billing"),
+                                           ("Where is the courier with my box?", "shipping")])]
+    evals = [{"id": "e1", "unit": "route", "prompt": "The invoice shows two payments.",
+              "reference": "billing"}]
     for name, rows in (("train", prompts), ("eval", evals)):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     spec: dict[str, Any] = {
         "name": "soft",
         "data": {"samples": "data/samples.jsonl", "eval": "data/eval.jsonl"},
-        "units": {"route": {"kind": "label", "labels": ["card_arrival", "pin_blocked"]}},
+        "units": {"route": {"kind": "label", "labels": ["billing", "shipping"]}},
         "teachers": {"smol": {"provider": "hf", "package_file": SMOLLM2_FILE, "max_tokens": 8,
                               "answer_from": "label_scores", "batch_size": 4}},
         "generate": {"prompts": "train.jsonl", "eval_prompts": "eval.jsonl",
@@ -264,9 +262,8 @@ def test_soft_targets_from_smollm2_as_hf_teacher_train_a_student_with_its_tokeni
         (c,) = r["candidates"]
         soft = c["answer_logprobs"]
         assert soft["text"] == c["final"] and soft["value_start"] == 0
+        assert set(soft["choices"]) == {"billing", "shipping"}
         assert soft["tokenizer"].startswith("vocab-sha256:")
-        # the constrained distribution: at the first token both labels' first tokens
-        assert len(soft["tokens"][0]["top"]) == 2
         assert all(1 <= len(t["top"]) <= 5 for t in soft["tokens"])
     assert main(["validate", str(exp)]) == 0, capsys.readouterr().err
     capsys.readouterr()
@@ -276,8 +273,8 @@ def test_soft_targets_from_smollm2_as_hf_teacher_train_a_student_with_its_tokeni
                  "--only", "all/soft/x1/s0"]) == 0, capsys.readouterr().err
     cell = next(c for c in (out / "soft" / "cells").iterdir() if (c / "DONE").is_file())
     metrics = json.loads((cell / "metrics.json").read_text())
-    # every target "Answer: <label>" had its label's first token matched (" pin" / " card"
-    # re-spelled from the teacher's bare "pin" / "card"), and the run said so
+    # every target "Answer: <label>" got the teacher's label distribution on its " billing" /
+    # " shipping" token, and the run said so
     composed = [json.loads(line) for line in (cell / "train.jsonl").open()]
     assert metrics["train"]["soft_targets"]["examples"] == len(composed) > 0
     assert metrics["train"]["soft_targets"]["tokens"] >= len(composed)

@@ -335,6 +335,7 @@ def test_label_scores_soft_labels_are_the_constrained_distribution(
         pytest.approx([0.3, 0.7])
     soft = bare_answer_logprobs(data, 4)
     assert soft is not None and (soft["value_start"], soft["value_end"]) == (0, 12)
+    assert data["choices"] == soft["choices"] == probs  # for the student to regroup
     # the candidate keeps them (the label the tokens spell), and a tie keeps none
     completion = Completion(text="", extra={SCORED_KEY: data})
     completion.label_probs = probs

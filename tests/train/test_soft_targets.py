@@ -174,3 +174,26 @@ def test_a_student_learns_the_teachers_uncertainty_only_from_soft_targets(tok):
             assert "soft_targets" not in summary
     assert got["soft"] == pytest.approx(0.7, abs=0.08), got
     assert got["hard"] > 0.95, got
+
+
+def test_a_scored_labels_distribution_is_regrouped_by_the_students_tokens(tok):
+    """A label-scoring teacher's soft labels carry every label's probability: the student
+    regroups them by its own tokens of the target, whatever the teacher's split (a bare
+    "b" + "illing" or one token) — labels sharing the target's first token pool their mass."""
+    target = "Answer: billing"
+    ids = tok(target, add_special_tokens=False)["input_ids"]
+    choices = {"billing": 0.5, "billing_late": 0.2, "shipping": 0.3}
+    aligned = json.dumps({"tokenizer": "t", "value_start": 8, "value_end": 15,
+                          "choices": choices, "tokens": [
+                              {"start": 8, "end": 9, "pre": "", "id": 1, "text": "b",
+                               "logprob": -0.1, "top": [["b", -0.1, 1]]}]})
+    soft = place_soft_labels(aligned, target, ids, 3, Speller(tok))
+    billing = tok(" billing", add_special_tokens=False)["input_ids"][0]
+    shipping = tok(" shipping", add_special_tokens=False)["input_ids"][0]
+    assert [s.index for s in soft] == [3 + ids.index(billing)]
+    assert dict(zip(soft[0].ids, soft[0].probs, strict=True)) == pytest.approx(
+        {billing: 0.7, shipping: 0.3})
+    # the target's label got no probability from the teacher: nothing to learn from, hard
+    zero = json.loads(aligned)
+    zero["choices"] = {"billing": 0.0, "shipping": 1.0}
+    assert place_soft_labels(json.dumps(zero), target, ids, 3, Speller(tok)) == []

@@ -345,7 +345,10 @@ class HFLocalTeacher:
             top_ids.append(ranked_ids)
             top_lps.append([lp[i] for i in ranked_ids])
         text = tok.decode(ids, skip_special_tokens=True)
-        return soft_labels.from_scores(tok, ids, text, chosen, top_ids, top_lps)
+        # the label distribution itself too: a student regroups it by its own tokens of the
+        # target, which need not split the label as the bare answer does
+        return {**soft_labels.from_scores(tok, ids, text, chosen, top_ids, top_lps),
+                "choices": {c: float(p) for c, p in probs.items()}}
 
     def _score(self, request: ChatRequest, prompt_text: str, choices: list[str],
                score_text: str | None = None) -> dict[str, float]:
