@@ -212,8 +212,14 @@ GOOD = {"tokenizer": "endpoint:m", "top_k": 2, "text": 'shipping"}', "value_star
     ({**GOOD, "tokens": [{**GOOD["tokens"][0], "top": GOOD["tokens"][0]["top"][::-1]}]},  # type: ignore[index]
      "answer_logprobs.tokens[0].top"),
     ({**GOOD, "top_k": 1}, "answer_logprobs.tokens[0].top"),
+    ({**GOOD, "starts": [0, 4], "choices": {"shipping": 0.75, "billing": 0.25}}, None),
+    ({**GOOD, "starts": [0]}, "answer_logprobs.starts"),
+    ({**GOOD, "starts": [4, 0]}, "answer_logprobs.starts"),
+    ({**GOOD, "choices": {"shipping": 0.75, "billing": 0.5}}, "answer_logprobs.choices"),
+    ({**GOOD, "choices": {"shipping": 1.5}}, "answer_logprobs.choices"),
 ], ids=["absent", "null", "good", "no-tokens", "top-k-0", "span", "type", "positive",
-        "unsorted", "too-many"])
+        "unsorted", "too-many", "starts-choices", "starts-count", "starts-order",
+        "choices-sum", "choices-range"])
 def test_validate_accepts_and_rejects_shapes(tiny: Callable[..., Path],
                                              capsys: pytest.CaptureFixture[str], soft: Any,
                                              problem: str | None) -> None:
