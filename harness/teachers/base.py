@@ -87,7 +87,11 @@ class ChatRequest:
                 **({"answer_schema": json.loads(self.answer_schema)}
                    if self.answer_schema is not None else {}),
                 # only when asked, so runs without soft labels keep their cached calls
-                **({"soft_top_k": self.soft_top_k} if self.soft_top_k is not None else {})}
+                **({"soft_top_k": self.soft_top_k} if self.soft_top_k is not None else {}),
+                # scored soft labels changed form (the constrained distribution and the label
+                # probabilities): answers cached in the first form are not reused for them
+                **({"soft_form": "constrained"} if self.soft_top_k is not None
+                   and self.score_messages is not None else {})}
 
 
 @dataclass
