@@ -31,7 +31,8 @@ __all__ = ["EXIT_FAIL", "EXIT_INPUT", "EXIT_OK", "build_parser", "main"]
 
 
 def _positive_int(text: str) -> int:
-    """argparse type of ``--max-cells``: a whole number >= 1 (else a usage error, exit 2)."""
+    """argparse type of ``--max-cells``, ``--threads``, ``--workers``: a whole number >= 1 (else
+    a usage error, exit 2)."""
     try:
         n = int(text)
     except ValueError:
@@ -93,7 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--isolate", action="store_true",
                    help="run each cell's worker in its own process")
     r.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    r.add_argument("--threads", type=int, help="torch CPU threads")
+    r.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch threads every cell computes with, on every executor (default: "
+                        "execution.threads, else 1); results can differ in the last decimals "
+                        "between thread counts")
+    r.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="cells at once on a machine without a GPU, each in a worker process "
+                        "(default: $HARNESS_WORKERS, else execution.cpu_workers, else the "
+                        "cores divided by the threads); 1 runs them one by one in this process")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="where cells run: local (this machine, every GPU; default) or ray "

@@ -97,6 +97,14 @@ class InputError(Exception):
         return "\n".join(lines)
 
 
+def number(value: float) -> str:
+    """``value`` as the user wrote it, for messages: the shortest text that reads back as the
+    same float (``5.0000001``, not ``:g``'s ``5``), without a trailing ``.0`` (``6``, not
+    ``6.0``: a JSON ``6`` is read as a float by the tables)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ``", did you mean 'x'?"`` suffix for the closest choice, or "" when none is close."""
     import difflib

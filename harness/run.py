@@ -6,14 +6,22 @@ the records of :mod:`harness.store.contracts`.
 A finished cell (its ``DONE`` marker holds its id) is skipped; a changed spec or changed data
 gives a new cell id, so it is run afresh. A failing cell (exception, non-finite loss, out of
 memory, full disk) is recorded and the others go on; the command then exits with status 1.
+
+Every cell of a run computes with one torch thread count (:func:`harness.threads.run_threads`:
+``--threads``, ``execution.threads``, else 1), whichever executor runs it; ``run.json`` records
+it (``numerics``) and, per finished cell, what reproduces its numbers elsewhere
+(``reproduce``: threads, device, dtype, seed, library versions, CPU kernels, BLAS). A run whose
+thread count differs from the finished cells' says so on stderr before it starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +38,15 @@ from harness.samples import Dataset
 from harness.spec import LoadedExperiment
 from harness.store.contracts import (
     CellEntry,
+    CellManifest,
+    CellMetrics,
     FailureRecord,
     LeakageFacts,
     RunRecord,
     TeacherFacts,
 )
 from harness.store.folder import CellFolder, RunFolder
+from harness.threads import run_threads
 
 
 @dataclass
@@ -126,7 +137,7 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
               force: bool = False, isolate: bool = False, device: str | None = None,
               threads: int | None = None, progress: bool = True,
               matrix: list[Cell] | None = None, executor: str = "local",
-              address: str | None = None) -> RunSummary:
+              address: str | None = None, workers: int | None = None) -> RunSummary:
     """Compose, train and evaluate each of ``cells`` not already done; then collect the store
     over the whole ``matrix`` (default: ``cells``), so ``--only`` never drops finished cells
     from the results table.
@@ -135,20 +146,32 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
     or ``ray``) runs the composed cells, and what it returns is written into the run folder
     with ``DONE`` last. Ctrl-C (or any error that ends the run) cancels the cells submitted and
     not finished: their folders have no ``DONE``, so the next run does them again.
+
+    Args:
+        threads: ``--threads`` (None: ``execution.threads``, else 1), every cell's torch
+            threads on every executor.
+        workers: ``--workers``, cells at once on the CPU for the local executor (None:
+            ``$HARNESS_WORKERS``, ``execution.cpu_workers``, else one per core per thread).
     """
     from harness.compose import build_context, compose_cell, eval_frame, write_cell
     from harness.compose.compose import TargetTemplateError
     from harness.execute import make_executor
-    from harness.execute.local import describe
+    from harness.execute.local import cpu_workers, describe
 
     exp = loaded.spec
     run = RunFolder(out / exp.name)
     summary = RunSummary(run_dir=run.root)
+    n_threads, threads_from = run_threads(threads, exp.execution.threads)
+    n_workers = 1 if executor == "ray" else cpu_workers(
+        workers, exp.execution.cpu_workers, threads=n_threads, memory=exp.execution.memory)[0]
+    redo = {c.cell_id for c in cells} if force else set()
+    warn_mixed_threads(run, [c for c in matrix or cells if c.cell_id not in redo], n_threads,
+                       threads_from)
     teachers = teacher_facts(data)  # before the context releases the candidate tables
     ctx = build_context(exp, data, release=True)
     ev = eval_frame(exp, data)
     ex = make_executor(executor, exp.execution, experiment=exp.name, device=device,
-                       threads=threads, isolate=isolate, address=address)
+                       threads=n_threads, isolate=isolate, address=address, workers=n_workers)
     view = Progress({c.cell_id: c.label for c in cells}, enabled=progress)
     driver = _Driver(run, summary, ex, view)
     try:
@@ -185,8 +208,47 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
     finally:
         ex.close()
         view.close()
-    collect(loaded, data, matrix or cells, summary, teachers)
+    collect(loaded, data, matrix or cells, summary, teachers,
+            numerics={"threads": n_threads, "threads_from": threads_from})
     return summary
+
+
+def _finished_threads(run: RunFolder, cells: list[Cell]) -> Counter[int]:
+    """How many of ``cells`` are finished in ``run``, per torch thread count their
+    ``metrics.json`` records (cells from before the count was recorded are left out)."""
+    counts: Counter[int] = Counter()
+    for cell in cells:
+        folder = run.cell(cell.cell_id)
+        if not folder.is_done(cell.cell_id):
+            continue
+        # an unreadable or older metrics file is no evidence either way (collect reports it)
+        with contextlib.suppress(OSError, ValueError, LookupError, AttributeError, TypeError):
+            n = json.loads(folder.metrics.read_text(encoding="utf-8"))["environment"]["threads"]
+            if isinstance(n, int) and not isinstance(n, bool):
+                counts[n] += 1
+    return counts
+
+
+def warn_mixed_threads(run: RunFolder, kept: list[Cell], threads: int, source: str) -> bool:
+    """Say on stderr when finished cells this run keeps were computed with another thread
+    count than ``threads`` (results.parquet would mix two settings); True when it did.
+
+    Args:
+        run: the run folder.
+        kept: the matrix's cells this run does not recompute.
+        threads, source: this run's count and where it came from (:func:`run_threads`).
+    """
+    other = {n: k for n, k in sorted(_finished_threads(run, kept).items()) if n != threads}
+    if not other:
+        return False
+    them = ", ".join(f"{k} with {n}" for n, k in other.items())
+    match = " or ".join(f"--threads {n}" for n in other)
+    print(f"warning: finished cells of {run.root} were computed with another torch thread "
+          f"count ({them}) than this run's {threads} ({source}); float reductions depend on "
+          f"it, so their numbers and this run's would mix two settings in results.parquet (the "
+          f"4th to 6th decimal of calibration metrics can differ). Run with {match} to match "
+          f"them, or with --force to recompute every cell with {threads}.", file=sys.stderr)
+    return True
 
 
 def teacher_facts(data: Dataset) -> TeacherFacts:
@@ -214,9 +276,31 @@ def teacher_facts(data: Dataset) -> TeacherFacts:
     )
 
 
+#: metrics.json ``environment`` keys that decide a cell's numbers (``run.json`` ``reproduce``).
+REPRODUCE_KEYS = ("device", "dtype", "autocast", "threads", "deterministic", "cpu_capability",
+                  "torch_blas", "mkldnn", "numpy_blas", "numerics_env", "torch", "transformers",
+                  "tokenizers", "numpy", "python", "cuda", "gpu", "cudnn", "tf32_matmul",
+                  "tf32_cudnn")
+
+
+def reproduce_record(manifest: CellManifest, metrics: CellMetrics) -> dict[str, Any]:
+    """What reproduces a finished cell's numbers on another machine, besides its spec and data
+    (whose hashes are its id): the seed, the harness version that composed it, and what its
+    metrics record of threads, device, dtype, CPU kernels, BLAS and library versions (cells
+    from older versions record less)."""
+    env = metrics.environment
+    return {"seed": metrics.axes.seed, "harness_version": manifest.harness_version,
+            **{k: env[k] for k in REPRODUCE_KEYS if k in env}}
+
+
 def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary: RunSummary,
-            teachers: TeacherFacts) -> None:
-    """Write the results and latency tables, the teacher audit and the run record."""
+            teachers: TeacherFacts, numerics: dict[str, Any] | None = None) -> None:
+    """Write the results and latency tables, the teacher audit and the run record.
+
+    Args:
+        numerics: the run's thread setting (``threads``, ``threads_from``) for ``run.json``;
+            the finished cells' counts per thread count are added here.
+    """
     from harness.store.results import cell_rows, latency_rows, results_frame, write_results
 
     exp = loaded.spec
@@ -225,6 +309,7 @@ def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary:
     status = {o.cell.cell_id: o for o in summary.outcomes}
     before = _previous_where(run)
     cell_index = []
+    by_threads: Counter[str] = Counter()
     for cell in cells:
         folder = run.cell(cell.cell_id)
         outcome = status.get(cell.cell_id)
@@ -239,7 +324,10 @@ def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary:
                               is_baseline=cell.is_baseline, status="done",
                               train_seconds=metrics.train["train_seconds"],
                               eval_seconds=metrics.eval_seconds, error=None,
-                              **{"node": metrics.environment.get("host"), **where})
+                              **{"node": metrics.environment.get("host"), **where},
+                              reproduce=reproduce_record(manifest, metrics))
+            if isinstance(metrics.environment.get("threads"), int):
+                by_threads[str(metrics.environment["threads"])] += 1
         else:
             failed = outcome is not None and outcome.status == "failed"
             entry = CellEntry(cell_id=cell.cell_id, label=cell.label,
@@ -259,6 +347,8 @@ def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary:
         baseline=exp.baseline.model_dump(mode="json"), cells=cell_index,
         inputs={"samples": data.train.sha256, "eval": data.eval.sha256},
         python=sys.version.split()[0], pid=os.getpid(), leakage=leakage_facts(loaded, data),
+        numerics=None if numerics is None else {
+            **numerics, "finished_cells_by_threads": dict(sorted(by_threads.items()))},
     ))
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from harness.caches import use_run_caches
 from harness.store.contracts import CellMetrics
 from harness.store.folder import CellFolder
-from harness.threads import thread_record
+from harness.threads import DEFAULT_THREADS, cell_numerics, numerics_record, thread_record
 
 if TYPE_CHECKING:
     from harness.students.base import StudentKind
@@ -79,9 +79,25 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
              threads: int | None = None) -> CellMetrics:
     """Train and evaluate one cell; returns its metrics (also written to the cell folder).
 
+    Args:
+        cell_dir: the composed cell folder (files: :class:`~harness.store.folder.CellFolder`).
+        device: ``cpu`` / ``cuda`` (None: cuda when available).
+        latency_runs: timed latency runs when the spec does not say.
+        threads: torch intra-op threads the cell computes with (None:
+            :data:`harness.threads.DEFAULT_THREADS`, 1); set before the first tensor op and
+            restored afterwards (:func:`harness.threads.cell_numerics`), so every executor
+            computes a cell alike.
+
     Raises whatever training raises (e.g. :class:`~harness.train.loop.NonFiniteLoss`,
     ``torch.OutOfMemoryError``); the caller records it as the cell's failure.
     """
+    dev = pick_device(device)
+    with cell_numerics(threads or DEFAULT_THREADS, dev.type):
+        return _run_cell(cell_dir, dev, latency_runs)
+
+
+def _run_cell(cell_dir: Path, dev: Any, latency_runs: int) -> CellMetrics:
+    """:func:`run_cell`'s body, inside the cell's numerics settings."""
     import torch
     import transformers
 
@@ -95,12 +111,7 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
     spec = manifest.spec
     cell_id = manifest.cell_id
     folder.clear_done()
-    if threads:
-        torch.set_num_threads(threads)
-    dev = pick_device(device)
     seed = int(spec["seed"])
-    if dev.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
     samples = folder.read_train()
     eval_rows = folder.read_eval()
     if not samples:
@@ -131,7 +142,8 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
         environment={"device": dev.type, "torch": torch.__version__,
                      "transformers": transformers.__version__,
                      "python": platform.python_version(), "host": platform.node(),
-                     **thread_record(torch.get_num_threads())},
+                     **thread_record(torch.get_num_threads()),
+                     **numerics_record(dev, model=student.model), "seed": seed},
     )
     folder.write_predictions(predictions)
     folder.write_metrics(metrics)

@@ -9,6 +9,7 @@ kinds' training switches.
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import harness.units as unit_kinds
 from harness.checks.registry import Context, Rules, problem
 from harness.compose.registry import CONFIDENCE_RULES, FAILURE_MODES, SELECTORS
 from harness.compose.templates import TemplateProblem, compile_target_template
-from harness.errors import Problem, did_you_mean
+from harness.errors import Problem, did_you_mean, number
 from harness.spec import LoadedExperiment, parse_experiment
 from harness.spec.models import CellPattern, CellRef, costs_declared
 from harness.students import base as student_kinds
@@ -67,8 +68,8 @@ def bucket_min_score(s: Context) -> Iterator[Problem]:
     low, high = s["data"].judge_scale
     for name, b in s["buckets"].items():
         if b.min_score is not None and not low <= b.min_score <= high:
-            yield problem(f"buckets.{name}.min_score", f"{b.min_score:g} is outside the judge "
-                          f"scale ({low:g}-{high:g})")
+            yield problem(f"buckets.{name}.min_score", f"{number(b.min_score)} is outside the "
+                          f"judge scale ({number(low)}-{number(high)})")
 
 
 @rule("buckets")
@@ -166,17 +167,32 @@ def gate_units(s: Context) -> Iterator[Problem]:
 
 @rule("gate", "units")
 def gate_metrics(s: Context) -> Iterator[Problem]:
-    """``gate.min_metric`` names metrics the unit's kind scores."""
+    """``gate.min_metric`` names metrics the unit's kind scores, each minimum within the
+    metric's range where it has one (a rate's [0, 1]): above it the minimum is never met, below
+    it always, and either way the gate checks nothing."""
     for unit, mins in s["gate"].min_metric.items():
         spec = s["units"].get(unit)
         if spec is None:  # undeclared (gate_units) or failed validation (reported already)
             continue
         known = unit_kinds.known_metrics(spec)
-        for metric in mins:
+        kind = unit_kinds.get(spec.kind)
+        for metric, minimum in mins.items():
+            path = f"gate.min_metric.{unit}.{metric}"
             if metric not in known:
-                yield problem(f"gate.min_metric.{unit}.{metric}",
-                              f"unit {unit!r} ({spec.kind}) has no metric {metric!r}"
+                yield problem(path, f"unit {unit!r} ({spec.kind}) has no metric {metric!r}"
                               f"{did_you_mean(metric, known)} (known: {', '.join(known)})")
+                continue
+            try:
+                bounds = kind.metric_def(metric).bounds
+            except KeyError:  # a kind's known_metrics beyond its declared ones: no range known
+                bounds = None
+            if bounds is None or bounds[0] <= minimum <= bounds[1]:
+                continue
+            low, high = bounds
+            fate = (f"a minimum above {number(high)} is never met" if minimum > high else
+                    f"a minimum below {number(low)} is always met")
+            yield problem(path, f"{number(minimum)} is outside the range of {metric} "
+                          f"([{number(low)}, {number(high)}]): {fate}")
 
 
 @rule("stop")
@@ -208,6 +224,26 @@ def unit_templates(s: Context) -> Iterator[Problem]:
             compile_target_template(unit)
         except TemplateProblem as exc:
             yield problem(f"units.{name}.template", str(exc))
+
+
+@rule("units")
+def unit_markers(s: Context) -> Iterator[Problem]:
+    """A unit's ``marker`` (the refusal kind's answer that means refuse / escalate) is one line
+    of visible text without surrounding whitespace: answers are compared with it after their own
+    whitespace is stripped, so a marker of spaces, a newline or " ESCALATE" is never matched."""
+    for name, unit in s["units"].items():
+        marker = getattr(unit, "marker", None)
+        if not isinstance(marker, str):
+            continue
+        path = f"units.{name}.marker"
+        if not marker.strip():
+            yield problem(path, f"{marker!r} has no visible character: the marker is the "
+                          "answer that means refuse (e.g. ESCALATE)")
+        elif marker.splitlines() != [marker]:  # any line break Python knows
+            yield problem(path, f"{marker!r} spans several lines: the marker is one line")
+        elif marker != marker.strip():
+            yield problem(path, f"{marker!r} has whitespace around it, and answers are compared "
+                          f"with their own stripped: write {marker.strip()!r}")
 
 
 @rule("student", "units")
@@ -331,10 +367,59 @@ def data_files(s: Context) -> Iterator[Problem]:
 
 @rule("student", files=True)
 def student_checkpoint(s: Context) -> Iterator[Problem]:
-    """A student checkpoint named by ``student.model`` is a folder."""
-    model = s["student"].model
-    if model is not None and _file_kind(model) != "folder":
-        yield problem("student.model", f"checkpoint folder not found: {model}")
+    """The checkpoints of ``student.model`` and ``student.distill.teacher_model`` are folders
+    on this machine, and a ``config.json`` in one is a JSON object (see
+    :func:`_checkpoint_problems`)."""
+    student = s["student"]
+    if student.model is not None:
+        yield from _checkpoint_problems(student.model, "student.model", "student checkpoint")
+    if student.distill is not None:
+        yield from _checkpoint_problems(student.distill.teacher_model,
+                                        "student.distill.teacher_model", "teacher checkpoint")
+
+
+#: Largest config.json read (bytes); a model's is a few kB.
+_MAX_CONFIG_BYTES = 16 * 2**20
+#: Where a checkpoint path is looked for, said in every "not found" (a Ray cluster's nodes
+#: read the same path, and validate cannot see them).
+_WHERE_CHECKED = ("validate checks the path on this machine; with --executor ray every node "
+                  "also reads it at this same path")
+
+
+def _checkpoint_problems(folder: Path, field: str, what: str) -> Iterator[Problem]:
+    """Why ``folder`` cannot be the checkpoint folder at ``field``: missing (a hub id or a
+    path that exists only on a cluster's nodes), a plain file, a device, FIFO or socket, or a
+    ``config.json`` that is not a readable JSON object. A folder without config.json is left
+    to the loader (tests and from-scratch tools use bare folders)."""
+    kind = _file_kind(folder)
+    if kind == "missing":
+        yield problem(field, f"{what} folder not found: {folder} (a local folder: models are "
+                      "not downloaded from the Hugging Face hub, download it first; "
+                      f"{_WHERE_CHECKED})")
+        return
+    if kind != "folder":
+        shown = "a plain file" if kind == "file" else kind
+        yield problem(field, f"not a folder ({shown}): {folder}; give the {what}'s folder "
+                      "(config.json, weights and tokenizer files)")
+        return
+    config = folder / "config.json"
+    kind = _file_kind(config)
+    if kind == "missing":
+        return
+    if kind != "file":
+        yield problem(field, f"{config} is not a regular file ({kind})")
+        return
+    try:
+        if config.stat().st_size > _MAX_CONFIG_BYTES:
+            raise ValueError(f"larger than {_MAX_CONFIG_BYTES // 2**20} MB")
+        data = json.loads(config.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        yield problem(field, f"{config} is not valid JSON ({exc}); the checkpoint is damaged "
+                      "or not a Hugging Face model folder")
+        return
+    if not isinstance(data, dict):
+        yield problem(field, f"{config} holds a JSON {type(data).__name__}, not the object of "
+                      "a model configuration")
 
 
 @rule("student", files=True)

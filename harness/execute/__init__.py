@@ -2,7 +2,8 @@
 
 - :mod:`harness.execute.base`: the :class:`Executor` interface, the task payload
   (:class:`CellTask`) and result (:class:`CellResult`), failure records;
-- :mod:`harness.execute.local`: in process, or a pool of worker processes over every GPU;
+- :mod:`harness.execute.local`: in process, or a pool of worker processes over every GPU or
+  every core;
 - :mod:`harness.execute.ray_executor`: Ray tasks on a cluster (``ray`` imported only there);
 - :mod:`harness.execute.task` (on the node) and :mod:`harness.execute.shipping` (on the
   driver): a cell's files out as bytes, its results back, ``DONE`` last;
@@ -29,9 +30,16 @@ EXECUTORS = ("local", "ray")
 
 
 def make_executor(name: str, execution: object, *, experiment: str, device: str | None,
-                  threads: int | None, isolate: bool, address: str | None) -> Executor:
+                  threads: int | None, isolate: bool, address: str | None,
+                  workers: int = 1) -> Executor:
     """The executor ``--executor name`` asks for, set up from the ``execution:`` section
-    (:class:`harness.spec.execution.ExecutionSpec`)."""
+    (:class:`harness.spec.execution.ExecutionSpec`).
+
+    Args:
+        threads: torch threads per cell, the run's setting (:func:`harness.threads.run_threads`).
+        workers: cells at once on the CPU for the local executor
+            (:func:`harness.execute.local.cpu_workers`); the Ray executor ignores it.
+    """
     from harness.spec.execution import ExecutionSpec
 
     assert isinstance(execution, ExecutionSpec)
@@ -47,4 +55,4 @@ def make_executor(name: str, execution: object, *, experiment: str, device: str 
 
     return local_executor(per_cell_gpus=execution.gpus, device=device, threads=threads,
                           isolate=isolate, checkpoint=policy,
-                          max_retries=execution.max_retries)
+                          max_retries=execution.max_retries, workers=workers)

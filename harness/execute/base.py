@@ -48,10 +48,15 @@ class CellTask:
     """What travels to a worker: everything it needs, as plain data.
 
     Attributes:
-        files: composed file name (relative to the cell folder) -> its bytes.
+        files: composed file name (relative to the cell folder) -> its bytes; empty when the
+            cell runs ``in_place``.
         device: ``cpu`` / ``cuda`` / None (the worker picks cuda when it has one).
-        threads: torch CPU threads in the worker (None: the worker's default).
+        threads: torch intra-op threads the cell computes with (the run's setting:
+            :func:`harness.threads.run_threads`; None: the worker's default, 1).
         attempt: 1 on first submission; +1 each time a lost worker is retried.
+        in_place: the composed cell folder on the worker's own file system (a local worker
+            process): the worker runs the cell there, as the in-process path does, and ships
+            nothing back (None: run the shipped ``files`` in a temporary folder).
     """
 
     cell_id: str
@@ -61,6 +66,7 @@ class CellTask:
     threads: int | None = None
     checkpoint: CheckpointPolicy = CheckpointPolicy()
     attempt: int = 1
+    in_place: str | None = None
 
 
 @dataclass

@@ -1,18 +1,30 @@
-"""The local executor: cells in this process, or a pool of worker processes over every GPU.
+"""The local executor: cells in this process, or a pool of worker processes (GPU or CPU slots).
 
 Which one :func:`local_executor` picks:
 
-- no GPU visible (or ``--device cpu``), no ``--isolate``: :class:`InlineExecutor`, today's
-  path: each cell runs in this process, one after another, straight into its run folder;
 - GPUs visible: :class:`PoolExecutor` with the slots of :func:`plan_slots`: one long-lived
   worker process per slot, ``CUDA_VISIBLE_DEVICES`` naming the slot's GPU(s); with
   ``execution.gpus: 0.25`` four slots share each GPU, so four small cells run on it at once
   and no cell pays the process, torch and transformers start-up again;
+- no GPU visible (or ``--device cpu``, or ``execution.gpus: 0``): the same pool with CPU slots
+  ``cpu0``, ``cpu1``, ...: as many cells at once as :func:`cpu_workers` says (``--workers``,
+  else ``$HARNESS_WORKERS``, else ``execution.cpu_workers``, else the cores divided by the
+  run's threads, capped by ``execution.memory`` when set). One worker:
+  :class:`InlineExecutor`, each cell in this process, one after another;
 - ``--isolate``: the same pool, but every cell gets a fresh process (a crash, even a segfault,
   ends only that cell's process).
 
+Every executor computes a cell with the run's thread count (:mod:`harness.threads`), so where a
+cell ran never changes its numbers. A local worker runs the cell in its own folder of the run
+(the driver's file system; nothing is shipped) unless ``execution.checkpoint`` is ``drop`` or
+``storage``; it writes ``DONE`` last, as in process. Memory is one cell's peak per worker: a
+worker takes the next cell only when its current one is finished, and a cell's files are read
+only when a worker takes it.
+
 A worker process that dies under a cell (killed, crashed, out of host memory) is replaced and
-the cell is retried, at most ``execution.max_retries`` times; then it is recorded as failed.
+the cell is retried, at most ``execution.max_retries`` times; then it is recorded as failed. A
+worker whose driver is gone (killed) ends itself within a second
+(:mod:`harness.execute.slot_worker`).
 """
 
 from __future__ import annotations
@@ -21,11 +33,14 @@ import math
 import os
 import platform
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import InputError
@@ -41,6 +56,11 @@ from harness.execute.base import (
 )
 from harness.execute.shipping import pack_cell
 from harness.execute.slot_worker import NODE_ENV, recv, send
+from harness.threads import DEFAULT_THREADS, available_cores, thread_env
+
+#: Environment variable: how many cells run at once on the CPU (what ``--workers`` sets; 1 runs
+#: them in process). The test suite sets 1, so its runs stay in process.
+WORKERS_ENV = "HARNESS_WORKERS"
 
 
 @dataclass(frozen=True)
@@ -94,6 +114,64 @@ def plan_slots(gpus: list[str], per_cell: float | None) -> list[Slot]:
             for i in range(0, len(gpus) - n + 1, n)]
 
 
+def cpu_slots(n: int) -> list[Slot]:
+    """``n`` CPU slots, ``cpu0`` .. ``cpu{n-1}`` (their workers see no GPU)."""
+    return [Slot(f"cpu{i}") for i in range(n)]
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new processes now (None where the OS does not say)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def cpu_workers(flag: int | None, spec_workers: int | None, *, threads: int,
+                memory: int | None = None, environ: Mapping[str, str] | None = None,
+                cores: int | None = None, free: int | None = None) -> tuple[int, str]:
+    """How many cells run at once on the CPU, and what decided it.
+
+    The first of: ``--workers`` (``flag``), ``$HARNESS_WORKERS``, ``execution.cpu_workers``;
+    else one worker per ``threads`` cores, and no more than the available memory holds at
+    ``execution.memory`` per cell when that is set (a worker's memory is one cell's peak).
+
+    Args:
+        flag, spec_workers: the flag's and the section's value (None: not given).
+        threads: the run's torch threads per cell.
+        memory: ``execution.memory`` in bytes (None: not declared).
+        environ, cores, free: the environment, the usable cores and the available memory in
+            bytes (defaults: this process's; tests pass their own).
+
+    Raises:
+        InputError: ``$HARNESS_WORKERS`` is not a whole number >= 1.
+    """
+    if flag:
+        return int(flag), "--workers"
+    env = os.environ if environ is None else environ
+    text = env.get(WORKERS_ENV, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise InputError(f"${WORKERS_ENV}={text!r}: expected a whole number >= 1 (how many "
+                             "cells run at once on the CPU; 1 runs them in process)")
+        return int(text), f"${WORKERS_ENV}"
+    if spec_workers:
+        return int(spec_workers), "execution.cpu_workers"
+    n = max(1, (cores or available_cores()) // max(1, threads))
+    if memory:
+        room = available_memory() if free is None else free
+        if room is not None and n > 1:
+            return max(1, min(n, room // memory)), "cores, execution.memory"
+    return n, "cores"
+
+
 class InlineExecutor(Executor):
     """Each cell in this process, at submission, straight into its run folder (today's path).
 
@@ -135,20 +213,41 @@ class InlineExecutor(Executor):
         return sum(e.kind == "finished" for e in self._events)
 
 
+#: Temporary folder of a pool's workers: ``<tmp>/harness-pool-<driver pid>-<random>``.
+POOL_PREFIX = "harness-pool-"
+
+
+def _remove_stale_pools(root: Path | None = None) -> None:
+    """Remove the temporary folders of pools whose driver is gone (killed: it could not)."""
+    for old in Path(root or tempfile.gettempdir()).glob(f"{POOL_PREFIX}*-*"):
+        pid = old.name.removeprefix(POOL_PREFIX).split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: is it alive (a reused pid keeps the folder)
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # alive, but another user's
+            continue
+
+
 class _Worker:
     """One slot's process: started on demand, replaced when it dies."""
 
-    def __init__(self, slot: Slot, host: str) -> None:
+    def __init__(self, slot: Slot, host: str, tmp: Path) -> None:
         self.slot, self.node = slot, f"{host}/{slot.name}"
+        self.tmp = tmp / slot.name  #: the process's TMPDIR, removed with the pool's
         self.proc: subprocess.Popen[bytes] | None = None
         self.log: IO[bytes] | None = None
 
-    def ensure(self, threads: int | None) -> subprocess.Popen[bytes]:
+    def ensure(self, threads: int) -> subprocess.Popen[bytes]:
         if self.proc is None or self.proc.poll() is not None:
-            env = {**os.environ, NODE_ENV: self.node}
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            # every thread pool sized before torch, MKL and OpenBLAS load (the run's count,
+            # whatever the user's shell exported), temporaries where the pool cleans them up
+            env = {**os.environ, NODE_ENV: self.node, **thread_env(threads),
+                   "TMPDIR": str(self.tmp)}
             env["CUDA_VISIBLE_DEVICES"] = ",".join(self.slot.gpus) if self.slot.gpus else ""
-            if threads:
-                env.setdefault("OMP_NUM_THREADS", str(threads))
             # the worker's stderr, kept for a crash's last line; closed by stop()
             self.log = tempfile.TemporaryFile()  # noqa: SIM115
             self.proc = subprocess.Popen(
@@ -191,11 +290,15 @@ class PoolExecutor(Executor):
                  fresh_process: bool = False) -> None:
         if not slots:
             raise ValueError("a pool needs at least one slot")
-        self.device, self.threads, self.checkpoint = device, threads, checkpoint
+        self.device, self.checkpoint = device, checkpoint
+        self.threads = threads or DEFAULT_THREADS
         self.max_retries, self.fresh = max_retries, fresh_process
         host = platform.node()
-        self._workers = [_Worker(s, host) for s in slots]
-        self._tasks: queue.Queue[CellTask | None] = queue.Queue()
+        _remove_stale_pools()
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"{POOL_PREFIX}{os.getpid()}-"))
+        self._workers = [_Worker(s, host, self._tmp) for s in slots]
+        # cells wait here as jobs (a path, not their files): the driver holds no payloads
+        self._tasks: queue.Queue[CellJob | CellTask | None] = queue.Queue()
         self._events: queue.Queue[Event] = queue.Queue()
         self._pending = 0
         self._cancelled = threading.Event()
@@ -210,8 +313,17 @@ class PoolExecutor(Executor):
 
     def submit(self, job: CellJob) -> None:
         self._pending += 1
-        self._tasks.put(pack_cell(job, device=self.device, threads=self.threads,
-                                  checkpoint=self.checkpoint))
+        self._tasks.put(job)
+
+    def _task(self, job: CellJob) -> CellTask:
+        """The task of a job, made when a worker takes it: in the cell's own folder when the
+        model stays there (``checkpoint: keep``), else its files shipped to a temporary one."""
+        if self.checkpoint.mode == "keep":
+            return CellTask(job.cell_id, job.label, {}, device=self.device,
+                            threads=self.threads, checkpoint=self.checkpoint,
+                            in_place=str(job.folder.path.resolve()))
+        return pack_cell(job, device=self.device, threads=self.threads,
+                         checkpoint=self.checkpoint)
 
     def poll(self, timeout: float) -> list[Event]:
         out: list[Event] = []
@@ -231,9 +343,15 @@ class PoolExecutor(Executor):
     def _serve(self, w: _Worker) -> None:
         """One slot's loop: run tasks on its process; a dead process means retry or fail."""
         while not self._cancelled.is_set():
-            task = self._tasks.get()
-            if task is None or self._cancelled.is_set():
+            item = self._tasks.get()
+            if item is None or self._cancelled.is_set():
                 return
+            try:
+                task = self._task(item) if isinstance(item, CellJob) else item
+            except OSError as exc:  # the composed files went missing: this cell fails
+                self._events.put(Event("finished", item.cell_id, w.node, CellResult(
+                    item.cell_id, ok=False, failure=failure_record(exc), node=w.node)))
+                continue
             result = self._run_one(w, task)
             if self._cancelled.is_set():
                 return
@@ -272,6 +390,7 @@ class PoolExecutor(Executor):
         self._cancelled.set()
         for w in self._workers:
             w.stop()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
     def close(self) -> None:
         if not self._cancelled.is_set():
@@ -287,25 +406,30 @@ class PoolExecutor(Executor):
                 except (OSError, subprocess.TimeoutExpired):
                     pass
             w.stop()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def local_executor(*, per_cell_gpus: float | None, device: str | None, threads: int | None,
                    isolate: bool, checkpoint: CheckpointPolicy, max_retries: int,
-                   gpus: list[str] | None = None) -> Executor:
-    """The local executor for this machine (see the module docstring for the choice)."""
+                   gpus: list[str] | None = None, workers: int = 1) -> Executor:
+    """The local executor for this machine (see the module docstring for the choice).
+
+    Args:
+        threads: torch threads per cell, the run's setting (None: 1).
+        workers: cells at once when there are no GPU slots (:func:`cpu_workers`).
+    """
     visible = [] if device == "cpu" else (visible_gpus() if gpus is None else gpus)
-    slots = plan_slots(visible, per_cell_gpus)
-    if not slots and not isolate:
+    slots = plan_slots(visible, per_cell_gpus) or cpu_slots(max(1, workers))
+    if not slots[0].gpus and len(slots) == 1 and not isolate:
         return InlineExecutor(device=device, threads=threads, checkpoint=checkpoint)
-    if slots and not threads:  # share the host's cores among the concurrent workers
-        threads = max(1, (os.cpu_count() or 1) // len(slots))
-    return PoolExecutor(slots or [Slot("cpu0")], device=device, threads=threads,
-                        checkpoint=checkpoint, max_retries=max_retries, fresh_process=isolate)
+    return PoolExecutor(slots, device=device, threads=threads, checkpoint=checkpoint,
+                        max_retries=max_retries, fresh_process=isolate)
 
 
 def describe(executor: Any) -> str:
     """One line for the terminal: which executor and how many workers."""
     if isinstance(executor, PoolExecutor):
         names = ", ".join(w.slot.name for w in executor._workers)
-        return f"local pool of {len(executor._workers)} worker process(es): {names}"
+        return (f"local pool of {len(executor._workers)} worker process(es): {names} "
+                f"({executor.threads} torch thread(s) each)")
     return getattr(executor, "description", executor.name)

@@ -43,6 +43,7 @@ from harness.execute.base import (
 )
 from harness.execute.shipping import pack_cell
 from harness.execute.task import LOSE_WORKER_ENV
+from harness.threads import DEFAULT_THREADS, thread_env
 
 #: Environment passed to every task's process (the OpenMP policy of :mod:`harness.threads`).
 TASK_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
@@ -127,6 +128,8 @@ class RayExecutor(Executor):
             ``RAY_ADDRESS`` environment variable, else a new local cluster.
         gpus, cpus, memory: resources per cell (``execution:``; ``gpus`` None: 1 when the
             cluster has GPUs, else 0).
+        threads: torch threads per cell, the run's setting (None: 1), whatever ``cpus``
+            reserves (``execution.threads`` sets both apart).
         ship_code: send the ``harness`` package to the workers (default: when connecting to
             an existing cluster).
     """
@@ -141,7 +144,8 @@ class RayExecutor(Executor):
         self._origin = "--address" if address else "RAY_ADDRESS"  # for the error messages
         self.gpus, self.cpus, self.memory = gpus, cpus, memory
         self.max_retries, self.device, self.checkpoint = max_retries, device, checkpoint
-        self.threads = threads or max(1, int(cpus))
+        # the run's count, never the task's CPUs: a cell computes alike on every executor
+        self.threads = threads or DEFAULT_THREADS
         self.ship_code = self.address is not None if ship_code is None else ship_code
         self._owned = False
         self._remote: Any = None
@@ -151,7 +155,7 @@ class RayExecutor(Executor):
 
     # -- connection -------------------------------------------------------------------------
     def _runtime_env(self) -> dict[str, Any]:
-        env = dict(TASK_ENV)
+        env = {**TASK_ENV, **thread_env(self.threads)}  # pools sized before torch loads
         if os.environ.get(LOSE_WORKER_ENV):  # the tests' lost-worker hook reaches the tasks
             env[LOSE_WORKER_ENV] = os.environ[LOSE_WORKER_ENV]
         runtime: dict[str, Any] = {"env_vars": env}
@@ -193,7 +197,8 @@ class RayExecutor(Executor):
             self._board = None
         where = self.address or "a local Ray cluster"
         self.description = (f"ray: {where}, {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} "
-                            f"GPUs; per cell {self.gpus:g} GPU, {self.cpus:g} CPU")
+                            f"GPUs; per cell {self.gpus:g} GPU, {self.cpus:g} CPU, "
+                            f"{self.threads} torch thread(s)")
 
     def _check_feasible(self, res: dict[str, float]) -> None:
         """Say so when no cell fits the cluster as it is now (an autoscaler may add nodes:

@@ -8,6 +8,10 @@ frame on its original stdout; anything the worker prints goes to stderr instead,
 corrupt the protocol. Reusing the process for many cells saves the interpreter, torch and
 transformers start-up (seconds per cell) that a process per cell would pay.
 
+The process runs in its own session (Ctrl-C at the terminal reaches only the driver, which
+cancels) and watches its parent: when the driver is gone (killed with SIGKILL, say) it ends
+itself within :data:`WATCH_S` seconds instead of finishing a cell nobody will collect.
+
 Frames are an 8-byte big-endian length and a pickle. Only the driver that started the process
 writes to it, so unpickling its frames is as safe as the driver itself. Standard library and
 worker-path modules only.
@@ -19,9 +23,13 @@ import os
 import pickle
 import signal
 import sys
+import threading
+import time
 from typing import IO, Any
 
 NODE_ENV = "HARNESS_SLOT_NODE"  #: the slot's name for the record (host/gpu0, host/cpu1)
+#: Seconds between two looks at whether the driver that started this process is still there.
+WATCH_S = 1.0
 
 
 def send(stream: IO[bytes], obj: Any) -> None:
@@ -43,6 +51,15 @@ def recv(stream: IO[bytes]) -> Any:
     return pickle.loads(blob)  # noqa: S301 - frames come only from the driver that started us
 
 
+def _watch_parent(parent: int) -> None:
+    """End this process (no clean-up: the pool removes its temporaries) once ``parent`` is
+    gone: the process is then adopted, and its parent id changes."""
+    while True:
+        time.sleep(WATCH_S)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def main() -> int:
     """Serve cells until stdin closes or a ``None`` frame arrives."""
     from harness.threads import configure_wait_policy
@@ -50,6 +67,8 @@ def main() -> int:
     configure_wait_policy()  # before torch loads OpenMP
     # Ctrl-C reaches the driver, which cancels: this process is ended by the driver.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True,
+                     name="harness-watch-parent").start()
     proto = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints go to stderr
     from harness.execute.task import execute_cell

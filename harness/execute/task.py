@@ -1,11 +1,13 @@
 """A cell's task, on the node that runs it: unpack, run the worker, pack what it produced.
 
-:func:`execute_cell` is what a pool worker process and a Ray task call. It writes the shipped
-cell folder into a temporary directory, runs :func:`harness.worker.run_cell` there (the same
-function ``harness worker`` runs), and returns every file the worker added (metrics,
-predictions, training log, ``DONE``; the model folder only when ``execution.checkpoint`` is
-``keep``), so the driver needs no shared file system. A cell that raises comes back as a failed
-result with its :func:`~harness.execute.base.failure_record`; only a lost process escapes.
+:func:`execute_cell` is what a pool worker process and a Ray task call. A local worker process
+given the cell's own folder (``in_place``) runs the cell there, as the in-process path does.
+Otherwise it writes the shipped cell folder into a temporary directory, runs
+:func:`harness.worker.run_cell` there (the same function ``harness worker`` runs), and returns
+every file the worker added (metrics, predictions, training log, ``DONE``; the model folder
+only when ``execution.checkpoint`` is ``keep``), so the driver needs no shared file system. A
+cell that raises comes back as a failed result with its
+:func:`~harness.execute.base.failure_record`; only a lost process escapes.
 
 Imports: the standard library and worker-path harness modules (torch, transformers and numpy
 through the worker); fsspec only for a ``storage`` URI with a scheme.
@@ -103,6 +105,8 @@ def execute_cell(task: CellTask, *, node: str | None = None) -> CellResult:
     t0 = time.perf_counter()
     where = node or platform.node()
     _lose_worker_for_test(task.cell_id)
+    if task.in_place is not None:
+        return _execute_in_place(task, where, t0)
     with tempfile.TemporaryDirectory(prefix=f"harness-{task.cell_id}-") as tmp:
         cell_dir = Path(tmp) / task.cell_id
         for rel, data in task.files.items():
@@ -125,3 +129,21 @@ def execute_cell(task: CellTask, *, node: str | None = None) -> CellResult:
                                    "hint": "see the worker's output", "traceback": ""})
     return CellResult(task.cell_id, ok=True, files=files, node=where, attempts=task.attempt,
                       seconds=time.perf_counter() - t0, checkpoint=stored)
+
+
+def _execute_in_place(task: CellTask, where: str, t0: float) -> CellResult:
+    """Run the cell in its own run-folder folder (a local worker: the driver's file system).
+
+    The worker writes every file atomically and ``DONE`` last, as in process; a process killed
+    half-way leaves a folder without ``DONE``, which the next run redoes.
+    """
+    import harness.worker as worker
+
+    assert task.in_place is not None
+    try:
+        worker.run_cell(Path(task.in_place), device=task.device, threads=task.threads)
+    except Exception as exc:  # noqa: BLE001 - reported as the cell's failure, not raised
+        return CellResult(task.cell_id, ok=False, failure=failure_record(exc), node=where,
+                          seconds=time.perf_counter() - t0, attempts=task.attempt)
+    return CellResult(task.cell_id, ok=True, node=where, attempts=task.attempt,
+                      seconds=time.perf_counter() - t0, in_place=True)

@@ -2,9 +2,11 @@
 
 Decoding and validating a million-record repository takes tens of seconds; ``plan`` and
 ``compose`` after ``validate`` should not pay that again. Once a file validates, its flattened
-tables are stored as Arrow IPC files under a key made of the file's SHA-256, the table layout
-version and the parts of the experiment that validation depends on (declared units, judge
-scale). Any change to the file or to those parts misses the cache. Only valid files are cached.
+tables are stored as Arrow IPC files under a key made of the file's SHA-256, the format it is
+read as (its suffix: the same bytes named ``.parquet`` and ``.jsonl`` validate differently, and a
+warm run must answer what a cold one does), the table layout version and the parts of the
+experiment that validation depends on (declared units, judge scale). Any change to the file, its
+format or those parts misses the cache. Only valid files are cached.
 
 Location: ``$HARNESS_CACHE_DIR`` or ``~/.cache/distill-harness``; delete it at any time.
 """
@@ -24,7 +26,8 @@ from harness.samples.tables import RecordTables
 from harness.spec.models import Experiment
 
 #: Bump when the tables' columns or the validation rules change.
-TABLES_VERSION = 4  # 3: the candidates' soft-label columns; 4: the labels themselves
+TABLES_VERSION = 5  # 3: the candidates' soft-label columns; 4: the labels themselves;
+#  5: duplicate JSON keys, blank ids and teacher names with control characters refused
 _NAMES = tuple(RecordTables.__dataclass_fields__)
 
 
@@ -34,9 +37,10 @@ def cache_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "distill-harness"
 
 
-def cache_key(sha256: str, exp: Experiment, is_eval: bool) -> str:
-    """Key of a file's validated tables under this experiment's validation rules."""
-    rules = {"v": TABLES_VERSION, "eval": is_eval,
+def cache_key(sha256: str, exp: Experiment, is_eval: bool, fmt: str) -> str:
+    """Key of a file's validated tables read as ``fmt`` (:func:`harness.samples.records.
+    file_format`) under this experiment's validation rules."""
+    rules = {"v": TABLES_VERSION, "eval": is_eval, "format": fmt,
              "units": {k: v.model_dump(mode="json") for k, v in exp.units.items()},
              "judge_scale": list(exp.data.judge_scale)}
     blob = json.dumps(rules, sort_keys=True).encode()

@@ -2,17 +2,22 @@
 
 Records are decoded line by line with msgspec into typed structs: that is where wrong types and
 missing fields are caught, each with its line and JSON path. Unknown fields are ignored so the
-contract can grow without breaking readers. Value rules (ranges, uniqueness, cross-field
-references) are checked afterwards on the flattened polars tables (:mod:`harness.samples.validate`).
+contract can grow without breaking readers. A JSON line is also refused, located, when one of
+its objects gives a key twice (a JSON reader silently keeps the last value, so the file would
+not say what it seems to) or when it nests deeper than the reader can follow (about 1,000
+levels, or :data:`MAX_ARGUMENT_DEPTH` in a tool step's ``arguments``, which later stages
+re-encode). Value rules (ranges, uniqueness, cross-field references) are checked afterwards on
+the flattened polars tables (:mod:`harness.samples.validate`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -213,6 +218,99 @@ def _decode_error(exc: Exception, raw: bytes) -> str:
     return f"invalid JSON: {msg}"
 
 
+#: What a line nested deeper than the reader follows is told (msgspec and Python's json stop
+#: near the interpreter's recursion limit, about 1,000 levels).
+TOO_DEEP = ("the record nests too deeply for the JSON reader (lists or objects about 1,000 "
+            "levels deep); a record needs only a few levels")
+#: Deepest nesting of a tool step's ``arguments`` (free-form JSON, re-encoded by later stages).
+MAX_ARGUMENT_DEPTH = 64
+
+_ANY_DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as its ``(key, value)`` pairs, duplicates kept (:func:`duplicate_key`)."""
+
+
+def duplicate_key(text: str) -> str | None:
+    """The JSON path (``candidates[1].teacher``) of the first key given twice in one object of
+    the JSON text ``text`` (already decoded once, so valid), or None when every key is unique.
+
+    A cheap count rules most lines out: every key/value pair has one ``:`` outside strings, so a
+    line without duplicates has no more ``:`` (counting ``\\u003a`` escapes, which decode to
+    one) than the same value re-encoded, where a duplicate's pair is gone; only lines with more
+    are parsed again keeping every pair (Python's json with ``object_pairs_hook``).
+
+    Raises:
+        RecursionError: the text nests deeper than the readers follow.
+    """
+    colons = text.count(":") + text.count("\\u003a") + text.count("\\u003A")
+    if colons <= _ENCODER.encode(_ANY_DECODER.decode(text)).count(b":"):
+        return None
+    stack: list[tuple[str, Any]] = [("", json.loads(text, object_pairs_hook=_Pairs))]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, _Pairs):
+            seen: set[str] = set()
+            for key, _ in value:
+                if key in seen:
+                    return f"{where}.{key}" if where else key
+                seen.add(key)
+            stack.extend((f"{where}.{k}" if where else k, v) for k, v in reversed(value))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+    return None  # only \\u003a look-alikes (an escaped backslash before "u003a") counted
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of decoded JSON (a scalar 0, ``[]`` 1, ``[[1]]`` 2), iteratively."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            deepest = max(deepest, d + 1)
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            deepest = max(deepest, d + 1)
+            stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
+def _deep_arguments(record: AnyRecord) -> str | None:
+    """The field of the first tool step whose ``arguments`` nest deeper than
+    :data:`MAX_ARGUMENT_DEPTH`, or None."""
+    for k, cand in enumerate(record.candidates):
+        for j, step in enumerate(cand.trajectory or ()):
+            if step.arguments and _depth(step.arguments) > MAX_ARGUMENT_DEPTH:
+                return f"candidates[{k}].trajectory[{j}].arguments"
+    return None
+
+
+def _check_line(decoder: msgspec.json.Decoder[Any], raw: bytes
+                ) -> tuple[AnyRecord | None, str, str]:
+    """One JSON line decoded: ``(record, "", "")``, or ``(None, field, why)``."""
+    try:
+        text = raw.decode("utf-8")
+        record = decoder.decode(text)
+        dup = duplicate_key(text)
+    except msgspec.ValidationError as exc:
+        field, msg = explain_msgspec_error(exc)
+        return None, field, msg
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return None, "", _decode_error(exc, raw)
+    except RecursionError:  # msgspec and json stop near the interpreter's recursion limit
+        return None, "", TOO_DEEP
+    if dup is not None:
+        return None, dup, ("this key is given twice in one object: a JSON reader silently "
+                           "keeps the last value; keep one")
+    deep = _deep_arguments(record)
+    if deep is not None:
+        return None, deep, (f"nests deeper than {MAX_ARGUMENT_DEPTH} levels; tool arguments "
+                            "need only a few")
+    return record, "", ""
+
+
 def iter_jsonl(path: Path, record_type: type[AnyRecord]
                ) -> Iterator[tuple[int, AnyRecord | None, str, str]]:
     """Decode a JSON Lines file.
@@ -228,13 +326,8 @@ def iter_jsonl(path: Path, record_type: type[AnyRecord]
                 raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
             if not raw.strip():
                 continue
-            try:
-                yield lineno, decoder.decode(raw.decode("utf-8")), "", ""
-            except msgspec.ValidationError as exc:
-                field, msg = explain_msgspec_error(exc)
-                yield lineno, None, field, msg
-            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-                yield lineno, None, "", _decode_error(exc, raw)
+            record, field, msg = _check_line(decoder, raw)
+            yield lineno, record, field, msg
 
 
 _MAP_FIELDS = ("pools", "failure", "tags", "scores")
@@ -270,20 +363,40 @@ def iter_parquet(path: Path, record_type: type[AnyRecord]
     for chunk in df.iter_slices(50_000):
         for d in chunk.to_dicts():
             row += 1
-            d = {k: _normalise_parquet_value(v, k) for k, v in d.items() if v is not None}
-            if isinstance(d.get("judge"), dict) and isinstance(d["judge"].get("scores"), dict):
-                d["judge"]["scores"] = {k: v for k, v in d["judge"]["scores"].items()
-                                        if v is not None}
-            try:
-                yield row, msgspec.convert(d, record_type), "", ""
-            except msgspec.ValidationError as exc:
-                field, msg = explain_msgspec_error(exc)
-                yield row, None, field, msg
+            yield (row, *_convert_row(d, record_type))
+
+
+def _convert_row(row: dict[str, Any], record_type: type[AnyRecord]
+                 ) -> tuple[AnyRecord | None, str, str]:
+    """One Parquet row (as polars gives it) as a record: ``(record, "", "")``, or
+    ``(None, field, why)``."""
+    try:
+        d = {k: _normalise_parquet_value(v, k) for k, v in row.items() if v is not None}
+        if isinstance(d.get("judge"), dict) and isinstance(d["judge"].get("scores"), dict):
+            d["judge"]["scores"] = {k: v for k, v in d["judge"]["scores"].items()
+                                    if v is not None}
+        record = msgspec.convert(d, record_type)
+    except msgspec.ValidationError as exc:
+        field, msg = explain_msgspec_error(exc)
+        return None, field, msg
+    except RecursionError:
+        return None, "", TOO_DEEP
+    deep = _deep_arguments(record)
+    if deep is not None:
+        return None, deep, (f"nests deeper than {MAX_ARGUMENT_DEPTH} levels; tool arguments "
+                            "need only a few")
+    return record, "", ""
+
+
+def file_format(path: Path) -> Literal["parquet", "jsonl"]:
+    """How a sample or eval file is read: by its suffix (``.parquet``, else JSON Lines). The
+    table cache keys on it too: the same bytes read as the other format validate differently."""
+    return "parquet" if path.suffix.lower() == ".parquet" else "jsonl"
 
 
 def iter_records(path: Path, record_type: type[AnyRecord]
                  ) -> Iterator[tuple[int, AnyRecord | None, str, str]]:
-    """Decode a sample or eval file by its suffix (``.parquet``, else JSON Lines)."""
-    if path.suffix.lower() == ".parquet":
+    """Decode a sample or eval file by its format (:func:`file_format`)."""
+    if file_format(path) == "parquet":
         return iter_parquet(path, record_type)
     return iter_jsonl(path, record_type)

@@ -20,8 +20,14 @@ from typing import Any
 
 import polars as pl
 
-from harness.errors import ProblemLog, did_you_mean
-from harness.samples.records import AnyRecord, EvalRecord, SampleRecord, iter_records
+from harness.errors import ProblemLog, did_you_mean, number
+from harness.samples.records import (
+    AnyRecord,
+    EvalRecord,
+    SampleRecord,
+    file_format,
+    iter_records,
+)
 from harness.samples.schema import (
     CandidatesSchema,
     ItemsSchema,
@@ -62,7 +68,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _where(path: Path, line: int) -> str:
-    if path.suffix.lower() == ".parquet":
+    if file_format(path) == "parquet":
         return f"{path.name}:row {line}" if line else path.name
     return f"{path.name}:{line}" if line else path.name
 
@@ -88,7 +94,7 @@ def load_repository(path: Path, exp: Experiment, *, is_eval: bool,
 
     start_total = log.total
     sha = file_sha256(path)
-    key = cache.cache_key(sha, exp, is_eval)
+    key = cache.cache_key(sha, exp, is_eval, file_format(path))
     hit = cache.load_cached(key)
     if hit is not None:
         return Repository(path=path, sha256=sha, tables=hit[0], warnings=hit[1])
@@ -143,10 +149,20 @@ def _check_values(repo: Repository, log: ProblemLog) -> None:
     for line, cand, fld, msg in soft.select("line", "cand", "soft_field",
                                             "soft_problem").iter_rows():
         log.add(_where(repo.path, line), f"candidates[{cand}].answer_logprobs.{fld}", msg)
-    blank = t.items.filter(pl.col("prompt").str.strip_chars().str.len_chars() == 0,
-                           pl.col("prompt").str.len_chars() > 0)
-    for line in blank["line"]:
-        log.add(_where(repo.path, line), "prompt", "must not be only whitespace")
+    for col in ("id", "prompt"):  # "" is the schema's "must not be empty"
+        blank = t.items.filter(pl.col(col).str.strip_chars().str.len_chars() == 0,
+                               pl.col(col).str.len_chars() > 0)
+        for line in blank["line"]:
+            log.add(_where(repo.path, line), col, "must not be only whitespace")
+    # Teacher names reach the report, costs.teachers keys and per-teacher metric names: a
+    # visible name on one line ("" is the schema's "must not be empty").
+    odd = cands.filter(pl.col("teacher").str.len_chars() > 0,
+                       (pl.col("teacher").str.strip_chars().str.len_chars() == 0)
+                       | pl.col("teacher").str.contains(r"\p{Cc}"))
+    for line, cand, teacher in odd.select("line", "cand", "teacher").iter_rows():
+        log.add(_where(repo.path, line), f"candidates[{cand}].teacher",
+                f"{teacher!r} is not a teacher name: use visible text without control "
+                "characters (no newline, tab or NUL)")
 
 
 def _check_cross_fields(repo: Repository, exp: Experiment, log: ProblemLog) -> None:
@@ -179,7 +195,7 @@ def _check_cross_fields(repo: Repository, exp: Experiment, log: ProblemLog) -> N
                                    | pl.col("score").is_nan())
     for line, teacher, score in out_of_scale.select("line", "teacher", "score").iter_rows():
         log.add(_where(where, line), f"judge.scores.{teacher}",
-                f"{score:g} is outside the judge scale ({low:g}-{high:g})")
+                f"{number(score)} is outside the judge scale ({number(low)}-{number(high)})")
     not_failed = (t.failures.join(t.pools, on=["rec", "teacher"], how="left")
                   .filter(pl.col("pool").fill_null("train") != "failure")
                   .join(teachers, on=["rec", "teacher"], how="semi"))

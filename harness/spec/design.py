@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from harness.spec.base import PoolName, Strict
+from harness.spec.base import PoolName, Seed, Strict
 
 
 class BucketSpec(Strict):
@@ -71,11 +71,11 @@ class FieldSpec(Strict):
 class SamplingSpec(Strict):
     """How a scale < 1 subset is drawn (nested across scales)."""
 
-    seed: int = 0
+    seed: Seed = 0
     dedup: bool = Field(True, description="Rank near-duplicate prompts after unique ones.")
     clusters_per_unit: int | None = Field(
-        None, ge=1, description="k of MiniBatchKMeans per unit; default ~sqrt(n/2), max 256."
-    )
+        None, ge=1, le=65_536,
+        description="k of MiniBatchKMeans per unit; default ~sqrt(n/2), max 256.")
 
 
 class CellRef(Strict):
@@ -84,7 +84,7 @@ class CellRef(Strict):
     bucket: str
     fields: str
     scale: float = Field(1.0, gt=0, le=1)
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 class CellPattern(Strict):
@@ -93,7 +93,7 @@ class CellPattern(Strict):
     bucket: str | None = None
     fields: str | None = None
     scale: float | None = None
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 class DesignSpec(Strict):
@@ -103,7 +103,7 @@ class DesignSpec(Strict):
     base: CellRef | None = Field(None, description="The centre of a one_at_a_time design.")
     include: list[CellRef] = Field(default_factory=list)
     exclude: list[CellPattern] = Field(default_factory=list)
-    noise_seeds: list[int] = Field(
+    noise_seeds: list[Seed] = Field(
         default_factory=lambda: [1, 2],
         description="Extra training seeds for the reference arm (the one_at_a_time base) and "
         "the baseline: measures how much retraining moves each unit, and every verdict is "

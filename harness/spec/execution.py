@@ -14,7 +14,13 @@ execution:
   max_retries: 2      # a cell whose worker or node is lost is run again, at most this often
   checkpoint: keep    # keep (ship back into the run folder) | drop | storage
   storage: s3://bucket/ckpt   # with checkpoint: storage: a path every node sees, or an fsspec URI
+  threads: 1          # torch threads each cell computes with, on every executor (default 1)
+  cpu_workers: 2      # cells at once on a machine without a GPU (default: cores / threads)
 ```
+
+``threads`` is the one key here that can change a cell's numbers (in the last decimals: float
+reductions are split by thread count); it is still kept out of cell ids, and ``harness run``
+warns when a run's thread count differs from the finished cells' (:mod:`harness.threads`).
 """
 
 from __future__ import annotations
@@ -57,9 +63,10 @@ class ExecutionSpec(Strict):
     """Resources one cell needs and what becomes of its checkpoint (the ``execution:`` section).
 
     The local executor packs ``floor(1 / gpus)`` cells onto each visible GPU when ``gpus`` < 1,
-    gives a cell ``gpus`` whole GPUs when it is above 1, and runs cells in process, one after
-    another, on a machine without GPUs. The Ray executor asks the cluster for ``gpus``, ``cpus``
-    and ``memory`` per task.
+    gives a cell ``gpus`` whole GPUs when it is above 1, and runs ``cpu_workers`` cells at once
+    in worker processes (default: one per core) on a machine without GPUs. The Ray executor asks
+    the cluster for ``gpus``, ``cpus`` and ``memory`` per task. Every executor computes a cell
+    with ``threads`` torch threads.
     """
 
     gpus: float | None = Field(None, ge=0, le=64, allow_inf_nan=False, description="GPUs per "
@@ -80,6 +87,14 @@ class ExecutionSpec(Strict):
     storage: str | None = Field(None, description="With checkpoint: storage, where checkpoints "
                                 "go: a path every node sees, or an fsspec URI (s3://, gs://, ...);"
                                 " a cell's lands in <storage>/<experiment>/<cell_id>/model.")
+    threads: int | None = Field(None, ge=1, le=1024, description="torch intra-op threads "
+                                "each cell computes with, the same on every executor (float "
+                                "reductions depend on it). Default: 1; `harness run --threads` "
+                                "overrides it.")
+    cpu_workers: int | None = Field(None, ge=1, le=1024, description="Cells run at once on a "
+                                    "machine without a GPU (local worker processes, each with "
+                                    "`threads` threads); 1 runs them one after another in "
+                                    "process. Default: the cores divided by `threads`.")
 
     @field_validator("memory", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from harness.spec.base import Strict
+from harness.spec.base import Seed, Strict
 
 #: The answer fields a teacher can be asked for besides the answer itself.
 AskField = Literal["rationale", "limits", "confidence", "trajectory"]
@@ -47,9 +47,10 @@ class GenerateSpec(Strict):
         "runs/<name>/teacher_cache.sqlite under the current folder).")
     limit: int | None = Field(None, ge=1, description="Only the first N prompts of each file "
                               "(a dry run; `harness generate --limit` overrides).")
-    seed: int = Field(0, description="Seed of the judge's candidate order (and of sampled "
+    seed: Seed = Field(0, description="Seed of the judge's candidate order (and of sampled "
                       "teachers).")
-    round: int = Field(1, ge=1, description="The distillation round written on each record.")
+    round: int = Field(1, ge=1, le=2**63 - 1,
+                       description="The distillation round written on each record.")
     soft_labels: SoftLabelsSpec | None = Field(
         None, description="Store, for teachers that return them (`hf`; `openai` with "
         "`logprobs: true`), the log-probabilities of every answer token and their top-k "

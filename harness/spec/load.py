@@ -19,6 +19,7 @@ experiments through that function.
 from __future__ import annotations
 
 import contextlib
+import re
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -144,8 +145,18 @@ def _resolve_extends(raw: dict[str, Any], log: ProblemLog, loc: Locator) -> None
 _PATH_MAX, _NAME_MAX = 4096, 255
 
 
+#: A URL's scheme (``https://``, ``s3://``, ``hf://``): these paths name local files only.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def _path_problem(text: str) -> str | None:
     """Why ``text`` cannot name a file on this system, or None (checked before any OS call)."""
+    if not text.strip():
+        # "" would resolve to the YAML file's own folder and pass for a checkpoint folder
+        return "the path is empty; give a file or folder (relative to the YAML file)"
+    if _URL.match(text):
+        return ("a URL is not a local path: the harness reads local files and folders only "
+                "(download the file or model first and give its path)")
     if "\x00" in text:
         return "the path contains a NUL byte"
     size = len(text.encode("utf-8", "surrogatepass"))

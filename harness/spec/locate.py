@@ -21,6 +21,11 @@ from pydantic import BaseModel, ValidationError
 from harness.errors import Problem, ProblemLog, did_you_mean
 from harness.spec.models import Experiment, Unit, unit_model
 
+#: Errors whose message does not show the value, which is then added: "Input should be a
+#: finite number (got nan)", "... less than or equal to 32768 (got 1000000000)".
+_SHOW_INPUT = frozenset({"finite_number", "less_than", "less_than_equal", "greater_than",
+                         "greater_than_equal"})
+
 
 def line_index(node: yaml.Node | None, prefix: tuple[str, ...] = (),
                _active: frozenset[int] = frozenset()) -> dict[tuple[str, ...], int]:
@@ -164,6 +169,6 @@ def pydantic_problems(exc: ValidationError, log: ProblemLog, loc: Locator) -> No
             msg = "required key is missing"
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            if "input" in err and kind.endswith("_type"):
+            if "input" in err and (kind.endswith("_type") or kind in _SHOW_INPUT):
                 msg += f" (got {err['input']!r:.60})"
         log.add(loc.where(shown), path, msg)

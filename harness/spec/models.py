@@ -19,7 +19,15 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 import harness.units as unit_kinds
-from harness.spec.base import NAME_PATTERN, POOLS, PoolName, Strict, check_name
+from harness.spec.base import (
+    NAME_PATTERN,
+    POOLS,
+    PoolName,
+    Seed,
+    SelfCheckedFloat,
+    Strict,
+    check_name,
+)
 from harness.spec.design import (
     BucketSpec,
     CellPattern,
@@ -60,7 +68,7 @@ class DataSpec(Strict):
 
     samples: Path = Field(description="Training-side sample repository (.jsonl or .parquet).")
     eval: Path = Field(description="Held-out eval set (.jsonl or .parquet) with references.")
-    judge_scale: tuple[float, float] = Field(
+    judge_scale: tuple[SelfCheckedFloat, SelfCheckedFloat] = Field(
         (1.0, 5.0), description="Lowest and highest score the judge can give."
     )
     leakage: Literal["error", "warn", "drop"] = Field(
@@ -83,10 +91,14 @@ class EvalSpec(Strict):
     """Evaluation options."""
 
     slices: list[str] = Field(["source"], description="Tag keys to slice every metric by.")
-    max_new_tokens: int = Field(64, ge=1, description="Generation budget per eval answer.")
-    latency_runs: int = Field(20, ge=1, description="Timed batch-1 runs (after 3 warm-ups).")
-    latency_new_tokens: int = Field(16, ge=2, description="Tokens generated per latency run.")
-    latency_batch_size: int = Field(32, ge=1, description="Batch size of the throughput run.")
+    max_new_tokens: int = Field(64, ge=1, le=131_072,
+                                description="Generation budget per eval answer.")
+    latency_runs: int = Field(20, ge=1, le=100_000,
+                              description="Timed batch-1 runs (after 3 warm-ups).")
+    latency_new_tokens: int = Field(16, ge=2, le=131_072,
+                                    description="Tokens generated per latency run.")
+    latency_batch_size: int = Field(32, ge=1, le=65_536,
+                                    description="Batch size of the throughput run.")
 
 
 class Experiment(Strict):
@@ -100,7 +112,7 @@ class Experiment(Strict):
     buckets: dict[str, BucketSpec] = Field(min_length=1)
     fields: dict[str, FieldSpec] = Field(min_length=1)
     scale: list[float] = Field([1.0], min_length=1)
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: list[Seed] = Field([0], min_length=1)
     sampling: SamplingSpec = SamplingSpec()
     design: DesignSpec = DesignSpec()
     baseline: CellRef

@@ -12,8 +12,10 @@ it into ``exp.yaml:LINE: reason``):
   node that contains it (a recursive alias): counted while composing, so nothing is expanded;
 * duplicate mapping keys, unhashable keys;
 * a tag on a scalar it cannot read (``!!int abc``, ``!!timestamp x``, a 5,000-digit integer);
-* tags that build Python objects (the loader is a safe loader), and ``<<:`` merge keys (as
-  before: the duplicate-key check constructs each key, and the merge key has no constructor).
+* tags that build Python objects (the loader is a safe loader);
+* ``<<:`` merge keys: they copy another mapping's keys in without a word (a key written beside
+  them silently wins over the merged one, and the merged keys are not visible where they act);
+  buckets and field sets share keys through ``extends:`` instead, which is checked and located.
 
 Events come from libyaml when it is installed (fast: a 10 MB scalar parses in milliseconds; it
 also caps flow nesting at 1,000 itself), else from PyYAML's Python parser, whose scanner gets a
@@ -212,6 +214,22 @@ _Constructor.add_constructor(  # type: ignore[type-var]
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping  # type: ignore[arg-type]
 )
 
+#: Why ``<<:`` is refused, said where the merge key stands.
+MERGE_KEY_REFUSED = (
+    "'<<' merge keys are not supported: they copy another mapping's keys in silently (a key "
+    "also written here quietly wins over the merged one); to share keys between buckets or "
+    "between field sets, write `extends: NAME` in the entry instead")
+
+
+def _refuse_merge_key(loader: _Constructor, node: yaml.Node) -> Any:
+    # Reached while the duplicate-key check constructs each key (before any merging happens).
+    raise ConstructorError(None, None, MERGE_KEY_REFUSED, node.start_mark)
+
+
+_Constructor.add_constructor(  # type: ignore[type-var]
+    "tag:yaml.org,2002:merge", _refuse_merge_key  # type: ignore[arg-type]
+)
+
 
 class _BoundedScanner(yaml.scanner.Scanner):
     """PyYAML's scanner with a flow-depth cap (its stale-key check is O(depth) per token)."""
@@ -271,7 +289,7 @@ def load_text(text: str, *, pure_python: bool = False) -> tuple[Any, yaml.Node |
         if node is None:
             return None, None
         # Construction leaves the node tree as composed: `<<:` merge keys, which would be
-        # flattened into it, are refused first (their key has no constructor here).
+        # flattened into it, are refused first (their key's constructor refuses them).
         return loader.construct_document(node), node
     finally:
         loader.dispose()

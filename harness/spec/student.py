@@ -19,6 +19,17 @@ from harness.spec.base import Strict
 #: A module-name suffix of ``student.adapter.target_modules`` (``q_proj``, ``mlp.down_proj``).
 SafeModuleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,127}$")]
 
+#: Largest hidden size of a from-scratch student (twice the widest published LLMs').
+MAX_HIDDEN = 32_768
+#: Largest vocabulary of a from-scratch tokenizer (four times the largest published ones).
+MAX_VOCAB = 2**20
+#: Longest sequence (positions, training length) in tokens.
+MAX_TOKENS = 2**20
+#: Most weights a from-scratch student may have: 400 GB of float32 weights alone.
+MAX_PARAMETERS = 10**11
+#: Most epochs, optimizer steps and examples per batch (or accumulated batches) of a cell.
+MAX_EPOCHS, MAX_STEPS, MAX_BATCH = 10_000, 10**8, 65_536
+
 #: How the from-scratch tokenizer cuts numbers (``harness.students.tokenizer`` takes the same
 #: two names; the worker's path cannot import the spec).
 DigitsMode = Literal["split", "merged"]
@@ -28,13 +39,17 @@ class StudentConfig(Strict):
     """A from-scratch causal LM (the tokenizer is trained on the experiment's own text)."""
 
     arch: Literal["llama"] = "llama"
+    # Upper bounds: sizes no machine could hold are refused at validate, not after composing
+    # every cell (the largest published models use hidden 16,384-25,600 and vocabularies of
+    # 256k); the parameter count of the whole is bounded too (_fits).
     layers: int = Field(4, ge=1, le=64)
-    hidden: int = Field(128, ge=8)
-    heads: int = Field(4, ge=1)
-    kv_heads: int | None = Field(None, ge=1)
-    intermediate: int | None = Field(None, ge=8, description="MLP width; default 4 x hidden.")
-    vocab: int = Field(2048, ge=260, description="Byte-level BPE vocabulary size.")
-    max_position: int = Field(512, ge=16)
+    hidden: int = Field(128, ge=8, le=MAX_HIDDEN)
+    heads: int = Field(4, ge=1, le=1024)
+    kv_heads: int | None = Field(None, ge=1, le=1024)
+    intermediate: int | None = Field(None, ge=8, le=4 * MAX_HIDDEN,
+                                     description="MLP width; default 4 x hidden.")
+    vocab: int = Field(2048, ge=260, le=MAX_VOCAB, description="Byte-level BPE vocabulary size.")
+    max_position: int = Field(512, ge=16, le=MAX_TOKENS)
     init_std: float | None = Field(
         None, gt=0, le=1,
         description="Standard deviation of the normal initialisation of the weights "
@@ -73,21 +88,41 @@ class StudentConfig(Strict):
             raise ValueError(f"heads ({self.heads}) must be divisible by kv_heads")
         return self
 
+    @model_validator(mode="after")
+    def _fits(self) -> StudentConfig:
+        n = self.parameters()
+        if n > MAX_PARAMETERS:
+            raise ValueError(f"this student has about {n:.2g} parameters ({n * 4 / 2**30:,.0f} "
+                             "GiB of float32 weights, and training keeps about 3 times more): "
+                             f"more than {MAX_PARAMETERS:.0e}, which no machine trains; make "
+                             "layers, hidden, intermediate or vocab smaller")
+        return self
+
+    def parameters(self) -> int:
+        """About how many weights the Llama architecture of this config has: embeddings and
+        output head (``2 x vocab x hidden``) plus, per layer, the attention projections
+        (queries and outputs ``hidden^2`` each, keys and values ``hidden x kv width`` each) and
+        the gated MLP (``3 x hidden x intermediate``); norms are left out."""
+        inter = self.intermediate or 4 * self.hidden
+        kv = self.hidden // self.heads * (self.kv_heads or self.heads)
+        per_layer = 2 * self.hidden * self.hidden + 2 * self.hidden * kv + 3 * self.hidden * inter
+        return 2 * self.vocab * self.hidden + self.layers * per_layer
+
 
 class TrainSpec(Strict):
     """Optimisation settings shared by every cell (cells differ in data, not in recipe)."""
 
-    epochs: float = Field(3, gt=0)
+    epochs: float = Field(3, gt=0, le=MAX_EPOCHS)
     min_steps: int = Field(
-        0, ge=0, description="Train at least this many optimizer steps (small subsets of a "
-        "learning curve otherwise stop before the optimiser gets anywhere).")
-    batch_size: int = Field(32, ge=1)
-    grad_accum: int = Field(1, ge=1)
+        0, ge=0, le=MAX_STEPS, description="Train at least this many optimizer steps (small "
+        "subsets of a learning curve otherwise stop before the optimiser gets anywhere).")
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH)
+    grad_accum: int = Field(1, ge=1, le=MAX_BATCH)
     lr: float = Field(3.0e-4, gt=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     clip: float = Field(1.0, gt=0)
-    max_len: int = Field(256, ge=8)
+    max_len: int = Field(256, ge=8, le=MAX_TOKENS)
     packing: bool = Field(
         False,
         description="Concatenate each micro-batch's examples into rows of up to max_len tokens "
@@ -115,7 +150,7 @@ class TrainSpec(Strict):
         "gradients as the plain path; off with 'distill' and in soft_targets: topk cells (the "
         "plain path trains them).")
     token_budget: int | None = Field(
-        None, ge=128,
+        None, ge=128, le=MAX_TOKENS * 16,
         description="Tokens per fast-path micro-batch, padding included (rounded up to a "
         "multiple of 128 and to the longest example). Unset: chosen per run from the steps' "
         "token counts, trading padding against micro-batches.")

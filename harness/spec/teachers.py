@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.spec.base import Strict
+from harness.spec.base import Seed, SelfCheckedFloat, Strict
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 #: Prefixes of real provider keys (OpenAI, Anthropic, Hugging Face, Groq, xAI, Google...).
@@ -246,7 +246,7 @@ class OpenAITeacherSpec(_TeacherCommon):
             raise ValueError("this looks like an API key, not the name of an environment "
                              "variable: never put a key in the YAML; export it (e.g. "
                              "`export OPENAI_API_KEY=...`) and write `api_key_env: OPENAI_API_KEY`")
-        if not _ENV_NAME.match(v):
+        if not _ENV_NAME.fullmatch(v):
             raise ValueError(f"{v[:40]!r} is not an environment variable name (letters, digits, "
                              "'_', not starting with a digit)")
         return v
@@ -339,9 +339,9 @@ class JudgeSpec(Strict):
     config: TeacherSpec | None = Field(None, description="The judge's own provider block.")
     rubric: str | None = Field(None, description="Jinja2 rubric template (inline).")
     rubric_file: Path | None = Field(None, description="Jinja2 rubric template file.")
-    scale: tuple[float, float] | None = Field(
+    scale: tuple[SelfCheckedFloat, SelfCheckedFloat] | None = Field(
         None, description="Lowest and highest score; default: data.judge_scale.")
-    seed: int = Field(0, description="Seed of the per-record candidate shuffle (position bias).")
+    seed: Seed = Field(0, description="Seed of the per-record candidate shuffle (position bias).")
     when: Literal["always", "disagreement"] = Field(
         "always", description="Which training records the LLM judge sees: always, or only "
         "where the teachers disagree (their parseable answers differ, or some candidate is "

@@ -52,6 +52,8 @@ class UnitOptions(Strict):
     def _single_line(cls, v: str) -> str:
         if "\n" in v:
             raise ValueError("answer_marker must be a single line")
+        if not v.strip():  # whitespace alone: every target would "contain" it anywhere
+            raise ValueError(f"answer_marker {v!r} must contain a visible character")
         return v
 
 

@@ -31,8 +31,9 @@ from harness.store.record import ContractError, Record, join_key
 __all__ = ["AnalysisRecord", "Axes", "CellEntry", "CellManifest", "CellMetrics", "ContractError",
            "FailureRecord", "LeakageFacts", "Record", "RunRecord", "TeacherFacts"]
 
-#: CellEntry's optional keys saying where the cell ran (written only when known)
-_WHERE_KEYS = ("executor", "node", "attempts", "checkpoint")
+#: CellEntry's optional keys saying where the cell ran (written only when known) and what
+#: reproduces its numbers
+_WHERE_KEYS = ("executor", "node", "attempts", "checkpoint", "reproduce")
 _STATUS_KEYS = {"done": ("train_seconds", "eval_seconds"), "failed": ("error",),
                 "missing": ("error",)}
 
@@ -132,6 +133,12 @@ class CellEntry(Record):
     executor has run): ``executor`` (``local`` or ``ray``), ``node`` (the host, with the GPU
     slot on a local pool), ``attempts`` (1, or more when a lost worker was retried) and
     ``checkpoint`` (where the model went when not into the cell's ``model/`` folder).
+
+    ``reproduce`` (optional; done cells): what reproduces the cell's numbers on another machine
+    besides its spec and data: ``seed``, ``harness_version``, and from its metrics ``threads``,
+    ``device``, ``dtype``, ``autocast``, ``deterministic``, ``cpu_capability``, ``torch_blas``,
+    ``numpy_blas``, ``numerics_env`` and the ``torch`` / ``transformers`` / ``tokenizers`` /
+    ``numpy`` / ``python`` versions (GPU cells: ``cuda``, ``gpu``, ``cudnn``, TF32 switches).
     """
 
     cell_id: str
@@ -145,6 +152,7 @@ class CellEntry(Record):
     node: str | None = None
     attempts: int | None = None
     checkpoint: str | None = None
+    reproduce: dict[str, Any] | None = None
 
     @classmethod
     def _expected(cls, data: dict[str, Any], where: str, path: str) -> tuple[set[str], set[str]]:
@@ -182,11 +190,14 @@ class RunRecord(Record):
     """``run.json``: the run's spec, cells and inputs (run -> analysis, gate, report).
 
     ``leakage`` is optional: run folders written before it was recorded read as None (not
-    recorded), never as "no overlap".
+    recorded), never as "no overlap". So is ``numerics``: the torch thread count the run
+    computed its cells with (``threads``), where it came from (``threads_from``: ``default``,
+    ``--threads``, ``execution.threads``), and the finished cells per thread count their
+    metrics record (``finished_cells_by_threads``: more than one key means mixed settings).
     """
 
     VERSION_KEY: ClassVar[str | None] = "schema_version"
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"leakage"})
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"leakage", "numerics"})
 
     schema_version: int
     experiment: str
@@ -199,6 +210,7 @@ class RunRecord(Record):
     python: str
     pid: int
     leakage: LeakageFacts | None = None
+    numerics: dict[str, Any] | None = None
 
     REQUIRED_INSIDE: ClassVar[dict[str, tuple[str, ...]]] = {
         "spec": ("units", "stop", "gate", "costs", "buckets")}
