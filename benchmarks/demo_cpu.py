@@ -90,13 +90,17 @@ def _run_demo(runs: Path, checkout: Path | None
     given): the finished process, its wall seconds and its CPU seconds (user + system, its own
     and its children's, from ``wait4``)."""
     env = dict(os.environ)
-    if checkout is not None:
-        env["PYTHONPATH"] = f"{checkout}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    # the checkout first on the path, and a working folder outside every checkout: `python -m`
+    # puts the working folder before PYTHONPATH, so from the repository root its own harness
+    # would run whatever --checkout says
+    env["PYTHONPATH"] = f"{checkout or REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    runs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         child = subprocess.Popen([sys.executable, "-m", "harness.cli", "run",
                                   str(REPO / "experiments/demo.yaml"), "--out", str(runs),
-                                  "--quiet"], stdout=out, stderr=err, text=True, env=env)
+                                  "--quiet"], stdout=out, stderr=err, text=True, env=env,
+                                 cwd=runs)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - t0
         out.seek(0)

@@ -109,14 +109,16 @@ def run_demo(experiment: Path, runs: Path, *, env_extra: dict[str, str], args: l
     """One ``harness run`` of ``experiment`` into the fresh folder ``runs``: its figures."""
     env = {k: v for k, v in os.environ.items() if k != "HARNESS_WORKERS"}
     env.update(env_extra)
-    if checkout is not None:
-        env["PYTHONPATH"] = f"{checkout}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    # the checkout first on the path, and a working folder outside every checkout: `python -m`
+    # puts the working folder before PYTHONPATH, and the repository's own harness would win
+    env["PYTHONPATH"] = f"{checkout or REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
     cmd = [sys.executable, "-m", "harness.cli", "run", str(experiment), "--out", str(runs),
            "--quiet", *args]
     load = os.getloadavg()[0]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
-        child = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
+        child = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env,
+                                 cwd=runs.parent)
         with MemorySampler(child.pid) as mem:
             _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - t0
@@ -126,7 +128,8 @@ def run_demo(experiment: Path, runs: Path, *, env_extra: dict[str, str], args: l
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{stderr[-3000:]}")
-    return {"command": " ".join(cmd[1:]), "env": env_extra, "wall_s": round(wall, 1),
+    return {"command": " ".join(cmd[1:]), "env": env_extra, "harness": str(checkout or REPO),
+            "wall_s": round(wall, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "load_avg_1min_before": round(load, 2),
             "load_avg_1min_after": round(os.getloadavg()[0], 2),
@@ -195,6 +198,7 @@ def main() -> None:
     for label, env, extra, checkout in plan:
         folder = work / label
         shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
         print(f"{label}: harness run {' '.join(extra)} {env or ''}", flush=True)
         runs[label] = run_demo(args.experiment.resolve(), folder, env_extra=env, args=extra,
                                checkout=checkout)

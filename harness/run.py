@@ -241,7 +241,7 @@ def warn_mixed_threads(run: RunFolder, kept: list[Cell], threads: int, source: s
     other = {n: k for n, k in sorted(_finished_threads(run, kept).items()) if n != threads}
     if not other:
         return False
-    them = ", ".join(f"{k} with {n}" for n, k in other.items())
+    them = ", ".join(f"{k} cell(s) with {n}" for n, k in other.items())
     match = " or ".join(f"--threads {n}" for n in other)
     print(f"warning: finished cells of {run.root} were computed with another torch thread "
           f"count ({them}) than this run's {threads} ({source}); float reductions depend on "

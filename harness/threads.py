@@ -212,9 +212,11 @@ def numerics_record(device: Any, *, model: Any = None, environ: Mapping[str, str
         "numerics_env": {k: env[k] for k in NUMERICS_ENV if env.get(k)},
     }
     if cuda:
-        idx = device.index if device.index is not None else torch.cuda.current_device()
-        rec.update({"cuda": torch.version.cuda, "gpu": torch.cuda.get_device_name(idx),
-                    "cudnn": torch.backends.cudnn.version(),
+        rec.update({"cuda": torch.version.cuda,
                     "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
                     "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32)})
+        with contextlib.suppress(Exception):  # a query that fails must not fail the cell
+            idx = device.index if device.index is not None else torch.cuda.current_device()
+            rec.update({"gpu": torch.cuda.get_device_name(idx),
+                        "cudnn": torch.backends.cudnn.version()})
     return rec

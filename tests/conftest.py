@@ -59,3 +59,11 @@ def _one_torch_thread() -> None:
         import torch
 
         torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _cells_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`harness run` runs cells in this process unless a test asks for worker processes: tiny
+    cells would pay a worker's start-up each, and monkeypatches reach only this process
+    (subprocesses the tests start inherit it)."""
+    monkeypatch.setenv("HARNESS_WORKERS", "1")

@@ -28,7 +28,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     summary = run_cells(loaded, data, cells, out, force=args.force, isolate=args.isolate,
                         device=args.device, threads=args.threads, progress=not args.quiet,
-                        matrix=matrix, executor=args.executor, address=args.address)
+                        matrix=matrix, executor=args.executor, address=args.address,
+                        workers=args.workers)
     counts = {s: sum(o.status == s for o in summary.outcomes)
               for s in ("done", "skipped", "failed")}
     print(f"{loaded.spec.name}: {counts['done']} cell(s) run, {counts['skipped']} already done, "

@@ -128,12 +128,12 @@ def test_finished_cells_with_another_thread_count_are_warned_about(tmp_path, cap
     cells = [_cell(c) for c in ("aaa", "bbb", "ccc", "ddd", "eee")]
     assert hrun.warn_mixed_threads(run, cells, 1, "default")
     err = capsys.readouterr().err
-    assert "(2 with 2)" in err and "this run's 1 (default)" in err
+    assert "(2 cell(s) with 2)" in err and "this run's 1 (default)" in err
     assert "--threads 2" in err and "--force" in err
     assert not hrun.warn_mixed_threads(run, cells[2:], 1, "default")  # same count: silent
     assert capsys.readouterr().err == ""
     assert hrun.warn_mixed_threads(run, cells, 4, "--threads")
-    assert "(1 with 1, 2 with 2)" in capsys.readouterr().err
+    assert "(1 cell(s) with 1, 2 cell(s) with 2)" in capsys.readouterr().err
 
 
 def test_threads_and_workers_flags_reach_the_run(tiny, tmp_path, monkeypatch):
