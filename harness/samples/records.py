@@ -245,7 +245,9 @@ def duplicate_key(text: str) -> str | None:
     Raises:
         RecursionError: the text nests deeper than the readers follow.
     """
-    colons = text.count(":") + text.count("\\u003a") + text.count("\\u003A")
+    colons = text.count(":")
+    if "\\u003" in text:  # rare: one more pass only then
+        colons += text.count("\\u003a") + text.count("\\u003A")
     if colons <= _ENCODER.encode(_ANY_DECODER.decode(text)).count(b":"):
         return None
     stack: list[tuple[str, Any]] = [("", json.loads(text, object_pairs_hook=_Pairs))]

@@ -69,7 +69,7 @@ class Strict(BaseModel):
             kind = _bool_policy(cls, key) if isinstance(key, str) else None
             if kind == "bool" and value is not None and not isinstance(value, bool):
                 errors.append(InitErrorDetails(type=PydanticCustomError(
-                    "strict_bool", "must be true or false (got {got})",
+                    "strict_bool", "Input should be a valid boolean, true or false (got {got})",
                     {"got": f"{value!r:.60}"}), loc=(key,), input=value))
             elif kind == "number" and _holds_bool(value):
                 errors.append(InitErrorDetails(type=PydanticCustomError(

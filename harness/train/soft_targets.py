@@ -26,17 +26,17 @@ the student's full softmax (its log-probabilities at the kept ids) and ``w`` the
 ``soft_weight``; every other target token keeps plain cross-entropy. Temperature 1: the stored
 log-probabilities are the teacher's own (sampling temperature aside).
 
-Imports msgspec at module level, torch inside functions (the GPU worker's path).
+Standard library at module level, torch inside functions (the GPU worker's path, which must
+not need msgspec: ``tests/test_worker_imports.py``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import msgspec
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def place_soft_labels(soft_json: str, target: str, target_ids: Sequence[int], of
     Returns:
         one :class:`SoftToken` per matched target token, in order.
     """
-    aligned = msgspec.json.decode(soft_json)
+    aligned = json.loads(soft_json)
     if aligned.get("choices"):
         return choice_soft_labels(aligned, target, target_ids, offset, speller.tokenizer)
     placed = aligned["tokens"]

@@ -193,7 +193,8 @@ def test_a_boolean_is_not_a_number(tiny, capsys, spec: Spec, field: str) -> None
 def test_a_boolean_option_takes_only_true_or_false(tiny, capsys, key: str, value: Any) -> None:
     spec = student(train={"packing": value}) if key == "train.packing" else student(
         trust_remote_code=value)
-    refused(tiny, capsys, spec, f"student.{key}", "must be true or false (got")
+    refused(tiny, capsys, spec, f"student.{key}",
+            "Input should be a valid boolean, true or false (got")
 
 
 @pytest.mark.parametrize(("spec", "field", "reason"), [
