@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a Ray cluster; see the execution: section)")
     r.add_argument("--address", help="Ray cluster address for --executor ray (default: "
                    "$RAY_ADDRESS, else a new local cluster)")
+    r.add_argument("--track", metavar="URI",
+                   help="log the run into MLflow at URI (a tracking server, or a store such as "
+                        "sqlite:///mlflow.db), over the YAML's tracking.mlflow.uri; without "
+                        "either, `tracking: {mlflow: {}}` logs into runs/<experiment>/mlflow.db")
     _max_cells_option(r)
     _allow_partial_option(r)
     r.set_defaults(fn=cmd_run)

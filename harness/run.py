@@ -137,7 +137,8 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
               force: bool = False, isolate: bool = False, device: str | None = None,
               threads: int | None = None, progress: bool = True,
               matrix: list[Cell] | None = None, executor: str = "local",
-              address: str | None = None, workers: int | None = None) -> RunSummary:
+              address: str | None = None, workers: int | None = None,
+              track: str | None = None) -> RunSummary:
     """Compose, train and evaluate each of ``cells`` not already done; then collect the store
     over the whole ``matrix`` (default: ``cells``), so ``--only`` never drops finished cells
     from the results table.
@@ -152,15 +153,20 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
             threads on every executor.
         workers: ``--workers``, cells at once on the CPU for the local executor (None:
             ``$HARNESS_WORKERS``, ``execution.cpu_workers``, else one per core per thread).
+        track: ``--track URI``, the MLflow tracker over ``tracking.mlflow.uri``
+            (:mod:`harness.tracking`: reached before any cell runs, logged into after).
     """
     from harness.compose import build_context, compose_cell, eval_frame, write_cell
     from harness.compose.compose import TargetTemplateError
     from harness.execute import make_executor
     from harness.execute.local import cpu_workers, describe
+    from harness.tracking import start_run as start_tracking
 
     exp = loaded.spec
     run = RunFolder(out / exp.name)
     summary = RunSummary(run_dir=run.root)
+    # before any work: an unreachable tracker warns now (or ends the run, exit 2, if required)
+    tracker = start_tracking(exp, run.root, track, loaded.path, str(loaded.path))
     n_threads, threads_from = run_threads(threads, exp.execution.threads)
     n_workers = 1 if executor == "ray" else cpu_workers(
         workers, exp.execution.cpu_workers, threads=n_threads, memory=exp.execution.memory)[0]
@@ -210,6 +216,8 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
         view.close()
     collect(loaded, data, matrix or cells, summary, teachers,
             numerics={"threads": n_threads, "threads_from": threads_from})
+    if tracker is not None:  # every finished cell of the matrix the tracker lacks; never raises
+        tracker.log_run(matrix or cells)
     return summary
 
 

@@ -29,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run_cells(loaded, data, cells, out, force=args.force, isolate=args.isolate,
                         device=args.device, threads=args.threads, progress=not args.quiet,
                         matrix=matrix, executor=args.executor, address=args.address,
-                        workers=args.workers)
+                        workers=args.workers, track=getattr(args, "track", None))
     counts = {s: sum(o.status == s for o in summary.outcomes)
               for s in ("done", "skipped", "failed")}
     print(f"{loaded.spec.name}: {counts['done']} cell(s) run, {counts['skipped']} already done, "
@@ -94,6 +94,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     The stored analysis is reused only when it was computed from the folder as it is now."""
     from harness.analysis.analyse import current_analysis
+    from harness.tracking import log_gate
 
     result = current_analysis(Path(args.run_dir), [Path(h) for h in args.history or []],
                               method=args.correction)
@@ -115,15 +116,18 @@ def cmd_gate(args: argparse.Namespace) -> int:
             print(f"  {r}")
         for a in gate.get("actions", []):
             print(f"  TO DECIDE: {a}")
+    log_gate(Path(args.run_dir), gate)  # into the run's MLflow parent run when tracked
     return int(gate["exit_status"])
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Render the self-contained HTML report of a run folder."""
     from harness.report.render import render_report
+    from harness.tracking import log_report
 
     run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else Path("reports") / run_dir.name / "index.html"
     print(render_report(run_dir, out))
+    log_report(run_dir, out)  # into the run's MLflow parent run when tracked
     return EXIT_OK
 

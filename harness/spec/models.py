@@ -51,6 +51,7 @@ from harness.spec.policy import (
 )
 from harness.spec.student import DistillSpec, StudentConfig, StudentKind, StudentSpec, TrainSpec
 from harness.spec.teachers import HFTeacherSpec, JudgeSpec, OpenAITeacherSpec, TeacherSpec
+from harness.spec.tracking import TrackingSpec
 from harness.spec.unit_options import Unit, UnitOptions, unit_model
 
 __all__ = [
@@ -127,6 +128,8 @@ class Experiment(Strict):
                                           "(`harness generate`); not in cell ids.")
     execution: ExecutionSpec = Field(ExecutionSpec(), description="Resources per cell and "
                                      "where checkpoints go (harness.execute); not in cell ids.")
+    tracking: TrackingSpec | None = Field(None, description="Experiment trackers `harness run` "
+                                          "logs into (harness.tracking); not in cell ids.")
 
     @field_validator("name")
     @classmethod
