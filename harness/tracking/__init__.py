@@ -243,25 +243,24 @@ def log_gate(run_dir: Path, gate: dict[str, Any]) -> None:
     description in the MLflow UI) shows the decision and reasons; artifact
     ``gate/decision.json``. A later gate overwrites them.
     """
-    where = current_parent(run_dir)
-    if where is None:
-        return
-    try:
-        from harness.tracking.mlflow_log import annotate_parent
-    except ImportError as exc:
-        warn(f"the gate's decision was not logged: MLflow cannot be imported ({exc})")
-        return
-    annotate_parent(*where, gate=gate)
+    _annotate(run_dir, "the gate's decision", gate=gate)
 
 
 def log_report(run_dir: Path, html: Path) -> None:
     """Add the report's HTML to the run's parent MLflow run (artifact ``report/<name>``)."""
+    _annotate(run_dir, "the report", report=html)
+
+
+def _annotate(run_dir: Path, what: str, **items: Any) -> None:
+    """Hand ``items`` to :func:`harness.tracking.mlflow_log.annotate_parent` for the run's
+    parent MLflow run; nothing when the run is not tracked, a warning naming ``what`` when
+    MLflow cannot be imported."""
     where = current_parent(run_dir)
     if where is None:
         return
     try:
         from harness.tracking.mlflow_log import annotate_parent
     except ImportError as exc:
-        warn(f"the report was not logged: MLflow cannot be imported ({exc})")
+        warn(f"{what} was not logged: MLflow cannot be imported ({exc})")
         return
-    annotate_parent(*where, report=html)
+    annotate_parent(*where, **items)

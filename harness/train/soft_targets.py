@@ -38,6 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.constrained import next_token_masses
+
 
 @dataclass(frozen=True)
 class SoftToken:
@@ -173,10 +175,7 @@ def choice_soft_labels(aligned: dict[str, Any], target: str, target_ids: Sequenc
         return []
     out = []
     for k, t in enumerate(won):
-        mass: dict[int, float] = {}
-        for c, ids in split.items():
-            if len(ids) > k and ids[:k] == won[:k]:
-                mass[ids[k]] = mass.get(ids[k], 0.0) + choices[c]
+        mass = next_token_masses(split, choices, won[:k])
         z = sum(mass.values())
         if z <= 0 or mass.get(t, 0.0) <= 0:
             break  # the teacher gave the target's label no probability: hard from here

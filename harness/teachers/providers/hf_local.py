@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.constrained import next_token_masses
 from harness.errors import InputError
 from harness.spec.teachers import HFTeacherSpec
 from harness.teachers import soft_labels
@@ -334,10 +335,7 @@ class HFLocalTeacher:
             return None
         chosen, top_ids, top_lps = [], [], []
         for j, t in enumerate(ids):
-            mass: dict[int, float] = {}
-            for c, c_ids in split.items():
-                if len(c_ids) > j and c_ids[:j] == ids[:j]:
-                    mass[c_ids[j]] = mass.get(c_ids[j], 0.0) + probs[c]
+            mass = next_token_masses(split, probs, ids[:j])
             z = sum(mass.values())
             ranked_ids = sorted(mass, key=lambda i: -mass[i])[:top_k]
             lp = {i: math.log(mass[i] / z) if mass[i] > 0 else -1e4 for i in mass}
