@@ -161,12 +161,21 @@ def answer_logprobs(data: Mapping[str, Any] | None, top_k: int) -> dict[str, Any
     if not keep:
         return None
     first, last = keep[0], keep[-1]
-    at, end = starts[first], ends[last]
+    return _stored(data, top_k, text, lo, hi, tokens[first:last + 1], starts[first:last + 1],
+                   ends[last])
+
+
+def _stored(data: Mapping[str, Any], top_k: int, text: str, lo: int, hi: int,
+            tokens: Sequence[Mapping[str, Any]], starts: Sequence[int], end: int
+            ) -> dict[str, Any]:
+    """The stored form (:func:`answer_logprobs`) of ``tokens`` (starting at ``starts`` in
+    ``text``, the last ending at ``end``) around the value ``text[lo:hi]``: the text they spell,
+    offsets relative to it, at most ``top_k`` alternatives per token."""
+    at = int(starts[0])
     return {"tokenizer": str(data.get("tokenizer") or "unknown"), "top_k": top_k,
             "text": text[at:end], "value_start": lo - at, "value_end": hi - at,
-            "tokens": [{**t, "top": list(t.get("top") or [])[:top_k]}
-                       for t in tokens[first:last + 1]],
-            "starts": [int(s) - at for s in starts[first:last + 1]]}
+            "tokens": [{**t, "top": list(t.get("top") or [])[:top_k]} for t in tokens],
+            "starts": [int(x) - at for x in starts]}
 
 
 def bare_answer_logprobs(data: Mapping[str, Any] | None, top_k: int) -> dict[str, Any] | None:
@@ -182,10 +191,7 @@ def bare_answer_logprobs(data: Mapping[str, Any] | None, top_k: int) -> dict[str
         return None
     if not text or not tokens or len(starts) != len(tokens):
         return None
-    out = {"tokenizer": str(data.get("tokenizer") or "unknown"), "top_k": top_k, "text": text,
-           "value_start": 0, "value_end": len(text),
-           "tokens": [{**t, "top": list(t.get("top") or [])[:top_k]} for t in tokens],
-           "starts": [int(x) for x in starts]}
+    out = _stored(data, top_k, text, 0, len(text), tokens, starts, len(text))
     if isinstance(data.get("choices"), Mapping):
         out["choices"] = {str(c): float(p) for c, p in data["choices"].items()}
     return out
