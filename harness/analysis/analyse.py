@@ -25,11 +25,12 @@ from harness.analysis.arms import arms
 from harness.analysis.attribution import attribution
 from harness.analysis.chance import versus_chance
 from harness.analysis.curves import learning_curves
-from harness.analysis.gate import choose_cell, decide, fidelity_flags, signals
+from harness.analysis.gate import ALWAYS_BLOCKING, choose_cell, decide, fidelity_flags, signals
 from harness.analysis.load import RunData, load_run
 from harness.analysis.noise import training_noise
 from harness.analysis.roi import ledger
 from harness.analysis.signals import REGISTRY
+from harness.analysis.summary import summarise
 from harness.errors import InputError
 from harness.store.contracts import AnalysisRecord
 from harness.store.folder import RunFolder
@@ -82,6 +83,7 @@ def analyse(run_dir: Path, history: list[Path] | None = None, method: str | None
                              f"{h.run.experiment!r}, not {run.run.experiment!r}")
     out = analyse_run(run, past, method, n_boot, curve_boot)
     out["computed_from"] = digest
+    out["bootstrap"] = {"n_boot": n_boot, "curve_boot": curve_boot}
     folder = RunFolder(run_dir)
     # Checked against its contract before it is written: a section renamed here fails now,
     # not as a silent default in the report.
@@ -106,6 +108,8 @@ def analyse_run(run: RunData, past: list[RunData] | None = None, method: str | N
     vs_chance = versus_chance(run, n_arms=chosen.get("candidates"))
     sigs = signals(run, chosen, curves, roi, past, vs_chance)
     gate = decide(run, chosen, sigs, roi, vs_chance)
+    gate["summary"] = summarise(gate, sigs, curves,
+                                sorted(set(run.spec["gate"]["blocking_signals"]) | ALWAYS_BLOCKING))
     return {
         "analysis_version": ANALYSIS_VERSION, "experiment": run.run.experiment,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -135,17 +139,20 @@ def current_analysis(run_dir: Path, history: list[Path] | None = None, method: s
 
 def report_analysis(run_dir: Path) -> dict[str, Any]:
     """The analysis a report shows: the stored one while it is current; else recomputed with the
-    stored one's ``--history`` and correction (what the last ``harness gate`` asked for)."""
+    stored one's ``--history``, correction and bootstrap counts (what the last ``harness gate``
+    asked for)."""
     history, method = None, None
+    boot: dict[str, int] = {}
     folder = RunFolder(run_dir)
     if folder.has_analysis():
         try:
             stored = folder.read_analysis()
             history = [Path(h) for h in stored.history]
             method = stored.attribution.get("correction")
+            boot = stored.bootstrap or {}
         except InputError:  # unreadable: analysed anew with the defaults
             pass
-    return current_analysis(run_dir, history, method)
+    return current_analysis(run_dir, history, method, **boot)
 
 
 def _file_digest(path: Path) -> str | None:

@@ -86,7 +86,12 @@ class Signal(TypedDict, total=False):
     evidence: str
     state: SignalState
     action: str | None
+    #: per unit, the numbers behind the evidence line (at_chance: verdict, value, chance;
+    #: diminishing_returns: state and source;
+    #: distribution_gap: gap, interval, metric, closes; teacher_inconsistency: unjudged_rate)
     per_unit: dict[str, dict[str, Any]]
+    #: teacher_bias: the arms copying a teacher's errors beyond chance, worst first
+    copiers: list[dict[str, Any]]
     rounds: dict[str, Any] | None
 
 
@@ -195,7 +200,10 @@ def at_chance(ctx: SignalContext) -> Signal:
     actions = [r["action"] for r in open_ if r["action"]] if state == "undecided" else []
     thr = rows[0]["chance_margin"] if rows else chance_margin_of(ctx.run)
     return {"signal": "at_chance", "fires": bool(bad), "state": state,
-            "action": "; ".join(actions) or None, "threshold": thr, "evidence": evidence}
+            "action": "; ".join(actions) or None, "threshold": thr, "evidence": evidence,
+            # the units that matter, each with its verdict (the summary names the ones that fired)
+            "per_unit": {r["unit"]: {"verdict": r["verdict"], "value": r["value"],
+                                     "chance": r["chance"]} for r in rows}}
 
 
 @signal("diminishing_returns")
@@ -293,7 +301,9 @@ def teacher_bias(ctx: SignalContext) -> Signal:
         evidence = "no teacher answers on eval items"
     if flags:
         evidence += "; more teacher-like, not more correct: " + "; ".join(flags)
-    return {"signal": "teacher_bias", "fires": fires, "threshold": thr, "evidence": evidence}
+    return {"signal": "teacher_bias", "fires": fires, "threshold": thr, "evidence": evidence,
+            "copiers": [{"arm": f.arm, "unit": f.unit, "teacher": f.teacher,
+                         "excess": f.excess} for f in sorted(copiers, key=lambda f: -f.excess)]}
 
 
 @signal("cost")
@@ -337,8 +347,13 @@ def distribution_gap(ctx: SignalContext) -> Signal:
         evidence += f"; no gap above {thr:g} with its 95% interval above 0"
     for _, why in trends.values():
         evidence += f"; {why}"
+    # per unit, the numbers the evidence line says (the report's one-sentence reason reads them)
+    per_unit = {u: {"gap": g.gap, "ci_low": g.ci_low, "ci_high": g.ci_high,
+                    "metric": g.metric, "closes": trends[u][0] if u in trends else None}
+                for u, g in gaps.items()}
     return {"signal": "distribution_gap", "threshold": thr, "evidence": evidence,
-            "fires": any(closes is False for closes, _ in trends.values())}
+            "fires": any(closes is False for closes, _ in trends.values()),
+            "per_unit": per_unit}
 
 
 def _scale_families(run: RunData) -> dict[tuple[str, str], list[CellData]]:
@@ -383,6 +398,7 @@ def teacher_inconsistency(ctx: SignalContext) -> Signal:
     bad = {u: d["unjudged_rate"] for u, d in dis.items() if u in ctx.units
            and d["unjudged_rate"] > thr}
     return {"signal": "teacher_inconsistency", "fires": bool(bad), "threshold": thr,
+            "per_unit": {u: {"unjudged_rate": r} for u, r in bad.items()},
             "evidence": ", ".join(f"{u}: teachers disagree on {d['rate']:.2f} of records, "
                                   f"{d['unjudged_rate']:.2f} without a judge verdict"
                                   for u, d in dis.items() if u in ctx.units)

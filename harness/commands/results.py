@@ -102,10 +102,14 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"decision": gate["decision"], "exit_status": gate["exit_status"],
                           "actions": gate.get("actions", []), "cell": gate["cell"],
-                          "selection": gate.get("selection"), "reasons": gate["reasons"],
+                          "selection": gate.get("selection"), "summary": gate.get("summary"),
+                          "reasons": gate["reasons"],
                           "signals": result["signals"]}, indent=2))
     else:
         print(f"DECISION: {gate['decision']}")
+        if gate.get("summary"):  # analyses stored before the summary existed have none
+            print(f"  why: {gate['summary']['reason']}")
+            print(f"  next: {gate['summary']['next_action']}")
         cell = gate["cell"]
         if cell.get("arm"):  # the decision is about an arm; the cell represents it
             print(f"  arm: {cell['arm']} (seeds {', '.join(map(str, cell['seeds']))}; "

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from harness.analysis.chance import learned
 from harness.analysis.load import RunData, load_run
 from harness.analysis.roi import NOT_PRICED, RoiEstimate
+from harness.analysis.signals import units_that_matter
 from harness.analysis.slices import slice_table
 from harness.fsutil import atomic_write_text
-from harness.report import svg
+from harness.report import effects, first_screen, svg
 from harness.store.folder import RunFolder
 from harness.units import get, primary_metric
 
@@ -114,7 +117,8 @@ def _calibration(run: RunData, chosen_id: str) -> list[dict[str, Any]]:
     for unit, spec in run.spec["units"].items():
         if not get(spec["kind"]).calibrated:  # no probabilities, no reliability diagram
             continue
-        rows, charts = [], []
+        rows: list[dict[str, Any]] = []
+        charts: list[dict[str, Any]] = []
         for cell in run.cells[:MAX_TABLE_ROWS]:
             rep = cell.metrics.units.get(unit)  # a cell need not have every unit
             if not rep or not rep.get("calibration"):
@@ -124,8 +128,11 @@ def _calibration(run: RunData, chosen_id: str) -> list[dict[str, Any]]:
                          "ece_10_mass": m.get("ece_10_mass"), "brier": m.get("brier"),
                          "nll": m.get("nll"), "n": rep["n"],
                          "unreliable": not rep["calibration"]["ece_reliable"]})
-            if cell.cell_id == chosen_id or cell.is_baseline:
-                charts.append({"label": cell.label, "svg": svg.reliability(
+            # the chosen cell and one baseline cell: a diagram per seed would say little more
+            role = ("chosen" if cell.cell_id == chosen_id else "baseline" if cell.is_baseline
+                    and not any(c["role"] == "baseline" for c in charts) else None)
+            if role:
+                charts.append({"role": role, "label": cell.label, "svg": svg.reliability(
                     rep["calibration"]["reliability"], f"Reliability: {cell.label}, {unit}")})
         out.append({"unit": unit, "rows": rows, "charts": charts})
     return out
@@ -138,30 +145,53 @@ def _latency(run: RunData) -> list[dict[str, Any]]:
     return [{"label": k, **v} for k, v in sorted(by_cell.items())][:MAX_TABLE_ROWS]
 
 
-def _curves(analysis: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for c in analysis["learning_curves"]:
-        pts = [(p["samples"], p["value"]) for p in c["points"]]
-        item = {**c, "svg": None}
+#: Learning-curve charts drawn (the chosen arm's family first); the rest are in the table.
+MAX_CURVE_CHARTS = 8
+
+
+def _curve_note(c: dict[str, Any]) -> str:
+    """What the eye would misread: a flat fit through points that fall with scale (the power
+    law models an error that falls with samples, so it cannot follow a metric that drops)."""
+    means = [p["value"] for p in c["points"]]
+    if c["fit"] and c["fit"]["a"] == 0.0 and len(means) > 1 and means[-1] < means[0]:
+        return (f"measured {c['metric']} falls with scale ({means[0]:.2f} → {means[-1]:.2f}); "
+                "the power law (error falling with samples) cannot follow it, so its fit is "
+                "flat and predicts no gain")
+    return ""
+
+
+def _curves(analysis: dict[str, Any]) -> dict[str, Any]:
+    """Learning-curve charts (every seed's point, the arm means, the fit and the next
+    doubling's band), the chosen arm's bucket x field set first, at most
+    :data:`MAX_CURVE_CHARTS`; every curve's numbers for the folded table."""
+    arm = analysis["gate"]["cell"].get("arm") or ""
+    own = tuple(arm.split("/")[:2])
+    rows = sorted(analysis["learning_curves"],
+                  key=lambda c: ((c["bucket"], c["fields"]) != own, not c["fit"]))
+    charts: list[dict[str, Any]] = []
+    for c in rows:
+        if len(c["points"]) < 2 or len(charts) >= MAX_CURVE_CHARTS:
+            continue
+        seeds = [(p["samples"], v) for p in c["points"] for v in p.get("seed_values", [])]
+        means = [(p["samples"], p["value"]) for p in c["points"]]
+        fit: list[tuple[float, float]] = []
+        band: list[tuple[float, float, float]] = []
         if c["fit"]:
             f = c["fit"]
             m_max = f["m_max"]
-            xs = sorted({p[0] for p in pts} | {m_max * 1.5, m_max * 2})
+            xs = sorted({x for x, _ in means} | {m_max * 1.5, m_max * 2})
             fit = [(x, 1 - (f["a"] * x ** f["b"] + f["c"])) for x in xs]
             y_now = 1 - (f["a"] * m_max ** f["b"] + f["c"])
             lo, hi = f["gain_ci"]
-            band = ([(m_max, y_now, y_now), (2 * m_max, y_now + lo, y_now + hi)]
-                    if lo is not None else [])
-            item["svg"] = svg.lines([("measured", pts, "pts"), ("fit", fit, "fit")],
-                                    f"Learning curve {c['bucket']}/{c['fields']} {c['unit']}",
-                                    "training samples (log2)", c["metric"], band=band,
-                                    log_x=True)
-        elif len(pts) > 1:
-            item["svg"] = svg.lines([("measured", pts, "pts")],
-                                    f"Measured points {c['bucket']}/{c['fields']} {c['unit']}",
-                                    "training samples (log2)", c["metric"], log_x=True)
-        out.append(item)
-    return out
+            if lo is not None:
+                band = [(m_max, y_now, y_now), (2 * m_max, y_now + lo, y_now + hi)]
+        note = _curve_note(c)
+        title = f"Learning curve {c['bucket']}/{c['fields']}, {c['unit']}"
+        charts.append({**c, "note_flat": note, "svg": svg.curve(
+            seeds, means, fit, band, title, "training samples of the unit (log2)", c["metric"],
+            log_x=True)})
+    return {"charts": charts, "rows": analysis["learning_curves"][:MAX_TABLE_ROWS],
+            "single": sum(1 for c in analysis["learning_curves"] if len(c["points"]) < 2)}
 
 
 def _roi_chart(analysis: dict[str, Any], chosen_id: str, spec: dict[str, Any]) -> Any:
@@ -175,11 +205,12 @@ def _roi_chart(analysis: dict[str, Any], chosen_id: str, spec: dict[str, Any]) -
     curve = RoiEstimate.from_costs(spec["costs"], row["offline_cost"],
                                    row.get("student_price_per_1k"),
                                    row.get("fallback_rate", 0.0)).cumulative_cost()
-    return svg.lines([("teacher only", curve["teacher only"], "s1"),
-                      ("distilled student", curve["distilled student"], "s2")],
-                     f"Cumulative cost ({row['currency']}) over "
-                     f"{spec['costs']['traffic']['days']} days", "days",
-                     f"cost ({row['currency']})")
+    return svg.cumulative_cost(
+        [("teacher only", curve["teacher only"]),
+         ("distilled student", curve["distilled student"])],
+        f"Cumulative cost ({row['currency']}) over {spec['costs']['traffic']['days']} days",
+        "days", f"cost ({row['currency']})",
+        break_even=row.get("quality_adjusted_break_even_days") or row.get("break_even_days"))
 
 
 def _config_diff(run: RunData) -> dict[str, Any]:
@@ -247,6 +278,30 @@ def _slices(run: RunData, chosen_id: str) -> list[dict[str, Any]]:
     return out
 
 
+def _slice_charts(tables: list[dict[str, Any]]) -> list[Markup]:
+    """Per unit, a dot plot of its eval slices: the chosen arm and the baseline arm with their
+    intervals (slices in the chosen arm's table order); none without slices beyond ``all``."""
+    if not tables or all(r["slice"] == "all" for t in tables for r in t["rows"]):
+        return []
+    order: dict[str, list[str]] = {}
+    for r in tables[0]["rows"]:
+        order.setdefault(r["unit"], []).append(r["slice"])
+    charts = []
+    for unit, slices in order.items():
+        series = []
+        for t in tables:
+            got = {r["slice"]: r for r in t["rows"] if r["unit"] == unit}
+            series.append(svg.DotSeries(
+                f"{t['role']}: {t['arm']}", t["role"],
+                tuple((r["value"], r["ci_low"], r["ci_high"], r["n"]) if (r := got.get(sl))
+                      else (math.nan, None, None, 0) for sl in slices)))
+        metric = next(r["metric"] for r in tables[0]["rows"] if r["unit"] == unit)
+        charts.append(svg.dots([(unit, slices)], series,
+                               f"{unit}: {metric} per eval slice, chosen arm and baseline "
+                               "(95% intervals)", metric))
+    return charts
+
+
 def _failed(run: RunData) -> list[dict[str, Any]]:
     out = []
     for entry in run.run.cells:
@@ -293,7 +348,33 @@ def build(run_dir: Path) -> dict[str, Any]:
     n_eval = {u: len(items.ids) for u, items in run.cells[0].units.items()}
     statuses = [c.status for c in run.run.cells]
     spec = run.spec
+    notes = effects.Footnotes()
+    at_chance = set(_at_chance(analysis))
+    units = list(spec["units"])
+    attribution = analysis["attribution"]
+    reference = attribution.get("reference_arm") or attribution["baseline"]
+    slices = _slices(run, chosen)
     return {
+        "summary": first_screen.summary(analysis, run),
+        "scorecard": first_screen.scorecard(analysis, run),
+        "signal_states": first_screen.signal_states(analysis, run),
+        "ranking": first_screen.ranking(analysis, units_that_matter(run)),
+        "forests": effects.forests(
+            [(f"every arm − baseline {attribution['baseline']}", attribution["vs_baseline"])],
+            units, at_chance, notes),
+        "factor_forests": effects.forests(
+            [(f"bucket − {reference}", attribution["bucket_effects"]),
+             (f"field set − {reference}", attribution["field_effects"])],
+            units, at_chance, notes),
+        "vs_baseline_rows": effects.table_rows(
+            attribution["vs_baseline"][:MAX_TABLE_ROWS], notes),
+        "bucket_rows": effects.table_rows(attribution["bucket_effects"][:MAX_TABLE_ROWS],
+                                          notes),
+        "field_rows": effects.table_rows(attribution["field_effects"][:MAX_TABLE_ROWS], notes),
+        "keep_rows": effects.table_rows(attribution["fields_worth_keeping"][:MAX_TABLE_ROWS],
+                                        notes),
+        "footnotes": notes.items,
+        "slice_charts": _slice_charts(slices),
         "title": f"Distillation report: {run.run.experiment}",
         "experiment": run.run.experiment, "gate": gate, "analysis": analysis,
         "signals": analysis["signals"], "baseline": spec["baseline"],
@@ -301,7 +382,7 @@ def build(run_dir: Path) -> dict[str, Any]:
         "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "completed": statuses.count("done"), "failed_count": len(statuses) -
         statuses.count("done"), "total": len(statuses),
-        "heatmap": _heatmap(run, analysis), "attribution": analysis["attribution"],
+        "heatmap": _heatmap(run, analysis), "attribution": attribution,
         "calibration": _calibration(run, chosen), "latency": _latency(run),
         # declared values only: the template says "not declared" when there are none
         "teacher_p95": {t: c["latency_p95_ms"] for t, c in spec["costs"]["teachers"].items()
@@ -314,7 +395,7 @@ def build(run_dir: Path) -> dict[str, Any]:
         "roi_chart": _roi_chart(analysis, chosen, spec), "audit": run.teacher_audit,
         "config_diff": _config_diff(run), "disagreements": _disagreements(run, chosen),
         "failed": _failed(run),
-        "slices": _slices(run, chosen),
+        "slices": slices,
         # train-eval overlap validation found (None: a run.json from before it was recorded)
         "leakage": run.run.leakage,
         "primary": {s["kind"]: primary_metric(s["kind"]) for s in spec["units"].values()},

@@ -221,11 +221,12 @@ class AnalysisRecord(Record):
     """``analysis.json``'s envelope (analysis -> gate, report); the sections stay open maps.
 
     ``computed_from`` (optional) is the hash of the run folder contents the analysis was
-    computed from; an analysis without it cannot be shown to be current.
+    computed from; an analysis without it cannot be shown to be current. ``bootstrap``
+    (optional) holds the bootstrap counts it was computed with.
     """
 
     VERSION_KEY: ClassVar[str | None] = "analysis_version"
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"computed_from"})
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"computed_from", "bootstrap"})
 
     schema_version: int
     experiment: str
@@ -239,6 +240,9 @@ class AnalysisRecord(Record):
     roi: list[dict[str, Any]]
     history: list[str]
     computed_from: str | None
+    #: ``{"n_boot", "curve_boot"}`` the analysis was computed with (absent in older records):
+    #: the report recomputes a stale one with the same counts the last ``harness gate`` used
+    bootstrap: dict[str, int] | None = None
 
     REQUIRED_INSIDE: ClassVar[dict[str, tuple[str, ...]]] = {
         "gate": ("decision", "exit_status", "cell", "reasons")}
