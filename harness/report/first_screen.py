@@ -53,8 +53,8 @@ def _arm_mark(role: str, row: Mapping[str, Any]) -> svg.Mark:
 
 def scorecard_rows(analysis: Mapping[str, Any], run: RunData) -> list[svg.ScoreRow]:
     """Per unit of the experiment: the chosen arm, the baseline arm (when another), the best
-    audited teacher and chance, as :class:`svg.ScoreRow`; ``flag`` says "at chance" (the chosen
-    arm is not above chance) or "matters" is left implicit."""
+    audited teacher and chance, as :class:`svg.ScoreRow`; ``flag`` marks a unit the chosen arm
+    is not above chance on ("∅ at chance", "∅ below chance", "∅ not yet above chance")."""
     gate = analysis["gate"]
     chosen = gate["cell"].get("arm") or gate["cell"]["label"]
     b = run.spec["baseline"]
@@ -73,7 +73,8 @@ def scorecard_rows(analysis: Mapping[str, Any], run: RunData) -> list[svg.ScoreR
         if teacher is not None:
             marks.append(teacher)
         marks.append(svg.Mark("chance", "chance", mine["chance"]))
-        flag = "" if learned(mine) else f"∅ {mine['verdict']}"
+        flag = ("" if learned(mine) else f"∅ {mine['verdict']}"
+                if mine["verdict"] != "undecided" else "∅ not yet above chance")
         rows.append(svg.ScoreRow(unit, mine["metric"], tuple(marks), flag))
     return rows
 
