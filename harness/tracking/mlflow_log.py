@@ -465,7 +465,10 @@ def _log_gate(client: MlflowClient, run_id: str, gate: dict[str, Any]) -> None:
     reasons = [str(r) for r in gate.get("reasons", [])]
     actions = [str(a) for a in gate.get("actions", [])]
     decision = str(gate.get("decision"))
-    note = "\n".join([f"**DECISION: {decision}**", "", *(f"- {r}" for r in reasons),
+    summary = gate.get("summary") or {}
+    lead = ([f"Why: {summary['reason']}", f"Next: {summary['next_action']}", ""]
+            if summary else [])
+    note = "\n".join([f"**DECISION: {decision}**", "", *lead, *(f"- {r}" for r in reasons),
                       *(f"- TO DECIDE: {a}" for a in actions)])
     tags = {"harness.gate.decision": decision,
             "harness.gate.exit_status": str(gate.get("exit_status")),
@@ -473,7 +476,11 @@ def _log_gate(client: MlflowClient, run_id: str, gate: dict[str, Any]) -> None:
             "harness.gate.reasons": _cut("\n".join(reasons), _MAX_TAG),
             "harness.gate.actions": _cut("\n".join(actions), _MAX_TAG),
             "mlflow.note.content": _cut(note, _MAX_TAG)}
+    if summary:  # the report's first screen in two tags
+        tags["harness.gate.why"] = _cut(str(summary["reason"]), _MAX_TAG)
+        tags["harness.gate.next"] = _cut(str(summary["next_action"]), _MAX_TAG)
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     client.log_dict(run_id, {"decision": decision, "exit_status": gate.get("exit_status"),
                              "cell": cell, "reasons": reasons, "actions": actions,
-                             "selection": gate.get("selection")}, "gate/decision.json")
+                             "selection": gate.get("selection"), "summary": summary or None},
+                    "gate/decision.json")

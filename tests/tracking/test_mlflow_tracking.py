@@ -112,6 +112,9 @@ def test_embedded_store_holds_the_run_its_cells_gate_and_report(finished, tmp_pa
     assert printed[0] == f"DECISION: {tags['harness.gate.decision']}"
     assert tags["harness.gate.exit_status"] == str(status)
     assert tags["harness.gate.reasons"].splitlines()[0] in "\n".join(printed)
+    # the report's first screen in two tags, as `harness gate` prints it
+    assert printed[1] == f"  why: {tags['harness.gate.why']}"
+    assert printed[2] == f"  next: {tags['harness.gate.next']}"
     assert tags["mlflow.note.content"].startswith(f"**DECISION: {tags['harness.gate.decision']}")
     got = client.download_artifacts(parent.info.run_id, "gate/decision.json", str(tmp_path))
     assert json.loads(Path(got).read_text())["decision"] == tags["harness.gate.decision"]
