@@ -3,11 +3,13 @@ costs and latencies say so instead of showing zeros or blanks."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from markupsafe import escape
 
 from harness.cli import main
 from harness.report.render import AT_CHANCE_STYLE
@@ -98,3 +100,27 @@ def test_the_banner_says_stop_when_the_chosen_student_is_at_chance(tmp_path):
     assert "DECISION: STOP" in banner
     assert "— at chance" in banner
     assert "no minimums declared" in banner and "minimums met" not in banner
+
+
+def test_a_repeated_verdict_explanation_is_one_footnote(tmp_path):
+    # one seed per arm: every contrast is "not estimable: <the same long reason>"
+    spec = spec_dict(["base", "b1", "b2", "b3"], ["plain", "rich"], [1.0], units=UNITS)
+    arms = [("base", "plain"), ("b1", "plain"), ("b2", "plain"), ("b3", "plain"),
+            ("base", "rich")]
+    cells = {(b, f, 1.0): {"intent": exact(0.6 + 0.05 * i, 400, i),
+                           "esc": exact(0.85, 400, 9 + i)} for i, (b, f) in enumerate(arms)}
+    run_dir = write_run(tmp_path, spec, cells)
+    out = tmp_path / "report.html"
+    assert main(["report", str(run_dir), "--out", str(out)]) == 0
+    html = out.read_text()
+    analysis = json.loads((run_dir / "analysis.json").read_text())
+    verdicts = {r["verdict"] for r in analysis["attribution"]["vs_baseline"]}
+    assert len(verdicts) == 1 and next(iter(verdicts)).startswith("not estimable: ")
+    reason = next(iter(verdicts)).split(": ", 1)[1]
+    rows = len(analysis["attribution"]["vs_baseline"]) + len(
+        analysis["attribution"]["field_effects"])
+    assert rows > 4
+    assert html.count(escape(reason)) == 1  # said once, in the footnotes
+    notes = html.split('id="footnotes">')[1].split("</ol>")[0]
+    assert f"¹ {escape(reason)}" in notes
+    assert html.count("not estimable¹") >= rows  # each row points at it
