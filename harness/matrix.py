@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import InputError
-from harness.spec.models import CellPattern, CellRef, Experiment
+from harness.experiment.models import CellPattern, CellRef, Experiment
 
 #: Bumped whenever composition rules change what a cell's training set contains.
 COMPOSE_VERSION = 1

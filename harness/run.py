@@ -32,10 +32,10 @@ from harness.execute.base import CellJob, CellResult, Event, Executor, failure_r
 from harness.execute.local import InlineExecutor
 from harness.execute.progress import Progress
 from harness.execute.shipping import write_result
+from harness.experiment import LoadedExperiment
 from harness.fsutil import atomic_write_text
 from harness.matrix import Cell
 from harness.samples import Dataset
-from harness.spec import LoadedExperiment
 from harness.store.contracts import (
     CellEntry,
     CellManifest,

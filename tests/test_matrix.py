@@ -198,8 +198,8 @@ def test_count_cells_equals_the_expanded_matrix():
 def test_count_cells_is_instant_for_a_huge_factorial(tiny):
     import time
 
+    from harness.experiment.models import CellPattern
     from harness.matrix import check_matrix_size, count_cells
-    from harness.spec.models import CellPattern
 
     exp = load_experiment(tiny()).spec
     big = exp.model_copy(update={

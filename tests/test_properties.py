@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 import harness.checks
 from harness.checks import load_experiment
 from harness.cli import main
-from harness.spec.models import (
+from harness.experiment.models import (
     BucketSpec,
     CellRef,
     DataSpec,

@@ -81,7 +81,7 @@ from harness.analysis.variance import (
     difference,
 )
 from harness.errors import InputError
-from harness.spec.policy import StopSpec
+from harness.experiment.policy import StopSpec
 from harness.store.folder import RunFolder
 from harness.units import get, primary_metric
 

@@ -59,7 +59,7 @@ from harness.analysis.fallback import (
     unit_fallback,
 )
 from harness.analysis.load import CellData, RunData
-from harness.spec.models import costs_declared
+from harness.experiment.models import costs_declared
 
 #: Seconds in a day: traffic is declared per second, the horizon in days.
 SECONDS_PER_DAY = 86400
@@ -222,8 +222,8 @@ def teacher_generation_cost(usage: Mapping[str, Mapping[str, float]], costs: dic
                             ) -> dict[str, float]:
     """Per teacher: declared generation cost, or recorded tokens x prices (currency units);
     a teacher in ``batched`` (``batch: true``: asked through the provider's batch API) at its
-    batch prices (:meth:`~harness.spec.policy.TeacherCost.batch_prices`)."""
-    from harness.spec.policy import TeacherCost
+    batch prices (:meth:`~harness.experiment.policy.TeacherCost.batch_prices`)."""
+    from harness.experiment.policy import TeacherCost
 
     out = {}
     for t in teachers:

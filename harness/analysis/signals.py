@@ -1,4 +1,5 @@
-"""Stop signals: one small function per :data:`~harness.spec.models.SignalName`, registered by name.
+"""Stop signals: one small function per :data:`~harness.experiment.models.SignalName`,
+registered by name.
 
 Each signal reads a :class:`SignalContext` (the run, the chosen cell, the learning curves, the ROI
 ledger, earlier rounds) and returns a :class:`Signal` — whether it fires, the threshold from the
@@ -61,7 +62,7 @@ from harness.analysis.load import CellData, RunData
 from harness.analysis.roi import NOT_PRICED, roi_verdict
 from harness.analysis.rounds import combine, round_alpha, round_call, round_gains
 from harness.analysis.slices import MIN_SCALE_POINTS, gap_trend, slice_gap
-from harness.spec.models import SignalName
+from harness.experiment.models import SignalName
 from harness.units import primary_metric
 
 #: Rise in agreement with a teacher (largest vs smallest scale) that counts as "more teacher-like".

@@ -47,7 +47,7 @@ from scipy import stats
 
 from harness.analysis.load import CellData, RunData, UnitItems
 from harness.evaluate.units import unit_report
-from harness.spec.models import Experiment
+from harness.experiment.models import Experiment
 from harness.store.contracts import (
     Axes,
     CellEntry,

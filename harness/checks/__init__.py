@@ -2,8 +2,8 @@
 
 The split:
 
-* :mod:`harness.spec` is a leaf: the models and the YAML reading. Its
-  :func:`~harness.spec.parse_experiment` reads, resolves and validates the document with
+* :mod:`harness.experiment` is a leaf: the models and the YAML reading. Its
+  :func:`~harness.experiment.parse_experiment` reads, resolves and validates the document with
   pydantic and returns the problems found so far plus each validated section (None where it
   failed). It never raises for a validation problem, and it imports nothing above itself.
 * this package sits above spec, compose, evaluate (the unit kinds) and the student kinds, whose

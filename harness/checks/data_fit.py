@@ -17,8 +17,8 @@ import polars as pl
 
 from harness.checks.registry import Context, Rules, problem
 from harness.errors import Problem, ProblemLog, did_you_mean
-from harness.spec import Experiment, LoadedExperiment
-from harness.spec.student import StudentSpec
+from harness.experiment import Experiment, LoadedExperiment
+from harness.experiment.student import StudentSpec
 
 if TYPE_CHECKING:
     from harness.samples import Dataset

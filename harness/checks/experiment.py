@@ -19,8 +19,8 @@ from harness.checks.registry import Context, Rules, problem
 from harness.compose.registry import CONFIDENCE_RULES, FAILURE_MODES, SELECTORS
 from harness.compose.templates import TemplateProblem, compile_target_template
 from harness.errors import Problem, did_you_mean, number
-from harness.spec import LoadedExperiment, parse_experiment
-from harness.spec.models import CellPattern, CellRef, costs_declared
+from harness.experiment import LoadedExperiment, parse_experiment
+from harness.experiment.models import CellPattern, CellRef, costs_declared
 from harness.students import base as student_kinds
 
 #: The cross-section rules, in the order they report (the log is sorted by line afterwards).

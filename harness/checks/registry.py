@@ -22,7 +22,7 @@ class Context:
 
     Attributes:
         sections: top-level section name -> the validated section, or None when it did not
-            validate (see :class:`harness.spec.ParsedExperiment`).
+            validate (see :class:`harness.experiment.ParsedExperiment`).
         names: the names declared in ``units``, ``buckets`` and ``fields``, including entries
             that failed validation.
         data: the loaded sample repository (:class:`harness.samples.Dataset`), for data-fit

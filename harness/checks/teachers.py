@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from harness.checks.experiment import RULES
 from harness.checks.registry import Context, problem
 from harness.errors import Problem, did_you_mean
-from harness.spec.teachers import JUDGE_NAME
+from harness.experiment.teachers import JUDGE_NAME
 
 _FREE_HINT = ("add `costs.teachers.{name}: {{price_per_1k_prompt: ..., "
               "price_per_1k_completion: ...}}`, or all prices 0 to declare it free")

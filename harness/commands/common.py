@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from harness.experiment import LoadedExperiment
     from harness.matrix import Cell
     from harness.samples import Dataset
-    from harness.spec import LoadedExperiment
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 #: ``generate``: a prompt was left unanswered by a failed call (3 and 4 are the gate's).

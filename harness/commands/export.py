@@ -46,7 +46,7 @@ def source_spec(source: str, dtype: str) -> Any:
     anything else."""
     from pydantic import ValidationError
 
-    from harness.spec.teachers import HFTeacherSpec
+    from harness.experiment.teachers import HFTeacherSpec
 
     path = Path(source)
     if path.suffix != ".gguf":

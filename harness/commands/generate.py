@@ -26,8 +26,8 @@ from harness.commands.common import EXIT_INCOMPLETE, EXIT_OK, text_table
 from harness.errors import InputError, did_you_mean
 
 if TYPE_CHECKING:
-    from harness.spec.models import Experiment
-    from harness.spec.teachers import HFTeacherSpec, OpenAITeacherSpec
+    from harness.experiment.models import Experiment
+    from harness.experiment.teachers import HFTeacherSpec, OpenAITeacherSpec
     from harness.teachers.base import Teacher
     from harness.teachers.generate import GenerateResult
     from harness.teachers.judge import LLMJudge

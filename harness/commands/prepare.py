@@ -132,7 +132,7 @@ def cmd_export_lm_eval(args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """Print the experiment's JSON Schema."""
-    from harness.spec import json_schema
+    from harness.experiment import json_schema
 
     print(json.dumps(json_schema(), indent=2))
     return EXIT_OK

@@ -22,8 +22,8 @@ from harness.compose.sandbox import TemplateBoundError
 from harness.compose.soft_targets import align
 from harness.compose.templates import ROW_VARS, TargetTemplate, compile_target_template
 from harness.errors import InputError, Problem
+from harness.experiment.models import StudentSpec
 from harness.matrix import Cell
-from harness.spec.models import StudentSpec
 
 OUTPUT_COLUMNS = ["prompt", "target", "weight", "unit", "record_id", "teacher", "pool", "origin",
                   "final", "confidence"]

@@ -15,8 +15,8 @@ import polars as pl
 
 import harness.units as unit_kinds
 from harness.compose.templates import TargetTemplate
+from harness.experiment.models import Experiment
 from harness.samples import Dataset
-from harness.spec.models import Experiment
 
 
 def _compact_json(text: str | None) -> str | None:

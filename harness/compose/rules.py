@@ -14,7 +14,7 @@ from __future__ import annotations
 import polars as pl
 
 from harness.compose.registry import CONFIDENCE_RULES, FAILURE_MODES, SELECTORS
-from harness.spec.models import BucketSpec, FieldSpec
+from harness.experiment.models import BucketSpec, FieldSpec
 
 # --------------------------------------------------------------------------- selectors
 

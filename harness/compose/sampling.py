@@ -24,7 +24,7 @@ import math
 import numpy as np
 import polars as pl
 
-from harness.spec.models import SamplingSpec
+from harness.experiment.models import SamplingSpec
 
 _MAX_K = 256
 #: Rows MiniBatchKMeans is fitted on; larger units are assigned to the fitted centroids.

@@ -28,7 +28,7 @@ from harness.compose.sandbox import BoundedSandbox, budget
 if TYPE_CHECKING:
     import polars as pl
 
-    from harness.spec.models import UnitOptions
+    from harness.experiment.models import UnitOptions
 
 #: Row variables (columns of the composed table). ``final`` is always present.
 OPTIONAL_VARS: tuple[str, ...] = ("rationale", "limits", "trajectory", "wrong", "note")

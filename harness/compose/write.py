@@ -22,9 +22,9 @@ import polars as pl
 from harness import __version__
 from harness.compose.compose import ComposedCell
 from harness.compose.context import normalise_answers, units_table
+from harness.experiment.models import Experiment
 from harness.fsutil import atomic_write
 from harness.samples import Dataset
-from harness.spec.models import Experiment
 from harness.store.contracts import Axes, CellManifest
 from harness.store.folder import EVAL, TRAIN, CellFolder
 

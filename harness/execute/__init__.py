@@ -33,14 +33,14 @@ def make_executor(name: str, execution: object, *, experiment: str, device: str 
                   threads: int | None, isolate: bool, address: str | None,
                   workers: int = 1) -> Executor:
     """The executor ``--executor name`` asks for, set up from the ``execution:`` section
-    (:class:`harness.spec.execution.ExecutionSpec`).
+    (:class:`harness.experiment.execution.ExecutionSpec`).
 
     Args:
         threads: torch threads per cell, the run's setting (:func:`harness.threads.run_threads`).
         workers: cells at once on the CPU for the local executor
             (:func:`harness.execute.local.cpu_workers`); the Ray executor ignores it.
     """
-    from harness.spec.execution import ExecutionSpec
+    from harness.experiment.execution import ExecutionSpec
 
     assert isinstance(execution, ExecutionSpec)
     policy = CheckpointPolicy(mode=execution.checkpoint, storage=execution.storage,

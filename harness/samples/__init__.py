@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from harness.errors import ProblemLog
+from harness.experiment.load import LoadedExperiment
 from harness.samples.leakage import find_leaks
 from harness.samples.validate import Repository, file_sha256, load_repository
-from harness.spec.load import LoadedExperiment
 
 __all__ = ["Dataset", "Repository", "file_sha256", "load_data", "load_repository"]
 

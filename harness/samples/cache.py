@@ -22,8 +22,8 @@ from pathlib import Path
 
 import polars as pl
 
+from harness.experiment.models import Experiment
 from harness.samples.tables import RecordTables
-from harness.spec.models import Experiment
 
 #: Bump when the tables' columns or the validation rules change.
 TABLES_VERSION = 5  # 3: the candidates' soft-label columns; 4: the labels themselves;

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from harness.spec.models import POOLS
+from harness.experiment.models import POOLS
 
 
 class ItemsSchema(pa.DataFrameModel):

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from harness.errors import ProblemLog, did_you_mean, number
+from harness.experiment.models import Experiment
 from harness.samples.records import (
     AnyRecord,
     EvalRecord,
@@ -36,7 +37,6 @@ from harness.samples.schema import (
     schema_failures,
 )
 from harness.samples.tables import RecordTables, build_tables
-from harness.spec.models import Experiment
 from harness.units import get
 
 

@@ -60,7 +60,7 @@ class CellManifest(Record):
     label: str
     is_baseline: bool
     axes: Axes
-    spec: dict[str, Any]  #: the cell's effective spec (its contract is harness.spec.models)
+    spec: dict[str, Any]  #: the cell's effective spec (its contract is harness.experiment.models)
     n_samples: int
     n_records: int
     counts: dict[str, Any]  #: "unit", "teacher", "pool", "origin", "unit/teacher" -> counts
@@ -202,7 +202,7 @@ class RunRecord(Record):
     schema_version: int
     experiment: str
     experiment_file: str
-    spec: dict[str, Any]  #: the experiment's validated spec (harness.spec.models.Experiment)
+    spec: dict[str, Any]  #: the experiment's validated spec (harness.experiment.models.Experiment)
     teachers: TeacherFacts
     baseline: dict[str, Any]
     cells: list[CellEntry]

@@ -78,7 +78,7 @@ def build_student(student: dict[str, Any], texts: list[str], seed: int,
         return load_checkpoint(path, bool(student.get("trust_remote_code")))
     cfg = student["config"]
     # The effective spec leaves 'digits' out for merged (so those cells keep their earlier
-    # ids; harness.spec.student), hence a manifest without the key is a merged student.
+    # ids; harness.experiment.student), hence a manifest without the key is a merged student.
     digits = cfg.get("digits", "merged")
     # trained, or the cached twin
     tokenizer = cached_train_tokenizer(texts, int(cfg["vocab"]), digits=digits)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.experiment.models import Experiment
 from harness.fsutil import atomic_write
-from harness.spec.models import Experiment
 from harness.teachers.base import Completion, Teacher
 from harness.teachers.cache import CachedTeacher
 from harness.teachers.inputs import PromptItem

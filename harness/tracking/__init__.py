@@ -38,7 +38,7 @@ from harness.errors import InputError, Problem
 from harness.fsutil import atomic_write_json
 
 if TYPE_CHECKING:
-    from harness.spec.models import Experiment
+    from harness.experiment.models import Experiment
     from harness.tracking.mlflow_log import RunTracker
 
 #: The run folder's record of its tracker (see the module docstring).
@@ -124,7 +124,7 @@ def target_of(spec: Experiment, track: str | None, yaml_path: Path | None = None
     if track is None and section is None:
         return None
     if track is not None:
-        from harness.spec.tracking import check_uri_secret
+        from harness.experiment.tracking import check_uri_secret
 
         try:
             if not track.strip():

@@ -165,7 +165,7 @@ class JsonFieldsKind(JsonAnswerKind):
 
         from pydantic import Field
 
-        from harness.spec.models import UnitOptions
+        from harness.experiment.models import UnitOptions
 
         class JsonFieldsUnit(UnitOptions):
             """Structured extraction into a JSON object with declared fields."""

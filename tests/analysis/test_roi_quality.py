@@ -21,7 +21,7 @@ from harness.analysis.gate import choose_cell, decide, signals
 from harness.analysis.load import RunData, UnitItems, load_run
 from harness.analysis.roi import RoiEstimate, ledger, roi_verdict, student_price
 from harness.analysis.signals import SignalContext, cost
-from harness.spec.models import CostSpec
+from harness.experiment.models import CostSpec
 from harness.units import get
 from tests.helpers.synth import UNITS, spec_dict, write_run
 

@@ -10,7 +10,7 @@ import pytest
 from harness.analysis import signals as sig
 from harness.analysis.analyse import analyse
 from harness.analysis.roi import RoiEstimate, return_on
-from harness.spec.models import SignalName
+from harness.experiment.models import SignalName
 from tests.helpers.synth import spec_dict, write_run
 
 

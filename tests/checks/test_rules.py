@@ -11,9 +11,9 @@ import yaml
 from harness.checks import DATA_RULES, RULES, Context, check_data_fit, load_experiment
 from harness.checks.registry import Rules, problem
 from harness.errors import InputError
+from harness.experiment import parse_experiment
+from harness.experiment.models import Experiment
 from harness.samples import load_data
-from harness.spec import parse_experiment
-from harness.spec.models import Experiment
 from tests.helpers import BASE_SPEC, tiny_samples
 
 

@@ -1,11 +1,11 @@
-"""The spec is a leaf: no module under harness/spec imports a stage above it."""
+"""The spec is a leaf: no module under harness/experiment imports a stage above it."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-SPEC = Path(__file__).resolve().parents[2] / "harness" / "spec"
+SPEC = Path(__file__).resolve().parents[2] / "harness" / "experiment"
 #: Packages above the spec (the spec may import harness.errors and harness.units, the leaves).
 ABOVE = ("harness.compose", "harness.evaluate", "harness.analysis", "harness.cli",
          "harness.students", "harness.train", "harness.samples", "harness.run",
@@ -15,7 +15,7 @@ ABOVE = ("harness.compose", "harness.evaluate", "harness.analysis", "harness.cli
 
 def _imports(path: Path) -> list[tuple[int, str]]:
     """Every imported module of ``path`` (line, dotted name), at any depth (function-level and
-    TYPE_CHECKING imports included), relative imports resolved against harness.spec."""
+    TYPE_CHECKING imports included), relative imports resolved against harness.experiment."""
     out: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
@@ -23,7 +23,8 @@ def _imports(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                package = ["harness", "spec"][: 3 - node.level]  # . = harness.spec, .. = harness
+                # . = harness.experiment, .. = harness
+                package = ["harness", "experiment"][: 3 - node.level]
                 base = ".".join([*package, *([base] if base else [])])
             out += [(node.lineno, f"{base}.{a.name}" if base else a.name) for a in node.names]
     return out
@@ -35,7 +36,7 @@ def test_spec_imports_nothing_above_it() -> None:
     upward = [f"{m.relative_to(SPEC.parent)}:{line}: {name}" for m in modules
               for line, name in _imports(m)
               if any(name == a or name.startswith(a + ".") for a in ABOVE)]
-    assert not upward, "harness/spec imports upward:\n" + "\n".join(upward)
+    assert not upward, "harness/experiment imports upward:\n" + "\n".join(upward)
 
 
 def test_the_check_sees_function_level_imports(tmp_path: Path) -> None:

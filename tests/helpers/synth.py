@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from harness.evaluate.units import unit_report
-from harness.spec.models import Experiment
+from harness.experiment.models import Experiment
 from harness.store.contracts import (
     Axes,
     CellEntry,

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from harness.errors import InputError
-from harness.spec.policy import TeacherCost
-from harness.spec.teachers import HFTeacherSpec, OpenAITeacherSpec
+from harness.experiment.policy import TeacherCost
+from harness.experiment.teachers import HFTeacherSpec, OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Completion
 from harness.teachers.cache import CachedTeacher, CallCache, call_key
 from harness.teachers.providers import build_teacher

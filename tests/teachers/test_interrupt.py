@@ -28,7 +28,7 @@ SCRIPT = """
 import polars  # noqa: F401  (first, as the CLI does: it changes how signals reach the main thread)
 import sys
 
-from harness.spec.teachers import OpenAITeacherSpec
+from harness.experiment.teachers import OpenAITeacherSpec
 from harness.teachers.base import ChatRequest
 from harness.teachers.cache import CachedTeacher, CallCache
 from harness.teachers.providers.openai_chat import OpenAIChatTeacher

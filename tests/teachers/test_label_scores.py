@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from harness.spec.teachers import OpenAITeacherSpec
+from harness.experiment.teachers import OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Completion
 from harness.teachers.parse import candidate_from, scored_answer
 from harness.teachers.prompts import ANSWER_PREFIX, build_request

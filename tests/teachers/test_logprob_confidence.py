@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.spec.teachers import OpenAITeacherSpec
+from harness.experiment.teachers import OpenAITeacherSpec
 from harness.teachers.base import AnswerSource, Completion
 from harness.teachers.parse import Outcome, candidate_from, scored_answer
 from harness.teachers.prompts import build_request

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness.spec.teachers import HFTeacherSpec, OpenAITeacherSpec
+from harness.experiment.teachers import HFTeacherSpec, OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Completion
 from harness.teachers.cache import CachedTeacher, CallCache
 from harness.teachers.parse import candidate_from

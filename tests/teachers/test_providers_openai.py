@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from harness.errors import InputError
-from harness.spec.teachers import OpenAITeacherSpec
+from harness.experiment.teachers import OpenAITeacherSpec
 from harness.teachers import ChatRequest, Completion, build_request
 from harness.teachers.providers.openai_chat import OpenAIChatTeacher
 from tests.helpers.fake_provider import ManualClock

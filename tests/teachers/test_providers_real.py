@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from harness.spec.teachers import OpenAITeacherSpec
+from harness.experiment.teachers import OpenAITeacherSpec
 from harness.teachers import CachedTeacher, CallCache, ChatRequest, Completion, build_request
 from harness.teachers.providers.hf_local import HFLocalTeacher
 from harness.teachers.providers.openai_chat import OpenAIChatTeacher

@@ -18,7 +18,7 @@ from typing import Any, overload
 
 import pytest
 
-from harness.spec.teachers import OpenAITeacherSpec
+from harness.experiment.teachers import OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Completion
 from harness.teachers.providers import openai_chat
 from harness.teachers.providers.openai_chat import STOP_AFTER_CLIENT_ERRORS, OpenAIChatTeacher

@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from harness.cli import main
-from harness.spec.teachers import OpenAITeacherSpec
+from harness.experiment.teachers import OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Completion
 from harness.teachers.prompts import build_request, response_schema, strict_compatible
 from harness.teachers.providers.common import config_digest

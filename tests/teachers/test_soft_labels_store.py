@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from harness.cli import main
-from harness.spec.generate import GenerateSpec
-from harness.spec.teachers import OpenAITeacherSpec
+from harness.experiment.generate import GenerateSpec
+from harness.experiment.teachers import OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Completion
 from harness.teachers.cache import call_key
 from harness.teachers.parse import candidate_from

@@ -307,7 +307,7 @@ def test_validate_ignores_a_sidecar_of_earlier_files_and_refuses_a_broken_one(
 
 def test_the_cache_and_a_local_teacher_redact_what_they_keep(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.spec.teachers import HFTeacherSpec
+    from harness.experiment.teachers import HFTeacherSpec
     from harness.teachers.providers import hf_local
 
     with CallCache(tmp_path / "c.sqlite") as cache:

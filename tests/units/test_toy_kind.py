@@ -16,7 +16,7 @@ import yaml
 from harness.checks import load_experiment
 from harness.cli import main
 from harness.errors import InputError
-from harness.spec import json_schema
+from harness.experiment import json_schema
 from harness.units import (
     MetricDef,
     Scored,
@@ -62,7 +62,7 @@ class YesNoKind(UnitKind):
     def define_options(self) -> type:
         from pydantic import Field
 
-        from harness.spec.models import UnitOptions
+        from harness.experiment.models import UnitOptions
 
         class YesNoUnit(UnitOptions):
             """A yes/no question."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.spec.teachers import HFTeacherSpec, OpenAITeacherSpec
+from harness.experiment.teachers import HFTeacherSpec, OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Teacher
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ from typing import Any
 
 from harness.constrained import next_token_masses
 from harness.errors import InputError
-from harness.spec.teachers import HFTeacherSpec
+from harness.experiment.teachers import HFTeacherSpec
 from harness.teachers import soft_labels
 from harness.teachers.base import ChatRequest, Completion, OnDone
 from harness.teachers.providers.common import config_digest, with_system

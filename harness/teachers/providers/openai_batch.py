@@ -31,7 +31,7 @@ are downloaded (the :class:`~harness.teachers.cache.CachedTeacher` around this t
 each one). Lines that failed, and requests an expired, failed or cancelled batch never ran,
 come back as completions with ``error`` set. Batch calls are priced at
 ``costs.teachers.NAME.batch_price_per_1k_prompt`` / ``batch_price_per_1k_completion``
-(:meth:`~harness.spec.policy.TeacherCost.batch_prices`).
+(:meth:`~harness.experiment.policy.TeacherCost.batch_prices`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from harness.errors import InputError
-from harness.spec.teachers import OpenAITeacherSpec
+from harness.experiment.teachers import OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Completion, ErrorKind, OnDone
 from harness.teachers.cache import BatchRecord, CallCache, call_key
 from harness.teachers.providers.openai_chat import OpenAIChatTeacher

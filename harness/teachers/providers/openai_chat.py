@@ -47,7 +47,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from harness.errors import InputError, did_you_mean
-from harness.spec.teachers import OpenAITeacherSpec
+from harness.experiment.teachers import OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Completion, OnDone
 from harness.teachers.providers.common import config_digest
 from harness.teachers.providers.openai_errors import classify, detail, response_headers

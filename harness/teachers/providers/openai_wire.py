@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness.spec.teachers import OpenAITeacherSpec
+from harness.experiment.teachers import OpenAITeacherSpec
 from harness.teachers.base import ChatRequest, Completion
 from harness.teachers.providers.common import with_system
 from harness.teachers.providers.logprob_labels import label_probs_from_logprobs

@@ -1,11 +1,11 @@
 """Read an experiment YAML and validate it with pydantic, reporting every problem located.
 
-The YAML is read with a safe, bounded loader (:mod:`harness.spec.safe_yaml`: no code-running
+The YAML is read with a safe, bounded loader (:mod:`harness.experiment.safe_yaml`: no code-running
 tags, duplicate keys refused, regular files of bounded size, bounded depth and alias expansion).
 ``extends`` in buckets and field sets is resolved on the raw mappings, data and checkpoint paths
 are made absolute, then pydantic validates the whole document; its errors become located problems
 (``demo.yaml:23: buckets.multi.min_score: ...``) with a did-you-mean for unknown keys
-(:mod:`harness.spec.locate`).
+(:mod:`harness.experiment.locate`).
 
 This module is the spec's half of loading and stops there: :func:`parse_experiment` returns a
 :class:`ParsedExperiment` holding the problems found so far and, per top-level section, the
@@ -30,9 +30,9 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from harness.errors import InputError, Problem, ProblemLog, did_you_mean
-from harness.spec.locate import Locator, line_index, line_of, pydantic_problems
-from harness.spec.models import Experiment
-from harness.spec.safe_yaml import FileProblem, load_text, read_text
+from harness.experiment.locate import Locator, line_index, line_of, pydantic_problems
+from harness.experiment.models import Experiment
+from harness.experiment.safe_yaml import FileProblem, load_text, read_text
 
 _EXTENDABLE = ("buckets", "fields")
 #: Sections keyed by user-chosen names, which references (``baseline.bucket``...) point into.
@@ -53,7 +53,8 @@ class LoadedExperiment:
 
 
 def _read_yaml(path: Path) -> tuple[Any, Locator]:
-    """Read the experiment file with every resource bounded (see :mod:`harness.spec.safe_yaml`)."""
+    """Read the experiment file with every resource bounded (see
+    :mod:`harness.experiment.safe_yaml`)."""
     try:
         text = read_text(path)
     except FileNotFoundError:

@@ -13,7 +13,7 @@ import pytest
 
 from harness.checks import load_experiment
 from harness.cli import main
-from harness.spec.base import check_name
+from harness.experiment.base import check_name
 from tests.helpers.tiny import REPO
 
 Spec = dict[str, Any]

@@ -5,8 +5,13 @@ A leaf package: it imports only the standard library, pydantic, PyYAML and the l
 in :mod:`harness.checks`, whose ``load_experiment`` is the one way callers load an experiment.
 """
 
-from harness.spec.load import LoadedExperiment, ParsedExperiment, json_schema, parse_experiment
-from harness.spec.models import (
+from harness.experiment.load import (
+    LoadedExperiment,
+    ParsedExperiment,
+    json_schema,
+    parse_experiment,
+)
+from harness.experiment.models import (
     BucketSpec,
     CellRef,
     Experiment,

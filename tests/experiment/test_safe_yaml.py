@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.spec import safe_yaml
-from harness.spec.safe_yaml import MAX_DEPTH, load_text
+from harness.experiment import safe_yaml
+from harness.experiment.safe_yaml import MAX_DEPTH, load_text
 from tests.helpers.hostile import BASE, BOMBS, flow, merge_bomb
 
 REPO = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.spec.base import Seed, SelfCheckedFloat, Strict
+from harness.experiment.base import Seed, SelfCheckedFloat, Strict
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 #: Prefixes of real provider keys (OpenAI, Anthropic, Hugging Face, Groq, xAI, Google...).

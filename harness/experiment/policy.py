@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from harness.spec.base import Strict
+from harness.experiment.base import Strict
 
 #: The default price of a batch API call as a fraction of the synchronous one (OpenAI's and
 #: Together's batch discount: 50 %).

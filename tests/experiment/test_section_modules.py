@@ -1,10 +1,11 @@
-"""The spec's sections live in modules by concept; ``harness.spec.models`` still names them all
+"""The experiment's sections live in modules by concept; ``harness.experiment.models`` still
+names them all
 (every import that existed before the split keeps working, with the very same classes)."""
 
 from __future__ import annotations
 
-import harness.spec.models as models
-from harness.spec import base, design, policy, student, teachers, unit_options
+import harness.experiment.models as models
+from harness.experiment import base, design, policy, student, teachers, unit_options
 
 HOMES = {
     base: ["NAME_PATTERN", "POOLS", "PoolName", "Strict", "check_name"],

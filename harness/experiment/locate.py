@@ -1,6 +1,6 @@
 """Where a problem is in the experiment YAML: YAML path -> ``file:line``; pydantic errors.
 
-The loader composes the YAML node tree once (:mod:`harness.spec.safe_yaml`);
+The loader composes the YAML node tree once (:mod:`harness.experiment.safe_yaml`);
 :func:`line_index` maps every YAML path (a tuple of keys and list indices, as strings) to its
 1-based line, and :class:`Locator` answers ``demo.yaml:23`` for a path, falling back to the
 nearest ancestor that is written in the file (a defaulted key is reported at its section).
@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness.errors import Problem, ProblemLog, did_you_mean
-from harness.spec.models import Experiment, Unit, unit_model
+from harness.experiment.models import Experiment, Unit, unit_model
 
 #: Errors whose message does not show the value, which is then added: "Input should be a
 #: finite number (got nan)", "... less than or equal to 32768 (got 1000000000)".

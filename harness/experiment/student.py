@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from harness.spec.base import Strict
+from harness.experiment.base import Strict
 
 #: A module-name suffix of ``student.adapter.target_modules`` (``q_proj``, ``mlp.down_proj``).
 SafeModuleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,127}$")]

@@ -21,7 +21,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 import harness.units as unit_kinds
 from harness.errors import did_you_mean
-from harness.spec.base import Strict
+from harness.experiment.base import Strict
 
 
 class UnitOptions(Strict):

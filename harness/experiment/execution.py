@@ -31,7 +31,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.spec.base import Strict
+from harness.experiment.base import Strict
 
 # a number (YAML reads an unquoted 1e9 as a string, so an exponent is accepted here) and a unit
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\+?\d+)?)\s*([KMGT]i?B?|B)?\s*$",

@@ -11,7 +11,7 @@ import yaml
 from harness.checks import load_experiment
 from harness.cli import main
 from harness.errors import InputError
-from harness.spec import json_schema
+from harness.experiment import json_schema
 from tests.helpers import BASE_SPEC
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from harness.cli import main
-from harness.spec.execution import ExecutionSpec, parse_size
+from harness.experiment.execution import ExecutionSpec, parse_size
 
 
 def test_sizes_parse_with_decimal_and_binary_units():

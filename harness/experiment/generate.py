@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from harness.spec.base import Seed, Strict
+from harness.experiment.base import Seed, Strict
 
 #: The answer fields a teacher can be asked for besides the answer itself.
 AskField = Literal["rationale", "limits", "confidence", "trajectory"]

@@ -1,11 +1,12 @@
 """The experiment spec: frozen pydantic models, one per YAML section.
 
 This module holds the root model (:class:`Experiment`) with its two small sections (``data:``
-and ``evaluation:``) and re-exports every section model, so ``from harness.spec.models import
-X`` names any of them. The sections live by concept: :mod:`harness.spec.base` (the strict base,
-names, pools), :mod:`harness.spec.unit_options` (``units:``), :mod:`harness.spec.student`
-(``student:``), :mod:`harness.spec.design` (buckets, fields, sampling, design, cells) and
-:mod:`harness.spec.policy` (costs, stop, gate). Cross-section rules (a design naming an
+and ``evaluation:``) and re-exports every section model, so ``from harness.experiment.models
+import X`` names any of them. The sections live by concept: :mod:`harness.experiment.base` (the
+strict base, names, pools), :mod:`harness.experiment.unit_options` (``units:``),
+:mod:`harness.experiment.student`
+(``student:``), :mod:`harness.experiment.design` (buckets, fields, sampling, design, cells) and
+:mod:`harness.experiment.policy` (costs, stop, gate). Cross-section rules (a design naming an
 undeclared bucket, ``min_score`` above the judge scale, ...) live in :mod:`harness.checks`,
 which reports them with their YAML paths.
 """
@@ -19,7 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 import harness.units as unit_kinds
-from harness.spec.base import (
+from harness.experiment.base import (
     NAME_PATTERN,
     POOLS,
     PoolName,
@@ -28,7 +29,7 @@ from harness.spec.base import (
     Strict,
     check_name,
 )
-from harness.spec.design import (
+from harness.experiment.design import (
     BucketSpec,
     CellPattern,
     CellRef,
@@ -37,9 +38,9 @@ from harness.spec.design import (
     SamplingSpec,
     TierSpec,
 )
-from harness.spec.execution import ExecutionSpec
-from harness.spec.generate import GenerateSpec
-from harness.spec.policy import (
+from harness.experiment.execution import ExecutionSpec
+from harness.experiment.generate import GenerateSpec
+from harness.experiment.policy import (
     DEFAULT_BLOCKING,
     CostSpec,
     GateSpec,
@@ -49,10 +50,16 @@ from harness.spec.policy import (
     TrafficSpec,
     costs_declared,
 )
-from harness.spec.student import DistillSpec, StudentConfig, StudentKind, StudentSpec, TrainSpec
-from harness.spec.teachers import HFTeacherSpec, JudgeSpec, OpenAITeacherSpec, TeacherSpec
-from harness.spec.tracking import TrackingSpec
-from harness.spec.unit_options import Unit, UnitOptions, unit_model
+from harness.experiment.student import (
+    DistillSpec,
+    StudentConfig,
+    StudentKind,
+    StudentSpec,
+    TrainSpec,
+)
+from harness.experiment.teachers import HFTeacherSpec, JudgeSpec, OpenAITeacherSpec, TeacherSpec
+from harness.experiment.tracking import TrackingSpec
+from harness.experiment.unit_options import Unit, UnitOptions, unit_model
 
 __all__ = [
     "DEFAULT_BLOCKING", "NAME_PATTERN", "POOLS", "BucketSpec", "CellPattern", "CellRef",

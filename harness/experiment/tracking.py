@@ -24,7 +24,7 @@ import re
 
 from pydantic import Field, field_validator
 
-from harness.spec.base import Strict
+from harness.experiment.base import Strict
 
 #: ``scheme://user:password@host``: a secret in the URI (it would be copied into run.json,
 #: tracking.json and messages).

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from harness.spec.base import PoolName, Seed, Strict
+from harness.experiment.base import PoolName, Seed, Strict
 
 
 class BucketSpec(Strict):
