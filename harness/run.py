@@ -1,4 +1,5 @@
-"""``harness run``: compose every cell, train and evaluate it, and collect the results store.
+"""``harness run``: compose every cell, have an executor train and evaluate it, then collect the
+results store (:mod:`harness.store.collect`).
 
 The layout of ``runs/<experiment>/`` is :mod:`harness.store.folder`'s; its contract files are
 the records of :mod:`harness.store.contracts`.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from harness.evaluate.teacher_audit import audit_run
 from harness.execute.base import CellJob, CellResult, Event, Executor, failure_record
 from harness.execute.local import InlineExecutor
 from harness.execute.progress import Progress
@@ -36,43 +37,12 @@ from harness.experiment import LoadedExperiment
 from harness.fsutil import atomic_write_text
 from harness.matrix import Cell
 from harness.samples import Dataset
-from harness.store.contracts import (
-    CellEntry,
-    CellManifest,
-    CellMetrics,
-    FailureRecord,
-    LeakageFacts,
-    RunRecord,
-    TeacherFacts,
-)
+from harness.samples.leakage import leakage_facts
+from harness.samples.stats import teacher_facts
+from harness.store.collect import CellOutcome, RunFacts, RunSummary, collect
+from harness.store.contracts import FailureRecord
 from harness.store.folder import CellFolder, RunFolder
 from harness.threads import run_threads
-
-
-@dataclass
-class CellOutcome:
-    """What happened to one cell in this run (and, when it ran now, where)."""
-
-    cell: Cell
-    status: str  # "done" (ran now), "skipped" (already done), "failed"
-    seconds: float = 0.0
-    error: dict[str, str] | None = None
-    executor: str | None = None
-    node: str | None = None
-    attempts: int | None = None
-    checkpoint: str | None = None
-
-
-@dataclass
-class RunSummary:
-    """The run's outcome: folder, cells, and whether any failed."""
-
-    run_dir: Path
-    outcomes: list[CellOutcome] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[CellOutcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
 
 
 def _write_spec(folder: CellFolder, cell: Cell) -> None:
@@ -214,10 +184,17 @@ def run_cells(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], out: P
     finally:
         ex.close()
         view.close()
-    collect(loaded, data, matrix or cells, summary, teachers,
+    spec = exp.model_dump(mode="json")
+    everything = matrix or cells
+    facts = RunFacts(
+        experiment=exp.name, experiment_file=str(loaded.path), spec=spec, teachers=teachers,
+        leakage=leakage_facts(exp.data.leakage, data.leaks),
+        inputs={"samples": data.train.sha256, "eval": data.eval.sha256},
+        teacher_audit=lambda run: audit_run(spec, run, [c.cell_id for c in everything]))
+    collect(facts, everything, summary,
             numerics={"threads": n_threads, "threads_from": threads_from})
     if tracker is not None:  # every finished cell of the matrix the tracker lacks; never raises
-        tracker.log_run(matrix or cells)
+        tracker.log_run(everything)
     return summary
 
 
@@ -259,205 +236,3 @@ def warn_mixed_threads(run: RunFolder, kept: list[Cell], threads: int, source: s
     return True
 
 
-def teacher_facts(data: Dataset) -> TeacherFacts:
-    """What analysis needs from the repository itself: token usage per teacher (cost) and, per
-    unit, how often teachers disagree and how much of that the judge covers."""
-    import polars as pl
-
-    t = data.train.tables
-    usage = t.candidates.group_by("teacher").agg(
-        pl.col("prompt_tokens").fill_null(0).sum(), pl.col("completion_tokens").fill_null(0).sum())
-    per_rec = (t.candidates.join(t.items.select("rec", "unit", "winner"), on="rec")
-               .group_by("rec", "unit").agg(pl.col("final").n_unique().alias("answers"),
-                                            pl.col("winner").first().is_not_null().alias("judged")))
-    dis = per_rec.group_by("unit").agg(
-        (pl.col("answers") > 1).mean().alias("disagreement"),
-        ((pl.col("answers") > 1) & ~pl.col("judged")).mean().alias("unjudged_disagreement"))
-    return TeacherFacts(
-        n_records=t.items.height,
-        usage={r["teacher"]: {"prompt_tokens": int(r["prompt_tokens"]),
-                              "completion_tokens": int(r["completion_tokens"])}
-               for r in usage.iter_rows(named=True)},
-        disagreement={r["unit"]: {"rate": float(r["disagreement"]),
-                                  "unjudged_rate": float(r["unjudged_disagreement"])}
-                      for r in dis.iter_rows(named=True)},
-    )
-
-
-#: metrics.json ``environment`` keys that decide a cell's numbers (``run.json`` ``reproduce``).
-REPRODUCE_KEYS = ("device", "dtype", "autocast", "threads", "deterministic", "cpu_capability",
-                  "torch_blas", "mkldnn", "numpy_blas", "numerics_env", "torch", "transformers",
-                  "tokenizers", "numpy", "python", "cuda", "gpu", "cudnn", "tf32_matmul",
-                  "tf32_cudnn")
-
-
-def reproduce_record(manifest: CellManifest, metrics: CellMetrics) -> dict[str, Any]:
-    """What reproduces a finished cell's numbers on another machine, besides its spec and data
-    (whose hashes are its id): the seed, the harness version that composed it, and what its
-    metrics record of threads, device, dtype, CPU kernels, BLAS and library versions (cells
-    from older versions record less)."""
-    env = metrics.environment
-    return {"seed": metrics.axes.seed, "harness_version": manifest.harness_version,
-            **{k: env[k] for k in REPRODUCE_KEYS if k in env}}
-
-
-def collect(loaded: LoadedExperiment, data: Dataset, cells: list[Cell], summary: RunSummary,
-            teachers: TeacherFacts, numerics: dict[str, Any] | None = None) -> None:
-    """Write the results and latency tables, the teacher audit and the run record.
-
-    Args:
-        numerics: the run's thread setting (``threads``, ``threads_from``) for ``run.json``;
-            the finished cells' counts per thread count are added here.
-    """
-    from harness.store.results import cell_rows, latency_rows, results_frame, write_results
-
-    exp = loaded.spec
-    run = RunFolder(summary.run_dir)
-    rows, lat = [], []
-    status = {o.cell.cell_id: o for o in summary.outcomes}
-    before = _previous_where(run)
-    cell_index = []
-    by_threads: Counter[str] = Counter()
-    for cell in cells:
-        folder = run.cell(cell.cell_id)
-        outcome = status.get(cell.cell_id)
-        where = (_where(outcome) if outcome is not None and outcome.status != "skipped"
-                 else before.get(cell.cell_id, {}))
-        if folder.is_done(cell.cell_id):
-            manifest, metrics = folder.read_manifest(), folder.read_metrics()
-            _predictions_parquet(folder)
-            rows += cell_rows(exp.name, manifest, metrics)
-            lat += latency_rows(exp.name, manifest, metrics)
-            entry = CellEntry(cell_id=cell.cell_id, label=cell.label,
-                              is_baseline=cell.is_baseline, status="done",
-                              train_seconds=metrics.train["train_seconds"],
-                              eval_seconds=metrics.eval_seconds, error=None,
-                              **{"node": metrics.environment.get("host"), **where},
-                              reproduce=reproduce_record(manifest, metrics))
-            if isinstance(metrics.environment.get("threads"), int):
-                by_threads[str(metrics.environment["threads"])] += 1
-        else:
-            failed = outcome is not None and outcome.status == "failed"
-            entry = CellEntry(cell_id=cell.cell_id, label=cell.label,
-                              is_baseline=cell.is_baseline,
-                              status="failed" if failed else "missing", train_seconds=None,
-                              eval_seconds=None, error=outcome.error if outcome else None,
-                              **(where if failed else {}))
-        cell_index.append(entry)
-    run.root.mkdir(parents=True, exist_ok=True)
-    if rows:
-        write_results(results_frame(rows), run.results)
-        write_results(results_frame(lat), run.latency)
-    run.write_teacher_audit(teacher_audit(exp.model_dump(mode="json"), run, cells))
-    run.write_run(RunRecord(
-        schema_version=RunRecord.SCHEMA_VERSION, experiment=exp.name,
-        experiment_file=str(loaded.path), spec=exp.model_dump(mode="json"), teachers=teachers,
-        baseline=exp.baseline.model_dump(mode="json"), cells=cell_index,
-        inputs={"samples": data.train.sha256, "eval": data.eval.sha256},
-        python=sys.version.split()[0], pid=os.getpid(), leakage=leakage_facts(loaded, data),
-        numerics=None if numerics is None else {
-            **numerics, "finished_cells_by_threads": dict(sorted(by_threads.items()))},
-    ))
-
-
-def _where(outcome: CellOutcome) -> dict[str, Any]:
-    """Where a cell ran now, as CellEntry's optional keys (unknown ones left out)."""
-    keys = {"executor": outcome.executor, "node": outcome.node, "attempts": outcome.attempts,
-            "checkpoint": outcome.checkpoint}
-    return {k: v for k, v in keys.items() if v is not None}
-
-
-def _previous_where(run: RunFolder) -> dict[str, dict[str, Any]]:
-    """Per cell id, where the previous run record says the cell ran (so a skipped cell keeps
-    it); {} when there is no readable record."""
-    from harness.store.contracts import ContractError
-
-    if not run.run_json.is_file():
-        return {}
-    try:
-        entries = run.read_run().cells
-    except ContractError:
-        return {}
-    return {e.cell_id: {k: getattr(e, k) for k in ("executor", "node", "attempts", "checkpoint")
-                        if getattr(e, k) is not None} for e in entries if e.status == "done"}
-
-
-def leakage_facts(loaded: LoadedExperiment, data: Dataset) -> LeakageFacts:
-    """The train-eval overlap validation found and the policy the run went on under (so that
-    the gate and the report can say it; ``harness validate`` only prints it)."""
-    leaks = data.leaks
-    n = leaks.height
-    return LeakageFacts(policy=loaded.spec.data.leakage, overlaps=n,
-                        eval_items=leaks["eval_id"].n_unique() if n else 0,
-                        train_records=leaks["train_rec"].n_unique() if n else 0)
-
-
-def _predictions_parquet(folder: CellFolder) -> None:
-    """The worker writes predictions as JSONL (no polars on a GPU machine); convert once."""
-    import polars as pl
-
-    from harness.fsutil import atomic_write
-
-    src, dst = folder.predictions, folder.predictions_table
-    if dst.is_file() and dst.stat().st_mtime_ns >= src.stat().st_mtime_ns:
-        return
-    df = pl.read_ndjson(src, infer_schema_length=None)
-    if "tags" in df.columns:  # free-form tag maps stay JSON text (no empty-struct columns)
-        df = df.with_columns(pl.col("tags").struct.json_encode())
-    atomic_write(dst, lambda p: df.write_parquet(p))
-
-
-def teacher_audit(exp: dict[str, Any], run: RunFolder, cells: list[Cell]) -> dict[str, Any]:
-    """Each teacher's recorded eval answers scored per unit, with stated-confidence calibration.
-
-    Reads the eval set from any composed cell (they all carry the same one).
-    """
-    from harness.evaluate.units import PER_ITEM
-    from harness.evaluate.units import teacher_audit as audit_unit
-
-    for cell in cells:
-        folder = run.cell(cell.cell_id)
-        if folder.eval.is_file():
-            rows = folder.read_eval()
-            break
-    else:
-        return {}
-    out = {}
-    slices = exp["evaluation"]["slices"]
-    for name, unit in exp["units"].items():
-        items = [r for r in rows if r["unit"] == name]
-        audit = audit_unit(unit, items, slices)
-        for rep in audit.values():
-            for key in PER_ITEM:
-                rep.pop(key, None)
-        out[name] = audit
-    return out
-
-
-def format_table(run_dir: Path, exp_units: dict[str, Any]) -> str:
-    """Per cell: the primary metric of every unit and p95 latency (for the terminal)."""
-    import polars as pl
-
-    from harness.units import primary_metric
-
-    run = RunFolder(run_dir)
-    if not run.results.is_file():
-        return "no finished cells"
-    df = pl.read_parquet(run.results).filter(pl.col("slice") == "all")
-    lat = pl.read_parquet(run.latency)
-    wanted = {u: primary_metric(spec["kind"]) for u, spec in exp_units.items()}
-    labels = df.select("label", "is_baseline").unique().sort("label")
-    header = ["cell", *(f"{u}.{m}" for u, m in wanted.items()), "p95_ms"]
-    lines = []
-    for label, base in labels.iter_rows():
-        vals = []
-        for u, m in wanted.items():
-            v = df.filter((pl.col("label") == label) & (pl.col("unit") == u)
-                          & (pl.col("metric") == m))["value"]
-            vals.append(f"{v[0]:.3f}" if len(v) else "-")
-        p95 = lat.filter((pl.col("label") == label) & (pl.col("metric") == "latency_p95_ms"))
-        vals.append(f"{p95['value'][0]:.1f}" if p95.height else "-")
-        lines.append([label + (" *" if base else ""), *vals])
-    widths = [max(len(str(r[i])) for r in [header, *lines]) for i in range(len(header))]
-    fmt = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True))  # noqa: E731
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)])

@@ -14,7 +14,8 @@ from harness.errors import InputError
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Compose, train and evaluate every cell (skipping finished ones), then collect results."""
-    from harness.run import format_table, run_cells
+    from harness.run import run_cells
+    from harness.store.collect import format_table
 
     if args.address is not None and args.executor != "ray":
         # else the cells would quietly run here, not on the cluster the user named

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from harness.store.contracts import LeakageFacts
+
 
 def normalized_prompt(col: str = "prompt") -> pl.Expr:
     """Lower-cased prompt with whitespace runs collapsed and ends stripped."""
@@ -29,3 +31,13 @@ def find_leaks(train_items: pl.DataFrame, eval_items: pl.DataFrame) -> pl.DataFr
         "eval_id", "eval_line", "train_rec", "train_id", "train_line", pl.lit("prompt").alias("by"))
     both = pl.concat([by_id, by_prompt]).unique(["eval_id", "train_rec"], keep="first")
     return both.sort("eval_line", "train_line")
+
+
+def leakage_facts(policy: str, leaks: pl.DataFrame) -> LeakageFacts:
+    """The train-eval overlap validation found (``leaks``: :func:`find_leaks`'s pairs) and the
+    policy the run went on under (``data.leakage``), so the gate and the report can say it
+    (``harness validate`` only prints it)."""
+    n = leaks.height
+    return LeakageFacts(policy=policy, overlaps=n,
+                        eval_items=leaks["eval_id"].n_unique() if n else 0,
+                        train_records=leaks["train_rec"].n_unique() if n else 0)

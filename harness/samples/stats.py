@@ -8,10 +8,15 @@ audit its teachers on its own task data before distilling.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from harness.samples.tables import RecordTables
+from harness.store.contracts import TeacherFacts
+
+if TYPE_CHECKING:
+    from harness.samples import Dataset
 
 
 def _canon(text: str | None) -> str | None:
@@ -72,3 +77,26 @@ def pool_stats(t: RecordTables) -> pl.DataFrame:
     """Per pool and unit: candidate counts."""
     df = candidates_with_context(t)
     return df.group_by("unit", "pool").len().sort("unit", "pool")
+
+
+def teacher_facts(data: Dataset) -> TeacherFacts:
+    """What analysis needs from the repository itself: token usage per teacher (cost) and, per
+    unit, how often teachers disagree and how much of that the judge covers."""
+    t = data.train.tables
+    usage = t.candidates.group_by("teacher").agg(
+        pl.col("prompt_tokens").fill_null(0).sum(), pl.col("completion_tokens").fill_null(0).sum())
+    per_rec = (t.candidates.join(t.items.select("rec", "unit", "winner"), on="rec")
+               .group_by("rec", "unit").agg(pl.col("final").n_unique().alias("answers"),
+                                            pl.col("winner").first().is_not_null().alias("judged")))
+    dis = per_rec.group_by("unit").agg(
+        (pl.col("answers") > 1).mean().alias("disagreement"),
+        ((pl.col("answers") > 1) & ~pl.col("judged")).mean().alias("unjudged_disagreement"))
+    return TeacherFacts(
+        n_records=t.items.height,
+        usage={r["teacher"]: {"prompt_tokens": int(r["prompt_tokens"]),
+                              "completion_tokens": int(r["completion_tokens"])}
+               for r in usage.iter_rows(named=True)},
+        disagreement={r["unit"]: {"rate": float(r["disagreement"]),
+                                  "unjudged_rate": float(r["unjudged_disagreement"])}
+                      for r in dis.iter_rows(named=True)},
+    )

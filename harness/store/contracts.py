@@ -103,6 +103,25 @@ class CellMetrics(Record):
 
 
 @dataclass(frozen=True)
+class TeacherReport(Record):
+    """One teacher on one unit in ``teacher_audit.json`` (unit -> teacher -> this; run ->
+    analysis, report): its recorded eval answers scored like a student's
+    (:func:`harness.evaluate.teacher_audit.audit_teachers`).
+
+    ``n`` eval items; ``metrics`` the unit kind's metrics; ``slices`` per eval slice;
+    ``calibration`` of its answer probabilities (None without); ``stated_confidence`` the
+    calibration of the confidence it stated (``metrics``, ``n``, ``reliability``,
+    ``ece_reliable``; None without).
+    """
+
+    n: int
+    metrics: dict[str, Any]
+    slices: dict[str, Any]
+    calibration: dict[str, Any] | None
+    stated_confidence: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class FailureRecord(Record):
     """``FAILED.json``: why a cell failed (run -> report); ``kind`` names the failure class
     (``error``, ``non_finite_loss``, ``out_of_memory``, ``disk_full``)."""

@@ -42,6 +42,7 @@ from harness.store.contracts import (
     FailureRecord,
     Record,
     RunRecord,
+    TeacherReport,
 )
 
 CELLS = "cells"
@@ -109,6 +110,15 @@ def _checked(record: R, path: Path) -> dict[str, Any]:
     data = record.to_json()
     type(record).from_json(data, f"{path} (being written)")
     return data
+
+
+def _teacher_audit(data: Any, where: str) -> dict[str, Any]:
+    """``teacher_audit.json``'s map with every report read through :class:`TeacherReport`
+    (the same JSON back; raises :class:`ContractError` naming unit and teacher)."""
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ContractError(where, "", "expected an object unit -> teacher -> report")
+    return {unit: {t: TeacherReport.from_json(rep, f"{where}: {unit}.{t}").to_json()
+                   for t, rep in teachers.items()} for unit, teachers in data.items()}
 
 
 def is_done(cell_dir: Path, cell_id: str) -> bool:
@@ -299,8 +309,12 @@ class RunFolder:
         atomic_write_json(self.analysis, _checked(analysis, self.analysis))
 
     def read_teacher_audit(self) -> dict[str, Any]:
-        """unit -> teacher -> audit report; {} when the run wrote none (no composed cell)."""
-        return read_json(self.teacher_audit) if self.teacher_audit.is_file() else {}
+        """unit -> teacher -> audit report (each checked as a :class:`TeacherReport`); {} when
+        the run wrote none (no composed cell)."""
+        if not self.teacher_audit.is_file():
+            return {}
+        return _teacher_audit(read_json(self.teacher_audit), str(self.teacher_audit))
 
     def write_teacher_audit(self, audit: dict[str, Any]) -> None:
-        atomic_write_json(self.teacher_audit, audit)
+        atomic_write_json(self.teacher_audit,
+                          _teacher_audit(audit, f"{self.teacher_audit} (being written)"))

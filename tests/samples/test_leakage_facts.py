@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from harness.checks import load_experiment
-from harness.run import leakage_facts
 from harness.samples import load_data
+from harness.samples.leakage import leakage_facts
 from harness.store.contracts import ContractError, LeakageFacts, RunRecord
 from tests.helpers import tiny_eval
 
@@ -34,13 +34,13 @@ def _leaky(tiny, policy: str):
 @pytest.mark.parametrize("policy", ["warn", "drop"])
 def test_the_run_records_the_overlap_and_its_policy(tiny, policy):
     loaded, data = _leaky(tiny, policy)
-    facts = leakage_facts(loaded, data)
+    facts = leakage_facts(loaded.spec.data.leakage, data.leaks)
     assert facts == LeakageFacts(policy=policy, overlaps=1, eval_items=1, train_records=1)
 
 
 def test_no_overlap_is_recorded_as_zero_not_left_out(tiny):
     loaded = load_experiment(tiny())
-    facts = leakage_facts(loaded, load_data(loaded))
+    facts = leakage_facts(loaded.spec.data.leakage, load_data(loaded).leaks)
     assert facts == LeakageFacts(policy="error", overlaps=0, eval_items=0, train_records=0)
 
 
