@@ -52,7 +52,7 @@ def load(path: str, *, cap: bool = False, max_cells: int | None = None,
     rules are the caller's (:func:`fit`)."""
     from harness.checks import load_experiment
     from harness.samples import load_data
-    from harness.samples.validate import check_complete
+    from harness.teachers.unanswered import check_complete
 
     loaded = load_experiment(path)
     if cap:

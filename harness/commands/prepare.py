@@ -20,7 +20,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Check the experiment and its data; print counts, warnings and per-unit statistics.
     Data that ``generate --partial`` wrote with prompts unanswered is refused (exit 2) unless
     ``--allow-partial``."""
-    from harness.samples.validate import check_complete
+    from harness.teachers.unanswered import check_complete
 
     t0 = time.perf_counter()
     loaded, data = load(args.experiment, allow_partial=None)

@@ -10,51 +10,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pydantic import (
-    Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     ValidationError,
-    field_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 import harness.units as unit_kinds
 from harness.errors import did_you_mean
-from harness.experiment.base import Strict
-
-
-class UnitOptions(Strict):
-    """Options every unit has; each kind's model (``LabelUnit``...) adds ``kind`` and its own.
-
-    The kind models live with their kind (``harness/units/<kind>.py``, built by
-    ``UnitKind.define_options``) and are looked up in the unit-kind registry, so a kind
-    registered at run time validates like a built-in one.
-    """
-
-    template: str | None = Field(
-        None,
-        description="Jinja2 target template (inline text). Variables: final, rationale, limits, "
-        "trajectory, marker, unit. Default: the kind's built-in template.",
-    )
-    answer_marker: str = Field(
-        "Answer:",
-        min_length=1,
-        description="Text that precedes the final answer in every target, so evaluation can "
-        "parse the answer out of a longer target.",
-    )
-    #: Narrowed to ``Literal["<name>"]`` by each kind's model (declared here, after the shared
-    #: options, so every kind's fields keep the order template, answer_marker, kind, ...).
-    kind: str
-
-    @field_validator("answer_marker")
-    @classmethod
-    def _single_line(cls, v: str) -> str:
-        if "\n" in v:
-            raise ValueError("answer_marker must be a single line")
-        if not v.strip():  # whitespace alone: every target would "contain" it anywhere
-            raise ValueError(f"answer_marker {v!r} must contain a visible character")
-        return v
+from harness.units.options import UnitOptions
 
 
 def unit_model(kind: str) -> type[UnitOptions]:

@@ -251,37 +251,3 @@ def _located(df: pl.DataFrame, col: str, problem: Callable[[str], str | None],
     rows = (df.filter(pl.col(col).is_in(list(bad))).sort("line", maintain_order=True)
             .select(*keys, col).iter_rows())
     return [(*r, bad[r[-1]]) for r in rows]
-
-
-def check_complete(exp: Experiment, *, allow_partial: bool = False) -> list[str]:
-    """Refuse data that ``harness generate --partial`` wrote with prompts left unanswered (its
-    sidecar, :mod:`harness.teachers.unanswered`, names the current files' SHA-256).
-
-    Returns:
-        warning lines: the data is partial and ``allow_partial`` accepts it, or a sidecar is
-        left over from an earlier version of the files (they changed since; it is ignored).
-
-    Raises:
-        InputError: the data is partial and ``allow_partial`` is False (one problem per teacher
-            with unanswered prompts, located at the sidecar), or the sidecar is unreadable.
-    """
-    from harness.teachers.unanswered import read_mark
-
-    mark = read_mark(exp.data.samples, {"samples": exp.data.samples, "eval": exp.data.eval})
-    if mark is None:
-        return []
-    if not mark.marks:
-        return [f"{mark.path}: ignored: it lists unanswered prompts of an earlier version of "
-                "the data files (their SHA-256 differ now); delete it"]
-    files = " and ".join((exp.data.samples if m == "samples" else exp.data.eval).name
-                         for m in mark.marks)
-    what = (f"{files}: partial data: written by generate --partial with {mark.total:,} "
-            "teacher answer(s) missing (failed calls)")
-    if allow_partial:
-        return [f"{what}; accepted (--allow-partial)", *mark.summary]
-    log = ProblemLog()
-    for line in mark.summary or ("prompts are listed as unanswered",):
-        log.add(str(mark.path), "unanswered", line)
-    log.raise_if_any(f"{what}; run harness generate again to ask the unanswered prompts, or "
-                     "pass --allow-partial to use it as it is")
-    return []

@@ -23,11 +23,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from harness.errors import InputError
+from harness.errors import InputError, ProblemLog
 from harness.fsutil import atomic_write_json
 from harness.teachers.redact import redact
+
+if TYPE_CHECKING:
+    from harness.experiment.models import Experiment
 
 #: The sidecar's ``format`` value (bumped only for a change a reader must know about).
 FORMAT = "harness-unanswered/1"
@@ -182,3 +185,35 @@ def read_mark(samples: Path, current: dict[FileName, Path]) -> PartialMark | Non
                          "harness generate again to complete it (or delete the note if the "
                          "data is complete)") from None
     return PartialMark(path, tuple(marks), tuple(summary), total)
+
+
+def check_complete(exp: Experiment, *, allow_partial: bool = False) -> list[str]:
+    """Refuse data that ``harness generate --partial`` wrote with prompts left unanswered (its
+    sidecar, this module's, names the current files' SHA-256).
+
+    Returns:
+        warning lines: the data is partial and ``allow_partial`` accepts it, or a sidecar is
+        left over from an earlier version of the files (they changed since; it is ignored).
+
+    Raises:
+        InputError: the data is partial and ``allow_partial`` is False (one problem per teacher
+            with unanswered prompts, located at the sidecar), or the sidecar is unreadable.
+    """
+    mark = read_mark(exp.data.samples, {"samples": exp.data.samples, "eval": exp.data.eval})
+    if mark is None:
+        return []
+    if not mark.marks:
+        return [f"{mark.path}: ignored: it lists unanswered prompts of an earlier version of "
+                "the data files (their SHA-256 differ now); delete it"]
+    files = " and ".join((exp.data.samples if m == "samples" else exp.data.eval).name
+                         for m in mark.marks)
+    what = (f"{files}: partial data: written by generate --partial with {mark.total:,} "
+            "teacher answer(s) missing (failed calls)")
+    if allow_partial:
+        return [f"{what}; accepted (--allow-partial)", *mark.summary]
+    log = ProblemLog()
+    for line in mark.summary or ("prompts are listed as unanswered",):
+        log.add(str(mark.path), "unanswered", line)
+    log.raise_if_any(f"{what}; run harness generate again to ask the unanswered prompts, or "
+                     "pass --allow-partial to use it as it is")
+    return []

@@ -301,7 +301,7 @@ class UnitKind:
 
     def define_options(self) -> type:
         """Build the pydantic model of the unit's YAML options (subclass of
-        ``harness.experiment.models.UnitOptions`` with ``kind: Literal[<name>]``).
+        ``harness.units.options.UnitOptions`` with ``kind: Literal[<name>]``).
 
         Called once, lazily: import pydantic and the spec inside the override so that the
         worker, which imports every kind, never imports pydantic.

@@ -165,7 +165,7 @@ class JsonFieldsKind(JsonAnswerKind):
 
         from pydantic import Field
 
-        from harness.experiment.models import UnitOptions
+        from harness.units.options import UnitOptions
 
         class JsonFieldsUnit(UnitOptions):
             """Structured extraction into a JSON object with declared fields."""

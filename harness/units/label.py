@@ -162,7 +162,7 @@ class LabelKind(UnitKind):
 
         from pydantic import Field, field_validator
 
-        from harness.experiment.models import UnitOptions
+        from harness.units.options import UnitOptions
 
         class LabelUnit(UnitOptions):
             """Classification into declared labels; scored by accuracy, macro-F1 and calibration."""  # noqa: E501

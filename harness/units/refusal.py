@@ -125,7 +125,7 @@ class RefusalKind(UnitKind):
 
         from pydantic import Field
 
-        from harness.experiment.models import UnitOptions
+        from harness.units.options import UnitOptions
 
         class RefusalUnit(UnitOptions):
             """Knowing when not to answer: the marker means refuse / escalate."""

@@ -77,7 +77,7 @@ class TextKind(UnitKind):
     def define_options(self) -> type:
         from typing import Literal
 
-        from harness.experiment.models import UnitOptions
+        from harness.units.options import UnitOptions
 
         class TextUnit(UnitOptions):
             """Free text, scored by exact match and ROUGE-L."""

@@ -132,7 +132,7 @@ class ToolCallKind(JsonAnswerKind):
 
         from pydantic import Field
 
-        from harness.experiment.models import UnitOptions
+        from harness.units.options import UnitOptions
 
         class ToolCallUnit(UnitOptions):
             """Whether to call a tool, which one, and with what arguments."""
