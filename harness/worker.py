@@ -75,14 +75,13 @@ def _evaluate(student: StudentKind, spec: dict[str, Any], eval_rows: list[dict[s
     return reports, predictions
 
 
-def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 20,
+def run_cell(cell_dir: Path, *, device: str | None = None,
              threads: int | None = None) -> CellMetrics:
     """Train and evaluate one cell; returns its metrics (also written to the cell folder).
 
     Args:
         cell_dir: the composed cell folder (files: :class:`~harness.store.folder.CellFolder`).
         device: ``cpu`` / ``cuda`` (None: cuda when available).
-        latency_runs: timed latency runs when the spec does not say.
         threads: torch intra-op threads the cell computes with (None:
             :data:`harness.threads.DEFAULT_THREADS`, 1); set before the first tensor op and
             restored afterwards (:func:`harness.threads.cell_numerics`), so every executor
@@ -93,10 +92,10 @@ def run_cell(cell_dir: Path, *, device: str | None = None, latency_runs: int = 2
     """
     dev = pick_device(device)
     with cell_numerics(threads or DEFAULT_THREADS, dev.type):
-        return _run_cell(cell_dir, dev, latency_runs)
+        return _run_cell(cell_dir, dev)
 
 
-def _run_cell(cell_dir: Path, dev: Any, latency_runs: int) -> CellMetrics:
+def _run_cell(cell_dir: Path, dev: Any) -> CellMetrics:
     """:func:`run_cell`'s body, inside the cell's numerics settings."""
     import torch
     import transformers
@@ -129,7 +128,7 @@ def _run_cell(cell_dir: Path, dev: Any, latency_runs: int) -> CellMetrics:
     eval_seconds = time.perf_counter() - t_eval
     ev_spec = spec["evaluation"]
     latency = student.latency([r["prompt"] for r in eval_rows[:64]], dev,
-                              runs=int(ev_spec.get("latency_runs", latency_runs)),
+                              runs=int(ev_spec.get("latency_runs", 20)),
                               batch_size=int(ev_spec.get("latency_batch_size", 32)),
                               new_tokens=int(ev_spec.get("latency_new_tokens", 16)),
                               checkpoint_dir=model_dir)

@@ -2,6 +2,7 @@
 
 - ``tiny``: writes the tiny hand-written experiment to a test's folder.
 - ``_isolated_cache`` (autouse): each test gets its own table cache.
+- ``_own_sigint_handler`` (autouse): every test starts with Python's own Ctrl-C handler.
 - ``_one_torch_thread`` (autouse, session): under pytest-xdist each worker keeps torch to one
   thread, so two workers on two cores do not oversubscribe them.
 """
@@ -67,3 +68,24 @@ def _cells_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     cells would pay a worker's start-up each, and monkeypatches reach only this process
     (subprocesses the tests start inherit it)."""
     monkeypatch.setenv("HARNESS_WORKERS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _own_sigint_handler(request: pytest.FixtureRequest) -> Any:
+    """Each test starts with Python's own Ctrl-C handler and leaves it so.
+
+    A library that installs a process-wide SIGINT handler in-process and does not put the old
+    one back would make every later test in the same worker deaf to Ctrl-C (seen: the batch
+    teacher's Ctrl-C test waited 50 minutes in a worker that ran such a test first). The handler
+    is restored after each test, and the test that changed it is named in a warning.
+    """
+    import signal
+    import warnings
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    now = signal.getsignal(signal.SIGINT)
+    if now is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        warnings.warn(f"{request.node.nodeid} left SIGINT handled by {now!r}; restored",
+                      stacklevel=1)

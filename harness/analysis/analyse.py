@@ -103,7 +103,7 @@ def analyse_run(run: RunData, past: list[RunData] | None = None, method: str | N
     noise = training_noise(run, groups)
     roi = ledger(run, facts.usage, facts.n_records, _teacher_error(run), groups)
     curves = learning_curves(run, n_boot=curve_boot, noise=noise)
-    chosen = choose_cell(run, roi)
+    chosen = choose_cell(run)
     # the chosen arm's "above chance" is a bound simultaneous over the arms it was chosen among
     vs_chance = versus_chance(run, n_arms=chosen.get("candidates"))
     sigs = signals(run, chosen, curves, roi, past, vs_chance)

@@ -8,12 +8,10 @@ verdict is about an arm (the mean over its seeds), never about one seed.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 import numpy as np
 
 from harness.analysis.load import CellData, RunData
-from harness.units import get
 
 ArmKey = tuple[str, str, float]  # bucket, fields, scale
 
@@ -44,30 +42,10 @@ def aligned_parts(cells: list[CellData], unit: str, ids: list[str]) -> list[dict
     return out
 
 
-def metric_fns(kind: str, metric: str, parts_per_seed: list[dict[str, np.ndarray]]
-               ) -> list[Any]:
-    """Per seed, ``idx -> metric`` on those items (raises KeyError when a part is missing)."""
-    k = get(kind)
-
-    def make(parts: dict[str, np.ndarray]) -> Any:
-        return lambda idx: k.metric_from_items(metric, parts, idx)
-
-    fns = [make(p) for p in parts_per_seed]
-    for f in fns:  # fail here, not inside the bootstrap, when the run lacks a metric's parts
-        f(np.arange(1))
-    return fns
-
-
 def shared_ids(cells: list[CellData], unit: str) -> list[str]:
     """The unit's eval item ids every one of ``cells`` has, sorted (the pairing of a comparison)."""
     return sorted(set(cells[0].units[unit].ids).intersection(
         *(set(c.units[unit].ids) for c in cells)))
-
-
-def label_of(cells: list[CellData]) -> str:
-    """The arm label of an arm given by its cells."""
-    a = cells[0].axes
-    return arm_label((a["bucket"], a["fields"], float(a["scale"])))
 
 
 def reference_arm(run: RunData) -> ArmKey:

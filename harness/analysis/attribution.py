@@ -60,7 +60,7 @@ from harness.analysis.variance import ArmTable, Estimate, difference
 from harness.units import get
 
 __all__ = ["ALPHA", "NOT_ESTIMABLE", "NO_DIFFERENCE", "ArmKey", "Contrast", "arm_label", "arms",
-           "attribution", "compare", "correct_family", "family_summary",
+           "attribution", "correct_family", "family_summary",
            "fields_worth_keeping", "training_noise"]
 
 ALPHA = 0.05
@@ -171,33 +171,6 @@ def _contrast(run: RunData, unit: str, metric: str, ref: tuple[ArmKey, ArmTable]
                     not_estimable=reason, se=est.se, df=est.df, mde_uncorrected=mde,
                     identical=identical, var_items=est.var_items, var_seeds=est.var_seeds,
                     seed_df=est.seed_df)
-
-
-def compare(run: RunData, ref: list[CellData], trt: list[CellData], unit: str,
-            metric: str | None = None, noise: SeedNoise | None = None,
-            opted_out: bool = False) -> Contrast | None:
-    """Paired comparison of two arms (each the mean over its seeds) on one unit's metric.
-
-    Args:
-        metric: a decision metric of the unit's kind (default: the primary).
-        noise: this metric's :class:`~harness.analysis.noise.SeedNoise`, or None.
-        opted_out: training noise was switched off (``design.noise_seeds: []``).
-
-    Returns:
-        The contrast (uncorrected: see :func:`correct_family`), or None when either arm lacks
-        the unit or the run lacks the metric's per-item parts.
-    """
-    if any(unit not in c.units for c in ref + trt):
-        return None
-    metric = metric or get(run.spec["units"][unit]["kind"]).primary
-    groups = arms(run)
-    rk = next(k for k, v in groups.items() if v[0].cell_id == ref[0].cell_id)
-    tk = next(k for k, v in groups.items() if v[0].cell_id == trt[0].cell_id)
-    tables = unit_tables(run, {rk: ref, tk: trt}, unit, metric)
-    if rk not in tables or tk not in tables:
-        return None
-    return _contrast(run, unit, metric, (rk, tables[rk]), (tk, tables[tk]), noise, opted_out,
-                     _correct_parts(ref, trt, unit))
 
 
 def _correct_parts(ref: list[CellData], trt: list[CellData], unit: str

@@ -17,8 +17,7 @@ perfectly correlated: wider than pooling independent seeds, never narrower).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from scipy.stats import binomtest
 
@@ -28,24 +27,6 @@ from harness.analysis.load import CellData, RunData
 #: One-sided significance level of the copied-error test.
 ALPHA = 0.05
 SINGLE, CHOSEN = "single-teacher arm", "chosen arm"
-
-
-def copied_excess(fid: dict[str, float]) -> tuple[float, float]:
-    """(copied-error rate minus its chance rate, one-sided binomial p-value that the student
-    repeats the teacher's errors more often than chance).
-
-    A student whose answers carry no information about the teacher's still "copies" an error
-    whenever it happens to give the same wrong answer; only the excess is the teacher's
-    influence. Fidelity records written before the chance rate existed count chance as 0.
-    """
-    rate = float(fid["copied_error_rate"])
-    chance = float(fid.get("copied_error_chance", 0.0))
-    n = int(fid.get("teacher_wrong", 0))
-    if n == 0:
-        return rate - chance, 1.0
-    k = round(rate * n)
-    p = float(binomtest(k, n, min(max(chance, 0.0), 1.0), alternative="greater").pvalue)
-    return rate - chance, p
 
 
 @dataclass(frozen=True)
@@ -91,10 +72,6 @@ class Copying:
                 f"{self.teacher}'s {self.teacher_wrong} wrong answers vs {self.chance:.3f} by "
                 f"chance (excess {self.excess:+.3f}{ci}, one-sided binomial p = {self.p:.3g}"
                 f"{seeds})")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def _pooled(arm: str, role: str, unit: str, teacher: str, fids: list[dict[str, float]]
             ) -> Copying:

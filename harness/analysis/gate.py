@@ -39,14 +39,13 @@ from harness.analysis.selection import arm_value, choose_cell
 from harness.analysis.signals import (
     AGREEMENT_RISE,
     SignalContext,
-    copied_excess,
     evaluate,
     fidelity_flags,
     units_that_matter,
 )
 
-__all__ = ["AGREEMENT_RISE", "EXIT", "choose_cell", "copied_excess", "decide", "fidelity_flags",
-           "leakage_line", "selection_line", "signals"]
+__all__ = ["AGREEMENT_RISE", "EXIT", "choose_cell", "decide", "fidelity_flags", "leakage_line",
+           "selection_line", "signals"]
 
 EXIT = {"CONTINUE": 0, "STOP": 3, "SHIFT_TO_REAL_DATA": 3, "INCONCLUSIVE": 4}
 #: Signals that block whatever ``gate.blocking_signals`` lists.

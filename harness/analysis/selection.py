@@ -192,8 +192,7 @@ def _seed_sds(run: RunData, candidates: list[tuple[ArmKey, list[CellData]]], uni
     return out
 
 
-def choose_cell(run: RunData, roi: list[dict[str, Any]] | None = None,
-                n_resamples: int = SELECTION_RESAMPLES) -> dict[str, Any]:
+def choose_cell(run: RunData, n_resamples: int = SELECTION_RESAMPLES) -> dict[str, Any]:
     """The arm the decision is about, its representative cell and the selection's uncertainty.
 
     Returns:
@@ -203,7 +202,6 @@ def choose_cell(run: RunData, roi: list[dict[str, Any]] | None = None,
         ``"meets_minimums", "unmet", "candidates"`` (how many arms it was chosen among: the
         gate's simultaneous bounds count them), ``"selection"``
         (:func:`selection_uncertainty`)``}``.
-        ``roi`` is accepted for the gate's call signature and not used: cost does not rank.
     """
     units = units_that_matter(run)
     scored = []

@@ -53,10 +53,7 @@ from harness.analysis.chance import (
     describe,
     learned_cells,
 )
-from harness.analysis.copying import (  # copied_excess: re-exported for the gate's callers
-    copied_excess,  # noqa: F401
-    copying,
-)
+from harness.analysis.copying import copying
 from harness.analysis.curves import Call, curve_call
 from harness.analysis.load import CellData, RunData
 from harness.analysis.roi import NOT_PRICED, roi_verdict

@@ -19,6 +19,7 @@ from harness.checks.registry import Context, Rules, problem
 from harness.errors import Problem, ProblemLog, did_you_mean
 from harness.experiment import Experiment, LoadedExperiment
 from harness.experiment.student import StudentSpec
+from harness.students import base as student_kinds
 
 if TYPE_CHECKING:
     from harness.samples import Dataset
@@ -154,14 +155,19 @@ def _student_identity(student: StudentSpec) -> tuple[str | None, str]:
         return None, f"{type(exc).__name__}: {said[:300]}{'...' if len(said) > 300 else ''}"
 
 
+def _takes_token_soft_labels(student: StudentSpec) -> bool:
+    """A pretrained student (``student.model``) of a kind that trains on token soft labels."""
+    return student_kinds.get(student.kind).token_soft_labels and student.model is not None
+
+
 @rule("fields", "student", "buckets", "design", "scale", "seeds", "baseline")
 def soft_target_labels(s: Context) -> Iterator[Problem]:
     """A field set with ``soft_targets: topk`` has soft labels to train on: some candidate of
-    the teachers its cells may use carries ``answer_logprobs`` (a pretrained causal LM student
-    only; the other students are refused by :func:`harness.checks.experiment.
-    soft_targets_student`)."""
+    the teachers its cells may use carries ``answer_logprobs`` (a pretrained student of a kind
+    that trains on token soft labels only; the others are refused by
+    :func:`harness.checks.experiment.soft_targets_student`)."""
     student = s["student"]
-    if student.kind != "causal_lm" or student.model is None:
+    if not _takes_token_soft_labels(student):
         return
     fit: FitData = s.data
     for name, teachers in _topk_teachers(s).items():
@@ -181,7 +187,7 @@ def soft_target_tokenizer(s: Context) -> Iterator[Problem]:
     Reported once per teacher and tokenizer, at ``student.model`` (the one side both fixes
     name); not run without soft labels (:func:`soft_target_labels` says so)."""
     student = s["student"]
-    if student.kind != "causal_lm" or student.model is None:
+    if not _takes_token_soft_labels(student):
         return
     fit: FitData = s.data
     used: dict[str, list[str]] = {}  # teacher with soft labels -> the topk field sets using it

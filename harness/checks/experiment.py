@@ -247,17 +247,20 @@ def unit_markers(s: Context) -> Iterator[Problem]:
 
 
 @rule("student", "units")
-def classifier_units(s: Context) -> Iterator[Problem]:
-    """A classifier student answers only the unit kinds that have a closed label set."""
+def student_units(s: Context) -> Iterator[Problem]:
+    """The student kind answers every unit's kind (a classifier only those with a closed label
+    set): :meth:`harness.students.base.StudentKind.answers_unit_kind`."""
     student = s["student"]
-    if student.kind != "classifier":
-        return
+    kind = student_kinds.get(student.kind)
     for name, unit in s["units"].items():
-        if unit_kinds.get(unit.kind).classifier_classes(unit.model_dump(mode="json")) is None:
-            yield problem("student.kind", f"a classifier student cannot answer unit {name!r} of "
-                          f"kind {unit.kind!r} (only "
-                          f"{' and '.join(unit_kinds.classifier_kinds())} units): use "
-                          "kind: causal_lm, or move that unit to another experiment")
+        if kind.answers_unit_kind(unit.kind):
+            continue
+        others = [n for n in student_kinds.names()
+                  if student_kinds.get(n).answers_unit_kind(unit.kind)]
+        yield problem("student.kind", f"a {student.kind} student cannot answer unit {name!r} of "
+                      f"kind {unit.kind!r} (only {' and '.join(kind.answered_unit_kinds())} "
+                      f"units): use kind: {' or '.join(others)}, or move that unit to another "
+                      "experiment")
 
 
 @rule("student")
@@ -280,8 +283,7 @@ def student_fast_path(s: Context) -> Iterator[Problem]:
     student = s["student"]
     if student.train.fast != "on":
         return
-    objective = student_kinds.get(student.kind).objective_type()
-    if not objective.fast_path:
+    if not student_kinds.get(student.kind).fast_path():
         yield problem("student.train.fast", f"a {student.kind} student has no fast training "
                       "path; use fast: auto (or off)")
     elif student.distill is not None:
@@ -294,14 +296,17 @@ def student_adapter(s: Context) -> Iterator[Problem]:
     """``student.adapter`` needs pretrained weights to freeze (``student.model``) and a causal
     LM to adapt: a from-scratch student trains every weight from a random start (nothing to
     keep frozen), and a classifier trains a new class head with its encoder, and saves and
-    reloads as a full checkpoint with its pooling (:mod:`harness.students.classifier`)."""
+    reloads as a full checkpoint with its pooling (:mod:`harness.students.classifier`). The
+    kind says whether it takes one (:attr:`~harness.students.base.StudentKind.options`)."""
     student = s["student"]
     if student.adapter is None:
         return
-    if student.kind == "classifier":
-        yield problem("student.adapter", "an adapter does not apply to a classifier student "
-                      "(its new class head trains with the whole encoder, and the cell saves "
-                      "the full checkpoint); remove adapter, or use kind: causal_lm")
+    kind = student_kinds.get(student.kind)
+    if "adapter" not in kind.options:
+        others = student_kinds.names_where(lambda k: "adapter" in k.options)
+        why = kind.why_not.get("adapter", f"a {student.kind} student does not take one")
+        yield problem("student.adapter", f"an adapter does not apply to a {student.kind} "
+                      f"student ({why}); remove adapter, or use kind: {' or '.join(others)}")
     elif student.config is not None:
         yield problem("student.adapter", "an adapter needs pretrained weights to freeze: a "
                       "from-scratch student (student.config) starts from random weights and "
@@ -324,11 +329,14 @@ def soft_targets_student(s: Context) -> Iterator[Problem]:
         if f.soft_targets != "topk":
             continue
         path = f"fields.{name}.soft_targets"
-        if student.kind == "classifier":
-            # config, distill and fast: on are refused for a classifier elsewhere
-            yield problem(path, "token soft labels need a causal_lm student: a classifier "
-                          "trains on the teacher's stated confidence instead (student."
-                          "soft_targets: true); use soft_targets: hard, or kind: causal_lm")
+        kind = student_kinds.get(student.kind)
+        if not kind.token_soft_labels:
+            # config, distill and fast: on are refused for such a kind elsewhere
+            others = " or ".join(student_kinds.names_where(lambda k: k.token_soft_labels))
+            why = kind.why_not.get("token_soft_labels",
+                                   f"a {student.kind} student does not train on them")
+            yield problem(path, f"token soft labels need a {others} student: {why}; use "
+                          f"soft_targets: hard, or kind: {others}")
             continue
         if student.config is not None:
             yield problem(path, "soft_targets: topk needs a student sharing the teacher's "

@@ -63,6 +63,7 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
     """lm-eval's HFLM on a finished cell, next to the harness's own numbers."""
     from harness.evaluate.lmeval import run_lm_eval
     from harness.store.folder import DONE, METRICS, MODEL, CellFolder
+    from harness.students import base as student_kinds
     from harness.students.adapter import BaseChanged, BaseNotFound
 
     cell_dir = Path(args.cell_dir)
@@ -71,8 +72,9 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
         raise InputError(f"{cell_dir}: not a finished cell (no {DONE} or {MODEL}/); run "
                          "`harness run` first")
     manifest = folder.read_manifest()
-    if manifest.spec["student"].get("kind") == "classifier":
-        raise InputError(f"{cell_dir}: a classifier student has no language-model head, and "
+    kind = manifest.spec["student"].get("kind") or student_kinds.DEFAULT_KIND
+    if not student_kinds.get(kind).lm_eval:
+        raise InputError(f"{cell_dir}: a {kind} student has no language-model head, and "
                          f"lm-eval's HFLM scores causal LMs; its {METRICS} holds the "
                          "harness's scores")
     ours = folder.read_metrics().units

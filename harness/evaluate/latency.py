@@ -203,7 +203,7 @@ def measure_classifier(model: Any, tokenizer: Any, prompts: list[str], device: A
     """
     import torch
 
-    from harness.students.classifier import encode_prompts, pad_batch
+    from harness.class_layout import encode_prompts, pad_batch
 
     ids = encode_prompts(tokenizer, prompts, max_len)
     pad = tokenizer.pad_token_id

@@ -53,7 +53,8 @@ def chunk_bounds(widths: Sequence[int], batch_size: int, token_budget: int | Non
 
 CUDA_SCORE_TOKEN_BUDGET = 32_768
 """Padded tokens per label-scoring forward on CUDA: about 256 demo-sized items (context and all
-labels, ~130 tokens) per forward, where the GPU benchmark measured 3.5x the speed of 64 items."""
+labels, ~130 tokens) per forward. Chosen, not measured: no GPU run has timed it yet
+(benchmarks/gpu_eval.py would; docs/gpu.md)."""
 
 
 def default_token_budget(device: Any) -> int | None:

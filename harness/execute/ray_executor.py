@@ -42,7 +42,6 @@ from harness.execute.base import (
     lost_record,
 )
 from harness.execute.shipping import pack_cell
-from harness.execute.task import LOSE_WORKER_ENV
 from harness.threads import DEFAULT_THREADS, thread_env
 
 #: Environment passed to every task's process (the OpenMP policy of :mod:`harness.threads`).
@@ -156,8 +155,6 @@ class RayExecutor(Executor):
     # -- connection -------------------------------------------------------------------------
     def _runtime_env(self) -> dict[str, Any]:
         env = {**TASK_ENV, **thread_env(self.threads)}  # pools sized before torch loads
-        if os.environ.get(LOSE_WORKER_ENV):  # the tests' lost-worker hook reaches the tasks
-            env[LOSE_WORKER_ENV] = os.environ[LOSE_WORKER_ENV]
         runtime: dict[str, Any] = {"env_vars": env}
         if self.ship_code:
             import harness
@@ -188,7 +185,7 @@ class RayExecutor(Executor):
         if self.gpus is None:
             self.gpus = 1.0 if res.get("GPU", 0) > 0 else 0.0
         self._check_feasible(res)
-        self._remote = ray.remote(_ray_cell)
+        self._remote = ray.remote(_ray_cell)  # the module's, now: a test may wrap it
         try:
             from ray.util.queue import Queue
 

@@ -25,26 +25,6 @@ from pathlib import Path
 from harness.execute.base import CellResult, CellTask, CheckpointPolicy, failure_record
 from harness.store.folder import DONE, MODEL
 
-#: Test hook (set only by tests): a folder where a file named after a cell id holds how many
-#: more times that cell's worker process dies on purpose (``os._exit``), to test retries of a
-#: lost worker without a real crash. Unset in real runs: the hook does nothing.
-LOSE_WORKER_ENV = "HARNESS_TEST_LOSE_WORKER_DIR"
-
-
-def _lose_worker_for_test(cell_id: str) -> None:
-    """Die like a crashed worker when the test hook asks for it (see :data:`LOSE_WORKER_ENV`)."""
-    folder = os.environ.get(LOSE_WORKER_ENV)
-    if not folder:
-        return
-    marker = Path(folder) / cell_id
-    try:
-        left = int(marker.read_text())
-    except (OSError, ValueError):
-        return
-    if left > 0:
-        marker.write_text(str(left - 1))
-        os._exit(70)  # no cleanup, no exception: what a killed process looks like
-
 
 def checkpoint_target(policy: CheckpointPolicy, cell_id: str) -> str:
     """``<storage>/<experiment>/<cell_id>/model`` (a path or a URI, ``/``-joined)."""
@@ -104,7 +84,6 @@ def execute_cell(task: CellTask, *, node: str | None = None) -> CellResult:
 
     t0 = time.perf_counter()
     where = node or platform.node()
-    _lose_worker_for_test(task.cell_id)
     if task.in_place is not None:
         return _execute_in_place(task, where, t0)
     with tempfile.TemporaryDirectory(prefix=f"harness-{task.cell_id}-") as tmp:

@@ -21,7 +21,7 @@ AskField = Literal["rationale", "limits", "confidence", "trajectory"]
 
 class SoftLabelsSpec(Strict):
     """``generate.soft_labels``: store the teachers' top-k log-probabilities of every answer
-    token (the candidates' ``answer_logprobs``, README "The data contract")."""
+    token (the candidates' ``answer_logprobs``, docs/data-contract.md)."""
 
     top_k: int = Field(5, ge=1, le=20, description="Alternatives kept per answer token, most "
                        "likely first (an endpoint returns at most 20).")

@@ -4,7 +4,7 @@ recipe (``train:``) and optional soft-target distillation (``distill:``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     Field,
@@ -237,6 +237,19 @@ class StudentSpec(Strict):
         "when the folder is a sentence-transformers model with mean pooling, else cls.")
     train: TrainSpec = TrainSpec()
     distill: DistillSpec | None = None
+
+    #: Options left out of a cell's effective spec while unset, so the cells from before each
+    #: key existed keep their ids.
+    UNSET_ABSENT: ClassVar[tuple[str, ...]] = ("pooling", "adapter")
+
+    def cell_dump(self) -> dict[str, Any]:
+        """This section as a cell's effective spec holds it (``harness.matrix``): the JSON dump
+        without the :attr:`UNSET_ABSENT` options that are unset."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        for key in self.UNSET_ABSENT:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
     @model_validator(mode="after")
     def _one_source(self) -> StudentSpec:

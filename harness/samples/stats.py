@@ -1,4 +1,4 @@
-"""Descriptive statistics of a sample repository: per unit, per teacher and unit, per pool.
+"""Descriptive statistics of a sample repository: per unit, per teacher and unit.
 
 Teacher accuracy here is against the training-side ``reference`` where one is recorded (exact
 match after whitespace normalisation; JSON finals compared as parsed JSON), which lets a team
@@ -71,12 +71,6 @@ def teacher_stats(t: RecordTables) -> pl.DataFrame:
         (pl.col("prompt_tokens").fill_null(0) + pl.col("completion_tokens").fill_null(0))
         .sum().alias("tokens"),
     ).sort("unit", "teacher")
-
-
-def pool_stats(t: RecordTables) -> pl.DataFrame:
-    """Per pool and unit: candidate counts."""
-    df = candidates_with_context(t)
-    return df.group_by("unit", "pool").len().sort("unit", "pool")
 
 
 def teacher_facts(data: Dataset) -> TeacherFacts:

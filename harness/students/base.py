@@ -1,13 +1,21 @@
 """The student interface: everything the worker does with a student, whatever its kind.
 
 A *student kind* (``student.kind`` in the YAML: ``causal_lm``, ``classifier``) is one subclass of
-:class:`StudentKind`, registered by name. The worker picks the kind, then calls, in order:
+:class:`StudentKind`, registered by name (:func:`register`; importing :mod:`harness.students`
+registers the built-in kinds). The worker picks the kind, then calls, in order:
 :meth:`~StudentKind.build`, :meth:`~StudentKind.train`, :meth:`~StudentKind.save`,
 :meth:`~StudentKind.answer` per unit, and :meth:`~StudentKind.latency` — it never asks which
 kind it holds.
 
-Standard library only at import time (``harness validate`` reads :func:`unsupported_switches`
-through this module); each kind imports torch and transformers inside its methods.
+Everything else asks a kind what it can do instead of testing its name (the capabilities):
+which unit kinds it answers (:meth:`~StudentKind.answers_unit_kind`), whether lm-eval applies
+(:attr:`~StudentKind.lm_eval`), which ``student:`` options (:attr:`~StudentKind.options`) and
+``student.train`` switches (:meth:`~StudentKind.switches`, :meth:`~StudentKind.fast_path`) it
+honours, whether it trains on token soft labels (:attr:`~StudentKind.token_soft_labels`), and
+why not where it does not (:attr:`~StudentKind.why_not`, for validate's messages).
+
+Standard library only at import time (``harness validate`` reads the capabilities through this
+module); each kind imports torch and transformers inside its methods.
 """
 
 from __future__ import annotations
@@ -22,6 +30,15 @@ from harness.errors import did_you_mean
 from harness.train.objective import SWITCHES, Objective
 
 Log = Callable[[dict[str, Any]], None]
+
+#: The kind of a student spec that names none: the YAML's default (``student.kind``), and what
+#: a manifest written before the key existed holds.
+DEFAULT_KIND = "causal_lm"
+
+#: The kind-specific keys of the YAML's ``student:`` section (the others, ``kind``, ``model``,
+#: ``config``, ``trust_remote_code`` and ``train``, every kind reads). A kind lists those it
+#: honours in :attr:`StudentKind.options`.
+OPTIONS: tuple[str, ...] = ("adapter", "distill", "soft_targets", "head_lr", "pooling")
 
 
 @dataclass(frozen=True)
@@ -52,10 +69,22 @@ class StudentKind(ABC):
 
     Attributes:
         name: the ``student.kind`` value.
+        lm_eval: lm-eval's HFLM can score a finished cell of this kind (``harness lm-eval``:
+            the student has a language-model head).
+        options: the members of :data:`OPTIONS` it honours.
+        token_soft_labels: it trains on a field set's token soft labels (``fields.<name>.
+            soft_targets: topk``, the teacher's top-k next tokens).
+        why_not: why it does not honour a member of :data:`OPTIONS` (or train on token soft
+            labels: key ``token_soft_labels``), as a clause validate quotes in its message;
+            where a key is absent, the message says the kind does not take it.
         model, tokenizer: set by :meth:`build`.
     """
 
     name: ClassVar[str] = ""
+    lm_eval: ClassVar[bool] = False
+    options: ClassVar[frozenset[str]] = frozenset()
+    token_soft_labels: ClassVar[bool] = False
+    why_not: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, spec: Mapping[str, Any], paths: Mapping[str, str]) -> None:
         self.spec = spec
@@ -81,6 +110,23 @@ class StudentKind(ABC):
     def switches(cls) -> frozenset[str]:
         """The performance switches of ``student.train`` this kind honours (its objective's)."""
         return cls.objective_type().switches
+
+    @classmethod
+    def fast_path(cls) -> bool:
+        """Whether its objective has the fast training path (``student.train.fast``)."""
+        return cls.objective_type().fast_path
+
+    @classmethod
+    def answers_unit_kind(cls, unit_kind: str) -> bool:
+        """Whether it can answer units of ``unit_kind`` (a registered unit kind's name)."""
+        return True
+
+    @classmethod
+    def answered_unit_kinds(cls) -> tuple[str, ...]:
+        """The registered unit kinds it can answer, in registration order."""
+        import harness.units as unit_kinds
+
+        return tuple(k for k in unit_kinds.names() if cls.answers_unit_kind(k))
 
     @abstractmethod
     def build(self, samples: Sequence[dict[str, Any]], seed: int) -> None:
@@ -144,19 +190,12 @@ def register(cls: K) -> K:
     return cls
 
 
-def _load_builtins() -> None:
-    """Import the built-in kinds (they register themselves)."""
-    import harness.students.causal_lm
-    import harness.students.classifier  # noqa: F401
-
-
 def get(name: str) -> type[StudentKind]:
     """The student kind registered as ``name``.
 
     Raises:
         KeyError: nobody registered it (with a did-you-mean).
     """
-    _load_builtins()
     try:
         return _KINDS[name]
     except KeyError:
@@ -166,8 +205,13 @@ def get(name: str) -> type[StudentKind]:
 
 def names() -> list[str]:
     """The registered kinds' names, sorted."""
-    _load_builtins()
     return sorted(_KINDS)
+
+
+def names_where(capable: Callable[[type[StudentKind]], bool]) -> list[str]:
+    """The registered kinds' names, sorted, that have a capability (for messages naming the
+    kinds that would do), e.g. ``names_where(lambda k: "adapter" in k.options)``."""
+    return [n for n in sorted(_KINDS) if capable(_KINDS[n])]
 
 
 def unsupported_switches(kind: str, train: Mapping[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import harness.units as unit_kinds
 from harness.students.base import Answers, Log, StudentKind, register
@@ -29,6 +29,9 @@ class CausalLMStudent(StudentKind):
     """A causal LM: generates (or scores) answers after ``prompt + "\\n"``."""
 
     name = "causal_lm"
+    lm_eval = True
+    options: ClassVar[frozenset[str]] = frozenset({"adapter", "distill"})
+    token_soft_labels = True
 
     def __init__(self, spec: Mapping[str, Any], paths: Mapping[str, str]) -> None:
         super().__init__(spec, paths)
@@ -89,13 +92,9 @@ class CausalLMStudent(StudentKind):
 
     def train(self, samples: list[dict[str, Any]], *, seed: int, device: Any,
               log: Log | None = None) -> dict[str, Any]:
-        """The shared loop through :func:`harness.train.loop.train`, the causal LM's entry
-        point (looked up at call time, so a test can stand in for it)."""
-        from harness.train import loop
-
-        summary = loop.train(self.model, self.tokenizer, samples, self.train_cfg, seed=seed,
-                             device=device, teacher=self.teacher, distill=self.distill,
-                             soft_weight=self.soft_weight, log=log)
+        """The shared loop on :meth:`objective` (:meth:`StudentKind.train`); with an adapter,
+        the summary adds the trainable and total parameter counts."""
+        summary = super().train(samples, seed=seed, device=device, log=log)
         if self.peft is not None:
             from harness.students.adapter import parameter_counts
 

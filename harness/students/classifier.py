@@ -6,6 +6,8 @@ the concatenation of one *class block* per unit, and each item is scored with a 
 own unit's block only (equivalent to one head per unit sharing the encoder). A unit's block is
 its kind's ``classifier_classes`` (:mod:`harness.units`): a ``label`` unit's declared labels, in
 order; a ``refusal`` unit's ``[marker, ANSWER_CLASS]`` — refuse, or answer (any other answer).
+The layout and the batching live in :mod:`harness.class_layout`, which the training objective
+and the latency measurement read too.
 
 Class names are stored in the checkpoint's ``config.id2label`` as ``"<unit>:<class>"`` (unit
 names cannot contain ``:``), so a reloaded checkpoint knows its layout without the YAML.
@@ -17,76 +19,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from harness.class_layout import (
+    NEW_PARAMETERS,
+    ClassLayout,
+    UnitBlock,
+    encode_prompts,
+    pad_batch,
+)
 from harness.students.base import Answers, StudentKind, register
 from harness.students.pooling import apply_pooling, resolve_pooling
 from harness.train.objective import Objective
-from harness.units import classifier_kinds, get
+from harness.units import get
 from harness.units.refusal import ANSWER_CLASS  # noqa: F401 - re-exported (class names)
-
-
-@dataclass(frozen=True)
-class UnitBlock:
-    """One unit's slice of the output layer: classes ``offset .. offset + len(classes) - 1``."""
-
-    unit: str
-    kind: str
-    offset: int
-    classes: tuple[str, ...]
-    marker: str | None = None
-
-    @property
-    def stop(self) -> int:
-        return self.offset + len(self.classes)
-
-
-@dataclass(frozen=True)
-class ClassLayout:
-    """Where each unit's classes sit in the classifier's output layer."""
-
-    blocks: dict[str, UnitBlock]
-
-    @classmethod
-    def from_units(cls, units: dict[str, dict[str, Any]]) -> ClassLayout:
-        """The layout for the YAML's units (spec dicts with ``kind``, ``labels``/``marker``).
-
-        Raises:
-            ValueError: a unit kind a classifier cannot answer (``classifier_classes`` None).
-        """
-        blocks: dict[str, UnitBlock] = {}
-        offset = 0
-        for name, unit in units.items():
-            classes = get(unit["kind"]).classifier_classes(unit)
-            if classes is None:
-                raise ValueError(f"a classifier student cannot answer unit {name!r} of kind "
-                                 f"{unit['kind']!r} (only {' and '.join(classifier_kinds())} "
-                                 "units)")
-            blocks[name] = UnitBlock(name, unit["kind"], offset, classes, unit.get("marker"))
-            offset += len(classes)
-        return cls(blocks)
-
-    @property
-    def n_classes(self) -> int:
-        return sum(len(b.classes) for b in self.blocks.values())
-
-    def id2label(self) -> dict[int, str]:
-        """``{output index: "<unit>:<class>"}`` for the checkpoint's config."""
-        return {b.offset + j: f"{b.unit}:{c}" for b in self.blocks.values()
-                for j, c in enumerate(b.classes)}
-
-    def target_index(self, unit: str, final: str) -> int | None:
-        """Index *within the unit's block* of a composed sample's answer; None when the answer
-        is outside the unit's classes (a label the unit does not declare)."""
-        block = self.blocks[unit]
-        return get(block.kind).class_index(block.classes, final.strip())
-
-    def answer(self, unit: str, index: int) -> str:
-        """The answer string of class ``index`` within the unit's block."""
-        block = self.blocks[unit]
-        return get(block.kind).class_answer(block.classes, index)
 
 
 def build_classifier(path: Path, layout: ClassLayout, seed: int,
@@ -135,39 +82,11 @@ def _load(path: Path, trust_remote_code: bool, num_labels: int | None = None,
     finally:
         hf_logging.set_verbosity(verbosity)
     # The parameters the checkpoint did not have: the new head (trained with its own rate).
-    model.harness_new_parameters = sorted(set(info.get("missing_keys", ()))
-                                          | {k for k, *_ in info.get("mismatched_keys", ())})
+    setattr(model, NEW_PARAMETERS, sorted(set(info.get("missing_keys", ()))
+                                          | {k for k, *_ in info.get("mismatched_keys", ())}))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return model, tokenizer
-
-
-def head_parameter_names(model: Any) -> set[str]:
-    """Names of the parameters that are new in a built classifier (its head): those the
-    checkpoint lacked, else the usual head modules (``classifier``, ``score``)."""
-    new = set(getattr(model, "harness_new_parameters", ()))
-    names = {n for n, _ in model.named_parameters()}
-    if new & names:
-        return new & names
-    return {n for n in names if n.split(".")[0] in ("classifier", "score")}
-
-
-def encode_prompts(tokenizer: Any, prompts: list[str], max_len: int) -> list[list[int]]:
-    """Token ids per prompt with the encoder's special tokens, truncated to ``max_len``."""
-    return list(tokenizer(prompts, truncation=True, max_length=max_len)["input_ids"])
-
-
-def pad_batch(ids: list[list[int]], pad_id: int, device: Any) -> tuple[Any, Any]:
-    """Right-padded ``input_ids`` and ``attention_mask``, both (batch, longest) int64."""
-    import torch
-
-    width = max(len(x) for x in ids)
-    out = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for row, seq in enumerate(ids):
-        out[row, :len(seq)] = torch.tensor(seq)
-        mask[row, :len(seq)] = 1
-    return out.to(device), mask.to(device)
 
 
 def classify(model: Any, tokenizer: Any, block: UnitBlock, prompts: list[str], device: Any,
@@ -202,6 +121,18 @@ class ClassifierStudent(StudentKind):
     pass over its unit's class block."""
 
     name = "classifier"
+    options: ClassVar[frozenset[str]] = frozenset({"soft_targets", "head_lr", "pooling"})
+    why_not: ClassVar[Mapping[str, str]] = {
+        "adapter": "its new class head trains with the whole encoder, and the cell saves the "
+                   "full checkpoint",
+        "token_soft_labels": "a classifier trains on the teacher's stated confidence "
+                             "instead (student.soft_targets: true)",
+    }
+
+    @classmethod
+    def answers_unit_kind(cls, unit_kind: str) -> bool:
+        """Units whose kind has a closed class set (``classifier_classes``: label, refusal)."""
+        return get(unit_kind).classifier
 
     def __init__(self, spec: Mapping[str, Any], paths: Mapping[str, str]) -> None:
         super().__init__(spec, paths)

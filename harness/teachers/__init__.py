@@ -11,8 +11,8 @@ Only light modules are imported here; the openai client and transformers load wi
 
 from harness.teachers.base import ChatRequest, Completion, ConfidenceSource, ErrorKind, Teacher
 from harness.teachers.cache import CachedTeacher, CallCache, call_key
-from harness.teachers.providers import build_request, build_teacher
+from harness.teachers.providers import build_teacher
 from harness.teachers.tally import TeacherTally
 
 __all__ = ["CachedTeacher", "CallCache", "ChatRequest", "Completion", "ConfidenceSource",
-           "ErrorKind", "Teacher", "TeacherTally", "build_request", "build_teacher", "call_key"]
+           "ErrorKind", "Teacher", "TeacherTally", "build_teacher", "call_key"]

@@ -6,7 +6,7 @@ log-probabilities of the tokens it generates. The provider puts every generated 
 :func:`from_openai` for an endpoint's ``logprobs.content``), and
 :func:`harness.teachers.parse.candidate_from` keeps the tokens that write the answer's value
 (:func:`answer_logprobs`) as the candidate's ``answer_logprobs``: the stored form of the data
-contract (README, "The data contract").
+contract (docs/data-contract.md).
 
 The per-completion form in ``extra`` (cached with the answer)::
 

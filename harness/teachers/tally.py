@@ -9,10 +9,8 @@ behind the cache. Money is not stored: the tally knows tokens, the caller knows 
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from harness.teachers.base import Completion
 
@@ -94,9 +92,3 @@ class TeacherTally:
         prompt, completion = ((self.total_prompt_tokens, self.total_completion_tokens)
                               if with_cached else (self.prompt_tokens, self.completion_tokens))
         return (prompt * price_per_1k_prompt + completion * price_per_1k_completion) / 1000.0
-
-    def snapshot(self) -> dict[str, Any]:
-        """The counters as plain data (for JSON and tables)."""
-        with self._lock:
-            return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), dict) else v)
-                    for f in dataclasses.fields(self) if not f.name.startswith("_")}

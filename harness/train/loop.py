@@ -23,8 +23,9 @@ micro-batches. Imports torch, transformers and numpy only (the GPU worker's path
   ``compile`` is set), fused AdamW on CUDA, no host sync inside a step. The summary says what
   was in effect, or why not.
 
-:func:`train` and :func:`train_examples` are the causal LM's entry points (the worker's causal
-student, benchmarks and tests call them).
+The worker trains every student kind through :func:`run` (``StudentKind.train``, on the kind's
+objective). :func:`train` and :func:`train_examples` build the causal LM's objective and call it
+(tests and benchmarks use them).
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def test_cost_signal_and_min_roi_use_the_quality_adjusted_roi(tmp_path):
     run = _run(tmp_path, {"poor": 0.70}, gate={"min_roi": 0.0})
     roi = ledger(run, {}, 100, {"route": 0.0})
     assert roi[0]["roi"] > 0 > roi[0]["quality_adjusted_roi"]  # raw would pass, quality not
-    chosen = choose_cell(run, roi, n_resamples=10)
+    chosen = choose_cell(run, n_resamples=10)
     sigs = signals(run, chosen, [], roi, vs_chance=[])
     cost = next(s for s in sigs if s["signal"] == "cost")
     assert cost["fires"] and cost["evidence"].startswith("quality-adjusted ROI over 30 days")

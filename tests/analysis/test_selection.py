@@ -35,7 +35,7 @@ def _two_arms(tmp_path, n: int = 400):
 
 def test_the_arm_mean_decides_not_the_luckiest_seed(tmp_path):
     run = load_run(_two_arms(tmp_path))
-    chosen = choose_cell(run, [], n_resamples=50)
+    chosen = choose_cell(run, n_resamples=50)
     assert chosen["arm"] == "steady/plain/x1"
     assert chosen["seeds"] == [0, 1] and len(chosen["cell_ids"]) == 2
     assert chosen["cell_id"] in chosen["cell_ids"]
@@ -46,13 +46,13 @@ def test_the_arm_mean_decides_not_the_luckiest_seed(tmp_path):
 
 def test_selection_uncertainty_is_a_share_and_names_the_runner_up(tmp_path):
     run = load_run(_two_arms(tmp_path))
-    sel = choose_cell(run, [], n_resamples=100)["selection"]
+    sel = choose_cell(run, n_resamples=100)["selection"]
     assert sel["arm"] == "steady/plain/x1" and sel["runner_up"] == "lucky/plain/x1"
     assert 0.0 <= sel["p_chosen"] <= 1.0 and 0.0 <= sel["p_runner_up"] <= 1.0
     assert sel["p_chosen"] + sel["p_runner_up"] <= 1.0 + 1e-12
     # seeds 0.31 / 0.14 resampled: the lucky arm wins whenever it draws seed 0 twice
     assert 0.0 < sel["p_runner_up"] < 0.5 and sel["resampled"] == "eval items and retraining noise"
-    again = choose_cell(run, [], n_resamples=100)["selection"]
+    again = choose_cell(run, n_resamples=100)["selection"]
     assert again == sel  # seeded
 
 
@@ -60,7 +60,7 @@ def test_a_clear_winner_is_chosen_in_every_resample(tmp_path):
     spec = spec_dict(["good", "bad"], ["plain"], [1.0], units=ROUTE)
     run = load_run(write_run(tmp_path, spec, {("good", "plain", 1.0): {"route": exact(0.9, 300)},
                                               ("bad", "plain", 1.0): {"route": exact(0.2, 300)}}))
-    sel = choose_cell(run, [], n_resamples=50)["selection"]
+    sel = choose_cell(run, n_resamples=50)["selection"]
     assert sel["p_chosen"] == 1.0 and sel["p_runner_up"] == 0.0
     assert sel["runner_up"] == "bad/plain/x1" and sel["resampled"] == "eval items"
 

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.analysis.gate import copied_excess
+from harness.analysis.copying import SINGLE, _pooled
 from harness.evaluate.units import fidelity
 
 LABEL = {"kind": "label", "labels": ["A", "B", "C", "D"]}
+
+
+def _copied_excess(fid: dict) -> tuple[float, float]:
+    """The excess over chance and its one-sided binomial p of one seed's record, as the
+    ``teacher_bias`` signal reads it (:mod:`harness.analysis.copying`)."""
+    finding = _pooled("arm", SINGLE, "unit", "t", [fid])
+    return finding.excess, finding.p
 
 
 def _items(refs: list[str], teacher: list[str]) -> list[dict]:
@@ -29,7 +36,7 @@ def test_constant_student_copies_only_by_chance():
     assert fid["copied_error_rate"] == copied_a / wrong
     # The student says A with frequency 1, so chance copies exactly the wrong "A" answers.
     assert fid["copied_error_chance"] == copied_a / wrong
-    excess, p = copied_excess(fid)
+    excess, p = _copied_excess(fid)
     assert abs(excess) < 1e-12 and p > 0.5
 
 
@@ -41,7 +48,7 @@ def test_student_that_follows_the_teacher_copies_beyond_chance():
     fid = fidelity(LABEL, _items(refs, teach), preds, correct)["t"]
     assert fid["copied_error_rate"] == 1.0
     assert fid["copied_error_chance"] < 0.8
-    excess, p = copied_excess(fid)
+    excess, p = _copied_excess(fid)
     assert excess > 0.2 and p < 0.05
 
 
@@ -59,7 +66,7 @@ def test_refusal_decisions_and_unparsed_answers():
 
 
 def test_old_records_without_chance_keep_the_plain_rate():
-    excess, p = copied_excess({"copied_error_rate": 0.4})
+    excess, p = _copied_excess({"copied_error_rate": 0.4})
     assert excess == 0.4 and p == 1.0
 
 
@@ -92,7 +99,7 @@ def test_a_student_repeating_all_of_a_teachers_errors_copies_far_beyond_chance()
     assert fid["copied_error_chance_low"] <= fid["copied_error_chance"] \
         <= fid["copied_error_chance_high"]
     assert fid["copied_excess_low"] > 0.8
-    excess, p = copied_excess(fid)
+    excess, p = _copied_excess(fid)
     assert excess > 0.9 and p < 1e-6
 
 

@@ -4,7 +4,9 @@ checkpoint policies, and the shipping of a cell's files (``DONE`` last)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
+from typing import IO, Any
 
 import polars as pl
 import pytest
@@ -12,10 +14,9 @@ import pytest
 import harness.execute.local as local
 from harness.cli import main
 from harness.errors import InputError
-from harness.execute.base import CellResult
+from harness.execute.base import CellResult, CellTask
 from harness.execute.local import Slot, plan_slots, visible_gpus
 from harness.execute.shipping import write_result
-from harness.execute.task import LOSE_WORKER_ENV
 from harness.store.folder import CellFolder
 from tests.helpers import TINY_STUDENT, route_data
 
@@ -82,36 +83,48 @@ def test_a_pool_of_worker_processes_gives_the_inline_results(exp, tmp_path, monk
     assert _cells(pool) == cells  # skipped cells keep where they ran
 
 
+def _kill_workers_under(monkeypatch: pytest.MonkeyPatch, deaths: dict[str, int]) -> None:
+    """Kill a pool's worker process (SIGKILL, from this side) right after it was sent a cell
+    whose label has deaths left in ``deaths`` (decremented on each kill): a worker lost under
+    the cell, as when the OS kills it, with no hook in the worker's code."""
+    procs: dict[int, subprocess.Popen[bytes]] = {}  # id of a process's stdin -> the process
+    real_ensure, real_send = local._Worker.ensure, local.send
+
+    def ensure(self: local._Worker, threads: int) -> subprocess.Popen[bytes]:
+        proc = real_ensure(self, threads)
+        procs[id(proc.stdin)] = proc
+        return proc
+
+    def send(stream: IO[bytes], obj: Any) -> None:
+        real_send(stream, obj)
+        if isinstance(obj, CellTask) and deaths.get(obj.label, 0) > 0:
+            deaths[obj.label] -= 1
+            procs[id(stream)].kill()
+
+    monkeypatch.setattr(local._Worker, "ensure", ensure)
+    monkeypatch.setattr(local, "send", send)
+
+
 def test_a_lost_worker_is_retried_then_given_up(exp, tmp_path, monkeypatch):
-    marker = tmp_path / "lose"
-    marker.mkdir()
-    monkeypatch.setenv(LOSE_WORKER_ENV, str(marker))
     path = exp({"max_retries": 1})
     label = "judged/answer_only/x1/s0"
     out = tmp_path / "runs"
-    # the first attempt dies (os._exit in the worker process); the retry finishes the cell
     monkeypatch.setattr(local, "visible_gpus", lambda: ["0"])
-    first = {"n": 0}
-    real = local.PoolExecutor.submit
-
-    def lose_once(self, job):
-        if first["n"] == 0:
-            (marker / job.cell_id).write_text("1")
-        first["n"] += 1
-        return real(self, job)
-
-    monkeypatch.setattr(local.PoolExecutor, "submit", lose_once)
+    # the first attempt's worker is killed under the cell; the retry finishes the cell
+    deaths = {label: 1}
+    _kill_workers_under(monkeypatch, deaths)
     assert _run(path, out, "--only", label) == 0
     entry = _cells(out)[label]
     assert entry["status"] == "done" and entry["attempts"] == 2
+    assert deaths[label] == 0
     # a cell whose worker dies on every attempt fails after 1 + max_retries, the run goes on
-    (marker / entry["cell_id"]).write_text("5")
+    deaths[label] = 5
     assert _run(path, out, "--only", label, "--force") == 1
     entry = _cells(out)[label]
     failure = json.loads((out / "tiny" / "cells" / entry["cell_id"] / "FAILED.json").read_text())
     assert failure["kind"] == "worker_lost" and "2 time(s)" in failure["error"]
     assert entry["status"] == "failed" and entry["attempts"] == 2
-    assert (marker / entry["cell_id"]).read_text() == "3"  # bounded: two deaths, no more
+    assert deaths[label] == 3  # bounded: two deaths, no more
 
 
 def test_dropped_and_stored_checkpoints(exp, tmp_path):

@@ -11,12 +11,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
+import harness.execute.ray_executor as ray_executor
 from harness.cli import main
-from harness.execute.task import LOSE_WORKER_ENV
+from harness.execute.base import CellResult, CellTask
 from tests.helpers import REPO, TINY_STUDENT, route_data
 
 pytestmark = pytest.mark.slow
@@ -27,17 +29,33 @@ GOOD, EMPTY = "judged/answer_only/x1/s0", "hard_b/answer_only/x1/s0"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A local Ray cluster for the whole module; the lost-worker hook's folder reaches tasks."""
-    lose = tmp_path_factory.mktemp("lose")
+def cluster():
+    """A local Ray cluster for the whole module; yields its address."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              object_store_memory=200 * 2**20,
-             runtime_env={"env_vars": {LOSE_WORKER_ENV: str(lose), "OMP_WAIT_POLICY": "PASSIVE",
-                                       "HF_HUB_OFFLINE": "1"}})
+             runtime_env={"env_vars": {"OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}})
     try:
-        yield ray.get_runtime_context().gcs_address, lose
+        yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+def _die_in_the_task(monkeypatch: pytest.MonkeyPatch, lose: Path) -> None:
+    """Wrap the executor's Ray task so its worker process exits (``os._exit``: no clean-up, no
+    exception, what a killed process looks like) while a file ``lose/<cell id>`` holds a count
+    above 0, decremented on each death. The wrapper is a closure, so Ray ships it by value to
+    the task's process; the count is a file because every attempt runs in a new process."""
+    real = ray_executor._ray_cell
+
+    def ray_cell(task: CellTask, board: Any) -> CellResult:
+        marker = lose / task.cell_id
+        left = int(marker.read_text()) if marker.is_file() else 0
+        if left > 0:
+            marker.write_text(str(left - 1))
+            os._exit(70)
+        return real(task, board)
+
+    monkeypatch.setattr(ray_executor, "_ray_cell", ray_cell)
 
 
 @pytest.fixture
@@ -80,8 +98,11 @@ def test_ray_gives_the_local_results_and_resumes(cluster, exp, tmp_path, capsys)
     assert stamps == {c: (c / "metrics.json").stat().st_mtime_ns for c in stamps}
 
 
-def test_a_failing_cell_is_recorded_and_a_lost_worker_retried(cluster, exp, tmp_path):
-    _, lose = cluster
+def test_a_failing_cell_is_recorded_and_a_lost_worker_retried(cluster, exp, tmp_path,
+                                                               monkeypatch):
+    lose = tmp_path / "lose"
+    lose.mkdir()
+    _die_in_the_task(monkeypatch, lose)
     out = tmp_path / "runs"
     # first learn the good cell's id, then have its worker die once on the node
     assert main(["compose", str(exp), "--cell", GOOD, "--out", str(tmp_path / "c")]) == 0
@@ -98,7 +119,7 @@ def test_a_failing_cell_is_recorded_and_a_lost_worker_retried(cluster, exp, tmp_
 
 
 def test_ctrl_c_cancels_the_tasks_and_the_folder_resumes(cluster, exp, tmp_path):
-    address, _ = cluster
+    address = cluster
     out = tmp_path / "runs"
     cmd = [sys.executable, "-m", "harness.cli", "run", str(exp), "--out", str(out), "--quiet",
            "--threads", "1", "--executor", "ray", "--address", address,

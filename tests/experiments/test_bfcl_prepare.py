@@ -7,40 +7,24 @@ BFCL files, same layout as the shared dataset), so they work on a machine withou
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import pytest
 import yaml
 
 from harness.cli import main
+from tests.helpers import REPO, load_script, read_jsonl, write_jsonl
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "experiments" / "bfcl" / "prepare.py"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bfcl"
 REAL = REPO.parent / "shared" / "datasets" / "bfcl"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bfcl_prepare", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = _load()
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+prep = load_script(SCRIPT, "bfcl_prepare")
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +79,8 @@ def test_same_seed_gives_byte_identical_files(outs: dict[str, Path], tmp_path: P
 
 def test_another_seed_gives_another_split(outs: dict[str, Path], tmp_path: Path) -> None:
     prep.prepare(FIXTURE, tmp_path / "s1", "cpu", 1)
-    ids0 = {r["id"] for r in _jsonl(outs["cpu"] / "eval.jsonl")}
-    ids1 = {r["id"] for r in _jsonl(tmp_path / "s1" / "eval.jsonl")}
+    ids0 = {r["id"] for r in read_jsonl(outs["cpu"] / "eval.jsonl")}
+    ids1 = {r["id"] for r in read_jsonl(tmp_path / "s1" / "eval.jsonl")}
     assert ids0 != ids1
 
 
@@ -105,8 +89,8 @@ def test_another_seed_gives_another_split(outs: dict[str, Path], tmp_path: Path)
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", ["cpu", "full"])
 def test_records_shape(outs: dict[str, Path], size: str) -> None:
-    train = _jsonl(outs[size] / "samples.jsonl")
-    evals = _jsonl(outs[size] / "eval.jsonl")
+    train = read_jsonl(outs[size] / "samples.jsonl")
+    evals = read_jsonl(outs[size] / "eval.jsonl")
     summary = json.loads((outs[size] / "prepare.json").read_text(encoding="utf-8"))
     seeds = set(summary["seed_ids"])
     assert train and evals
@@ -134,7 +118,7 @@ def test_records_shape(outs: dict[str, Path], size: str) -> None:
 
 def test_teachers_are_neither_perfect_nor_at_chance(outs: dict[str, Path]) -> None:
     summary = json.loads((outs["full"] / "prepare.json").read_text(encoding="utf-8"))
-    train = _jsonl(outs["full"] / "samples.jsonl")
+    train = read_jsonl(outs["full"] / "samples.jsonl")
     majority = max(sum(r["tags"]["decision"] == "call" for r in train),
                    sum(r["tags"]["decision"] == "no_call" for r in train)) / len(train)
     for t in prep.TEACHERS:
@@ -148,7 +132,7 @@ def test_teachers_are_neither_perfect_nor_at_chance(outs: dict[str, Path]) -> No
 
 def test_audited_subset_is_small_and_the_only_place_gold_is_read(outs: dict[str, Path]) -> None:
     for size in ("cpu", "full"):
-        train = _jsonl(outs[size] / "samples.jsonl")
+        train = read_jsonl(outs[size] / "samples.jsonl")
         audited = [r for r in train if r["tags"]["audited"] == "yes"]
         assert len(audited) <= 0.05 * len(train)
         for r in train:
@@ -170,15 +154,15 @@ def test_judge_ignores_gold_outside_the_audit(outs: dict[str, Path], tmp_path: P
     data = tmp_path / "data"
     shutil.copytree(FIXTURE, data)
     for path in (data / "possible_answer").glob("*.json"):
-        rows = _jsonl(path)
+        rows = read_jsonl(path)
         for row in rows:
             for call in row["ground_truth"]:
                 for args in call.values():
                     args["zz_extra"] = ["changed"]
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        write_jsonl(path, rows)
     prep.prepare(data, tmp_path / "out", "cpu", 0)
-    before = {r["id"]: r for r in _jsonl(outs["cpu"] / "samples.jsonl")}
-    after = {r["id"]: r for r in _jsonl(tmp_path / "out" / "samples.jsonl")}
+    before = {r["id"]: r for r in read_jsonl(outs["cpu"] / "samples.jsonl")}
+    after = {r["id"]: r for r in read_jsonl(tmp_path / "out" / "samples.jsonl")}
     assert before.keys() == after.keys()
     for rid, r in after.items():
         assert r["candidates"] == before[rid]["candidates"]

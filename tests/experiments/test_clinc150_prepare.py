@@ -7,13 +7,11 @@ packaged MiniLM encoder (a few hundred short queries embed in seconds on a CPU).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -21,8 +19,8 @@ import pytest
 import yaml
 
 from harness.cli import main as harness_main
+from tests.helpers import REPO, load_script, read_jsonl
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "experiments" / "clinc150" / "prepare.py"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "clinc150"
 #: The slice has 14 train queries per intent: 5 seeds + 9 pool; 4 test queries per intent.
@@ -34,20 +32,7 @@ EVAL_KEYS = ["id", "unit", "prompt", "reference", "candidates", "tags"]
 CANDIDATE_KEYS = ["teacher", "final", "rationale", "limits", "confidence", "trajectory", "usage"]
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("clinc150_prepare", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = _load()
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+prep = load_script(SCRIPT, "clinc150_prepare")
 
 
 def _norm(prompt: str) -> str:
@@ -72,12 +57,12 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def train(work: Path) -> list[dict[str, Any]]:
-    return _read_jsonl(work / "data" / "a" / "samples.jsonl")
+    return read_jsonl(work / "data" / "a" / "samples.jsonl")
 
 
 @pytest.fixture(scope="module")
 def evals(work: Path) -> list[dict[str, Any]]:
-    return _read_jsonl(work / "data" / "a" / "eval.jsonl")
+    return read_jsonl(work / "data" / "a" / "eval.jsonl")
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,7 @@ failures, then ``harness run`` on one cell of each shipped YAML, shrunk to CPU-t
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,8 @@ import pytest
 import yaml
 
 from harness.cli import main
+from tests.helpers import REPO, load_script
 
-REPO = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "clinc150"
 ARGS = ["--seeds-per-intent", "5", "--oos-seeds", "5", "--pool-per-intent", "9",
         "--eval-per-intent", "2", "--eval-oos", "20"]
@@ -29,22 +27,13 @@ BASE_CELL = "multi_judged/answer_only/x1/s0"
 pytestmark = pytest.mark.slow
 
 
-def _prepare_module() -> Any:
-    path = REPO / "experiments" / "clinc150" / "prepare.py"
-    spec = importlib.util.spec_from_file_location("clinc150_prepare_for_students", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The slice prepared into ``<root>/data/cpu`` (MiniLM exported to ``<root>/data/minilm``)."""
     root = tmp_path_factory.mktemp("clinc_students")
-    assert _prepare_module().main(["--data", str(FIXTURE), "--out",
-                                   str(root / "data" / "cpu"), *ARGS]) == 0
+    prep = load_script(REPO / "experiments" / "clinc150" / "prepare.py",
+                       "clinc150_prepare_for_students")
+    assert prep.main(["--data", str(FIXTURE), "--out", str(root / "data" / "cpu"), *ARGS]) == 0
     return root
 
 

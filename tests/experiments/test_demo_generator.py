@@ -6,7 +6,6 @@ Only the standard library and pytest are used, like the generator itself.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -15,12 +14,13 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-GENERATOR = Path(__file__).resolve().parents[2] / "experiments" / "demo" / "generate.py"
+from tests.helpers import REPO, load_script, read_jsonl
+
+GENERATOR = REPO / "experiments" / "demo" / "generate.py"
 N_TRAIN, N_EVAL, SEED = 2000, 400, 7
 TRAIN_KEYS = ["id", "unit", "prompt", "reference", "candidates", "judge", "pools", "failure",
               "tags", "round"]
@@ -32,20 +32,7 @@ FAILURE_KINDS = {"wrong_label", "missing_field", "wrong_value", "unneeded_call",
                  "judge_rejected"}
 
 
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("demo_generate", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # NamedTuple / annotations resolve through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+gen = load_script(GENERATOR, "demo_generate")
 
 
 def _normalize(prompt: str) -> str:
@@ -60,12 +47,12 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def train(written: dict[str, Path]) -> list[dict[str, Any]]:
-    return _read_jsonl(written["samples"])
+    return read_jsonl(written["samples"])
 
 
 @pytest.fixture(scope="module")
 def evals(written: dict[str, Path]) -> list[dict[str, Any]]:
-    return _read_jsonl(written["eval"])
+    return read_jsonl(written["eval"])
 
 
 @pytest.fixture(scope="module")

@@ -11,25 +11,18 @@ coarse directions of TRUTHS.md must hold:
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import polars as pl
 import pytest
 import yaml
 
 from harness.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO, load_script
 
 
 @pytest.fixture(scope="module")
 def demo_results(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     work = tmp_path_factory.mktemp("demo_truths")
-    spec = importlib.util.spec_from_file_location("demo_gen", REPO / "experiments/demo/generate.py")
-    assert spec and spec.loader
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_script(REPO / "experiments" / "demo" / "generate.py", "demo_gen")
     gen.generate(work / "data", seed=0, n_train=2000, n_eval=400)
     doc = yaml.safe_load((REPO / "experiments/demo.yaml").read_text())
     doc["data"] = {"samples": "data/samples.jsonl", "eval": "data/eval.jsonl"}

@@ -8,41 +8,26 @@ shared dataset; one test also checks the real dataset when ``/work/shared`` is p
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
 from harness.cli import main as harness_main
+from tests.helpers import REPO, load_script, read_jsonl
 
-REPO = Path(__file__).resolve().parents[2]
 PREPARE = REPO / "experiments" / "snips" / "prepare.py"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "snips"
 REAL = REPO.parent / "shared" / "datasets" / "snips_nlu_benchmark"
 SEED = 0
 
 
-def _load_prepare() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("snips_prepare", PREPARE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = _load_prepare()
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+prep = load_script(PREPARE, "snips_prepare")
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +40,12 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def train(prepared: Path) -> list[dict[str, Any]]:
-    return _read_jsonl(prepared / "samples.jsonl")
+    return read_jsonl(prepared / "samples.jsonl")
 
 
 @pytest.fixture(scope="module")
 def evals(prepared: Path) -> list[dict[str, Any]]:
-    return _read_jsonl(prepared / "eval.jsonl")
+    return read_jsonl(prepared / "eval.jsonl")
 
 
 @pytest.fixture(scope="module")

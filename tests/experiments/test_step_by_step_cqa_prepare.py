@@ -7,40 +7,25 @@ on a machine without /work/shared. Tests marked ``real`` use the shared dataset 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
 from harness.cli import main
+from tests.helpers import REPO, load_script, read_jsonl, write_jsonl
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "experiments" / "step_by_step_cqa" / "prepare.py"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "step_by_step_cqa"
 REAL = REPO.parent / "shared" / "datasets" / "step_by_step" / "cqa"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("step_by_step_cqa_prepare", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = _load()
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+prep = load_script(SCRIPT, "step_by_step_cqa_prepare")
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +38,12 @@ def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def samples(out: Path) -> dict[int, dict[str, Any]]:
     """Training records keyed by their gold row index (the second part of the id)."""
-    return {int(r["id"].split("-")[2]): r for r in _jsonl(out / "samples.jsonl")}
+    return {int(r["id"].split("-")[2]): r for r in read_jsonl(out / "samples.jsonl")}
 
 
 @pytest.fixture(scope="module")
 def evals(out: Path) -> dict[int, dict[str, Any]]:
-    return {int(r["id"].split("-")[2]): r for r in _jsonl(out / "eval.jsonl")}
+    return {int(r["id"].split("-")[2]): r for r in read_jsonl(out / "eval.jsonl")}
 
 
 def _yaml_copy(tmp_path: Path, name: str, folder: Path) -> Path:
@@ -203,13 +188,13 @@ def test_judge_outside_the_audit_does_not_read_gold(samples: dict, tmp_path: Pat
     # Same data with every gold answer moved to another option: only audited records may change.
     data = tmp_path / "data"
     shutil.copytree(FIXTURE, data)
-    rows = [json.loads(x) for x in (data / "cqa_train.json").read_text().splitlines()]
+    rows = read_jsonl(data / "cqa_train.json")
     for row in rows:
         others = [c for c in row["choices"] if c != row["answer"]]
         row["answer"] = others[0]
-    (data / "cqa_train.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(data / "cqa_train.json", rows)
     prep.prepare(data, tmp_path / "out", "cpu", 0)
-    moved = {int(r["id"].split("-")[2]): r for r in _jsonl(tmp_path / "out" / "samples.jsonl")}
+    moved = {int(r["id"].split("-")[2]): r for r in read_jsonl(tmp_path / "out" / "samples.jsonl")}
     for i, r in samples.items():
         if r["judge"]["judge"] == prep.AUDIT_JUDGE:
             continue

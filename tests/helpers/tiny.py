@@ -1,7 +1,8 @@
 """The tiny hand-written experiment whose every number can be checked by hand.
 
 Its records (``tiny_samples``, ``tiny_eval``), its spec (``BASE_SPEC``), the trainable routing
-data of the run tests (``route_data`` with ``TINY_STUDENT``) and the writer they share.
+data of the run tests (``route_data`` with ``TINY_STUDENT``) and the JSONL writer and reader
+they share.
 The ``tiny`` fixture in ``tests/conftest.py`` writes them to a test's folder.
 """
 
@@ -109,6 +110,11 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     """Write ``rows`` as JSON lines to ``path`` and return it."""
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON object on each line of ``path`` (UTF-8), in file order."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 #: The smallest causal student that still learns ``route_data`` in two epochs.

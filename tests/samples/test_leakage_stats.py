@@ -14,7 +14,7 @@ from harness.checks import load_experiment
 from harness.cli import main
 from harness.samples import load_data
 from harness.samples.leakage import find_leaks
-from harness.samples.stats import pool_stats, teacher_stats, unit_stats
+from harness.samples.stats import candidates_with_context, teacher_stats, unit_stats
 from tests.helpers import tiny_eval
 
 
@@ -158,8 +158,6 @@ def test_teacher_accuracy_vs_reference(tables):
 
 
 def test_overall_teacher_accuracy_by_hand(tables):
-    from harness.samples.stats import candidates_with_context
-
     df = candidates_with_context(tables.train.tables)
     acc = df.group_by("teacher").agg(pl.col("correct").mean()).sort("teacher")
     assert acc.rows() == [("a", pytest.approx(3 / 5)), ("b", pytest.approx(2 / 5))]
@@ -192,8 +190,10 @@ def test_unit_stats(tables):
         ("esc", 1, 1, 1, 2), ("fields", 1, 1, 1, 2), ("route", 2, 2, 2, 4), ("tool", 1, 1, 1, 2)]
 
 
-def test_pool_stats(tables):
-    ps = pool_stats(tables.train.tables)
+def test_every_candidate_has_its_pool(tables):
+    # the pool column teacher_stats' failure_share reads: a candidate without pools is 'train'
+    df = candidates_with_context(tables.train.tables)
+    ps = df.group_by("unit", "pool").len().sort("unit", "pool")
     assert ps.rows() == [("esc", "failure", 1), ("esc", "train", 1),
                          ("fields", "failure", 1), ("fields", "train", 1),
                          ("route", "failure", 2), ("route", "train", 2),

@@ -9,12 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.students.classifier import (
-    ClassLayout,
-    build_classifier,
-    load_classifier,
-    resolve_pooling,
-)
+from harness.class_layout import ClassLayout
+from harness.students.classifier import build_classifier, load_classifier, resolve_pooling
 
 UNITS = {"route": {"kind": "label", "labels": ["billing", "shipping"]},
          "esc": {"kind": "refusal", "marker": "ESCALATE"}}

@@ -1,5 +1,6 @@
-"""The student interface: kinds by name, the switches each honours (refused by validate where
-not), and a causal LM answering label and generated units through it."""
+"""The student interface: kinds by name, the capabilities each declares (unit kinds, lm-eval,
+options, switches; refused by validate where not), training through the kind's objective, and a
+causal LM answering label and generated units through it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import harness.units as unit_kinds
 from harness.cli import main
+from harness.experiment.student import StudentSpec
 from harness.students import base as students
 from harness.students.causal_lm import CausalLMStudent
 from harness.students.classifier import ClassifierStudent
@@ -35,6 +38,108 @@ def test_each_kind_declares_the_switches_its_objective_honours():
     assert students.unsupported_switches(
         "classifier", {"packing": True, "chunked_ce": False, "compile": True}) == [
         "packing", "compile"]
+
+
+def test_each_kind_answers_the_capability_questions():
+    lm, cls = students.get("causal_lm"), students.get("classifier")
+    assert lm.answered_unit_kinds() == unit_kinds.names()
+    assert cls.answered_unit_kinds() == unit_kinds.classifier_kinds() == ("label", "refusal")
+    assert not cls.answers_unit_kind("json_fields") and cls.answers_unit_kind("refusal")
+    assert (lm.lm_eval, cls.lm_eval) == (True, False)
+    assert (lm.token_soft_labels, cls.token_soft_labels) == (True, False)
+    assert (lm.fast_path(), cls.fast_path()) == (True, False)
+    assert lm.options == {"adapter", "distill"}
+    assert cls.options == {"soft_targets", "head_lr", "pooling"}
+    assert students.names_where(lambda k: "adapter" in k.options) == ["causal_lm"]
+    assert students.names_where(lambda k: k.answers_unit_kind("label")) == [
+        "causal_lm", "classifier"]
+    assert StudentSpec.model_fields["kind"].default == students.DEFAULT_KIND
+
+
+def test_the_registry_imports_no_kind():
+    """The built-in kinds import base to register themselves; the package's __init__ imports
+    them, so base importing them back (a circle) is never needed."""
+    import ast
+
+    tree = ast.parse(Path(students.__file__).read_text(encoding="utf-8"))
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m.startswith("harness.students")], imported
+    assert students.names() == ["causal_lm", "classifier"]  # registered all the same
+
+
+def test_the_options_are_the_kind_specific_keys_of_the_student_section():
+    common = {"kind", "model", "config", "trust_remote_code", "train"}
+    assert set(StudentSpec.model_fields) - common == set(students.OPTIONS)
+    for name in students.names():
+        assert students.get(name).options <= set(students.OPTIONS), name
+    # every option is some kind's, and a kind explains each refusal validate words from it
+    assert set().union(*(students.get(n).options for n in students.names())) == set(
+        students.OPTIONS)
+    assert "adapter" in students.get("classifier").why_not
+    assert "token_soft_labels" in students.get("classifier").why_not
+
+
+OPTION_VALUES = {"adapter": {"r": 4}, "distill": {"teacher_model": "TEACHER"},
+                 "soft_targets": True, "head_lr": 0.01, "pooling": "mean"}
+
+
+@pytest.mark.parametrize("kind, option", [(k, o) for k in ("causal_lm", "classifier")
+                                          for o in OPTION_VALUES])
+def test_validate_refuses_exactly_the_options_a_kind_does_not_honour(tiny, tmp_path, capsys,
+                                                                      kind, option):
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    value = OPTION_VALUES[option]
+    if option == "distill":
+        (tmp_path / "teacher").mkdir()
+        value = {"teacher_model": str(tmp_path / "teacher")}
+    samples = [s for s in tiny_samples() if s["unit"] in UNITS]
+    student = {"kind": kind, "model": str(folder), option: value}
+    path = tiny(spec={"units": UNITS, "student": student}, samples=samples)
+    honoured = option in students.get(kind).options
+    code = main(["validate", str(path)])
+    err = capsys.readouterr().err
+    if honoured:  # refused for a reason other than the kind, if at all (the empty checkpoint)
+        assert f"apply to {kind} students only" not in err
+        assert f"does not apply to a {kind} student" not in err
+        assert f"needs a {kind} student" not in err
+    else:
+        assert code == 2 and option in err and "Traceback" not in err, err
+
+
+def test_training_goes_through_the_kinds_objective(monkeypatch):
+    """The worker's call (StudentKind.train) builds the kind's objective and hands it to the
+    shared loop: what a test injects in the objective reaches training."""
+    from harness.train import loop
+
+    spec = {"student": {"kind": "causal_lm",
+                        "config": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300,
+                                   "max_position": 64},
+                        "train": {"max_len": 64, "epochs": 1, "min_steps": 0, "batch_size": 4,
+                                  "grad_accum": 1, "lr": 1e-3, "weight_decay": 0.0,
+                                  "warmup_ratio": 0.0, "clip": 1.0}},
+            "units": {}, "evaluation": {"max_new_tokens": 3}}
+    samples = [{"prompt": f"ticket {i} refund", "target": "ANSWER: billing", "weight": 1.0}
+               for i in range(8)]
+    student = students.get("causal_lm")(spec, {})
+    student.build(samples, seed=0)
+    made, seen = [], []
+    real_objective, real_run = CausalLMStudent.objective, loop.run
+
+    def objective(self, rows):
+        made.append(real_objective(self, rows))
+        return made[-1]
+
+    def run(model, obj, cfg, **kw):
+        seen.append(obj)
+        return real_run(model, obj, cfg, **kw)
+
+    monkeypatch.setattr(CausalLMStudent, "objective", objective)
+    monkeypatch.setattr(loop, "run", run)
+    summary = student.train(samples, seed=0, device=CPU)
+    assert len(made) == 1 and seen == made
+    assert summary["steps"] == 2 and summary["examples"] == 8
 
 
 def _classifier_yaml(tiny, tmp_path: Path, **train: object) -> Path:

@@ -64,10 +64,10 @@ def test_hits_failures_and_tally(tmp_path: Path) -> None:
         assert inner.seen == 3 + 2
         assert [c.cached for c in again] == [True, False, True, False]
         assert again[0].seconds == 0 and again[0].text == "echo: bb"
-        tally = t.tally.snapshot()
-        assert tally["calls"] == 7 and tally["cache_hits"] == 2
-        assert tally["failures"] == {"server_error": 2} and tally["retries"] == 4
-        assert tally["prompt_tokens"] == 1 + 2 + 1 and tally["cached_prompt_tokens"] == 3
+        tally = t.tally
+        assert tally.calls == 7 and tally.cache_hits == 2
+        assert tally.failures == {"server_error": 2} and tally.retries == 4
+        assert tally.prompt_tokens == 1 + 2 + 1 and tally.cached_prompt_tokens == 3
         assert t.tally.cost(1.0, 10.0) == (4 + 3 * 20) / 1000
         assert cache.counts("echo") == {"calls": 3, "failures": 2}
         # another prompt style of the same teacher name is another configuration

@@ -15,8 +15,9 @@ import pytest
 
 from harness.errors import InputError
 from harness.experiment.teachers import OpenAITeacherSpec
-from harness.teachers import ChatRequest, Completion, build_request
+from harness.teachers import ChatRequest, Completion
 from harness.teachers.providers.openai_chat import OpenAIChatTeacher
+from tests.helpers.chat import chat_request
 from tests.helpers.fake_provider import ManualClock
 from tests.helpers.serve import free_port
 
@@ -93,7 +94,7 @@ def _teacher(url: str, **kw: Any) -> OpenAIChatTeacher:
 
 def _one(t: OpenAIChatTeacher, request: ChatRequest | None = None) -> Completion:
     got: list[Completion] = []
-    t.complete_many([request or build_request(t.spec, "hi")], lambda i, c: got.append(c))
+    t.complete_many([request or chat_request(t.spec, "hi")], lambda i, c: got.append(c))
     return got[0]
 
 
@@ -133,7 +134,7 @@ def test_concurrency_runs_requests_in_parallel(endpoint) -> None:
     t = _teacher(url, concurrency=4)
     got: dict[int, Completion] = {}
     start = time.monotonic()
-    t.complete_many([build_request(t.spec, f"q{i}") for i in range(4)],
+    t.complete_many([chat_request(t.spec, f"q{i}") for i in range(4)],
                     lambda i, c: got.__setitem__(i, c))
     assert sorted(got) == [0, 1, 2, 3] and all(c.text == "hello" for c in got.values())
     assert time.monotonic() - start < 1.2  # 4 x 0.4 s one at a time would be 1.6 s
@@ -153,7 +154,7 @@ def test_system_prompt_and_logprobs_reach_the_endpoint(endpoint) -> None:
         {"token": "itive", "logprob": 0.0, "bytes": [], "top_logprobs": []},
         {"token": '"}', "logprob": 0.0, "bytes": [], "top_logprobs": []}]}
     script.steps = [("ok", answer)]
-    c = _one(t, build_request(t.spec, "sentiment?", choices=("positive", "negative")))
+    c = _one(t, chat_request(t.spec, "sentiment?", choices=("positive", "negative")))
     body = script.bodies[0]
     assert body["messages"][0] == {"role": "system", "content": "Be terse."}
     assert body["logprobs"] is True and body["top_logprobs"] == 5

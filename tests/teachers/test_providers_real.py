@@ -8,10 +8,11 @@ import math
 import pytest
 
 from harness.experiment.teachers import OpenAITeacherSpec
-from harness.teachers import CachedTeacher, CallCache, ChatRequest, Completion, build_request
+from harness.teachers import CachedTeacher, CallCache, ChatRequest, Completion
 from harness.teachers.providers.hf_local import HFLocalTeacher
 from harness.teachers.providers.openai_chat import OpenAIChatTeacher
 from tests.helpers import serve
+from tests.helpers.chat import chat_request
 from tests.helpers.serve import Served, smollm2_spec
 
 smollm2_server = serve.smollm2_server  # the session fixture, used by name below
@@ -33,7 +34,7 @@ def _spec(served: Served, **kw: object) -> OpenAITeacherSpec:
 def test_server_chat_returns_text_and_usage(smollm2_server: Served) -> None:
     teacher = OpenAIChatTeacher("smol", _spec(smollm2_server))
     teacher.check()
-    [c] = _run(teacher, [build_request(teacher.spec, "What is the capital of France?")])
+    [c] = _run(teacher, [chat_request(teacher.spec, "What is the capital of France?")])
     assert c.error is None, c.error_detail
     assert c.text and "Paris" in c.text
     assert c.prompt_tokens > 5 and 0 < c.completion_tokens <= 12
@@ -45,10 +46,10 @@ def test_server_concurrency_and_cache(smollm2_server: Served, tmp_path) -> None:
     prompts = [f"Say the number {n}." for n in range(3)]
     with CallCache(tmp_path / "calls.sqlite") as cache:
         cached = CachedTeacher(teacher, cache)
-        first = _run(cached, [build_request(teacher.spec, p) for p in prompts])
+        first = _run(cached, [chat_request(teacher.spec, p) for p in prompts])
         assert all(c.error is None and c.text for c in first)
         assert cached.tally.cache_hits == 0 and cached.tally.prompt_tokens > 0
-        again = _run(cached, [build_request(teacher.spec, p) for p in prompts])
+        again = _run(cached, [chat_request(teacher.spec, p) for p in prompts])
         # every answer came from the file: the server was not asked again
         assert [c.text for c in again] == [c.text for c in first]
         assert all(c.cached and c.seconds == 0 for c in again)
@@ -69,11 +70,11 @@ def test_hf_local_text_usage_and_label_probs() -> None:
     teacher.check()
     choices = ("positive", "negative")
     requests = [
-        build_request(teacher.spec, "Review: 'I loved it, wonderful film.' Sentiment?",
+        chat_request(teacher.spec, "Review: 'I loved it, wonderful film.' Sentiment?",
                       choices=choices),
-        build_request(teacher.spec, "Review: 'Awful, boring, a waste of time.' Sentiment?",
+        chat_request(teacher.spec, "Review: 'Awful, boring, a waste of time.' Sentiment?",
                       choices=choices),
-        build_request(teacher.spec, "What is the capital of France?"),
+        chat_request(teacher.spec, "What is the capital of France?"),
     ]
     out = _run(teacher, requests)
     for c in out:

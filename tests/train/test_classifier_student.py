@@ -10,8 +10,9 @@ import polars as pl
 import pytest
 import torch
 
+from harness.class_layout import ClassLayout
 from harness.cli import main
-from harness.students.classifier import ANSWER_CLASS, ClassLayout, build_classifier, classify
+from harness.students.classifier import ANSWER_CLASS, build_classifier, classify
 from harness.train.loop import run
 from harness.train.objectives.classifier import ClassifierObjective, sample_losses, target_rows
 from tests.helpers import label_record

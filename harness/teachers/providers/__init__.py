@@ -6,7 +6,7 @@ parsing), :mod:`.openai_errors` (classifying a failed attempt), :mod:`.logprob_l
 probabilities from top log-probabilities) and :mod:`.openai_chat` (the teacher: concurrency,
 retries, checks)."""
 
-from harness.teachers.providers.build import build_request, build_teacher
+from harness.teachers.providers.build import build_teacher
 from harness.teachers.providers.common import config_digest, with_system
 
-__all__ = ["build_request", "build_teacher", "config_digest", "with_system"]
+__all__ = ["build_teacher", "config_digest", "with_system"]

@@ -1,5 +1,6 @@
 """The classifier objective: block cross-entropy of a classifier student
-(:mod:`harness.students.classifier`), trained by the shared loop.
+(:mod:`harness.students.classifier`; its class blocks and batches: :mod:`harness.class_layout`),
+trained by the shared loop.
 
 Each sample's loss is the cross-entropy between its target distribution and the softmax over
 its own unit's class block:
@@ -27,12 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.students.classifier import (
-    ClassLayout,
-    encode_prompts,
-    head_parameter_names,
-    pad_batch,
-)
+from harness.class_layout import ClassLayout, encode_prompts, head_parameter_names, pad_batch
 from harness.train.objective import Objective
 
 #: The head's learning rate relative to the encoder's when the YAML gives no ``head_lr``.
