@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.analysis.chance import versus_chance
-from harness.analysis.load import RunData
+from harness.analysis.load import RunData, units_that_matter
 from harness.analysis.roi import roi_verdict
 from harness.analysis.selection import arm_value, choose_cell
 from harness.analysis.signals import (
@@ -41,7 +41,6 @@ from harness.analysis.signals import (
     SignalContext,
     evaluate,
     fidelity_flags,
-    units_that_matter,
 )
 
 __all__ = ["AGREEMENT_RISE", "EXIT", "choose_cell", "decide", "fidelity_flags", "leakage_line",

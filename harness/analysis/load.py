@@ -21,7 +21,7 @@ from harness.errors import InputError
 from harness.store.contracts import CellManifest, CellMetrics, RunRecord
 from harness.store.folder import CellFolder, RunFolder
 from harness.store.results import SCHEMA_VERSION
-from harness.units import get
+from harness.units import get, primary_metric
 
 
 @dataclass
@@ -140,3 +140,24 @@ def load_run(path: Path) -> RunData:
         raise InputError(f"{path}: no finished cell to analyse")
     return RunData(path, run, spec, results, latency, cells, folder.read_teacher_audit(),
                    eval_rows)
+
+
+# -- reading a loaded run ----------------------------------------------------------------------
+
+def value(run: RunData, cell_id: str, unit: str, metric: str, slice_: str = "all"
+          ) -> float | None:
+    """One value of ``results.parquet``; None when the table has no such row."""
+    df = run.results.filter((run.results["cell_id"] == cell_id) & (run.results["unit"] == unit)
+                            & (run.results["metric"] == metric)
+                            & (run.results["slice"] == slice_))
+    return float(df["value"][0]) if df.height else None
+
+
+def primary(run: RunData, unit: str) -> str:
+    """The unit's primary metric."""
+    return primary_metric(run.spec["units"][unit]["kind"])
+
+
+def units_that_matter(run: RunData) -> list[str]:
+    """``stop.units``, or every unit."""
+    return list(run.spec["stop"].get("units") or run.spec["units"])

@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 
 from harness.analysis.arms import ArmKey, arm_label, arms
-from harness.analysis.load import CellData, RunData
+from harness.analysis.load import CellData, RunData, primary, units_that_matter, value
 from harness.analysis.noise import seed_noise, unit_tables
-from harness.analysis.signals import primary, units_that_matter, value
 from harness.units import get
 from harness.units.base import UnitKind
 

@@ -55,12 +55,11 @@ from harness.analysis.chance import (
 )
 from harness.analysis.copying import copying
 from harness.analysis.curves import Call, curve_call
-from harness.analysis.load import CellData, RunData
+from harness.analysis.load import CellData, RunData, primary
 from harness.analysis.roi import NOT_PRICED, roi_verdict
 from harness.analysis.rounds import combine, round_alpha, round_call, round_gains
 from harness.analysis.slices import MIN_SCALE_POINTS, gap_trend, slice_gap
 from harness.experiment.models import SignalName
-from harness.units import primary_metric
 
 #: Rise in agreement with a teacher (largest vs smallest scale) that counts as "more teacher-like".
 AGREEMENT_RISE = 0.05
@@ -156,25 +155,6 @@ def evaluate(ctx: SignalContext) -> list[Signal]:
 
 
 # -- shared look-ups -------------------------------------------------------------------------
-
-def value(run: RunData, cell_id: str, unit: str, metric: str, slice_: str = "all"
-          ) -> float | None:
-    """One value of ``results.parquet``; None when the table has no such row."""
-    df = run.results.filter((run.results["cell_id"] == cell_id) & (run.results["unit"] == unit)
-                            & (run.results["metric"] == metric)
-                            & (run.results["slice"] == slice_))
-    return float(df["value"][0]) if df.height else None
-
-
-def primary(run: RunData, unit: str) -> str:
-    """The unit's primary metric."""
-    return primary_metric(run.spec["units"][unit]["kind"])
-
-
-def units_that_matter(run: RunData) -> list[str]:
-    """``stop.units``, or every unit."""
-    return list(run.spec["stop"].get("units") or run.spec["units"])
-
 
 # -- the signals -------------------------------------------------------------------------------
 

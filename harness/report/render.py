@@ -19,9 +19,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from harness.analysis.chance import learned
-from harness.analysis.load import RunData, load_run
+from harness.analysis.load import RunData, load_run, units_that_matter
 from harness.analysis.roi import NOT_PRICED, RoiEstimate
-from harness.analysis.signals import units_that_matter
 from harness.analysis.slices import slice_table
 from harness.fsutil import atomic_write_text
 from harness.report import effects, first_screen, svg

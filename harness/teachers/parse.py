@@ -20,47 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import harness.units as unit_kinds
-from harness.answers import parse_answer
+from harness.answers import find_json_object, parse_answer
 from harness.teachers.base import AnswerSource, Completion
 from harness.units.base import NO_ANSWER
 
-_FENCE = re.compile(r"```[A-Za-z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
 _ANSWER_VALUE = re.compile(r'"answer"\s*:\s*"((?:[^"\\]|\\.)*)', re.DOTALL)
-#: Braces tried per text when looking for a JSON object (bounds the work on long garbage).
-_MAX_STARTS = 64
 #: Characters of an unparseable completion kept in the failure note.
 NOTE_CHARS = 200
-
-
-@dataclass(frozen=True)
-class JsonObject:
-    """A JSON object found in a completion: its value, and where it lies — in ``block`` (the
-    text of a code fence, or the whole text), from ``start`` to ``end``, the block itself
-    starting at ``offset`` in the completion's text."""
-
-    value: dict[str, Any]
-    block: str
-    offset: int
-    start: int
-    end: int
-
-
-def find_json_object(text: str) -> JsonObject | None:
-    """The first JSON object in ``text``, fenced blocks first, then the text itself (at most
-    :data:`_MAX_STARTS` braces tried per block: long garbage stays cheap)."""
-    decoder = json.JSONDecoder()
-    blocks = [(m.start(1), m.group(1)) for m in _FENCE.finditer(text)] + [(0, text)]
-    for offset, block in blocks:
-        for k, m in enumerate(re.finditer(r"\{", block)):
-            if k >= _MAX_STARTS:
-                break
-            try:
-                value, end = decoder.raw_decode(block, m.start())
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(value, dict):
-                return JsonObject(value, block, offset, m.start(), end)
-    return None
 
 
 def first_json_object(text: str) -> dict[str, Any] | None:

@@ -41,7 +41,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from harness.teachers.parse import find_json_object
+from harness.answers import find_json_object
 
 #: ``logprob`` at or below this is the reference's "not among the top 20" sentinel (-9999.0):
 #: no measured probability.
