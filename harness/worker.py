@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.caches import use_run_caches
+from harness.cell_settings import EvaluationSettings
 from harness.store.contracts import CellMetrics
 from harness.store.folder import CellFolder
 from harness.threads import DEFAULT_THREADS, cell_numerics, numerics_record, thread_record
@@ -48,7 +49,7 @@ def _evaluate(student: StudentKind, spec: dict[str, Any], eval_rows: list[dict[s
     """Every unit's report and the per-item predictions, the student answering unit by unit."""
     from harness.evaluate.units import unit_report
 
-    slices = spec["evaluation"]["slices"]
+    slices = list(EvaluationSettings.from_json(spec["evaluation"]).slices)
     reports: dict[str, Any] = {}
     predictions: list[dict[str, Any]] = []
     for name, unit in spec["units"].items():
@@ -126,12 +127,10 @@ def _run_cell(cell_dir: Path, dev: Any) -> CellMetrics:
     t_eval = time.perf_counter()
     reports, predictions = _evaluate(student, spec, eval_rows, dev)
     eval_seconds = time.perf_counter() - t_eval
-    ev_spec = spec["evaluation"]
+    ev = EvaluationSettings.from_json(spec["evaluation"])
     latency = student.latency([r["prompt"] for r in eval_rows[:64]], dev,
-                              runs=int(ev_spec.get("latency_runs", 20)),
-                              batch_size=int(ev_spec.get("latency_batch_size", 32)),
-                              new_tokens=int(ev_spec.get("latency_new_tokens", 16)),
-                              checkpoint_dir=model_dir)
+                              runs=ev.latency_runs, batch_size=ev.latency_batch_size,
+                              new_tokens=ev.latency_new_tokens, checkpoint_dir=model_dir)
     metrics = CellMetrics(
         schema_version=CellMetrics.SCHEMA_VERSION, cell_id=cell_id, label=manifest.label,
         axes=manifest.axes, units={k: {kk: vv for kk, vv in v.items() if kk not in PER_ITEM}

@@ -16,7 +16,7 @@ HARNESS = Path(__file__).resolve().parents[1] / "harness"
 #: Top-level modules and packages of ``harness``, lowest layer first.
 LAYERS: list[set[str]] = [
     # leaves: errors, files, small pure helpers, the strict pydantic base
-    {"errors", "fsutil", "answers", "constrained", "strict", "threads"},
+    {"errors", "fsutil", "answers", "constrained", "strict", "threads", "cell_settings"},
     {"units"},                        # unit kinds, their metrics and option models
     # the YAML model; the run folder and its contracts; a classifier's label layout
     {"experiment", "store", "class_layout"},

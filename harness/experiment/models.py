@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 import harness.units as unit_kinds
+from harness.cell_settings import EVALUATION
 from harness.experiment.base import (
     NAME_PATTERN,
     POOLS,
@@ -98,14 +99,16 @@ class DataSpec(Strict):
 class EvalSpec(Strict):
     """Evaluation options."""
 
-    slices: list[str] = Field(["source"], description="Tag keys to slice every metric by.")
-    max_new_tokens: int = Field(64, ge=1, le=131_072,
+    # defaults: harness.cell_settings, which the worker reads without pydantic
+    slices: list[str] = Field(list(EVALUATION.slices),
+                              description="Tag keys to slice every metric by.")
+    max_new_tokens: int = Field(EVALUATION.max_new_tokens, ge=1, le=131_072,
                                 description="Generation budget per eval answer.")
-    latency_runs: int = Field(20, ge=1, le=100_000,
+    latency_runs: int = Field(EVALUATION.latency_runs, ge=1, le=100_000,
                               description="Timed batch-1 runs (after 3 warm-ups).")
-    latency_new_tokens: int = Field(16, ge=2, le=131_072,
+    latency_new_tokens: int = Field(EVALUATION.latency_new_tokens, ge=2, le=131_072,
                                     description="Tokens generated per latency run.")
-    latency_batch_size: int = Field(32, ge=1, le=65_536,
+    latency_batch_size: int = Field(EVALUATION.latency_batch_size, ge=1, le=65_536,
                                     description="Batch size of the throughput run.")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import harness.units as unit_kinds
+from harness.cell_settings import EvaluationSettings
 from harness.students.base import Answers, Log, StudentKind, register
 from harness.train.objective import Objective
 
@@ -127,7 +128,7 @@ class CausalLMStudent(StudentKind):
             probs = softmax_rows(ll)
             answers: list[str | None] = [labels[j] for j in probs.argmax(axis=1)]
             return Answers([f"{marker} {a}" for a in answers], answers, probs, calibrated=True)
-        max_new = int(self.spec["evaluation"]["max_new_tokens"])
+        max_new = EvaluationSettings.from_json(self.spec["evaluation"]).max_new_tokens
         texts = generate(self.model, self.tokenizer, prompts, device, max_new, max_len=max_len)
         return Answers(texts, parse_answers(texts, marker))
 

@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -85,21 +85,27 @@ class TrainOptions:
 
     @classmethod
     def from_cfg(cls, cfg: dict[str, Any]) -> TrainOptions:
-        """The options present in ``cfg`` (the YAML's ``student.train``), defaults elsewhere."""
-        return cls(packing=bool(cfg.get("packing") or False),
-                   chunked_ce=bool(cfg.get("chunked_ce") or False),
-                   compile=bool(cfg.get("compile") or False),
-                   compile_backend=str(cfg.get("compile_backend") or "inductor"),
+        """The options present in ``cfg`` (the YAML's ``student.train``), this class's defaults
+        elsewhere (an absent, null or empty key; ``compile_budget_s`` may be null: no
+        deadline). The YAML's defaults for the same keys are checked to be these
+        (tests/test_cell_settings.py)."""
+        d = {f.name: f.default for f in fields(cls)}
+
+        def given(name: str) -> Any:
+            return cfg.get(name) or d[name]
+
+        budget = cfg.get("compile_budget_s", d["compile_budget_s"])
+        return cls(packing=bool(given("packing")), chunked_ce=bool(given("chunked_ce")),
+                   compile=bool(given("compile")),
+                   compile_backend=str(given("compile_backend")),
                    compile_mode=cfg.get("compile_mode"),
                    compile_dynamic=cfg.get("compile_dynamic"),
-                   log_every=max(1, int(cfg.get("log_every") or 10)),
-                   fast=str(cfg.get("fast") or "auto"),
+                   log_every=max(1, int(given("log_every"))), fast=str(given("fast")),
                    token_budget=(int(cfg["token_budget"]) if cfg.get("token_budget")
                                  else None),
                    fast_compile=cfg.get("fast_compile"),
-                   compile_scope=str(cfg.get("compile_scope") or "layers"),
-                   compile_budget_s=(None if cfg.get("compile_budget_s", 300.0) is None
-                                     else float(cfg.get("compile_budget_s", 300.0))))
+                   compile_scope=str(given("compile_scope")),
+                   compile_budget_s=None if budget is None else float(budget))
 
     def fast_on(self, device: Any, objective: Objective) -> bool:
         """Whether to try the fast path: ``on``, or ``auto`` on CUDA for an objective that has
