@@ -26,12 +26,13 @@ from harness.analysis.attribution import attribution
 from harness.analysis.chance import versus_chance
 from harness.analysis.curves import learning_curves
 from harness.analysis.gate import ALWAYS_BLOCKING, choose_cell, decide, fidelity_flags, signals
-from harness.analysis.load import RunData, load_run
+from harness.analysis.load import RunData, load_run, recorded_experiment
 from harness.analysis.noise import training_noise
 from harness.analysis.roi import ledger
 from harness.analysis.signals import REGISTRY
 from harness.analysis.summary import summarise
 from harness.errors import InputError
+from harness.experiment.models import Experiment
 from harness.store.contracts import AnalysisRecord
 from harness.store.folder import RunFolder
 from harness.units import get, primary_metric
@@ -46,9 +47,9 @@ def _teacher_error(run: RunData) -> dict[str, float]:
     rate compares like with like. Audited units the spec no longer has are skipped."""
     out = {}
     for unit, teachers in run.teacher_audit.items():
-        if unit not in run.spec["units"]:
+        if unit not in run.experiment.units:
             continue
-        key = get(run.spec["units"][unit]["kind"]).teacher_error_metric
+        key = get(run.experiment.units[unit].kind).teacher_error_metric
         vals = [float(v) for t in teachers.values()
                 if (v := (t.get("metrics") or {}).get(key)) is not None]
         if vals:
@@ -60,7 +61,7 @@ def _fidelity_table(run: RunData) -> list[dict[str, Any]]:
     rows = []
     for cell in run.cells:
         for unit, rep in cell.metrics.units.items():
-            m = primary_metric(run.spec["units"][unit]["kind"])
+            m = primary_metric(run.experiment.units[unit].kind)
             for t, fid in rep["fidelity"].items():
                 rows.append({"cell_id": cell.cell_id, "label": cell.label, "unit": unit,
                              "teacher": t, "metric": m, "value": rep["metrics"].get(m),
@@ -97,7 +98,7 @@ def analyse_run(run: RunData, past: list[RunData] | None = None, method: str | N
     :func:`analyse` stores, less ``computed_from``. Simulated runs with known truth
     (``benchmarks/verdict_calibration.py``) go through exactly this code."""
     past = list(past or [])
-    method = method or run.spec["gate"].get("correction", "holm")
+    method = method or run.experiment.gate.correction
     facts = run.run.teachers
     groups = arms(run)
     noise = training_noise(run, groups)
@@ -109,7 +110,8 @@ def analyse_run(run: RunData, past: list[RunData] | None = None, method: str | N
     sigs = signals(run, chosen, curves, roi, past, vs_chance)
     gate = decide(run, chosen, sigs, roi, vs_chance)
     gate["summary"] = summarise(gate, sigs, curves,
-                                sorted(set(run.spec["gate"]["blocking_signals"]) | ALWAYS_BLOCKING))
+                                sorted(set(run.experiment.gate.blocking_signals)
+                                       | ALWAYS_BLOCKING))
     return {
         "analysis_version": ANALYSIS_VERSION, "experiment": run.run.experiment,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -167,8 +169,9 @@ def _file_digest(path: Path) -> str | None:
     return h.hexdigest()
 
 
-def _folder_inputs(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the run's spec, file -> digest of every file of the run folder the analysis reads)."""
+def _folder_inputs(run_dir: Path) -> tuple[Experiment, dict[str, Any]]:
+    """(the run's experiment, file -> digest of every file of the run folder the analysis
+    reads)."""
     folder = RunFolder(run_dir)
     run = folder.read_run()
     files = {p.name: _file_digest(p) for p in (folder.run_json, folder.results, folder.latency,
@@ -179,7 +182,7 @@ def _folder_inputs(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             cell = folder.cell(entry.cell_id)
             cells[entry.cell_id] = {p.name: _file_digest(p) for p in (
                 cell.manifest, cell.metrics, cell.predictions)}
-    return run.spec, {"files": files, "cells": cells}
+    return recorded_experiment(run, folder.run_json), {"files": files, "cells": cells}
 
 
 def _code_digest() -> str:
@@ -199,7 +202,7 @@ def computed_from(run_dir: Path, history: list[Path] | None = None, method: str 
     """SHA-256 (hex) of what an analysis of ``run_dir`` with these arguments depends on; None
     when the folder cannot be read (then the analysis itself says why)."""
     try:
-        spec, files = _folder_inputs(run_dir)
+        experiment, files = _folder_inputs(run_dir)
         inputs = {
             "analysis_version": ANALYSIS_VERSION, "harness": __version__, "run": files,
             # the code that computes it: a changed check or estimator makes a stored one stale
@@ -208,7 +211,7 @@ def computed_from(run_dir: Path, history: list[Path] | None = None, method: str 
             "signals": sorted(REGISTRY),
             "history": [{"path": str(h), **_folder_inputs(h)[1]} for h in history or []],
             # the method analyse() will use: naming the spec's default changes nothing
-            "method": method or spec["gate"].get("correction", "holm"),
+            "method": method or experiment.gate.correction,
             "n_boot": n_boot, "curve_boot": curve_boot,
         }
     except (InputError, OSError, KeyError, TypeError, AttributeError):

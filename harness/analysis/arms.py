@@ -50,7 +50,6 @@ def shared_ids(cells: list[CellData], unit: str) -> list[str]:
 
 def reference_arm(run: RunData) -> ArmKey:
     """The arm one-factor effects are measured from: the one_at_a_time base, else the baseline."""
-    design = run.spec["design"]
-    base = design.get("base") or run.spec["baseline"]
-    return (base["bucket"], base["fields"], float(base["scale"]))
+    base = run.experiment.design.base or run.experiment.baseline
+    return (base.bucket, base.fields, float(base.scale))
 

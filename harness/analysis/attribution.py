@@ -46,7 +46,7 @@ from harness.analysis.arms import (
     arms,
     reference_arm,
 )
-from harness.analysis.load import CellData, RunData
+from harness.analysis.load import CellData, RunData, decision_metrics
 from harness.analysis.noise import (
     NO_SEEDS,
     SeedNoise,
@@ -128,7 +128,7 @@ def _contrast(run: RunData, unit: str, metric: str, ref: tuple[ArmKey, ArmTable]
               trt: tuple[ArmKey, ArmTable], noise: SeedNoise | None, opted_out: bool,
               parts: tuple[Any, Any] | None = None) -> Contrast:
     """One contrast from the two arms' tables (see the module docstring)."""
-    kind = get(run.spec["units"][unit]["kind"])
+    kind = get(run.experiment.units[unit].kind)
     (rk, rt), (tk, tt) = ref, trt
     identical = bool(rt.values.shape == tt.values.shape and (rt.values == tt.values).all()
                      and (rt.whole == tt.whole).all())
@@ -228,8 +228,8 @@ def _family(run: RunData, groups: dict[ArmKey, list[CellData]], reference: ArmKe
         if key == reference or (axis is not None and any(
                 key[i] != reference[i] for i in range(3) if i != axis)):
             continue
-        for unit, spec in run.spec["units"].items():
-            for metric in get(spec["kind"]).decision_metrics(spec):
+        for unit in run.experiment.units:
+            for metric in decision_metrics(run, unit):
                 tab = tables.get((unit, metric), {})
                 if reference not in tab or key not in tab:
                     continue
@@ -261,16 +261,16 @@ def fields_worth_keeping(run: RunData, field_effects: list[Contrast]) -> list[di
     A field set that *adds* fields relative to the reference and is significantly better means
     removing them hurts (keep); significantly worse means removing them helps (drop).
     """
-    ref_fields = run.spec["fields"][reference_arm(run)[1]]
+    ref_fields = run.experiment.fields[reference_arm(run)[1]]
     rows = []
     for c in field_effects:
         fields_name = c.arm.split("/")[1]
-        other = run.spec["fields"][fields_name]
+        other = run.experiment.fields[fields_name]
         changed = [f for f in ("rationale", "limits", "trajectory")
-                   if bool(other.get(f)) != bool(ref_fields.get(f))]
-        if other.get("confidence") != ref_fields.get("confidence"):
-            changed.append(f"confidence={other.get('confidence')}")
-        added = all(bool(other.get(f)) for f in changed if "=" not in f)
+                   if getattr(other, f) != getattr(ref_fields, f)]
+        if other.confidence != ref_fields.confidence:
+            changed.append(f"confidence={other.confidence}")
+        added = all(getattr(other, f) for f in changed if "=" not in f)
         if c.verdict not in ("better", "worse"):
             verdict = c.verdict  # no evidence, or not estimable with its reason
         elif (c.verdict == "better") == added:
@@ -288,17 +288,16 @@ def attribution(run: RunData, method: str = "holm", n_boot: int = 1000) -> dict[
     """All attribution views of a run (JSON-ready). ``n_boot`` is kept for callers; the
     contrasts are analytic (:mod:`harness.analysis.variance`)."""
     groups = arms(run)
-    b = run.spec["baseline"]
-    baseline = (b["bucket"], b["fields"], float(b["scale"]))
+    b = run.experiment.baseline
+    baseline = (b.bucket, b.fields, float(b.scale))
     if baseline not in groups:
         return {"correction": method, "error": "the baseline cell has no finished results",
                 "vs_baseline": [], "bucket_effects": [], "field_effects": [],
                 "fields_worth_keeping": []}
     # An explicit ``noise_seeds: []`` switches the measurement off; the default measures it.
-    opted_out = run.spec["design"].get("noise_seeds") == []
+    opted_out = run.experiment.design.noise_seeds == []
     tables = {(unit, metric): unit_tables(run, groups, unit, metric)
-              for unit, spec in run.spec["units"].items()
-              for metric in get(spec["kind"]).decision_metrics(spec)}
+              for unit in run.experiment.units for metric in decision_metrics(run, unit)}
     noise = training_noise(run, groups, tables)
     vs_base = _family(run, groups, baseline, None, method, tables, noise, opted_out)
     reference = reference_arm(run)

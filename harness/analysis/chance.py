@@ -70,7 +70,7 @@ from typing import Any
 import numpy as np
 
 from harness.analysis.arms import ArmKey, arm_label, arms, shared_ids
-from harness.analysis.load import CellData, RunData
+from harness.analysis.load import CellData, RunData, unit_options
 from harness.analysis.noise import seed_noise, unit_tables
 from harness.analysis.variance import (
     ArmTable,
@@ -81,7 +81,6 @@ from harness.analysis.variance import (
     difference,
 )
 from harness.errors import InputError
-from harness.experiment.policy import StopSpec
 from harness.store.folder import RunFolder
 from harness.units import get, primary_metric
 
@@ -95,8 +94,6 @@ ALPHA_CHANCE = 0.01
 MAX_CANDIDATES = 32
 #: Metric differences below this are float rounding, not a margin.
 EPS = 1e-9
-#: ``stop.chance_margin`` for runs recorded before it existed.
-DEFAULT_CHANCE_MARGIN: float = StopSpec.model_fields["chance_margin"].default
 #: What the margin covers, in words (``covers``).
 COVERS_SEEDS = "eval items + training seeds"
 COVERS_ITEMS = ("eval items only: no arm has two finished seeds on this unit, so retraining "
@@ -471,8 +468,9 @@ def _teachers(run: RunData, unit: str, metric: str) -> dict[str, float]:
 
 
 def chance_margin_of(run: RunData) -> float:
-    """``stop.chance_margin`` of the run (the default for runs recorded before it existed)."""
-    return float(run.spec.get("stop", {}).get("chance_margin", DEFAULT_CHANCE_MARGIN))
+    """``stop.chance_margin`` of the run (for runs recorded before it existed, the model's
+    default, which validating the recorded spec fills in)."""
+    return run.experiment.stop.chance_margin
 
 
 def versus_chance(run: RunData, n_boot: int | None = None, seed: int = 0,
@@ -491,14 +489,15 @@ def versus_chance(run: RunData, n_boot: int | None = None, seed: int = 0,
     big_a = n_arms if n_arms is not None else len(groups)
     cm = chance_margin_of(run)
     out = []
-    for unit_name, unit in run.spec["units"].items():
+    for unit_name, options in run.experiment.units.items():
         refs_of = refs_by_unit.get(unit_name, {})
         if not refs_of:
             continue
-        kind = get(unit["kind"])
-        metric = primary_metric(unit["kind"])
+        kind = get(options.kind)
+        metric = primary_metric(options.kind)
         tables = unit_tables(run, groups, unit_name, metric)
         noise = seed_noise(tables)
+        unit = unit_options(run, unit_name)  # the unit-kind interface's (JSON) form
         level = chance_level(unit, list(refs_of.values()))
         lo, hi = kind.metric_def(metric).bounds or (-math.inf, math.inf)
         teachers = _teachers(run, unit_name, metric)

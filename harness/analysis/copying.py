@@ -118,7 +118,8 @@ def copying(run: RunData, chosen: CellData) -> list[Copying]:
     chosen_key = (a["bucket"], a["fields"], float(a["scale"]))
     out = []
     for key, cells in arms(run).items():
-        teachers = run.spec["buckets"].get(key[0], {}).get("teachers", "all")
+        bucket = run.experiment.buckets.get(key[0])
+        teachers = bucket.teachers if bucket is not None else "all"
         if key == chosen_key:
             out += _arm_findings(arm_label(key), CHOSEN, cells, None)
         elif isinstance(teachers, list) and len(teachers) == 1:

@@ -337,7 +337,7 @@ def _curve(run: RunData, unit: str, family: tuple[str, str],
            by_scale: dict[float, list[CellData]], noise_of: Any, n_boot: int,
            threshold: float, rng: np.random.Generator) -> dict[str, Any] | None:
     """One bucket x field set x unit curve (None when no arm of the family has the unit)."""
-    kind = run.spec["units"][unit]["kind"]
+    kind = run.experiment.units[unit].kind
     metric = get(kind).primary
     row: dict[str, Any] = {"bucket": family[0], "fields": family[1], "unit": unit,
                            "metric": metric, "scales": sorted(by_scale),
@@ -364,7 +364,7 @@ def _curve(run: RunData, unit: str, family: tuple[str, str],
         return row
     noise = noise_of(unit, metric)
     row["fit"] = _fit_row(points, n_items, noise, n_boot, threshold, rng)
-    row["note"] = _noise_text(noise, run.spec.get("design", {}).get("noise_seeds") == [])
+    row["note"] = _noise_text(noise, run.experiment.design.noise_seeds == [])
     return row
 
 
@@ -401,11 +401,11 @@ def learning_curves(run: RunData, n_boot: int = 200, seed: int = 0,
             cache[(unit, metric)] = seed_noise(unit_tables(run, groups, unit, metric))
         return cache[(unit, metric)]
 
-    threshold = run.spec["stop"]["min_gain_next_doubling"]
+    threshold = run.experiment.stop.min_gain_next_doubling
     rng = np.random.default_rng(seed)
     out = []
     for family, by_scale in sorted(_families(run).items()):
-        for unit in run.spec["units"]:
+        for unit in run.experiment.units:
             row = _curve(run, unit, family, by_scale, noise_of, n_boot, threshold, rng)
             if row is not None:
                 out.append(row)

@@ -44,7 +44,7 @@ MAX_FACTOR = 1e6
 def error_metric(run: RunData, unit: str) -> str:
     """The metric a unit's error rates are ``1 -`` of, for the teacher (audit) and the student
     (ledger) alike: the kind's ``teacher_error_metric``."""
-    return get(run.spec["units"][unit]["kind"]).teacher_error_metric
+    return get(run.experiment.units[unit].kind).teacher_error_metric
 
 
 def error_of(value: float) -> float:
@@ -175,7 +175,7 @@ def _recorded(cell: CellData, unit: str, metric: str) -> float | None:
 def unit_fallback(run: RunData, arm_cells: list[CellData], cell: CellData, unit: str,
                   teacher_error: float | None, tables: ErrorTables) -> UnitFallback:
     """``cell``'s :class:`UnitFallback` on ``unit``; ``arm_cells``: every seed of its arm."""
-    kind = get(run.spec["units"][unit]["kind"])
+    kind = get(run.experiment.units[unit].kind)
     metric = kind.teacher_error_metric
     items = cell.units[unit]
     n = len(items.ids)

@@ -71,7 +71,7 @@ def signals(run: RunData, chosen: dict[str, Any], curves: list[dict[str, Any]],
 def _minimums(run: RunData, chosen: dict[str, Any]) -> str:
     """The quality-minimums reason: not met, met (with the chosen arm's seed means) or none
     declared."""
-    declared = run.spec["gate"]["min_metric"]
+    declared = run.experiment.gate.min_metric
     if chosen["unmet"]:
         return "quality minimums not met by any arm: " + "; ".join(chosen["unmet"])
     if not any(declared.values()):
@@ -92,8 +92,8 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
     ``vs_chance`` (every cell x unit against chance) is kept in the record as ``vs_chance``:
     the evidence of ``at_chance``, and what the report marks learned-nothing cells by.
     """
-    policy = run.spec["gate"]
-    blocking = set(policy["blocking_signals"]) | ALWAYS_BLOCKING
+    policy = run.experiment.gate
+    blocking = set(policy.blocking_signals) | ALWAYS_BLOCKING
     reasons = []
     actions: list[str] = []
     fired = [s for s in sigs if s["fires"] and s["signal"] in blocking]
@@ -115,19 +115,21 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
                 actions.append(f"{s['signal']}: {s['action']}")
         reasons.append(line)
     row = next((r for r in roi if r["cell_id"] == chosen["cell_id"]), None)
-    if policy.get("max_p95_latency_ms") and row and row["student_p95_ms"] is not None:
-        ok = row["student_p95_ms"] <= policy["max_p95_latency_ms"]
+    max_p95 = policy.max_p95_latency_ms
+    if max_p95 and row and row["student_p95_ms"] is not None:
+        ok = row["student_p95_ms"] <= max_p95
         reasons.append(f"latency: p95 {row['student_p95_ms']:.1f} ms vs max "
-                       f"{policy['max_p95_latency_ms']:g} ms — {'ok' if ok else 'too slow'}")
+                       f"{max_p95:g} ms — {'ok' if ok else 'too slow'}")
         if not ok and decision == "CONTINUE":
             decision = "STOP"
     roi_undecided = False
-    if policy.get("min_roi") is not None and row and row.get("quality_adjusted_roi") is None:
-        reasons.append(f"roi: not assessed (no price in `costs:`) vs min {policy['min_roi']:g} "
+    min_roi = policy.min_roi
+    if min_roi is not None and row and row.get("quality_adjusted_roi") is None:
+        reasons.append(f"roi: not assessed (no price in `costs:`) vs min {min_roi:g} "
                        "— the minimum cannot be checked")
-    elif policy.get("min_roi") is not None and row:
-        state, line, action = roi_verdict(row, policy["min_roi"])
-        reasons.append(f"roi: {state} vs min {policy['min_roi']:g} — {line}"
+    elif min_roi is not None and row:
+        state, line, action = roi_verdict(row, min_roi)
+        reasons.append(f"roi: {state} vs min {min_roi:g} — {line}"
                        + (f"; to decide: {action}" if action else ""))
         if state == "fires" and decision == "CONTINUE":
             decision = "STOP"

@@ -3,23 +3,32 @@
 Everything analysis needs was written by ``harness run`` (paths:
 :class:`harness.store.folder.RunFolder`): the run record (the experiment's spec and the cells'
 status), the results and latency tables, and per finished cell its manifest, metrics and
-predictions. A missing, incomplete or foreign folder is an :class:`~harness.errors.InputError`
-(a :class:`~harness.store.contracts.ContractError` when a record does not match its contract;
-exit status 2).
+predictions. The record's spec (``Experiment.model_dump(mode="json")``) is validated back into
+the typed experiment model, which analysis reads (``run.experiment.gate.blocking_signals``); the
+JSON form stays as ``run.spec``, the record as written. A unit's options go to the unit-kind
+interface as JSON data (:func:`unit_options`), the form the worker passes too. A missing,
+incomplete or foreign folder is an :class:`~harness.errors.InputError` (a
+:class:`~harness.store.contracts.ContractError` when a record does not match its contract; exit
+status 2), and so is a recorded spec this harness's experiment model no longer accepts
+(:func:`recorded_experiment`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+from pydantic import ValidationError
 
-from harness.errors import InputError
+from harness.errors import InputError, ProblemLog
+from harness.experiment.locate import Locator, pydantic_problems
+from harness.experiment.models import Experiment
 from harness.store.contracts import CellManifest, CellMetrics, RunRecord
 from harness.store.folder import CellFolder, RunFolder
+from harness.store.record import join_key
 from harness.store.results import SCHEMA_VERSION
 from harness.units import get, primary_metric
 
@@ -56,11 +65,17 @@ class CellData:
 
 @dataclass
 class RunData:
-    """A run folder's contents."""
+    """A run folder's contents.
+
+    Attributes:
+        spec: the run record's spec as JSON data (``run.spec``).
+        experiment: the same spec validated into the experiment model: what analysis reads.
+    """
 
     path: Path
     run: RunRecord
     spec: dict[str, Any]
+    experiment: Experiment
     results: pl.DataFrame
     latency: pl.DataFrame
     cells: list[CellData]
@@ -108,13 +123,38 @@ def _unit_items(unit: dict[str, Any], rows: list[dict[str, Any]]) -> UnitItems:
                      tags=[r.get("tags") or {} for r in rows])
 
 
+def recorded_experiment(run: RunRecord, where: Path) -> Experiment:
+    """The run record's spec validated into the experiment model.
+
+    The spec is the experiment's JSON dump, so it validates back; its data paths are not
+    checked for existence (the model never does; :mod:`harness.checks` does at load), so a run
+    folder analysed on another machine validates too. Unit kinds are found in the unit-kind
+    registry, as when the YAML was loaded: a kind registered at run time must be registered
+    here as well.
+
+    Raises:
+        InputError: the spec does not validate (a run written by another harness version, or
+            a unit kind not registered here), one located problem per error (``spec.<path>``).
+    """
+    try:
+        return Experiment.model_validate(run.spec)
+    except ValidationError as exc:
+        log = ProblemLog()
+        pydantic_problems(exc, log, Locator(where, {}))
+        problems = [replace(p, field=join_key("spec", p.field) if p.field else "spec")
+                    for p in log.problems]
+        raise InputError(f"{where}: the experiment spec it records does not validate against "
+                         "this harness's experiment model", problems, log.total) from None
+
+
 def load_run(path: Path) -> RunData:
-    """Load a run folder; raises :class:`InputError` when it is missing or incomplete."""
+    """Load a run folder; raises :class:`InputError` when it is missing or incomplete, or
+    when its recorded spec does not validate (:func:`recorded_experiment`)."""
     if not path.is_dir():
         raise InputError(f"{path}: no such run folder")
     folder = RunFolder(path)
     run = folder.read_run()
-    spec = run.spec
+    experiment = recorded_experiment(run, folder.run_json)
     results = _read_parquet(folder.results)
     latency = _read_parquet(folder.latency)
     if set(results["experiment"].unique()) != {run.experiment}:
@@ -129,17 +169,17 @@ def load_run(path: Path) -> RunData:
         cell = CellData(entry.cell_id, entry.label, asdict(manifest.axes), entry.is_baseline,
                         manifest, metrics)
         preds = _predictions(cell_folder)
-        for name, unit in spec["units"].items():
+        for name, unit in experiment.units.items():
             rows = [r for r in preds if r["unit"] == name]
             if rows:
-                cell.units[name] = _unit_items(unit, rows)
+                cell.units[name] = _unit_items(unit.model_dump(mode="json"), rows)
         cells.append(cell)
         if not eval_rows and cell_folder.eval.is_file():
             eval_rows = cell_folder.read_eval()
     if not cells:
         raise InputError(f"{path}: no finished cell to analyse")
-    return RunData(path, run, spec, results, latency, cells, folder.read_teacher_audit(),
-                   eval_rows)
+    return RunData(path, run, run.spec, experiment, results, latency, cells,
+                   folder.read_teacher_audit(), eval_rows)
 
 
 # -- reading a loaded run ----------------------------------------------------------------------
@@ -153,11 +193,23 @@ def value(run: RunData, cell_id: str, unit: str, metric: str, slice_: str = "all
     return float(df["value"][0]) if df.height else None
 
 
+def unit_options(run: RunData, unit: str) -> dict[str, Any]:
+    """The unit's ``units:`` entry as JSON data: the form the unit-kind interface takes
+    (``UnitKind.score``, ``decision_metrics``...), the worker's as well."""
+    return run.experiment.units[unit].model_dump(mode="json")
+
+
 def primary(run: RunData, unit: str) -> str:
     """The unit's primary metric."""
-    return primary_metric(run.spec["units"][unit]["kind"])
+    return primary_metric(run.experiment.units[unit].kind)
+
+
+def decision_metrics(run: RunData, unit: str) -> list[str]:
+    """The metrics attribution tests on the unit, primary first (its kind's
+    ``decision_metrics``)."""
+    return get(run.experiment.units[unit].kind).decision_metrics(unit_options(run, unit))
 
 
 def units_that_matter(run: RunData) -> list[str]:
     """``stop.units``, or every unit."""
-    return list(run.spec["stop"].get("units") or run.spec["units"])
+    return list(run.experiment.stop.units or run.experiment.units)

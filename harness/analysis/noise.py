@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.analysis.arms import ArmKey, aligned_parts, arm_label, shared_ids
-from harness.analysis.load import CellData, RunData
+from harness.analysis.load import CellData, RunData, decision_metrics
 from harness.analysis.variance import ArmTable, SeedVariance, arm_table, pool_seed_variance
 from harness.units import get
 
@@ -73,7 +73,7 @@ def unit_tables(run: RunData, groups: dict[ArmKey, list[CellData]], unit: str, m
                 ) -> dict[ArmKey, ArmTable]:
     """Every arm with the unit -> its seeds x items table of ``metric`` on the items all its
     seeds share (arms lacking the metric's parts are left out)."""
-    kind_name = run.spec["units"][unit]["kind"]
+    kind_name = run.experiment.units[unit].kind
     out = {}
     for key, cells in groups.items():
         if any(unit not in c.units for c in cells):
@@ -113,8 +113,8 @@ def training_noise(run: RunData, groups: dict[ArmKey, list[CellData]],
     ``tables``: (unit, metric) -> :func:`unit_tables`, when the caller has them already.
     """
     out: dict[str, dict[str, SeedNoise]] = {}
-    for unit, spec in run.spec["units"].items():
-        for metric in get(spec["kind"]).decision_metrics(spec):
+    for unit in run.experiment.units:
+        for metric in decision_metrics(run, unit):
             tab = (tables or {}).get((unit, metric))
             noise = seed_noise(tab if tab is not None else unit_tables(run, groups, unit,
                                                                          metric))
@@ -129,7 +129,7 @@ def noise_record(noise: dict[str, dict[str, SeedNoise]], run: RunData) -> dict[s
     ``metrics``."""
     out: dict[str, Any] = {}
     for unit, by_metric in noise.items():
-        primary = get(run.spec["units"][unit]["kind"]).primary
+        primary = get(run.experiment.units[unit].kind).primary
         if primary not in by_metric:
             continue
         out[unit] = {"metric": primary, **by_metric[primary].to_dict(),
@@ -151,7 +151,7 @@ def noise_note(noise: dict[str, dict[str, SeedNoise]], single: list[str], run: R
                 "Run the noise-seed cells, or set seeds: [0, 1, 2].")
     parts = []
     for u, by_metric in noise.items():
-        m = get(run.spec["units"][u]["kind"]).primary
+        m = get(run.experiment.units[u].kind).primary
         if m in by_metric:
             v = by_metric[m].pooled
             parts.append(f"{u} {m} SD {v.sd:.3f} ({v.df:.0f} df; whole-set spread "
@@ -166,7 +166,7 @@ def noise_note(noise: dict[str, dict[str, SeedNoise]], single: list[str], run: R
     if scaled:
         text += (" Seeds exist at several scales for " + ", ".join(scaled) + ": each arm uses "
                  "the seed variance of its own scale (or the nearest one).")
-    missing = [u for u in run.spec["units"] if u not in noise]
+    missing = [u for u in run.experiment.units if u not in noise]
     if missing:
         text += (f" No seed variance for {', '.join(missing)}"
                  + (": tested on eval items only (noise_seeds: [])." if opted_out else

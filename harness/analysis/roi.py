@@ -59,7 +59,7 @@ from harness.analysis.fallback import (
     unit_fallback,
 )
 from harness.analysis.load import CellData, RunData
-from harness.experiment.models import costs_declared
+from harness.experiment.models import CostSpec, OpenAITeacherSpec, TeacherCost, costs_declared
 
 #: Seconds in a day: traffic is declared per second, the horizon in days.
 SECONDS_PER_DAY = 86400
@@ -115,20 +115,19 @@ class RoiEstimate:
     manual_fallback_cost: float = 0.0
 
     @classmethod
-    def from_costs(cls, costs: dict[str, Any], offline_cost: float,
+    def from_costs(cls, costs: CostSpec, offline_cost: float,
                    student_price_per_1k: float | None = None, fallback_rate: float = 0.0
                    ) -> RoiEstimate:
         """The estimate for ``offline_cost`` under a spec's ``costs:`` section; a cell's own
         student price (default: the declared one) and fallback rate."""
-        traffic = costs["traffic"]
-        student = (costs["student_price_per_1k"] if student_price_per_1k is None
+        traffic = costs.traffic
+        student = (costs.student_price_per_1k if student_price_per_1k is None
                    else student_price_per_1k)
-        return cls(qps=traffic["qps"], avg_tokens=traffic["avg_tokens"],
-                   days=float(traffic["days"]),
-                   teacher_price_per_1k=costs["teacher_price_per_1k"],
+        return cls(qps=traffic.qps, avg_tokens=traffic.avg_tokens, days=float(traffic.days),
+                   teacher_price_per_1k=costs.teacher_price_per_1k,
                    student_price_per_1k=student, offline_cost=offline_cost,
                    fallback_rate=fallback_rate,
-                   manual_fallback_cost=costs.get("manual_fallback_cost", 0.0))
+                   manual_fallback_cost=costs.manual_fallback_cost)
 
     @property
     def requests(self) -> float:
@@ -217,25 +216,23 @@ class RoiEstimate:
                 "distilled student": [(d, self.offline_cost + student * d) for d in days]}
 
 
-def teacher_generation_cost(usage: Mapping[str, Mapping[str, float]], costs: dict[str, Any],
+def teacher_generation_cost(usage: Mapping[str, Mapping[str, float]], costs: CostSpec,
                             teachers: list[str], batched: frozenset[str] = frozenset()
                             ) -> dict[str, float]:
     """Per teacher: declared generation cost, or recorded tokens x prices (currency units);
     a teacher in ``batched`` (``batch: true``: asked through the provider's batch API) at its
-    batch prices (:meth:`~harness.experiment.policy.TeacherCost.batch_prices`)."""
-    from harness.experiment.policy import TeacherCost
-
+    batch prices (:meth:`~harness.experiment.policy.TeacherCost.batch_prices`). A teacher
+    without a ``costs.teachers`` entry costs nothing."""
     out = {}
     for t in teachers:
-        tc = costs["teachers"].get(t, {})
-        if tc.get("generation_cost") is not None:
-            out[t] = float(tc["generation_cost"])
+        tc = costs.teachers.get(t, TeacherCost())
+        if tc.generation_cost is not None:
+            out[t] = float(tc.generation_cost)
             continue
         u = usage.get(t, {"prompt_tokens": 0, "completion_tokens": 0})
-        prompt, completion = (tc.get("price_per_1k_prompt", 0.0),
-                              tc.get("price_per_1k_completion", 0.0))
+        prompt, completion = tc.price_per_1k_prompt, tc.price_per_1k_completion
         if t in batched:
-            prompt, completion = TeacherCost.model_validate(tc).batch_prices()
+            prompt, completion = tc.batch_prices()
         out[t] = u["prompt_tokens"] / 1000 * prompt + u["completion_tokens"] / 1000 * completion
     return out
 
@@ -246,21 +243,21 @@ def _latency(run: RunData, cell_id: str, metric: str) -> float | None:
         run.latency["cell_id"] == cell_id).iter_rows(named=True) if r["metric"] == metric), None)
 
 
-def student_price(costs: dict[str, Any], p50_ms: float | None) -> tuple[float, str]:
+def student_price(costs: CostSpec, p50_ms: float | None) -> tuple[float, str]:
     """(a cell's student price per 1k tokens, how it was set).
 
     ``student_price_from: measured``: ``gpu_hour`` x the median seconds per request / 3600,
     per ``avg_tokens`` / 1000 (one request at a time on the declared GPU); the declared
     ``student_price_per_1k`` otherwise, or when the cell has no measured latency.
     """
-    declared = float(costs["student_price_per_1k"])
-    if costs.get("student_price_from", "declared") != "measured":
+    declared = float(costs.student_price_per_1k)
+    if costs.student_price_from != "measured":
         return declared, "declared"
     if not p50_ms:
         return declared, "declared (no latency measured)"
-    per_request = costs["gpu_hour"] * p50_ms / 1000 / 3600
-    return (per_request * 1000 / costs["traffic"]["avg_tokens"],
-            f"measured: p50 {p50_ms:.1f} ms x gpu_hour {costs['gpu_hour']:g}")
+    per_request = costs.gpu_hour * p50_ms / 1000 / 3600
+    return (per_request * 1000 / costs.traffic.avg_tokens,
+            f"measured: p50 {p50_ms:.1f} ms x gpu_hour {costs.gpu_hour:g}")
 
 
 # -- the ledger ------------------------------------------------------------------------------
@@ -268,17 +265,18 @@ def student_price(costs: dict[str, Any], p50_ms: float | None) -> tuple[float, s
 def _offline(run: RunData, cell: CellData, usage: Mapping[str, Mapping[str, float]],
              n_records: int) -> dict[str, Any]:
     """The cell's offline cost items (currency units) and its training hours."""
-    costs = run.spec["costs"]
-    bucket = run.spec["buckets"][cell.axes["bucket"]]
-    teachers = sorted(usage) if bucket["teachers"] == "all" else list(bucket["teachers"])
-    batched = frozenset(n for n, t in (run.spec.get("teachers") or {}).items()
-                        if t.get("batch"))
+    costs = run.experiment.costs
+    bucket = run.experiment.buckets[cell.axes["bucket"]]
+    teachers = sorted(usage) if bucket.teachers == "all" else list(bucket.teachers)
+    # HF teachers answer locally: only an API teacher has a batch price
+    batched = frozenset(n for n, t in run.experiment.teachers.items()
+                        if isinstance(t, OpenAITeacherSpec) and t.batch)
     gen = teacher_generation_cost(usage, costs, teachers, batched)
-    judged = bucket["select"] == "judge_winner" or bucket.get("min_score") is not None
-    judge = costs["judge_cost_per_item"] * n_records if judged else 0.0
+    judged = bucket.select == "judge_winner" or bucket.min_score is not None
+    judge = costs.judge_cost_per_item * n_records if judged else 0.0
     train_h = float(cell.metrics.train["train_seconds"]) / 3600
-    training = train_h * costs["gpu_hour"]
-    maintenance = costs["maintenance_per_month"] * float(costs["traffic"]["days"]) / 30
+    training = train_h * costs.gpu_hour
+    maintenance = costs.maintenance_per_month * float(costs.traffic.days) / 30
     return {"teacher_generation": gen, "judge": judge, "training": training,
             "maintenance": maintenance,
             "offline_cost": sum(gen.values()) + judge + training + maintenance,
@@ -333,12 +331,12 @@ def ledger(run: RunData, usage: Mapping[str, Mapping[str, float]], n_records: in
             :func:`harness.analysis.fallback.error_metric`.
         groups: :func:`harness.analysis.arms.arms` of the run, when the caller has it.
     """
-    costs = run.spec["costs"]
-    priced = costs_declared(costs)
+    costs = run.experiment.costs
+    # costs_declared reads the section as JSON data (the validator's form)
+    priced = costs_declared(costs.model_dump(mode="json"))
     groups = groups if groups is not None else arms(run)
-    tables = error_tables(run, groups, [u for u in run.spec["units"] if u in teacher_error])
-    teacher_p95 = [t.get("latency_p95_ms") for t in costs["teachers"].values()
-                   if t.get("latency_p95_ms")]
+    tables = error_tables(run, groups, [u for u in run.experiment.units if u in teacher_error])
+    teacher_p95 = [t.latency_p95_ms for t in costs.teachers.values() if t.latency_p95_ms]
     rows = []
     for cell in run.cells:
         a = cell.axes
@@ -356,7 +354,7 @@ def ledger(run: RunData, usage: Mapping[str, Mapping[str, float]], n_records: in
         if not priced:  # every figure would be 0: none is shown rather than a ledger of zeros
             money = dict.fromkeys(money)
         rows.append({
-            "cell_id": cell.cell_id, "label": cell.label, "currency": costs["currency"],
+            "cell_id": cell.cell_id, "label": cell.label, "currency": costs.currency,
             "priced": priced, "cost_note": None if priced else NOT_PRICED, **money,
             "student_price_basis": basis, "training_hours": offline["training_hours"],
             "extra_error_rate": float(np.mean([u.excess for u in units])) if units else 0.0,
@@ -367,7 +365,7 @@ def ledger(run: RunData, usage: Mapping[str, Mapping[str, float]], n_records: in
             "arm_fallback_rate": arm_point, "fallback_rate_ci": list(rate_ci),
             "student_p95_ms": _latency(run, cell.cell_id, "latency_p95_ms"),
             "teacher_p95_ms": max(teacher_p95) if teacher_p95 else None,
-            "horizon_days": float(costs["traffic"]["days"]),
+            "horizon_days": float(costs.traffic.days),
         })
     return rows
 

@@ -198,15 +198,15 @@ def round_gain(current_run: RunData, current_chosen: Mapping[str, Any], past_run
         current_chosen, past_chosen: ``choose_cell`` records (``cell_ids`` used); the previous
             round's is computed by :func:`previous_choice` when not given.
     """
-    kind_name = current_run.spec["units"][unit]["kind"]
+    kind_name = current_run.experiment.units[unit].kind
     kind = get(kind_name)
     metric = kind.primary
     past_chosen = past_chosen if past_chosen is not None else previous_choice(past_run)
     key_cur, cur = _arm(current_run, current_chosen)
     key_past, past = _arm(past_run, past_chosen)
     labels = (arm_label(key_past), arm_label(key_cur))
-    past_unit = past_run.spec["units"].get(unit)
-    if past_unit is None or past_unit["kind"] != kind_name:
+    past_unit = past_run.experiment.units.get(unit)
+    if past_unit is None or past_unit.kind != kind_name:
         return _not_comparable(unit, metric, labels,
                                f"the previous round has no {kind_name} unit {unit!r}")
     if any(unit not in c.units for c in cur + past):

@@ -56,7 +56,7 @@ def _score(values: list[float | None]) -> float:
 def _unmet(run: RunData, cells: list[CellData]) -> list[str]:
     """The arm's seed means that miss a ``gate.min_metric`` minimum, in words."""
     out = []
-    for u, mins in run.spec["gate"]["min_metric"].items():
+    for u, mins in run.experiment.gate.min_metric.items():
         for m, lo in mins.items():
             v = arm_value(run, cells, u, m)
             if v is None:
@@ -100,8 +100,7 @@ def _item_fns(run: RunData, cells: list[CellData], unit: str
     unit gives None, one whose predictions lack the primary's parts its whole-set value (no item
     noise for it, rather than no selection at all).
     """
-    spec = run.spec["units"][unit]
-    kind = get(spec["kind"])
+    kind = get(run.experiment.units[unit].kind)
     have = [c for c in cells if unit in c.units]
     ids = sorted(set.intersection(*(set(c.units[unit].ids) for c in have))) if have else []
     with_unit = {c.cell_id for c in have}

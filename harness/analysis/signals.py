@@ -59,7 +59,7 @@ from harness.analysis.load import CellData, RunData, primary
 from harness.analysis.roi import NOT_PRICED, roi_verdict
 from harness.analysis.rounds import combine, round_alpha, round_call, round_gains
 from harness.analysis.slices import MIN_SCALE_POINTS, gap_trend, slice_gap
-from harness.experiment.models import SignalName
+from harness.experiment.models import SignalName, StopSpec
 
 #: Rise in agreement with a teacher (largest vs smallest scale) that counts as "more teacher-like".
 AGREEMENT_RISE = 0.05
@@ -116,9 +116,9 @@ class SignalContext:
     vs_chance: list[dict[str, Any]]
 
     @property
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> StopSpec:
         """The YAML's ``stop:`` thresholds."""
-        return self.run.spec["stop"]
+        return self.run.experiment.stop
 
 
 #: A signal's function; None when it has nothing to assess (no ledger row for the cell).
@@ -202,7 +202,7 @@ def diminishing_returns(ctx: SignalContext) -> Signal:
     is surely at or above it, or some unit has no evidence at all (nothing there says stop);
     "undecided" otherwise, with the seeds or eval items that would decide.
     """
-    units, thr = ctx.units, ctx.stop["min_gain_next_doubling"]
+    units, thr = ctx.units, ctx.stop.min_gain_next_doubling
     rows, moved = _returns_curves(ctx)
     curve = {r["unit"]: curve_call(r, thr) for r in rows}
     rounds: dict[str, Call] = {}
@@ -247,10 +247,7 @@ def _returns_curves(ctx: SignalContext) -> tuple[list[dict[str, Any]], str]:
 
     if fitted(own) or not fams:
         return fams.get(own, []), ""
-    try:
-        ref = reference_arm(ctx.run)[:2]
-    except KeyError:  # a spec without a design section: no reference to prefer
-        ref = own
+    ref = reference_arm(ctx.run)[:2]
     best = max(sorted(fams), key=lambda k: (fitted(k), k == ref))
     if not fitted(best):
         return fams.get(own, []), ""
@@ -263,7 +260,7 @@ def teacher_bias(ctx: SignalContext) -> Signal:
     """Copied errors beyond a teacher-independent chance, in the chosen arm or in any
     single-teacher arm (:mod:`harness.analysis.copying`), or agreement that rises with scale
     while the metric does not."""
-    thr = ctx.stop["max_copied_error_rate"]
+    thr = ctx.stop.max_copied_error_rate
     found = copying(ctx.run, ctx.cell)
     copiers = [f for f in found if f.fires(thr)]
     flags = fidelity_flags(ctx.run)
@@ -310,7 +307,7 @@ def distribution_gap(ctx: SignalContext) -> Signal:
     something on (:func:`harness.analysis.slices.gap_trend`); otherwise the evidence says why
     it cannot tell, and the signal stays quiet."""
     run, cell = ctx.run, ctx.cell
-    thr = ctx.stop["max_real_synthetic_gap"]
+    thr = ctx.stop.max_real_synthetic_gap
     a = cell.axes
     arm_cells = [c for c in run.cells if (c.axes["bucket"], c.axes["fields"],
                                           float(c.axes["scale"])) ==
@@ -371,7 +368,7 @@ def _gap_trend(run: RunData, cell: CellData, unit: str, learned_on: set[tuple[st
 @signal("teacher_inconsistency")
 def teacher_inconsistency(ctx: SignalContext) -> Signal:
     """Teachers disagree on a unit's training records without a judge verdict too often."""
-    thr = ctx.stop["max_teacher_disagreement"]
+    thr = ctx.stop.max_teacher_disagreement
     dis = ctx.run.run.teachers.disagreement
     bad = {u: d["unjudged_rate"] for u, d in dis.items() if u in ctx.units
            and d["unjudged_rate"] > thr}

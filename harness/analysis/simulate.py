@@ -325,6 +325,7 @@ def simulate_run(design: Design, rng: np.random.Generator, items: Items | None =
         spec: ``design.spec()`` when the caller has it already (it is the same for every run).
     """
     spec = spec if spec is not None else design.spec()
+    experiment = Experiment.model_validate(spec)  # as load_run reads it back from run.json
     items = items if items is not None else draw_items(design, rng)
     answers = draw_answers(design, items, rng)
     ids = items.ids
@@ -356,7 +357,8 @@ def simulate_run(design: Design, rng: np.random.Generator, items: Items | None =
                                      status="done", train_seconds=36.0, eval_seconds=1.0,
                                      error=None))
     if not full:
-        return RunData(None, None, spec, None, None, cells, {}, [])  # type: ignore[arg-type]
+        return RunData(None, None, spec, experiment, None, None,  # type: ignore[arg-type]
+                       cells, {}, [])
     record = RunRecord(
         schema_version=RunRecord.SCHEMA_VERSION, experiment=design.name,
         experiment_file=f"{design.name}.yaml", spec=spec,
@@ -368,8 +370,8 @@ def simulate_run(design: Design, rng: np.random.Generator, items: Items | None =
                  for u in design.units for k, r in zip(ids, items.refs[u], strict=True)]
     if latency_key not in _LATENCY:
         _LATENCY[latency_key] = results_frame(lat)
-    return RunData(Path(f"<simulated {design.name}>"), record, spec, results_frame(rows),
-                   _LATENCY[latency_key], cells, {}, eval_rows)
+    return RunData(Path(f"<simulated {design.name}>"), record, spec, experiment,
+                   results_frame(rows), _LATENCY[latency_key], cells, {}, eval_rows)
 
 
 def _records(design: Design, spec: dict[str, Any], arm: ArmSpec, seed: int, cell_id: str,

@@ -69,7 +69,7 @@ def _arm_metric(run: RunData, cells: list[CellData], unit: str
     ids = shared_ids(cells, unit)
     if not ids:
         return None
-    kind = get(run.spec["units"][unit]["kind"])
+    kind = get(run.experiment.units[unit].kind)
     parts = aligned_parts(cells, unit, ids)
 
     def metric(idx: np.ndarray) -> float:
@@ -79,7 +79,7 @@ def _arm_metric(run: RunData, cells: list[CellData], unit: str
     first = cells[0].units[unit]
     tags = dict(zip(first.ids, first.tags, strict=True))
     index: dict[str, list[int]] = {ALL: list(range(len(ids)))}
-    for key in run.spec.get("evaluation", {}).get("slices", ["source"]):
+    for key in run.experiment.evaluation.slices:
         for pos, i in enumerate(ids):
             if key in tags[i]:
                 index.setdefault(f"{key}={tags[i][key]}", []).append(pos)
@@ -92,7 +92,7 @@ def slice_table(run: RunData, cells: list[CellData], n_boot: int = 1000, seed: i
     with its 95% bootstrap interval over the slice's items."""
     rng = np.random.default_rng(seed)
     out = []
-    for unit, spec in run.spec["units"].items():
+    for unit, options in run.experiment.units.items():
         found = _arm_metric(run, cells, unit)
         if found is None:
             continue
@@ -101,7 +101,7 @@ def slice_table(run: RunData, cells: list[CellData], n_boot: int = 1000, seed: i
             idx = index[name]
             boot = [metric(idx[rng.integers(0, len(idx), len(idx))]) for _ in range(n_boot)]
             lo, hi = np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
-            out.append(SliceValue(unit, primary_metric(spec["kind"]), name, len(idx),
+            out.append(SliceValue(unit, primary_metric(options.kind), name, len(idx),
                                   metric(idx), float(lo), float(hi), len(cells)))
     return out
 
@@ -121,7 +121,7 @@ def slice_gap(run: RunData, cells: list[CellData], unit: str, n_boot: int = 1000
     boot = [metric(syn[rng.integers(0, len(syn), len(syn))])
             - metric(real[rng.integers(0, len(real), len(real))]) for _ in range(n_boot)]
     lo, hi = np.percentile(boot, [2.5, 97.5])
-    return Gap(unit, primary_metric(run.spec["units"][unit]["kind"]),
+    return Gap(unit, primary_metric(run.experiment.units[unit].kind),
                metric(syn) - metric(real), float(lo), float(hi), len(real), len(syn))
 
 

@@ -27,7 +27,7 @@ def summary(analysis: Mapping[str, Any], run: RunData) -> Summary:
     gate = analysis["gate"]
     if gate.get("summary"):
         return gate["summary"]  # type: ignore[no-any-return]
-    blocking = set(run.spec["gate"]["blocking_signals"]) | {"at_chance"}
+    blocking = set(run.experiment.gate.blocking_signals) | {"at_chance"}
     return summarise(gate, analysis["signals"], analysis["learning_curves"], sorted(blocking))
 
 
@@ -57,11 +57,11 @@ def scorecard_rows(analysis: Mapping[str, Any], run: RunData) -> list[svg.ScoreR
     is not above chance on ("∅ at chance", "∅ below chance", "∅ not yet above chance")."""
     gate = analysis["gate"]
     chosen = gate["cell"].get("arm") or gate["cell"]["label"]
-    b = run.spec["baseline"]
-    baseline = f"{b['bucket']}/{b['fields']}/x{float(b['scale']):g}"
+    b = run.experiment.baseline
+    baseline = f"{b.bucket}/{b.fields}/x{float(b.scale):g}"
     rows = []
     by_key = {(r["arm"], r["unit"]): r for r in gate.get("vs_chance", [])}
-    for unit in run.spec["units"]:
+    for unit in run.experiment.units:
         mine = by_key.get((chosen, unit))
         if mine is None:
             continue  # no eval item of the unit in the chosen arm: nothing to draw
@@ -89,7 +89,7 @@ def scorecard(analysis: Mapping[str, Any], run: RunData) -> Markup:
 
 def signal_states(analysis: Mapping[str, Any], run: RunData) -> list[dict[str, Any]]:
     """The stop signals as ``{signal, state, blocking}``, in the analysis's order."""
-    blocking = set(run.spec["gate"]["blocking_signals"]) | {"at_chance"}
+    blocking = set(run.experiment.gate.blocking_signals) | {"at_chance"}
     return [{"signal": s["signal"], "state": s.get("state") or ("fires" if s["fires"]
                                                                  else "quiet"),
              "blocking": s["signal"] in blocking} for s in analysis["signals"]]

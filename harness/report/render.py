@@ -22,6 +22,7 @@ from harness.analysis.chance import learned
 from harness.analysis.load import RunData, load_run, units_that_matter
 from harness.analysis.roi import NOT_PRICED, RoiEstimate
 from harness.analysis.slices import slice_table
+from harness.experiment.models import CostSpec
 from harness.fsutil import atomic_write_text
 from harness.report import effects, first_screen, svg
 from harness.store.folder import RunFolder
@@ -57,7 +58,7 @@ def _at_chance(analysis: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
 def _heatmap(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
     """Arms x units: delta vs baseline with CI, significance and MDE greying; an arm whose
     student is not above chance on the unit is hatched amber and marked, whatever its delta."""
-    units = list(run.spec["units"])
+    units = list(run.experiment.units)
     cells: dict[str, dict[str, Any]] = {}
     biggest = 1e-9
     chance = _at_chance(analysis)
@@ -85,7 +86,7 @@ def _heatmap(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
         rows.append(row)
     baseline = analysis["attribution"].get("baseline")
     return {"units": units, "rows": rows,
-            "metrics": {u: primary_metric(run.spec["units"][u]["kind"]) for u in units},
+            "metrics": {u: primary_metric(run.experiment.units[u].kind) for u in units},
             "baseline_at_chance": [u for u in units if (baseline, u) in chance]}
 
 
@@ -93,7 +94,7 @@ def _chance(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
     """Arms x units against chance: per arm and unit its mean primary metric over its seeds,
     the chance level, the margin's 95% interval, its bounds and the verdict (with the action
     that would decide an undecided one); per unit the audited teachers."""
-    units = list(run.spec["units"])
+    units = list(run.experiment.units)
     by_arm: dict[str, dict[str, Any]] = {}
     teachers: dict[str, dict[str, float]] = {}
     rows_in = analysis["gate"].get("vs_chance", [])
@@ -108,13 +109,13 @@ def _chance(run: RunData, analysis: dict[str, Any]) -> dict[str, Any]:
     return {"units": units, "rows": rows, "teachers": teachers, "at_chance": nothing,
             "alpha": first.get("alpha"), "arms": first.get("arms"),
             "chance_margin": first.get("chance_margin"),
-            "metrics": {u: primary_metric(run.spec["units"][u]["kind"]) for u in units}}
+            "metrics": {u: primary_metric(run.experiment.units[u].kind) for u in units}}
 
 
 def _calibration(run: RunData, chosen_id: str) -> list[dict[str, Any]]:
     out = []
-    for unit, spec in run.spec["units"].items():
-        if not get(spec["kind"]).calibrated:  # no probabilities, no reliability diagram
+    for unit, options in run.experiment.units.items():
+        if not get(options.kind).calibrated:  # no probabilities, no reliability diagram
             continue
         rows: list[dict[str, Any]] = []
         charts: list[dict[str, Any]] = []
@@ -193,7 +194,7 @@ def _curves(analysis: dict[str, Any]) -> dict[str, Any]:
             "single": sum(1 for c in analysis["learning_curves"] if len(c["points"]) < 2)}
 
 
-def _roi_chart(analysis: dict[str, Any], chosen_id: str, spec: dict[str, Any]) -> Any:
+def _roi_chart(analysis: dict[str, Any], chosen_id: str, costs: CostSpec) -> Any:
     """The chosen cell's cumulative cost; None without a ledger row or without prices (a chart
     of zeros would draw a break-even nobody computed)."""
     row = next((r for r in analysis["roi"] if r["cell_id"] == chosen_id), None)
@@ -201,13 +202,13 @@ def _roi_chart(analysis: dict[str, Any], chosen_id: str, spec: dict[str, Any]) -
         return None
     # The ledger's own estimator draws the curve, so chart and table cannot disagree.
     # (with the cell's own student price and fallback rate: the quality-adjusted break-even)
-    curve = RoiEstimate.from_costs(spec["costs"], row["offline_cost"],
+    curve = RoiEstimate.from_costs(costs, row["offline_cost"],
                                    row.get("student_price_per_1k"),
                                    row.get("fallback_rate", 0.0)).cumulative_cost()
     return svg.cumulative_cost(
         [("teacher only", curve["teacher only"]),
          ("distilled student", curve["distilled student"])],
-        f"Cumulative cost ({row['currency']}) over {spec['costs']['traffic']['days']} days",
+        f"Cumulative cost ({row['currency']}) over {costs.traffic.days} days",
         "days", f"cost ({row['currency']})",
         break_even=row.get("quality_adjusted_break_even_days") or row.get("break_even_days"))
 
@@ -346,10 +347,10 @@ def build(run_dir: Path) -> dict[str, Any]:
     env = run.cells[0].metrics.environment
     n_eval = {u: len(items.ids) for u, items in run.cells[0].units.items()}
     statuses = [c.status for c in run.run.cells]
-    spec = run.spec
+    experiment = run.experiment
     notes = effects.Footnotes()
     at_chance = set(_at_chance(analysis))
-    units = list(spec["units"])
+    units = list(experiment.units)
     attribution = analysis["attribution"]
     reference = attribution.get("reference_arm") or attribution["baseline"]
     slices = _slices(run, chosen)
@@ -376,29 +377,29 @@ def build(run_dir: Path) -> dict[str, Any]:
         "slice_charts": _slice_charts(slices),
         "title": f"Distillation report: {run.run.experiment}",
         "experiment": run.run.experiment, "gate": gate, "analysis": analysis,
-        "signals": analysis["signals"], "baseline": spec["baseline"],
-        "student": spec["student"], "n_eval": n_eval, "environment": env,
+        "signals": analysis["signals"], "baseline": experiment.baseline,
+        "student": experiment.student, "n_eval": n_eval, "environment": env,
         "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "completed": statuses.count("done"), "failed_count": len(statuses) -
         statuses.count("done"), "total": len(statuses),
         "heatmap": _heatmap(run, analysis), "attribution": attribution,
         "calibration": _calibration(run, chosen), "latency": _latency(run),
         # declared values only: the template says "not declared" when there are none
-        "teacher_p95": {t: c["latency_p95_ms"] for t, c in spec["costs"]["teachers"].items()
-                        if c.get("latency_p95_ms")},
+        "teacher_p95": {t: c.latency_p95_ms for t, c in experiment.costs.teachers.items()
+                        if c.latency_p95_ms},
         "chance": _chance(run, analysis),
         "priced": all(r.get("priced", True) for r in analysis["roi"]),
         "not_priced": NOT_PRICED, "at_chance_style": AT_CHANCE_STYLE,
         "curves": _curves(analysis), "fidelity": analysis["fidelity"][:MAX_TABLE_ROWS],
         "fidelity_flags": analysis["fidelity_flags"], "roi": analysis["roi"][:MAX_TABLE_ROWS],
-        "roi_chart": _roi_chart(analysis, chosen, spec), "audit": run.teacher_audit,
+        "roi_chart": _roi_chart(analysis, chosen, experiment.costs), "audit": run.teacher_audit,
         "config_diff": _config_diff(run), "disagreements": _disagreements(run, chosen),
         "failed": _failed(run),
         "slices": slices,
         # train-eval overlap validation found (None: a run.json from before it was recorded)
         "leakage": run.run.leakage,
-        "primary": {s["kind"]: primary_metric(s["kind"]) for s in spec["units"].values()},
-        "unit_kinds": {u: s["kind"] for u, s in spec["units"].items()},
+        "primary": {s.kind: primary_metric(s.kind) for s in experiment.units.values()},
+        "unit_kinds": {u: s.kind for u, s in experiment.units.items()},
         "verdict_error_rates": _verdict_error_rates(),
     }
 

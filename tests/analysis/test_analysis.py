@@ -4,6 +4,7 @@ lead to the right decision, and the ROI ledger matches a hand computation."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from harness.analysis.attribution import attribution
 from harness.analysis.load import load_run
 from harness.analysis.roi import RoiEstimate, ledger
 from harness.cli import main
+from harness.errors import InputError
 from tests.helpers.synth import spec_dict, write_run
 
 
@@ -205,3 +207,22 @@ def test_history_of_another_experiment_is_refused(synth_run, tmp_path, capsys):
     b = write_run(tmp_path / "o", other, {("judged", "plain", 1.0): {"route": exact(0.8, 100)}})
     assert main(["gate", str(a), "--history", str(b)]) == 2
     assert "not 'synth'" in capsys.readouterr().err
+
+
+def test_the_recorded_spec_is_read_as_the_typed_experiment(synth_run, capsys):
+    run_dir = curve_run(synth_run, [0.55, 0.70, 0.82])
+    run = load_run(run_dir)
+    # validated back from run.json: its data paths (s.jsonl) need not exist where it is analysed
+    assert not Path(run.experiment.data.samples).exists()
+    assert run.experiment.model_dump(mode="json") == run.spec
+    record = json.loads((run_dir / "run.json").read_text())
+    record["spec"]["gate"]["min_rio"] = 0.0
+    record["spec"]["units"]["route"]["kind"] = "nonesuch"
+    (run_dir / "run.json").write_text(json.dumps(record))
+    with pytest.raises(InputError) as err:
+        load_run(run_dir)
+    assert {p.field for p in err.value.problems} == {"spec.gate.min_rio", "spec.units.route"}
+    assert main(["gate", str(run_dir)]) == 2
+    text = capsys.readouterr().err
+    assert "does not validate" in text and "spec.gate.min_rio: unknown key" in text
+    assert "unknown kind 'nonesuch'" in text and "Traceback" not in text

@@ -26,6 +26,7 @@ from harness.analysis.roi import NOT_PRICED, ledger
 from harness.analysis.signals import SignalContext, at_chance
 from harness.cli import main
 from harness.errors import InputError
+from harness.experiment.models import Experiment
 from harness.units import get
 from tests.helpers.synth import spec_dict, write_run
 
@@ -79,17 +80,18 @@ def memory_run(arm_seeds: dict[str, list[dict[str, UnitItems]]], refs: dict[str,
             axes = {"bucket": arm, "fields": "plain", "scale": 1.0, "seed": s}
             cells.append(CellData(f"{arm}-{s}", f"{arm}/plain/x1/s{s}", axes, False,
                                   None, None, units))  # type: ignore[arg-type]
-    spec = {"units": {u: UNITS[u] for u in refs},
-            "stop": {"chance_margin": 0.05, "units": None, **(stop or {})}}
+    spec = spec_dict(list(arm_seeds), ["plain"], [1.0], units={u: UNITS[u] for u in refs},
+                     stop={"chance_margin": 0.05, **(stop or {})})
     evals = [{"unit": u, "id": f"e{k:05d}", "reference": r}
              for u, rs in refs.items() for k, r in enumerate(rs)]
-    return RunData(None, None, spec, None, None, cells, {}, evals)  # type: ignore[arg-type]
+    exp = Experiment.model_validate(spec)
+    return RunData(None, None, spec, exp, None, None, cells, {}, evals)  # type: ignore[arg-type]
 
 
 def signal_for(run: RunData, arm: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The at_chance signal with ``arm`` chosen."""
     cell = next(c for c in run.cells if c.axes["bucket"] == arm)
-    ctx = SignalContext(run=run, cell=cell, units=list(run.spec["units"]), curves=[], roi=[],
+    ctx = SignalContext(run=run, cell=cell, units=list(run.experiment.units), curves=[], roi=[],
                         history=[], vs_chance=rows)
     return dict(at_chance(ctx))
 

@@ -86,8 +86,9 @@ def test_measured_student_price_follows_each_cells_latency(tmp_path):
     assert slow_row["student_price_per_1k"] == pytest.approx(4 * fast_row["student_price_per_1k"])
     assert slow_row["online_saving"] < fast_row["online_saving"]
     assert fast_row["student_price_basis"].startswith("measured: p50 10.0 ms")
-    assert student_price(costs, None) == (0.01, "declared (no latency measured)")
-    assert student_price(COSTS, 10.0) == (0.01, "declared")
+    assert student_price(CostSpec.model_validate(costs), None) == (
+        0.01, "declared (no latency measured)")
+    assert student_price(CostSpec.model_validate(COSTS), 10.0) == (0.01, "declared")
 
 
 def test_cost_signal_and_min_roi_use_the_quality_adjusted_roi(tmp_path):
@@ -143,7 +144,7 @@ def _json_run(root: Path, answers_by_seed: list[list[dict[str, str]]],
 
 
 def _ctx(run: RunData, roi: list[dict[str, Any]]) -> SignalContext:
-    return SignalContext(run=run, cell=run.cells[0], units=list(run.spec["units"]), curves=[],
+    return SignalContext(run=run, cell=run.cells[0], units=list(run.experiment.units), curves=[],
                          roi=roi, history=[], vs_chance=[])
 
 
@@ -173,7 +174,8 @@ def test_json_fields_student_as_good_as_the_teacher_on_field_f1_has_no_fallback(
     assert row["fallback_rate"] == pytest.approx(0.0, abs=1e-12)
     assert row["fallback_rate_ci"] == pytest.approx([0.0, 0.0], abs=1e-12)
     # on exact match the fallback would have been 0.8, and the ROI negative: a spurious STOP
-    spurious = RoiEstimate.from_costs(COSTS, row["offline_cost"], fallback_rate=0.8)
+    spurious = RoiEstimate.from_costs(CostSpec.model_validate(COSTS), row["offline_cost"],
+                                      fallback_rate=0.8)
     assert spurious.quality_adjusted_roi < 0 < row["quality_adjusted_roi"]
     state, evidence, action = roi_verdict(row, 0.0)
     assert state == "quiet" and action is None
@@ -223,7 +225,8 @@ def test_a_clearly_worse_student_has_its_whole_roi_interval_below_the_threshold(
     assert row["break_even_fallback_rate"] < r_lo
     assert lo < row["arm_quality_adjusted_roi"] < hi < 0
     # the ROI interval is the fallback interval through the one formula
-    est = RoiEstimate.from_costs(COSTS, row["offline_cost"], fallback_rate=r_hi)
+    est = RoiEstimate.from_costs(CostSpec.model_validate(COSTS), row["offline_cost"],
+                                 fallback_rate=r_hi)
     assert lo == pytest.approx(est.quality_adjusted_roi)
     assert row["quality_adjusted_break_even_days_ci"] == [None, None]  # it never pays
     state, evidence, action = roi_verdict(row, 0.0)
@@ -297,10 +300,12 @@ def test_a_batch_teacher_is_priced_at_its_batch_rate() -> None:
     usage = {"api": {"prompt_tokens": 2000, "completion_tokens": 1000},
              "own": {"prompt_tokens": 2000, "completion_tokens": 1000}}
     prices = {"price_per_1k_prompt": 1.0, "price_per_1k_completion": 2.0}
-    costs = {"teachers": {"api": prices,
-                          "own": {**prices, "batch_price_per_1k_prompt": 0.1}}}
+    costs = CostSpec.model_validate({"teachers": {
+        "api": prices, "own": {**prices, "batch_price_per_1k_prompt": 0.1}}})
     sync = teacher_generation_cost(usage, costs, ["api", "own"])
     assert sync == {"api": 4.0, "own": 4.0}
+    # a teacher the costs do not price costs nothing, synchronous or batched
+    assert teacher_generation_cost(usage, costs, ["free"], frozenset({"free"})) == {"free": 0.0}
     batch = teacher_generation_cost(usage, costs, ["api", "own"], frozenset({"api", "own"}))
     # half of both prices by default; a declared batch price wins (completion still halved)
     assert batch == {"api": 2.0, "own": 0.2 + 1.0}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,6 +32,7 @@ from harness.analysis.rounds import (
 )
 from harness.analysis.selection import choose_cell
 from harness.analysis.signals import SignalContext, diminishing_returns
+from harness.experiment.models import Experiment
 from tests.helpers.synth import spec_dict, write_run
 
 ROUTE = {"kind": "label", "labels": ["a", "b"], "answer_marker": "Answer:"}
@@ -44,11 +46,11 @@ def _items(correct: np.ndarray) -> UnitItems:
                      parts={"correct": correct.astype(float)}, tags=[{}] * n)
 
 
-def _spec(stop: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"units": {"route": ROUTE},
-            "stop": {"min_gain_next_doubling": THRESHOLD, "units": None, **(stop or {})},
-            "baseline": {"bucket": "b", "fields": "plain", "scale": max(SCALES)},
-            "design": {"kind": "factorial", "base": None, "noise_seeds": [1, 2]}}
+def _spec() -> dict[str, Any]:
+    """The in-memory runs' spec (the cells' scales are 1 to 16: the spec's own scale axis is
+    not read by the curves, which take the scales from the cells)."""
+    return spec_dict(["b"], ["plain"], [1.0], units={"route": ROUTE},
+                     stop={"min_gain_next_doubling": THRESHOLD})
 
 
 def simulate(rng: np.random.Generator, accuracy: Callable[[float], float], n: int,
@@ -67,7 +69,9 @@ def simulate(rng: np.random.Generator, accuracy: Callable[[float], float], n: in
             cells.append(CellData(f"x{scale:g}s{seed}", f"b/plain/x{scale:g}/s{seed}", axes,
                                   False, manifest, None,  # type: ignore[arg-type]
                                   {"route": _items((rng.random(n) < p).astype(int))}))
-    return RunData(None, None, _spec(), None, None, cells, {}, [])  # type: ignore[arg-type]
+    spec = _spec()
+    exp = Experiment.model_validate(spec)
+    return RunData(None, None, spec, exp, None, None, cells, {}, [])  # type: ignore[arg-type]
 
 
 def _verdict(run: RunData, n_boot: int = 100, history: list[RunData] | None = None
@@ -127,8 +131,7 @@ def test_seeds_that_agree_add_nothing_to_the_band():
     run = simulate(rng, rising, n=400, seeds=1, sigma=0.0)
     clones = [CellData(c.cell_id + f"c{s}", c.label, {**c.axes, "seed": s}, False, c.manifest,
                        c.metrics, c.units) for c in run.cells for s in (1, 2)]
-    three = RunData(None, None, run.spec, None, None, run.cells + clones,  # type: ignore[arg-type]
-                    {}, [])
+    three = replace(run, cells=run.cells + clones)
     (one,) = learning_curves(run, n_boot=200)
     (both,) = learning_curves(three, n_boot=200)
     assert both["fit"]["seed_variance"] == [0.0] * 5
@@ -175,7 +178,7 @@ def test_undecided_names_the_items_that_decide_it():
         grown = [CellData(c.cell_id, c.label, c.axes, False, c.manifest, None,  # type: ignore
                           {"route": _items(np.tile(c.units["route"].correct, reps))})
                  for c in run.cells]
-        bigger = RunData(None, None, run.spec, None, None, grown, {}, [])  # type: ignore
+        bigger = replace(run, cells=grown)
         decided += _verdict(bigger, n_boot=200)["state"] != "undecided"
     assert decided == cases
 
@@ -216,8 +219,7 @@ def test_an_arm_run_at_one_scale_reads_the_base_curve():
     other = simulate(rng, lambda m: 0.85, n=2000, seeds=1, sigma=0.0, scales=(16.0,))
     cell = other.cells[0]
     cell.axes["bucket"] = "c"
-    both = RunData(None, None, run.spec, None, None, run.cells + [cell],  # type: ignore
-                   {}, [])
+    both = replace(run, cells=run.cells + [cell])
     ctx = SignalContext(run=both, cell=cell, units=["route"],
                         curves=learning_curves(both, n_boot=100), roi=[], history=[],
                         vs_chance=[])
@@ -309,7 +311,7 @@ def _tiled(run: RunData, reps: int) -> RunData:
     cells = [CellData(c.cell_id, c.label, c.axes, False, c.manifest, None,  # type: ignore
                       {"route": _items(np.tile(c.units["route"].correct, reps))})
              for c in run.cells]
-    return RunData(None, None, run.spec, None, None, cells, {}, [])  # type: ignore[arg-type]
+    return replace(run, cells=cells)
 
 
 def _chosen(run: RunData) -> dict[str, Any]:

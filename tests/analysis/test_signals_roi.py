@@ -10,7 +10,7 @@ import pytest
 from harness.analysis import signals as sig
 from harness.analysis.analyse import analyse
 from harness.analysis.roi import RoiEstimate, return_on
-from harness.experiment.models import SignalName
+from harness.experiment.models import CostSpec, SignalName
 from tests.helpers.synth import spec_dict, write_run
 
 
@@ -58,8 +58,8 @@ def test_roi_estimate_is_the_chapter_formula():
 
 
 def test_the_cumulative_cost_curve_breaks_even_where_the_estimate_says():
-    costs = {"teacher_price_per_1k": 0.06, "student_price_per_1k": 0.01,
-             "traffic": {"qps": 0.01, "avg_tokens": 500, "days": 60}}
+    costs = CostSpec.model_validate({"teacher_price_per_1k": 0.06, "student_price_per_1k": 0.01,
+                                     "traffic": {"qps": 0.01, "avg_tokens": 500, "days": 60}})
     est = RoiEstimate.from_costs(costs, offline_cost=10.0)
     curve = est.cumulative_cost()
     days = [d for d, _ in curve["teacher only"]]
