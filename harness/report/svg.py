@@ -446,7 +446,8 @@ def scorecard(rows: Sequence[ScoreRow], title: str) -> Markup:
     ticks = _value_axis(vals)
     d0, d1 = ticks[0], ticks[-1]
     flags = any(r.flag for r in rows)
-    x0, x1 = 166.0, (606.0 if flags else 700.0)
+    # a flag ("∅ not yet above chance") needs ~22 characters at the right
+    x0, x1 = 166.0, (496.0 if flags else 700.0)
     top, row_h = 34.0, 30.0
     bottom = top + row_h * len(rows) + 4
     h = bottom + 28
