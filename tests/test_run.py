@@ -110,7 +110,7 @@ def test_worker_and_lm_eval_reject_unfinished_folders(tmp_path, capsys):
 
 
 def test_lm_eval_accuracy_equals_the_harness(tiny_run):
-    from harness.evaluate.lmeval import run_lm_eval
+    from harness.lmeval import run_lm_eval
 
     path, out = tiny_run
     assert main(["run", str(path), "--out", str(out), "--quiet", "--only",

@@ -118,7 +118,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
 def cmd_export_lm_eval(args: argparse.Namespace) -> int:
     """One lm-eval task YAML (and its JSONL) per unit of the experiment's eval set."""
     from harness.compose import eval_frame
-    from harness.evaluate.lmeval import export_tasks
+    from harness.lmeval import export_tasks
 
     # the eval items and their references are whole even in partial data
     loaded, data = load(args.experiment, allow_partial=True)

@@ -61,7 +61,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_lm_eval(args: argparse.Namespace) -> int:
     """lm-eval's HFLM on a finished cell, next to the harness's own numbers."""
-    from harness.evaluate.lmeval import run_lm_eval
+    from harness.lmeval import run_lm_eval
     from harness.store.folder import DONE, METRICS, MODEL, CellFolder
     from harness.students import base as student_kinds
     from harness.students.adapter import BaseChanged, BaseNotFound

@@ -60,7 +60,7 @@ def _finished_cell(out: Path, experiment: str) -> Path:
 
 
 def test_lm_eval_reproduces_the_causal_students_intent_accuracy(prepared: Path) -> None:
-    from harness.evaluate.lmeval import run_lm_eval
+    from harness.lmeval import run_lm_eval
 
     exp = _experiment(prepared, "clinc150.yaml", epochs=1, min_steps=40)
     out = prepared / "runs"

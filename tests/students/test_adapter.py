@@ -233,7 +233,7 @@ def test_worker_trains_saves_and_times_an_adapter_cell(tiny: Any, base: Path,
 def test_lm_eval_scores_the_merged_adapter_cell_like_the_harness(tiny: Any, base: Path,
                                                                  tmp_path: Path) -> None:
     pytest.importorskip("lm_eval")
-    from harness.evaluate.lmeval import run_lm_eval
+    from harness.lmeval import run_lm_eval
     from harness.store.folder import CellFolder
 
     path = _experiment(tiny, {"model": str(base), "adapter": ADAPTER, "train": TRAIN})
@@ -276,7 +276,7 @@ def test_the_plain_path_never_imports_peft() -> None:
 
     from tests.helpers import REPO
 
-    code = ("import sys, harness.worker, harness.students.causal_lm, harness.evaluate.lmeval; "
+    code = ("import sys, harness.worker, harness.students.causal_lm, harness.lmeval; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'peft'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, check=True).stdout.strip()
