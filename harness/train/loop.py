@@ -24,8 +24,8 @@ micro-batches. Imports torch, transformers and numpy only (the GPU worker's path
   was in effect, or why not.
 
 The worker trains every student kind through :func:`run` (``StudentKind.train``, on the kind's
-objective). :func:`train` and :func:`train_examples` build the causal LM's objective and call it
-(tests and benchmarks use them).
+objective). :func:`train_examples` builds the causal LM's objective from encoded examples on a
+fixed schedule and calls it (the GPU training benchmark uses it).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from harness.train.objective import SWITCHES, Objective
 from harness.train.objectives.causal_lm import CausalLMObjective, Example, encode_examples
 from harness.train.schedule import build_optimizer, micro_schedule
 
-__all__ = ["NonFiniteLoss", "TrainOptions", "run", "train", "train_examples",
+__all__ = ["NonFiniteLoss", "TrainOptions", "run", "train_examples",
            # re-exported for benchmarks/gpu_train.py: the causal LM's examples
            "Example", "encode_examples"]
 
@@ -129,32 +129,6 @@ class TrainOptions:
     def requested(self) -> frozenset[str]:
         """The switches (:data:`~harness.train.objective.SWITCHES`) turned on."""
         return frozenset(s for s in SWITCHES if getattr(self, s))
-
-
-def train(model: Any, tokenizer: Any, samples: list[dict[str, Any]], cfg: dict[str, Any], *,
-          seed: int, device: Any, teacher: Any | None = None, distill: dict[str, Any] | None = None,
-          soft_weight: float | None = None, log: Log | None = None) -> dict[str, Any]:
-    """Train a causal LM in place on composed samples (``prompt``, ``target``, ``weight``).
-
-    Args:
-        model: a causal LM (moved to ``device`` here).
-        tokenizer: its tokenizer.
-        samples: rows of ``train.jsonl``.
-        cfg: the YAML's ``student.train`` (epochs, min_steps, batch_size, grad_accum, lr,
-            weight_decay, warmup_ratio, clip, max_len, and the switches of
-            :class:`TrainOptions`).
-        seed, device, log: as in :func:`run`.
-        teacher: optional white-box teacher (same tokenizer) for soft targets.
-        distill: ``alpha`` and ``temperature`` when ``teacher`` is given.
-        soft_weight: a ``soft_targets: topk`` cell's ``soft_weight`` (the samples'
-            ``soft_labels`` train towards the teacher's top-k); None: every token hard.
-
-    Returns:
-        :func:`run`'s summary.
-    """
-    objective = CausalLMObjective.from_samples(tokenizer, samples, cfg, teacher=teacher,
-                                               distill=distill, soft_weight=soft_weight)
-    return run(model, objective, cfg, seed=seed, device=device, log=log)
 
 
 def train_examples(model: Any, examples: Sequence[Example], cfg: dict[str, Any], *,

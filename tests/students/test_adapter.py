@@ -80,7 +80,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_only_the_adapter_trains_and_the_saved_adapter_reloads_scoring_the_same(
         base: Path, tmp_path: Path) -> None:
     from harness.students.build import load_checkpoint
-    from harness.train import loop
+    from tests.helpers.training import train_causal_lm
 
     model, tok = load_checkpoint(base)
     wrapped = adapter.attach(model, ADAPTER, seed=0)
@@ -90,9 +90,10 @@ def test_only_the_adapter_trains_and_the_saved_adapter_reloads_scoring_the_same(
 
     logged: list[dict[str, Any]] = []
     cpu = torch.device("cpu")
-    summary = loop.train(model, tok, _samples(), {**TRAIN, "weight_decay": 0.0, "grad_accum": 1,
-                                                  "clip": 1.0, "min_steps": 0},
-                         seed=0, device=cpu, log=logged.append)
+    summary = train_causal_lm(model, tok, _samples(), {**TRAIN, "weight_decay": 0.0,
+                                                       "grad_accum": 1, "clip": 1.0,
+                                                       "min_steps": 0},
+                              seed=0, device=cpu, log=logged.append)
     assert summary["steps"] >= 10
     assert logged[-1]["loss_mean"] < 0.7 * logged[0]["loss"]
     for n, p in model.named_parameters():

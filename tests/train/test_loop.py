@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from harness.students.build import build_from_config, train_tokenizer
-from harness.train.loop import NonFiniteLoss, train
+from harness.train.loop import NonFiniteLoss
 from harness.train.objectives.causal_lm import IGNORE, collate, encode_examples
+from tests.helpers.training import train_causal_lm as train
 
 CFG = {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300, "max_position": 64}
 TRAIN = {"epochs": 8, "batch_size": 8, "grad_accum": 1, "lr": 5e-3, "weight_decay": 0.0,

@@ -13,9 +13,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from harness.students.tokenizer import train_tokenizer
-from harness.train.loop import train
 from harness.train.objectives.causal_lm import encode_examples, micro_batch, micro_loss
 from harness.train.soft_targets import Speller, place_soft_labels, token_spans
+from tests.helpers.training import train_causal_lm as train
 
 CPU = torch.device("cpu")
 LABELS = ("billing", "shipping", "technical")
