@@ -70,12 +70,11 @@ class StudentConfig(Strict):
     @model_serializer(mode="wrap")
     def _earlier_students_keep_their_ids(self, handler: SerializerFunctionWrapHandler
                                          ) -> dict[str, Any]:
-        # The effective spec (and so the cell id) of a 'merged' student with init_std unset is
-        # the one written before these keys existed: its earlier results stay valid under the
-        # same ids. A manifest without 'digits' therefore means merged (harness.students.build).
+        # Unset, init_std stays out of dumps: the effective spec (and so the cell id) of a
+        # student from before the key is the one written then. (A 'merged' tokenizer is left out
+        # of the cell's effective spec only, by StudentSpec.cell_dump: a full dump keeps it, so
+        # a run record's spec validates back to the same experiment.)
         data: dict[str, Any] = handler(self)
-        if data.get("digits") == "merged":
-            data.pop("digits")
         if data.get("init_std") is None:  # unset: the id of a student from before the key
             data.pop("init_std", None)
         return data
@@ -244,11 +243,17 @@ class StudentSpec(Strict):
 
     def cell_dump(self) -> dict[str, Any]:
         """This section as a cell's effective spec holds it (``harness.matrix``): the JSON dump
-        without the :attr:`UNSET_ABSENT` options that are unset."""
+        without the :attr:`UNSET_ABSENT` options that are unset, and without ``config.digits``
+        when it is ``merged`` — the tokenizer of every student from before the key existed, so
+        their cells keep their ids (the worker reads a missing ``digits`` as merged,
+        :mod:`harness.students.build`)."""
         data: dict[str, Any] = self.model_dump(mode="json")
         for key in self.UNSET_ABSENT:
             if data.get(key) is None:
                 data.pop(key, None)
+        config = data.get("config")
+        if isinstance(config, dict) and config.get("digits") == "merged":
+            config.pop("digits")
         return data
 
     @model_validator(mode="after")
