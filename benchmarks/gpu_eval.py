@@ -116,7 +116,7 @@ def lm_eval_loglikelihoods(model: Any, tok: Any, unit_name: str, unit: dict[str,
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from harness.evaluate.lmeval import export_tasks, task_name
+    from harness.lmeval import export_tasks, task_name
 
     name = task_name("bench", unit_name)
     with tempfile.TemporaryDirectory(prefix="lmeval_tasks_") as tmp:
