@@ -193,7 +193,8 @@ def bench_scoring(model: Any, tok: Any, unit_name: str, unit: dict[str, Any],
         out["baseline"] = {"name": "lm_eval_hflm", "batch_size": 32,
                            "note": "lm-eval HFLM; time inside HFLM.loglikelihood"}
     except ImportError as exc:
-        if args.baseline == "lm_eval":
+        # only a missing lm-eval falls back; a broken import of the harness itself must fail
+        if args.baseline == "lm_eval" or (exc.name or "").startswith("harness"):
             raise
         secs, ll_b = timed(per_pair)
         out["baseline"] = {"name": "per_pair_emulating_hflm", "batch_size": 32,
