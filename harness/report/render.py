@@ -153,7 +153,9 @@ def _curve_note(c: dict[str, Any]) -> str:
     """What the eye would misread: a flat fit through points that fall with scale (the power
     law models an error that falls with samples, so it cannot follow a metric that drops)."""
     means = [p["value"] for p in c["points"]]
-    if c["fit"] and c["fit"]["a"] == 0.0 and len(means) > 1 and means[-1] < means[0]:
+    flat = c["fit"] and (c["fit"]["a"] == 0.0 or c["fit"]["b"] == 0.0
+                         or c["fit"]["next_doubling_gain"] <= 1e-9)
+    if flat and len(means) > 1 and means[-1] < means[0]:
         return (f"measured {c['metric']} falls with scale ({means[0]:.2f} → {means[-1]:.2f}); "
                 "the power law (error falling with samples) cannot follow it, so its fit is "
                 "flat and predicts no gain")
