@@ -1002,7 +1002,10 @@ def cumulative_cost(series: Sequence[tuple[str, Sequence[tuple[float, float]]]],
     if break_even is not None and _finite(break_even) and xa <= break_even <= xb:
         bx = sx(break_even)
         # within the first day a day count reads as "day 0": say it in hours
-        label = (f"break-even after {break_even * 24:.1f} h" if break_even < 1 else
+        hours = break_even * 24
+        label = ((f"break-even after {hours * 60:.0f} min" if hours * 60 >= 1 else
+                  "break-even within a minute") if hours < 1 else
+                 f"break-even after {hours:.1f} h" if break_even < 1 else
                  f"break-even day {break_even:.0f}"
                  if abs(break_even - round(break_even)) < 0.05 else
                  f"break-even day {break_even:.1f}")
