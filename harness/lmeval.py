@@ -88,8 +88,8 @@ def run_lm_eval(cell_dir: Path, *, batch_size: int = 32, device: str | None = No
 
     folder = CellFolder(cell_dir)
     spec = folder.read_manifest().spec
-    experiment = spec["experiment"]
-    wanted = {k: v for k, v in spec["units"].items() if units is None or k in units}
+    experiment = spec.experiment
+    wanted = {k: v for k, v in spec.units.items() if units is None or k in units}
     rows = folder.read_eval()
     tasks_dir = cell_dir / "lm_eval_tasks"
     export_tasks(experiment, wanted, rows, tasks_dir)
@@ -97,14 +97,14 @@ def run_lm_eval(cell_dir: Path, *, batch_size: int = 32, device: str | None = No
     if adapter.is_adapter_folder(model_dir):
         model, tokenizer = adapter.load(
             model_dir, merged=True, base=base,
-            trust_remote_code=bool(spec["student"].get("trust_remote_code")))
+            trust_remote_code=spec.student.trust_remote_code)
     else:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
     dev = device or ("cuda" if _cuda() else "cpu")
     model = model.to(dev)  # type: ignore[arg-type]
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-              max_length=int(spec["student"]["train"]["max_len"]), device=dev)
+              max_length=spec.student.train.max_len, device=dev)
     manager = TaskManager(include_path=str(tasks_dir), include_defaults=False)
     names = [task_name(experiment, u) for u in wanted if (tasks_dir / f"{u}.yaml").is_file()]
     out = lm_eval.simple_evaluate(model=lm, tasks=names, task_manager=manager,

@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.caches import use_run_caches
-from harness.cell_settings import EvaluationSettings
-from harness.store.contracts import CellMetrics
+from harness.store.contracts import CellMetrics, CellSpec
 from harness.store.folder import CellFolder
 from harness.threads import DEFAULT_THREADS, cell_numerics, numerics_record, thread_record
 
@@ -44,15 +43,15 @@ def pick_device(requested: str | None = None) -> Any:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _evaluate(student: StudentKind, spec: dict[str, Any], eval_rows: list[dict[str, Any]],
+def _evaluate(student: StudentKind, spec: CellSpec, eval_rows: list[dict[str, Any]],
               device: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Every unit's report and the per-item predictions, the student answering unit by unit."""
     from harness.evaluate.units import unit_report
 
-    slices = list(EvaluationSettings.from_json(spec["evaluation"]).slices)
+    slices = list(spec.evaluation.slices)
     reports: dict[str, Any] = {}
     predictions: list[dict[str, Any]] = []
-    for name, unit in spec["units"].items():
+    for name, unit in spec.units.items():
         items = [r for r in eval_rows if r["unit"] == name]
         if not items:
             continue
@@ -111,13 +110,13 @@ def _run_cell(cell_dir: Path, dev: Any) -> CellMetrics:
     spec = manifest.spec
     cell_id = manifest.cell_id
     folder.clear_done()
-    seed = int(spec["seed"])
+    seed = spec.seed
     samples = folder.read_train()
     eval_rows = folder.read_eval()
     if not samples:
         raise ValueError("the cell's training set is empty (check the bucket's filters)")
-    # Manifests composed before student kinds existed carry no kind: a causal LM.
-    student = students.get(spec["student"].get("kind") or "causal_lm")(spec, manifest.paths)
+    # (manifests composed before student kinds existed carry no kind: it reads as a causal LM)
+    student = students.get(spec.student.kind)(spec, manifest.paths)
     t0 = time.perf_counter()
     student.build(samples, seed)
     with folder.train_log_writer() as log:  # a failed cell leaves no partial log behind
@@ -127,7 +126,7 @@ def _run_cell(cell_dir: Path, dev: Any) -> CellMetrics:
     t_eval = time.perf_counter()
     reports, predictions = _evaluate(student, spec, eval_rows, dev)
     eval_seconds = time.perf_counter() - t_eval
-    ev = EvaluationSettings.from_json(spec["evaluation"])
+    ev = spec.evaluation
     latency = student.latency([r["prompt"] for r in eval_rows[:64]], dev,
                               runs=ev.latency_runs, batch_size=ev.latency_batch_size,
                               new_tokens=ev.latency_new_tokens, checkpoint_dir=model_dir)

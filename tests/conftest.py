@@ -5,12 +5,15 @@
 - ``_own_sigint_handler`` (autouse): every test starts with Python's own Ctrl-C handler.
 - ``_one_torch_thread`` (autouse, session): under pytest-xdist each worker keeps torch to one
   thread, so two workers on two cores do not oversubscribe them.
+- ``_own_recursion_limit`` (autouse): every test starts with the interpreter's recursion limit
+  as the worker started.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,3 +92,21 @@ def _own_sigint_handler(request: pytest.FixtureRequest) -> Any:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         warnings.warn(f"{request.node.nodeid} left SIGINT handled by {now!r}; restored",
                       stacklevel=1)
+
+
+#: The recursion limit the test process started with (:func:`_own_recursion_limit`).
+_RECURSION_LIMIT = sys.getrecursionlimit()
+
+
+@pytest.fixture(autouse=True)
+def _own_recursion_limit() -> Any:
+    """Each test starts with the recursion limit the process started with, and leaves it so.
+
+    torch's inductor raises the limit to 2,000 while it compiles and never lowers it again; the
+    JSON readers stop at the limit (harness.samples.records.TOO_DEEP), so a test of records
+    nested 1,000 levels deep passed or failed by whether a compiling test had run before it in
+    the same worker.
+    """
+    sys.setrecursionlimit(_RECURSION_LIMIT)
+    yield
+    sys.setrecursionlimit(_RECURSION_LIMIT)

@@ -1,13 +1,20 @@
-"""Each default is written once: the worker's standard-library settings and the experiment
-model's pydantic fields agree, and a manifest's missing keys read as those defaults."""
+"""Each default is written once, or checked to agree where it is written twice: the
+standard-library settings (what the worker reads from a manifest) and the experiment model's
+pydantic fields name the same keys with the same defaults, and a manifest's missing keys read
+as those defaults."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
+
+import pytest
 
 from harness.cell_settings import EVALUATION, EvaluationSettings
 from harness.experiment.models import EvalSpec
-from harness.experiment.student import TrainSpec
+from harness.experiment.student import StudentSpec, TrainSpec
+from harness.store.cell_spec import EvaluationPart, StudentPart, TrainPart
+from harness.store.record import ABSENT
 from harness.train.loop import TrainOptions
 
 
@@ -22,11 +29,32 @@ def test_evaluation_fields_and_defaults_are_the_models():
 
 
 def test_a_manifest_missing_keys_reads_the_defaults():
-    assert EvaluationSettings.from_json({}) == EVALUATION
-    assert EvaluationSettings.from_json({"latency_runs": None}) == EVALUATION
+    assert EvaluationPart.from_json({}, "m.json") == EvaluationPart(absent=EvaluationPart.DEFAULTED)
     dumped = EvalSpec(latency_runs=3, slices=["source", "difficulty"]).model_dump(mode="json")
-    got = EvaluationSettings.from_json({**dumped, "a_newer_key": 1})
-    assert got.latency_runs == 3 and got.slices == ("source", "difficulty")
+    got = EvaluationPart.from_json(dumped, "m.json")
+    assert got.latency_runs == 3 and got.slices == ["source", "difficulty"]
+    assert got.to_json() == dumped
+
+
+@pytest.mark.parametrize(("mine", "model"), [
+    (TrainPart, TrainSpec), (StudentPart, StudentSpec), (EvaluationPart, EvalSpec)])
+def test_the_manifest_records_are_the_models_fields(mine: Any, model: Any):
+    """The manifest's typed parts (harness.store.cell_spec) name the experiment model's fields,
+    in its order, and where a part defaults a key (one an older manifest may lack) the default
+    is the model's: an absent key reads as what the YAML would have said."""
+    loop_only = set(getattr(mine, "LOOP_ONLY", ()))
+    names = [f.name for f in dataclasses.fields(mine) if f.name != ABSENT]
+    assert [n for n in names if n not in loop_only] == list(model.model_fields)
+    # the loop-only keys are the training loop's options that the YAML does not declare
+    assert loop_only <= {f.name for f in dataclasses.fields(TrainOptions)}
+    assert not loop_only & set(model.model_fields)
+    defaulted = [f for f in dataclasses.fields(mine) if f.name in mine.DEFAULTED
+                 and f.name not in loop_only]
+    assert defaulted, mine
+    for f in defaulted:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        assert default == model.model_fields[f.name].get_default(call_default_factory=True), (
+            mine.__name__, f.name)
 
 
 def test_the_yaml_training_defaults_are_the_loops():

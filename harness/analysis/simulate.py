@@ -48,11 +48,14 @@ from scipy import stats
 from harness.analysis.load import CellData, RunData, UnitItems
 from harness.evaluate.units import unit_report
 from harness.experiment.models import Experiment
+from harness.matrix import Axes as MatrixAxes
+from harness.matrix import effective_spec
 from harness.store.contracts import (
     Axes,
     CellEntry,
     CellManifest,
     CellMetrics,
+    CellSpec,
     RunRecord,
     TeacherFacts,
 )
@@ -347,8 +350,8 @@ def simulate_run(design: Design, rng: np.random.Generator, items: Items | None =
                 cells.append(CellData(cell_id, label, axes, is_base, None, None,  # type: ignore[arg-type]
                                       units))
                 continue
-            manifest, metrics = _records(design, spec, arm, seed, cell_id, label, is_base,
-                                         answers[arm.key], items)
+            manifest, metrics = _records(design, experiment, arm, seed, cell_id, label,
+                                         is_base, answers[arm.key], items)
             cells.append(CellData(cell_id, label, axes, is_base, manifest, metrics, units))
             rows += cell_rows(design.name, manifest, metrics)
             if latency_key not in _LATENCY:
@@ -374,18 +377,18 @@ def simulate_run(design: Design, rng: np.random.Generator, items: Items | None =
                    results_frame(rows), _LATENCY[latency_key], cells, {}, eval_rows)
 
 
-def _records(design: Design, spec: dict[str, Any], arm: ArmSpec, seed: int, cell_id: str,
+def _records(design: Design, experiment: Experiment, arm: ArmSpec, seed: int, cell_id: str,
              label: str, is_base: bool, answers: dict[str, list[list[str]]], items: Items
              ) -> tuple[CellManifest, CellMetrics]:
     """A cell's manifest and metrics as compose and the worker write them."""
     samples = max(1, round(design.samples * arm.scale))
     axes = Axes(bucket=arm.bucket, fields=arm.fields, scale=float(arm.scale), seed=seed)
+    effective = effective_spec(experiment, MatrixAxes(arm.bucket, arm.fields, arm.scale, seed),
+                               {"samples": "simulated", "eval": "simulated"})
     manifest = CellManifest(
         schema_version=CellManifest.SCHEMA_VERSION, harness_version="simulated",
         cell_id=cell_id, label=label, is_baseline=is_base, axes=axes,
-        spec={"units": spec["units"], "scale": arm.scale, "seed": seed,
-              "bucket": {"name": arm.bucket, **spec["buckets"][arm.bucket]},
-              "fields": {"name": arm.fields, **spec["fields"][arm.fields]}},
+        spec=CellSpec.from_json(effective, f"simulated cell {label}", path="spec"),
         n_samples=samples * len(design.units), n_records=samples,
         counts={"unit": {u: samples for u in design.units}}, tokens={}, inputs={}, files={},
         eval_items=design.n_items, paths={})

@@ -72,7 +72,7 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
         raise InputError(f"{cell_dir}: not a finished cell (no {DONE} or {MODEL}/); run "
                          "`harness run` first")
     manifest = folder.read_manifest()
-    kind = manifest.spec["student"].get("kind") or student_kinds.DEFAULT_KIND
+    kind = manifest.spec.student.kind
     if not student_kinds.get(kind).lm_eval:
         raise InputError(f"{cell_dir}: a {kind} student has no language-model head, and "
                          f"lm-eval's HFLM scores causal LMs; its {METRICS} holds the "

@@ -25,7 +25,7 @@ from harness.compose.context import normalise_answers, units_table
 from harness.experiment.models import Experiment
 from harness.fsutil import atomic_write
 from harness.samples import Dataset
-from harness.store.contracts import Axes, CellManifest
+from harness.store.contracts import Axes, CellManifest, CellSpec
 from harness.store.folder import EVAL, TRAIN, CellFolder
 
 
@@ -82,7 +82,9 @@ def manifest(composed: ComposedCell, data: Dataset, files: dict[str, str]) -> Ce
         is_baseline=cell.is_baseline,
         axes=Axes(bucket=cell.axes.bucket, fields=cell.axes.fields, scale=cell.axes.scale,
                   seed=cell.axes.seed),
-        spec=cell.effective,
+        # typed, and written back as the same JSON: the dict the cell id hashes
+        spec=CellSpec.from_json(cell.effective, f"cell {cell.label}: effective spec",
+                                path="spec"),
         n_samples=composed.frame.height,
         n_records=composed.frame["record_id"].n_unique(),
         counts={

@@ -220,9 +220,9 @@ def _config_diff(run: RunData) -> dict[str, Any]:
     flat: dict[str, dict[str, Any]] = {}
     for cell in run.cells:
         eff = cell.manifest.spec
-        row = {"scale": eff["scale"], "seed": eff["seed"]}
-        for part in ("bucket", "fields"):
-            for k, v in eff[part].items():
+        row: dict[str, Any] = {"scale": eff.scale, "seed": eff.seed}
+        for part, settings in (("bucket", eff.bucket), ("fields", eff.fields)):
+            for k, v in settings.items():
                 row[f"{part}.{k}"] = json.dumps(v) if isinstance(v, list | dict) else v
         flat[cell.label] = row
     keys = sorted({k for r in flat.values() for k in r})

@@ -18,7 +18,8 @@ keys, read strictly (a missing, unknown or mistyped key, or an unknown schema ve
 written back byte-identically. The reading rules live in :mod:`harness.store.record`.
 
 The worker imports this module, so it may use only the standard library and harness modules
-that do the same (:mod:`harness.errors`, :mod:`harness.store.record`).
+that do the same (:mod:`harness.errors`, :mod:`harness.store.record`,
+:mod:`harness.store.cell_spec`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from harness.store.cell_spec import CellSpec
 from harness.store.record import ContractError, Record, join_key
 
-__all__ = ["AnalysisRecord", "Axes", "CellEntry", "CellManifest", "CellMetrics", "ContractError",
-           "FailureRecord", "LeakageFacts", "Record", "RunRecord", "TeacherFacts"]
+__all__ = ["AnalysisRecord", "Axes", "CellEntry", "CellManifest", "CellMetrics", "CellSpec",
+           "ContractError", "FailureRecord", "LeakageFacts", "Record", "RunRecord",
+           "TeacherFacts"]
 
 #: CellEntry's optional keys saying where the cell ran (written only when known) and what
 #: reproduces its numbers
@@ -60,7 +63,7 @@ class CellManifest(Record):
     label: str
     is_baseline: bool
     axes: Axes
-    spec: dict[str, Any]  #: the cell's effective spec (its contract is harness.experiment.models)
+    spec: CellSpec  #: the cell's effective settings (harness.store.cell_spec)
     n_samples: int
     n_records: int
     counts: dict[str, Any]  #: "unit", "teacher", "pool", "origin", "unit/teacher" -> counts
@@ -70,8 +73,7 @@ class CellManifest(Record):
     eval_items: int
     paths: dict[str, str]  #: "student_model" / "teacher_model" -> local checkpoint folder
 
-    REQUIRED_INSIDE: ClassVar[dict[str, tuple[str, ...]]] = {
-        "spec": ("units",), "counts": ("unit",)}
+    REQUIRED_INSIDE: ClassVar[dict[str, tuple[str, ...]]] = {"counts": ("unit",)}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,11 @@ is ever filled in with a default, so a renamed key fails loudly where it is read
 turning into a silent zero. ``to_json()`` gives back exactly the dict ``from_json`` was given
 (values are checked, never coerced), so a read-then-write round trip is byte-identical.
 
+The one exception is a settings record (``DEFAULTED`` keys, :mod:`harness.store.cell_spec`):
+files written before a setting existed lack its key, and the reader needs its value, so such a
+key reads as the field's default; the record remembers which keys were absent (its ``absent``
+field, not a JSON key) and writes them absent again.
+
 Open maps whose keys belong to another module (the effective spec, per-unit reports, latency
 figures, the analysis's sections) stay ``dict``; where a stage reads a key of such a map, the
 record checks that key is there (see ``REQUIRED_INSIDE``).
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import fields, is_dataclass
+from dataclasses import MISSING, Field, field, fields, is_dataclass
 from typing import Any, ClassVar, TypeVar
 
 from harness.errors import InputError, Problem
@@ -51,12 +56,16 @@ class Record:
         SCHEMA_VERSION: the only version this code reads and writes.
         OPTIONAL: JSON keys that may be absent (the field is then None, and None is not
             written); used only where absence itself means something.
+        DEFAULTED: JSON keys that may be absent and then read as the field's default (settings
+            added after files were written without them); the record's ``absent`` field
+            (:func:`absent_keys`) holds those that were, and they are not written back.
         REQUIRED_INSIDE: per open-map field, keys that its value must hold (read downstream).
     """
 
     VERSION_KEY: ClassVar[str | None] = None
     SCHEMA_VERSION: ClassVar[int] = 1
     OPTIONAL: ClassVar[frozenset[str]] = frozenset()
+    DEFAULTED: ClassVar[frozenset[str]] = frozenset()
     REQUIRED_INSIDE: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     @classmethod
@@ -65,10 +74,16 @@ class Record:
         return cls.VERSION_KEY if name == "schema_version" and cls.VERSION_KEY else name
 
     @classmethod
+    def _json_fields(cls) -> list[Field[Any]]:
+        """The fields that are JSON keys (all but a settings record's ``absent``)."""
+        return [f for f in fields(cls)  # type: ignore[arg-type]
+                if f.metadata.get(_JSON, True)]
+
+    @classmethod
     def _expected(cls, data: dict[str, Any], where: str, path: str) -> tuple[set[str], set[str]]:
         """(required, allowed) JSON keys for ``data``."""
-        allowed = {cls._key(f.name) for f in fields(cls)}  # type: ignore[arg-type]
-        return allowed - cls.OPTIONAL, allowed
+        allowed = {cls._key(f.name) for f in cls._json_fields()}
+        return allowed - cls.OPTIONAL - cls.DEFAULTED, allowed
 
     @classmethod
     def from_json(cls: type[R], data: Any, where: str, *, path: str = "") -> R:
@@ -101,24 +116,69 @@ class Record:
                 raise ContractError(where, join_key(path, key),
                                     f"missing from {cls.__name__} (not written by this version "
                                     "of the harness, or the file was edited)")
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for f in fields(cls):  # type: ignore[arg-type]
+        hints = _hints(cls)
+        values: dict[str, Any] = {}
+        for f in cls._json_fields():
             key = cls._key(f.name)
-            values[f.name] = (_convert(data[key], hints[f.name], where, join_key(path, key))
-                              if key in data else None)
+            if key in data:
+                values[f.name] = _convert(data[key], hints[f.name], where, join_key(path, key))
+            elif key in cls.DEFAULTED:
+                values[f.name] = _default(f)
+            else:
+                values[f.name] = None
         for name, keys in cls.REQUIRED_INSIDE.items():
             _require_inside(values[name], keys, where, join_key(path, cls._key(name)))
+        if cls.DEFAULTED:
+            values[ABSENT] = frozenset(k for k in cls.DEFAULTED if k not in data)
         return cls(**values)
 
     def _emitted(self) -> list[str]:
-        """Field names written by :meth:`to_json` (an absent OPTIONAL key stays absent)."""
-        return [f.name for f in fields(self)  # type: ignore[arg-type]
-                if not (self._key(f.name) in self.OPTIONAL and getattr(self, f.name) is None)]
+        """Field names written by :meth:`to_json` (an absent OPTIONAL or DEFAULTED key stays
+        absent)."""
+        absent: frozenset[str] = getattr(self, ABSENT, frozenset())
+        return [f.name for f in self._json_fields()
+                if not (self._key(f.name) in self.OPTIONAL and getattr(self, f.name) is None)
+                and self._key(f.name) not in absent]
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of this record (keys in field order; values as read)."""
         return {self._key(name): _dump(getattr(self, name)) for name in self._emitted()}
+
+
+#: Field metadata key: False on a field that is not a JSON key (a settings record's ``absent``).
+_JSON = "json"
+#: The field of a record with DEFAULTED keys that holds the keys its JSON lacked.
+ABSENT = "absent"
+
+
+def absent_keys(unless_given: frozenset[str] = frozenset()) -> Any:
+    """The ``absent`` field of a record with ``DEFAULTED`` keys: declare it last, as
+    ``absent: frozenset[str] = absent_keys()``. Read from JSON, it holds the DEFAULTED keys the
+    JSON lacked; built in code, it holds ``unless_given`` (keys written only when a caller
+    gives them: none by default, so every key is written)."""
+    return field(default=unless_given, repr=False, metadata={_JSON: False})
+
+
+#: Record class -> its resolved field types (see :func:`_hints`).
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a record class, resolved once (resolving them took most of
+    a small record's reading time, and a cell spec holds four records)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def _default(f: Field[Any]) -> Any:
+    """The default of a DEFAULTED field (a record declaring one without a default is a bug)."""
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    raise TypeError(f"DEFAULTED field {f.name!r} has no default")
 
 
 def join_key(path: str, key: str) -> str:

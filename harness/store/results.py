@@ -77,7 +77,7 @@ def cell_rows(experiment: str, manifest: CellManifest, metrics: CellMetrics
               ) -> list[dict[str, Any]]:
     """Rows of one finished cell (see module docstring)."""
     base = _cell_columns(experiment, manifest)
-    units = manifest.spec["units"]
+    units = manifest.spec.units
     rows = []
     for unit, rep in metrics.units.items():
         kind = units[unit]["kind"]

@@ -22,18 +22,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from harness.errors import did_you_mean
+from harness.store.cell_spec import CellSpec, StudentPart
 from harness.train.objective import SWITCHES, Objective
 
 Log = Callable[[dict[str, Any]], None]
 
 #: The kind of a student spec that names none: the YAML's default (``student.kind``), and what
-#: a manifest written before the key existed holds.
-DEFAULT_KIND = "causal_lm"
+#: a manifest written before the key existed holds (:class:`harness.store.cell_spec.StudentPart`
+#: reads it so).
+DEFAULT_KIND = StudentPart.kind
 
 #: The kind-specific keys of the YAML's ``student:`` section (the others, ``kind``, ``model``,
 #: ``config``, ``trust_remote_code`` and ``train``, every kind reads). A kind lists those it
@@ -77,6 +79,9 @@ class StudentKind(ABC):
         why_not: why it does not honour a member of :data:`OPTIONS` (or train on token soft
             labels: key ``token_soft_labels``), as a clause validate quotes in its message;
             where a key is absent, the message says the kind does not take it.
+        spec: the cell's effective spec.
+        student: ``spec.student`` with ``model`` the resolved checkpoint path, where compose
+            recorded one (the spec names the checkpoint by its folder name only).
         model, tokenizer: set by :meth:`build`.
     """
 
@@ -86,20 +91,22 @@ class StudentKind(ABC):
     token_soft_labels: ClassVar[bool] = False
     why_not: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(self, spec: Mapping[str, Any], paths: Mapping[str, str]) -> None:
+    def __init__(self, spec: CellSpec, paths: Mapping[str, str]) -> None:
         self.spec = spec
         self.paths = paths
-        student = dict(spec["student"])
-        if student.get("model"):  # the resolved checkpoint path, where compose recorded one
-            student["model"] = paths.get("student_model", student["model"])
-        self.student: dict[str, Any] = student
+        student = spec.student
+        if student.model:
+            student = replace(student, model=paths.get("student_model", student.model))
+        self.student: StudentPart = student
         self.model: Any = None
         self.tokenizer: Any = None
 
     @property
     def train_cfg(self) -> dict[str, Any]:
-        """``student.train`` of the spec."""
-        return dict(self.student["train"])
+        """``student.train`` as the training loop takes it (:func:`harness.train.loop.run`
+        also takes keys that are not YAML settings, from benchmarks and tests): the manifest's
+        JSON, so a switch absent from an older manifest takes the loop's default."""
+        return self.student.train.to_json()
 
     @classmethod
     @abstractmethod

@@ -15,7 +15,7 @@ The loss covers the target tokens and the EOS.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # the tokenizer's home is harness.students.tokenizer; imported here for build's callers
 from harness.students.tokenizer import (  # noqa: F401
@@ -23,6 +23,9 @@ from harness.students.tokenizer import (  # noqa: F401
     cached_train_tokenizer,
     train_tokenizer,
 )
+
+if TYPE_CHECKING:
+    from harness.store.cell_spec import StudentPart
 
 
 def build_from_config(cfg: dict[str, Any], tokenizer: Any, seed: int) -> Any:
@@ -61,22 +64,24 @@ def load_checkpoint(path: Path, trust_remote_code: bool = False) -> tuple[Any, A
     return model, tokenizer
 
 
-def build_student(student: dict[str, Any], texts: list[str], seed: int,
+def build_student(student: StudentPart, texts: list[str], seed: int,
                   base_dir: Path | None = None) -> tuple[Any, Any]:
     """The student of a cell from its effective ``student`` spec.
 
     Args:
-        student: the manifest's ``spec.student`` (``model`` path or ``config`` dict).
+        student: the manifest's ``spec.student`` (``model`` path or ``config`` map).
         texts: training texts (prompts and targets) for the tokenizer of a from-scratch student.
         seed: initialisation seed.
         base_dir: folder relative ``model`` paths are resolved against.
     """
-    if student.get("model"):
-        path = Path(student["model"])
+    if student.model:
+        path = Path(student.model)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        return load_checkpoint(path, bool(student.get("trust_remote_code")))
-    cfg = student["config"]
+        return load_checkpoint(path, student.trust_remote_code)
+    cfg = student.config
+    if cfg is None:  # the experiment model requires one of the two; a hand-edited manifest
+        raise ValueError("spec.student has neither 'model' nor 'config'")
     # The effective spec leaves 'digits' out for merged (so those cells keep their earlier
     # ids; harness.experiment.student), hence a manifest without the key is a merged student.
     digits = cfg.get("digits", "merged")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import harness.units as unit_kinds
-from harness.cell_settings import EvaluationSettings
+from harness.store.cell_spec import CellSpec
 from harness.students.base import Answers, Log, StudentKind, register
 from harness.train.objective import Objective
 
@@ -34,7 +34,7 @@ class CausalLMStudent(StudentKind):
     options: ClassVar[frozenset[str]] = frozenset({"adapter", "distill"})
     token_soft_labels = True
 
-    def __init__(self, spec: Mapping[str, Any], paths: Mapping[str, str]) -> None:
+    def __init__(self, spec: CellSpec, paths: Mapping[str, str]) -> None:
         super().__init__(spec, paths)
         self.teacher: Any = None
         #: the ``PeftModel`` around :attr:`model` with ``student.adapter`` (None: full
@@ -50,13 +50,13 @@ class CausalLMStudent(StudentKind):
     @property
     def distill(self) -> dict[str, Any] | None:
         """``student.distill`` (teacher path, alpha, temperature), when set."""
-        return self.student.get("distill")
+        return self.student.distill
 
     @property
     def soft_weight(self) -> float | None:
         """The field set's ``soft_weight`` when it asks for ``soft_targets: topk`` (the
         samples' ``soft_labels`` train towards the teacher's top-k), else None (hard)."""
-        fields = self.spec.get("fields") or {}
+        fields = self.spec.fields
         if fields.get("soft_targets") != "topk":
             return None
         return float(fields.get("soft_weight", 0.5))
@@ -65,7 +65,7 @@ class CausalLMStudent(StudentKind):
     def adapter(self) -> dict[str, Any] | None:
         """``student.adapter`` (LoRA ``r``, ``alpha``, ``dropout``, ``target_modules``), when
         set (absent from manifests of cells without one)."""
-        return self.student.get("adapter")
+        return self.student.adapter
 
     def build(self, samples: Sequence[dict[str, Any]], seed: int) -> None:
         """The student (a checkpoint, or a seeded model with a tokenizer trained on the
@@ -82,7 +82,7 @@ class CausalLMStudent(StudentKind):
             self.peft = adapter.attach(self.model, self.adapter, seed)
         if self.distill:
             self.teacher, _ = load_checkpoint(Path(self.paths["teacher_model"]),
-                                              bool(self.student.get("trust_remote_code")))
+                                              self.student.trust_remote_code)
 
     def objective(self, samples: list[dict[str, Any]]) -> Objective:
         from harness.train.objectives.causal_lm import CausalLMObjective
@@ -110,7 +110,7 @@ class CausalLMStudent(StudentKind):
             return
         from harness.students.adapter import save
 
-        save(self.peft, self.tokenizer, folder, Path(self.student["model"]))
+        save(self.peft, self.tokenizer, folder, Path(str(self.student.model)))
 
     def answer(self, unit_name: str, unit: Mapping[str, Any], prompts: list[str], device: Any
                ) -> Answers:
@@ -119,7 +119,7 @@ class CausalLMStudent(StudentKind):
         from harness.evaluate.generate import generate, parse_answers
         from harness.evaluate.predict import default_token_budget, score_labels, softmax_rows
 
-        max_len = int(self.student["train"]["max_len"])
+        max_len = self.student.train.max_len
         marker = unit["answer_marker"]
         if scored_by_likelihood(unit):
             labels = list(unit_kinds.get(unit["kind"]).choices(unit) or ())
@@ -128,7 +128,7 @@ class CausalLMStudent(StudentKind):
             probs = softmax_rows(ll)
             answers: list[str | None] = [labels[j] for j in probs.argmax(axis=1)]
             return Answers([f"{marker} {a}" for a in answers], answers, probs, calibrated=True)
-        max_new = EvaluationSettings.from_json(self.spec["evaluation"]).max_new_tokens
+        max_new = self.spec.evaluation.max_new_tokens
         texts = generate(self.model, self.tokenizer, prompts, device, max_new, max_len=max_len)
         return Answers(texts, parse_answers(texts, marker))
 

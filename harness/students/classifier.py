@@ -29,6 +29,7 @@ from harness.class_layout import (
     encode_prompts,
     pad_batch,
 )
+from harness.store.cell_spec import CellSpec
 from harness.students.base import Answers, StudentKind, register
 from harness.students.pooling import apply_pooling, resolve_pooling
 from harness.train.objective import Objective
@@ -134,9 +135,9 @@ class ClassifierStudent(StudentKind):
         """Units whose kind has a closed class set (``classifier_classes``: label, refusal)."""
         return get(unit_kind).classifier
 
-    def __init__(self, spec: Mapping[str, Any], paths: Mapping[str, str]) -> None:
+    def __init__(self, spec: CellSpec, paths: Mapping[str, str]) -> None:
         super().__init__(spec, paths)
-        self.layout = ClassLayout.from_units(spec["units"])
+        self.layout = ClassLayout.from_units(spec.units)
 
     @classmethod
     def objective_type(cls) -> type[Objective]:
@@ -148,23 +149,23 @@ class ClassifierStudent(StudentKind):
         """The encoder at ``student.model`` with a new seeded head of the layout's classes."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local encoder; never the hub
         self.model, self.tokenizer = build_classifier(
-            Path(self.student["model"]), self.layout, seed,
-            bool(self.student.get("trust_remote_code")), self.student.get("pooling"))
+            Path(str(self.student.model)), self.layout, seed,
+            self.student.trust_remote_code, self.student.pooling)
 
     def objective(self, samples: list[dict[str, Any]]) -> Objective:
         from harness.train.objectives.classifier import ClassifierObjective
 
         return ClassifierObjective(self.tokenizer, self.layout, samples,
-                                   int(self.train_cfg["max_len"]),
-                                   soft=bool(self.student.get("soft_targets")),
-                                   head_lr=self.student.get("head_lr"))
+                                   self.student.train.max_len,
+                                   soft=self.student.soft_targets,
+                                   head_lr=self.student.head_lr)
 
     def answer(self, unit_name: str, unit: Mapping[str, Any], prompts: list[str], device: Any
                ) -> Answers:
         """Softmax over the unit's block; the answer (and the "generation") is the top class.
         Calibration applies where the classes are the unit's declared labels."""
         probs = classify(self.model, self.tokenizer, self.layout.blocks[unit_name], prompts,
-                         device, int(self.student["train"]["max_len"]))
+                         device, self.student.train.max_len)
         answers: list[str | None] = [self.layout.answer(unit_name, int(j))
                                      for j in probs.argmax(axis=1)]
         return Answers([str(a) for a in answers], answers, probs,
@@ -176,5 +177,5 @@ class ClassifierStudent(StudentKind):
         from harness.evaluate.latency import measure_classifier
 
         return measure_classifier(self.model, self.tokenizer, prompts, device, runs=runs,
-                                  max_len=int(self.student["train"]["max_len"]),
+                                  max_len=self.student.train.max_len,
                                   batch_size=batch_size, checkpoint_dir=checkpoint_dir)

@@ -10,11 +10,14 @@ import numpy as np
 
 from harness.evaluate.units import unit_report
 from harness.experiment.models import Experiment
+from harness.matrix import Axes as MatrixAxes
+from harness.matrix import effective_spec
 from harness.store.contracts import (
     Axes,
     CellEntry,
     CellManifest,
     CellMetrics,
+    CellSpec,
     RunRecord,
     TeacherFacts,
 )
@@ -58,6 +61,8 @@ def write_run(root: Path, spec: dict[str, Any],
     tags = tags or [{"source": "synthetic"}] * n
     rows, lat, entries = [], [], []
     base = spec["baseline"]
+    experiment = Experiment.model_validate(spec)
+    hashes = {"samples": "synthetic", "eval": "synthetic"}
     for i, (key, units) in enumerate(cells.items()):
         bucket, fields, scale = key[:3]
         seed = key[3] if len(key) > 3 else 0
@@ -71,9 +76,8 @@ def write_run(root: Path, spec: dict[str, Any],
         manifest = CellManifest(
             schema_version=CellManifest.SCHEMA_VERSION, harness_version="synth",
             cell_id=cell_id, label=label, is_baseline=is_base, axes=axes,
-            spec={"units": spec["units"], "scale": scale, "seed": seed,
-                  "bucket": {"name": bucket, **spec["buckets"][bucket]},
-                  "fields": {"name": fields, **spec["fields"][fields]}},
+            spec=CellSpec.from_json(effective_spec(
+                experiment, MatrixAxes(bucket, fields, scale, seed), hashes), str(folder)),
             n_samples=samples(scale) * len(units), n_records=samples(scale),
             counts={"unit": {u: samples(scale) for u in units}}, tokens={}, inputs={},
             files={}, eval_items=n, paths={})

@@ -23,10 +23,21 @@ AXES = {"bucket": "judged", "fields": "answer_only", "scale": 0.5, "seed": 0}
 UNIT_REPORT = {"n": 3, "metrics": {"accuracy": 2 / 3}, "slices": {}, "calibration": None,
                "fidelity": {"a": {"n": 3, "agreement": 1.0}}, "eval_seconds": 0.25}
 
+CELL_SPEC = {
+    "compose_version": 1, "experiment": "tiny", "bucket": {"name": "judged"},
+    "fields": {"name": "answer_only"}, "scale": 0.5, "seed": 0,
+    "units": {"route": {"kind": "label"}},
+    "student": {"kind": "causal_lm", "model": None, "config": {"layers": 1}, "distill": None,
+                "train": {"epochs": 1.0, "batch_size": 4, "grad_accum": 1, "lr": 0.001,
+                          "weight_decay": 0.0, "warmup_ratio": 0.0, "clip": 1.0,
+                          "max_len": 64}},
+    "sampling": {"seed": 0}, "evaluation": {"slices": ["source"]},
+    "data": {"samples_sha256": "ab", "eval_sha256": "cd"},
+}
 MANIFEST = {
     "manifest_version": 1, "harness_version": "0.1.0", "cell_id": "0123456789ab",
     "label": "judged/answer_only/x0.5/s0", "is_baseline": False, "axes": AXES,
-    "spec": {"units": {"route": {"kind": "label"}}, "seed": 0}, "n_samples": 10,
+    "spec": CELL_SPEC, "n_samples": 10,
     "n_records": 5, "counts": {"unit": {"route": 10}}, "tokens": {"prompt": 100},
     "inputs": {"samples": {"file": "s.jsonl", "sha256": "ab"}}, "files": {"train.jsonl": "cd"},
     "eval_items": 3, "paths": {},
@@ -105,6 +116,12 @@ def test_nested_keys_are_located():
     broken = copy.deepcopy(METRICS)
     broken["axes"]["sead"] = broken["axes"].pop("seed")
     assert _error(CellMetrics, broken).key == "axes.sead"
+    broken = copy.deepcopy(MANIFEST)
+    del broken["spec"]["student"]["train"]["max_len"]
+    assert _error(CellManifest, broken).key == "spec.student.train.max_len"
+    broken = copy.deepcopy(MANIFEST)
+    broken["spec"]["student"]["train"]["max_len"] = "64"
+    assert _error(CellManifest, broken).key == "spec.student.train.max_len"
     broken = copy.deepcopy(RUN)
     del broken["cells"][0]["eval_seconds"]
     assert _error(RunRecord, broken).key == "cells[0].eval_seconds"

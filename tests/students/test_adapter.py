@@ -223,7 +223,7 @@ def test_worker_trains_saves_and_times_an_adapter_cell(tiny: Any, base: Path,
     # the saved cell reloads (merged) and scores its eval items as the worker did
     model, tok = adapter.load(folder.model, merged=True)
     preds = [json.loads(x) for x in folder.predictions.read_text().splitlines()]
-    marker = folder.read_manifest().spec["units"]["route"]["answer_marker"]
+    marker = folder.read_manifest().spec.units["route"]["answer_marker"]
     probs = score_labels(model, tok, [r["prompt"] for r in folder.read_eval()],
                          ["billing", "shipping"], marker, torch.device("cpu"), max_len=64)
     probs = torch.softmax(torch.as_tensor(probs), dim=1).numpy()

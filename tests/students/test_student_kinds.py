@@ -17,6 +17,7 @@ from harness.students.causal_lm import CausalLMStudent
 from harness.students.classifier import ClassifierStudent
 from harness.train.objective import SWITCHES
 from tests.helpers import tiny_samples
+from tests.helpers.cell_spec import cell_spec
 
 CPU = torch.device("cpu")
 UNITS = {"route": {"kind": "label", "labels": ["billing", "shipping"]},
@@ -113,13 +114,13 @@ def test_training_goes_through_the_kinds_objective(monkeypatch):
     shared loop: what a test injects in the objective reaches training."""
     from harness.train import loop
 
-    spec = {"student": {"kind": "causal_lm",
-                        "config": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300,
-                                   "max_position": 64},
-                        "train": {"max_len": 64, "epochs": 1, "min_steps": 0, "batch_size": 4,
-                                  "grad_accum": 1, "lr": 1e-3, "weight_decay": 0.0,
-                                  "warmup_ratio": 0.0, "clip": 1.0}},
-            "units": {}, "evaluation": {"max_new_tokens": 3}}
+    spec = cell_spec({"kind": "causal_lm",
+                      "config": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300,
+                                 "max_position": 64},
+                      "train": {"max_len": 64, "epochs": 1, "min_steps": 0, "batch_size": 4,
+                                "grad_accum": 1, "lr": 1e-3, "weight_decay": 0.0,
+                                "warmup_ratio": 0.0, "clip": 1.0}},
+                     evaluation={"max_new_tokens": 3})
     samples = [{"prompt": f"ticket {i} refund", "target": "ANSWER: billing", "weight": 1.0}
                for i in range(8)]
     student = students.get("causal_lm")(spec, {})
@@ -177,11 +178,11 @@ def test_validate_refuses_fast_on_where_the_objective_has_no_fast_path(tiny, tmp
 
 
 def test_a_causal_lm_scores_label_units_and_generates_the_others(tmp_path):
-    spec = {"student": {"kind": "causal_lm",
-                        "config": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300,
-                                   "max_position": 64},
-                        "train": {"max_len": 64}},
-            "units": {}, "evaluation": {"max_new_tokens": 3}}
+    spec = cell_spec({"kind": "causal_lm",
+                      "config": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300,
+                                 "max_position": 64},
+                      "train": {"max_len": 64}},
+                     evaluation={"max_new_tokens": 3})
     samples = [{"prompt": f"ticket {i} refund", "target": "ANSWER: billing", "weight": 1.0}
                for i in range(8)]
     student = students.get("causal_lm")(spec, {})

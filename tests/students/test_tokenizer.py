@@ -12,6 +12,7 @@ import pytest
 from harness import caches
 from harness.students import tokenizer as tc
 from harness.students.build import train_tokenizer
+from tests.helpers.cell_spec import student_part
 
 TEXTS = ["where is my parcel\n", "Answer: shipping", "I was charged twice for order 88213\n",
          "Answer: billing\nReason: a duplicate charge", "reset my password\n", "Answer: account",
@@ -198,9 +199,9 @@ def test_a_student_follows_its_manifest_and_reloads_with_split_digits(tmp_path, 
     monkeypatch.delenv(tc.ENV, raising=False)
     config = {"arch": "llama", "layers": 1, "hidden": 32, "heads": 2, "vocab": 400,
               "max_position": 64}
-    _, split = build_student({"config": {**config, "digits": "split"}}, NUMBERS, 0)
+    _, split = build_student(student_part({"config": {**config, "digits": "split"}}), NUMBERS, 0)
     # a manifest without the key was written for a merged student (the effective spec drops it)
-    _, merged = build_student({"config": config}, NUMBERS, 0)
+    _, merged = build_student(student_part({"config": config}), NUMBERS, 0)
     text = 'Answer: {"order_id":"88213"}'
     assert split(text)["input_ids"] == train_tokenizer(NUMBERS, 400, "split")(text)["input_ids"]
     assert merged(text)["input_ids"] == train_tokenizer(NUMBERS, 400, "merged")(text)["input_ids"]
