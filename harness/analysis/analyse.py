@@ -25,7 +25,7 @@ from harness.analysis.arms import arms
 from harness.analysis.attribution import attribution
 from harness.analysis.chance import versus_chance
 from harness.analysis.curves import learning_curves
-from harness.analysis.gate import ALWAYS_BLOCKING, choose_cell, decide, fidelity_flags, signals
+from harness.analysis.gate import choose_cell, decide, fidelity_flags, signals
 from harness.analysis.load import RunData, load_run, recorded_experiment
 from harness.analysis.noise import training_noise
 from harness.analysis.roi import ledger
@@ -109,9 +109,7 @@ def analyse_run(run: RunData, past: list[RunData] | None = None, method: str | N
     vs_chance = versus_chance(run, n_arms=chosen.get("candidates"))
     sigs = signals(run, chosen, curves, roi, past, vs_chance)
     gate = decide(run, chosen, sigs, roi, vs_chance)
-    gate["summary"] = summarise(gate, sigs, curves,
-                                sorted(set(run.experiment.gate.blocking_signals)
-                                       | ALWAYS_BLOCKING))
+    gate["summary"] = summarise(gate, sigs, curves)
     return {
         "analysis_version": ANALYSIS_VERSION, "experiment": run.run.experiment,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

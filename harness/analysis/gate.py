@@ -90,7 +90,10 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
     """The decision, its reasons (one line each, with evidence) and the exit status.
 
     ``vs_chance`` (every cell x unit against chance) is kept in the record as ``vs_chance``:
-    the evidence of ``at_chance``, and what the report marks learned-nothing cells by.
+    the evidence of ``at_chance``, and what the report marks learned-nothing cells by. What
+    decided is also kept as data: ``decided_by`` (a signal, ``latency``, ``min_roi``,
+    ``inconclusive`` or ``none``), ``undecided`` (the blocking checks an INCONCLUSIVE waits on),
+    ``latency`` and ``min_roi`` (the policy checks, None when not made).
     """
     policy = run.experiment.gate
     blocking = set(policy.blocking_signals) | ALWAYS_BLOCKING
@@ -98,13 +101,13 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
     actions: list[str] = []
     fired = [s for s in sigs if s["fires"] and s["signal"] in blocking]
     undecided = [s for s in sigs if s.get("state") == "undecided" and s["signal"] in blocking]
-    decision = "CONTINUE"
+    decision, decided_by = "CONTINUE", "none"
     if any(s["signal"] == "at_chance" for s in fired):
-        decision = "STOP"
+        decision, decided_by = "STOP", "at_chance"
     elif any(s["signal"] == "distribution_gap" for s in fired):
-        decision = "SHIFT_TO_REAL_DATA"
+        decision, decided_by = "SHIFT_TO_REAL_DATA", "distribution_gap"
     elif fired:
-        decision = "STOP"
+        decision, decided_by = "STOP", fired[0]["signal"]
     for s in sigs:
         state = s.get("state") or ("fires" if s["fires"] else "quiet")
         block = " (blocking)" if s["signal"] in blocking else ""
@@ -116,29 +119,34 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
         reasons.append(line)
     row = next((r for r in roi if r["cell_id"] == chosen["cell_id"]), None)
     max_p95 = policy.max_p95_latency_ms
+    latency: dict[str, Any] | None = None
     if max_p95 and row and row["student_p95_ms"] is not None:
         ok = row["student_p95_ms"] <= max_p95
+        latency = {"p95_ms": row["student_p95_ms"], "max_ms": max_p95, "ok": ok}
         reasons.append(f"latency: p95 {row['student_p95_ms']:.1f} ms vs max "
                        f"{max_p95:g} ms — {'ok' if ok else 'too slow'}")
         if not ok and decision == "CONTINUE":
-            decision = "STOP"
+            decision, decided_by = "STOP", "latency"
     roi_undecided = False
+    roi_check: dict[str, Any] | None = None
     min_roi = policy.min_roi
     if min_roi is not None and row and row.get("quality_adjusted_roi") is None:
         reasons.append(f"roi: not assessed (no price in `costs:`) vs min {min_roi:g} "
                        "— the minimum cannot be checked")
     elif min_roi is not None and row:
         state, line, action = roi_verdict(row, min_roi)
+        roi_check = {"state": state, "min_roi": min_roi, "evidence": line}
         reasons.append(f"roi: {state} vs min {min_roi:g} — {line}"
                        + (f"; to decide: {action}" if action else ""))
         if state == "fires" and decision == "CONTINUE":
-            decision = "STOP"
+            decision, decided_by = "STOP", "min_roi"
         elif state == "undecided":
             roi_undecided = True
             if action:
                 actions.append(f"min_roi: {action}")
+    names: list[str] = []
     if decision == "CONTINUE" and (undecided or roi_undecided):
-        decision = "INCONCLUSIVE"
+        decision, decided_by = "INCONCLUSIVE", "inconclusive"
         names = [s["signal"] for s in undecided] + (["min_roi"] if roi_undecided else [])
         reasons.insert(0, "inconclusive: nothing says stop, but the evidence cannot tell "
                           f"whether {', '.join(names)} would: "
@@ -154,7 +162,9 @@ def decide(run: RunData, chosen: dict[str, Any], sigs: list[dict[str, Any]],
             "cell": {k: v for k, v in chosen.items() if k != "selection"},
             "selection": selection, "reasons": reasons,
             "actions": actions if decision == "INCONCLUSIVE" else [],
-            "vs_chance": list(vs_chance or [])}
+            # what decided, as data (the summary's reason reads it; the reasons say it in words)
+            "decided_by": decided_by, "undecided": names, "latency": latency,
+            "min_roi": roi_check, "vs_chance": list(vs_chance or [])}
 
 
 def leakage_line(run: RunData) -> str | None:

@@ -135,11 +135,12 @@ STOP_ACTIONS: dict[str, tuple[str, str]] = {
 FIDELITY_FLAGS = "more teacher-like, not more correct: "
 
 
-def _stop_reason(gate: Mapping[str, Any], sigs: Sequence[Mapping[str, Any]],
-                 blocking: set[str]) -> Summary | None:
-    fired = [s for s in sigs if s["fires"] and s["signal"] in blocking]
-    if fired:
-        s = fired[0]
+def _stop_reason(gate: Mapping[str, Any], sigs: Sequence[Mapping[str, Any]]) -> Summary | None:
+    """The reason of a STOP the gate records as decided by a signal (not at_chance),
+    ``latency`` or ``min_roi``."""
+    decided = gate.get("decided_by")
+    s = next((x for x in sigs if x["signal"] == decided), None)
+    if s is not None:
         prefix, action = STOP_ACTIONS.get(s["signal"], (f"{s['signal']} fires",
                                                         "See the signal's evidence."))
         if s["signal"] == "teacher_bias" and s.get("copiers"):
@@ -156,22 +157,21 @@ def _stop_reason(gate: Mapping[str, Any], sigs: Sequence[Mapping[str, Any]],
                     f"teachers with scale, not more correct: {flag}.", "next_action": action}
         return {"decided_by": s["signal"],
                 "reason": f"{prefix}: {_first_clause(s['evidence'])}.", "next_action": action}
-    for line in gate["reasons"]:
-        if line.startswith("latency:") and line.endswith("too slow"):
-            return {"decided_by": "latency", "reason": f"The student is too slow: "
-                    f"{line.removeprefix('latency: ').removesuffix(' — too slow')}.",
-                    "next_action": "Try a smaller or quantised student, or batch requests: "
-                                   "latency, not quality, blocks it."}
-        if line.startswith("roi: fires"):
-            return {"decided_by": "min_roi", "reason": "The quality-adjusted ROI is below "
-                    f"gate.min_roi: {_first_clause(line.split(' — ', 1)[-1])}.",
-                    "next_action": STOP_ACTIONS["cost"][1]}
+    if decided == "latency" and gate.get("latency"):
+        lat = gate["latency"]
+        return {"decided_by": "latency", "reason": f"The student is too slow: p95 "
+                f"{lat['p95_ms']:.1f} ms vs max {lat['max_ms']:g} ms.",
+                "next_action": "Try a smaller or quantised student, or batch requests: "
+                               "latency, not quality, blocks it."}
+    if decided == "min_roi" and gate.get("min_roi"):
+        return {"decided_by": "min_roi", "reason": "The quality-adjusted ROI is below "
+                f"gate.min_roi: {_first_clause(gate['min_roi']['evidence'])}.",
+                "next_action": STOP_ACTIONS["cost"][1]}
     return None
 
 
 def _inconclusive(gate: Mapping[str, Any]) -> Summary:
-    first = next((r for r in gate["reasons"] if r.startswith("inconclusive:")), "")
-    names = first.split("whether ", 1)[-1].split(" would", 1)[0] if first else "a signal"
+    names = ", ".join(gate.get("undecided") or []) or "a signal"
     actions = gate.get("actions") or ["more seeds or eval items"]
     return {"decided_by": "inconclusive",
             "reason": f"Nothing says stop, but the evidence cannot tell yet whether {names} "
@@ -242,12 +242,12 @@ def _sentence(text: str) -> str:
 
 
 def summarise(gate: Mapping[str, Any], sigs: Sequence[Mapping[str, Any]],
-              curves: Sequence[Mapping[str, Any]], blocking: Sequence[str]) -> Summary:
+              curves: Sequence[Mapping[str, Any]]) -> Summary:
     """The decision's one-sentence reason and next action (:class:`Summary`).
 
-    ``gate``: :func:`harness.analysis.gate.decide`'s record (with ``vs_chance``); ``sigs``: the
-    signals; ``curves``: the learning curves; ``blocking``: the signals that block
-    (``gate.blocking_signals`` and ``at_chance``).
+    ``gate``: :func:`harness.analysis.gate.decide`'s record (with ``vs_chance`` and what
+    decided: ``decided_by``, ``undecided``, ``latency``, ``min_roi``); ``sigs``: the signals;
+    ``curves``: the learning curves.
     """
     decision = gate["decision"]
     vs_chance = gate.get("vs_chance") or []
@@ -260,7 +260,7 @@ def summarise(gate: Mapping[str, Any], sigs: Sequence[Mapping[str, Any]],
         return _at_chance(gate, vs_chance, by_name["at_chance"])
     if decision == "SHIFT_TO_REAL_DATA":
         return _gap(by_name.get("distribution_gap", {}))
-    found = _stop_reason(gate, sigs, set(blocking))
+    found = _stop_reason(gate, sigs)
     if found is not None:
         return found
     return {"decided_by": "none", "reason": "The gate says STOP (see its reasons).",

@@ -357,7 +357,7 @@ def build(run_dir: Path) -> dict[str, Any]:
     reference = attribution.get("reference_arm") or attribution["baseline"]
     slices = _slices(run, chosen)
     return {
-        "summary": first_screen.summary(analysis, run),
+        "summary": first_screen.summary(analysis),
         "scorecard": first_screen.scorecard(analysis, run),
         "signal_states": first_screen.signal_states(analysis, run),
         "ranking": first_screen.ranking(analysis, units_that_matter(run)),
