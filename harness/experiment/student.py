@@ -16,6 +16,17 @@ from pydantic import (
 
 from harness.experiment.base import Strict
 
+
+def _without_unset(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` (a model's JSON dump) without those of ``keys`` that are unset (None): options
+    added after cells were composed stay out of the dump while unset, so those cells' effective
+    spec (and id) is the one written before the option existed."""
+    for key in keys:
+        if data.get(key) is None:
+            data.pop(key, None)
+    return data
+
+
 #: A module-name suffix of ``student.adapter.target_modules`` (``q_proj``, ``mlp.down_proj``).
 SafeModuleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,127}$")]
 
@@ -74,10 +85,7 @@ class StudentConfig(Strict):
         # student from before the key is the one written then. (A 'merged' tokenizer is left out
         # of the cell's effective spec only, by StudentSpec.cell_dump: a full dump keeps it, so
         # a run record's spec validates back to the same experiment.)
-        data: dict[str, Any] = handler(self)
-        if data.get("init_std") is None:  # unset: the id of a student from before the key
-            data.pop("init_std", None)
-        return data
+        return _without_unset(handler(self), ("init_std",))
 
     @model_validator(mode="after")
     def _heads_divide(self) -> StudentConfig:
@@ -158,11 +166,7 @@ class TrainSpec(Strict):
     def _unset_keys_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Unset fast-path keys stay out of dumps, so cell ids (a hash of the dumped spec)
         # of experiments written before these keys existed do not change.
-        data: dict[str, Any] = handler(self)
-        for key in ("fast", "token_budget"):
-            if data.get(key) is None:
-                data.pop(key, None)
-        return data
+        return _without_unset(handler(self), ("fast", "token_budget"))
 
 
 class DistillSpec(Strict):
@@ -247,10 +251,7 @@ class StudentSpec(Strict):
         when it is ``merged`` — the tokenizer of every student from before the key existed, so
         their cells keep their ids (the worker reads a missing ``digits`` as merged,
         :mod:`harness.students.build`)."""
-        data: dict[str, Any] = self.model_dump(mode="json")
-        for key in self.UNSET_ABSENT:
-            if data.get(key) is None:
-                data.pop(key, None)
+        data = _without_unset(self.model_dump(mode="json"), self.UNSET_ABSENT)
         config = data.get("config")
         if isinstance(config, dict) and config.get("digits") == "merged":
             config.pop("digits")

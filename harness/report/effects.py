@@ -15,12 +15,14 @@ from typing import Any
 
 from markupsafe import Markup
 
+from harness.analysis.attribution import NO_DIFFERENCE, NOT_ESTIMABLE
 from harness.report import svg
 
 #: Arms per unit in a forest plot; the rest are in the table folded under it.
 TOP_EFFECTS = 12
-#: Verdict words (the text before ``:``) the forest draws; anything else draws as no evidence.
-STATES = ("better", "worse", "no evidence", "no difference", "not estimable")
+#: Verdict words (the text before ``:``, as :mod:`harness.analysis.attribution` writes them) the
+#: forest draws; anything else draws as no evidence.
+STATES = ("better", "worse", "no evidence", NO_DIFFERENCE, NOT_ESTIMABLE)
 
 
 def state(verdict: str) -> str:
@@ -68,7 +70,7 @@ def _top(rows: Sequence[Mapping[str, Any]], k: int) -> list[Mapping[str, Any]]:
     original order among the kept (so arms keep the design's order)."""
     def rank(r: Mapping[str, Any]) -> tuple[int, float]:
         s = state(r["verdict"])
-        return (0 if s in ("better", "worse") else 2 if s == "not estimable" else 1,
+        return (0 if s in ("better", "worse") else 2 if s == NOT_ESTIMABLE else 1,
                 -abs(r["delta"] or 0.0))
 
     keep = {id(r) for r in sorted(rows, key=rank)[:k]}
@@ -105,12 +107,12 @@ def forest_rows(group: str, rows: Sequence[Mapping[str, Any]],
     for r, name in zip(rows, names, strict=True):
         s = state(r["verdict"])
         drawn = "at chance" if (r["arm"], r["unit"]) in at_chance else s
-        estimable = s != "not estimable"
+        estimable = s != NOT_ESTIMABLE
         out.append(svg.ForestRow(
             group=group, label=name, delta=r["delta"] if estimable else None,
             lo=r["ci_low"] if estimable else None, hi=r["ci_high"] if estimable else None,
             mde=r.get("mde"), state=drawn,  # type: ignore[arg-type]
-            note=notes.mark(explanation(r["verdict"])) if s == "not estimable" else ""))
+            note=notes.mark(explanation(r["verdict"])) if s == NOT_ESTIMABLE else ""))
     return out
 
 
