@@ -261,11 +261,13 @@ def effective_spec(exp: Experiment, axes: Axes, data_hashes: dict[str, str]) -> 
         fields.pop("soft_targets")
         fields.pop("soft_weight", None)
     student = exp.student.cell_dump()  # unset newer options absent: earlier cell ids hold
-    # Paths differ between machines; the checkpoint is identified by its folder name here.
-    if student.get("model"):
-        student["model"] = str(exp.student.model.name if exp.student.model else "")
-    if student.get("distill"):
-        student["distill"]["teacher_model"] = exp.student.distill.teacher_model.name  # type: ignore[union-attr]
+    # Paths differ between machines; a checkpoint is identified by its folder name here.
+    for checkpoint in exp.student.checkpoints():
+        *parents, key = checkpoint.field
+        section = student
+        for parent in parents:
+            section = section[parent]
+        section[key] = checkpoint.folder.name
     return {
         "compose_version": COMPOSE_VERSION,
         "experiment": exp.name,

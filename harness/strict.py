@@ -15,11 +15,12 @@ from __future__ import annotations
 import functools
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError, core_schema
 
 
 class Strict(BaseModel):
@@ -102,3 +103,31 @@ def _holds_bool(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_holds_bool(v) for v in value.values())
     return False
+
+
+#: The error types pydantic-core rebuilds by name; any other (a ``PydanticCustomError`` such as
+#: this module's ``bool_as_number``) is rebuilt as a custom error with its rendered message.
+_KNOWN_ERRORS = frozenset(typing.get_args(core_schema.ErrorType))
+
+
+def relocated(exc: ValidationError, prefix: tuple[str | int, ...],
+              instead: Callable[[ErrorDetails], InitErrorDetails | None] | None = None
+              ) -> ValidationError:
+    """``exc`` with ``prefix`` put before every error's location: a model validated inside a
+    plain validator function (a kind's options, found in a registry) reports its errors under
+    the kind, as a pydantic tagged union would, whatever their type. ``instead`` may say an
+    error in other words (its detail, located already), or return None to keep it."""
+    details: list[InitErrorDetails] = []
+    for e in exc.errors(include_url=False):
+        other = instead(e) if instead is not None else None
+        if other is not None:
+            details.append(other)
+            continue
+        kind: Any = e["type"]
+        if kind not in _KNOWN_ERRORS:
+            # Rebuilt from the rendered message: without a context it is not formatted again.
+            kind = PydanticCustomError(kind, e["msg"])
+        details.append(InitErrorDetails(
+            type=kind, loc=(*prefix, *e["loc"]), input=e["input"],
+            **({"ctx": e["ctx"]} if "ctx" in e and kind is e["type"] else {})))  # type: ignore[typeddict-item]
+    return ValidationError.from_exception_data(exc.title, details)

@@ -12,9 +12,11 @@ import pytest
 
 from harness.cell_settings import EVALUATION, EvaluationSettings
 from harness.experiment.models import EvalSpec
-from harness.experiment.student import StudentSpec, TrainSpec
+from harness.experiment.student import TrainSpec, student_model
 from harness.store.cell_spec import EvaluationPart, StudentPart, TrainPart
 from harness.store.record import ABSENT
+from harness.students import base as student_kinds
+from harness.students.options import StudentOptions
 from harness.train.loop import TrainOptions
 
 
@@ -36,8 +38,7 @@ def test_a_manifest_missing_keys_reads_the_defaults():
     assert got.to_json() == dumped
 
 
-@pytest.mark.parametrize(("mine", "model"), [
-    (TrainPart, TrainSpec), (StudentPart, StudentSpec), (EvaluationPart, EvalSpec)])
+@pytest.mark.parametrize(("mine", "model"), [(TrainPart, TrainSpec), (EvaluationPart, EvalSpec)])
 def test_the_manifest_records_are_the_models_fields(mine: Any, model: Any):
     """The manifest's typed parts (harness.store.cell_spec) name the experiment model's fields,
     in its order, and where a part defaults a key (one an older manifest may lack) the default
@@ -55,6 +56,27 @@ def test_the_manifest_records_are_the_models_fields(mine: Any, model: Any):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         assert default == model.model_fields[f.name].get_default(call_default_factory=True), (
             mine.__name__, f.name)
+
+
+def test_the_manifest_student_part_holds_every_kinds_options():
+    """A manifest's ``student`` (StudentPart) reads any kind's section: its keys are every
+    kind's model's, in the order cells have always written them (StudentOptions.CELL_ORDER), and
+    a key it defaults reads as the default of the kind that owns it."""
+    names = [f.name for f in dataclasses.fields(StudentPart) if f.name != ABSENT]
+    assert names == list(StudentOptions.CELL_ORDER)
+    models = [student_model(n) for n in student_kinds.names()]
+    assert set(names) == {k for m in models for k in m.model_fields}
+    defaulted = [f for f in dataclasses.fields(StudentPart) if f.name in StudentPart.DEFAULTED]
+    assert defaulted
+    for f in defaulted:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        # (kind: only the default kind's model has a default, the others require it)
+        owners = [m for m in models if f.name in m.model_fields
+                  and not m.model_fields[f.name].is_required()]
+        assert owners, f.name
+        for m in owners:
+            assert default == m.model_fields[f.name].get_default(call_default_factory=True), (
+                m.__name__, f.name)
 
 
 def test_the_yaml_training_defaults_are_the_loops():

@@ -18,12 +18,13 @@ LAYERS: list[set[str]] = [
     # leaves: errors, files, small pure helpers, the strict pydantic base
     {"errors", "fsutil", "answers", "constrained", "strict", "threads", "cell_settings"},
     {"units"},                        # unit kinds, their metrics and option models
-    # the YAML model; the run folder and its contracts; a classifier's label layout
-    {"experiment", "store", "class_layout"},
-    {"matrix", "caches", "train"},    # cells of the matrix; shared caches; the training loop
+    {"store", "class_layout"},        # the run folder and its contracts; a classifier's layout
+    {"train", "evaluate"},            # the training loop and objectives; scoring, latency
+    {"students"},                     # student kinds (build, train, answer) and option models
+    {"experiment"},                   # the YAML model (unit and student kinds' options)
+    {"matrix", "caches"},             # cells of the matrix; shared caches
     {"samples"},                      # the sample repository: records, tables, validation
-    {"compose", "evaluate"},          # training sets per cell; scoring, latency
-    {"students"},                     # student kinds (build, train, answer)
+    {"compose"},                      # training sets per cell
     {"teachers"},                     # the teacher stage
     {"worker", "analysis", "tracking", "lmeval"},  # lmeval: lm-eval over a trained student
     {"execute", "report", "checks"},

@@ -39,9 +39,10 @@ from harness.experiment.models import (
     LabelUnit,
     RefusalUnit,
     StudentConfig,
-    StudentSpec,
     ToolCallUnit,
+    student_model,
 )
+from harness.students import base as students
 from tests.helpers import BASE_SPEC, tiny_eval, tiny_samples
 
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -362,7 +363,8 @@ UNITS = {"label": LabelUnit, "refusal": RefusalUnit, "json_fields": JsonFieldsUn
 
 def model_at(path: tuple[str, ...]) -> Any:
     """The spec model validating the mapping at ``path`` of BASE_SPEC (None: a free dict)."""
-    fixed = {(): Experiment, ("data",): DataSpec, ("student",): StudentSpec,
+    fixed = {(): Experiment, ("data",): DataSpec,
+             ("student",): student_model(BASE_SPEC["student"].get("kind", "causal_lm")),
              ("student", "config"): StudentConfig, ("baseline",): CellRef}
     if path in fixed:
         return fixed[path]
@@ -444,7 +446,10 @@ def yaml_unknown_key(draw: st.DrawFn) -> YamlCase:
     doc = copy.deepcopy(BASE_SPEC)
     path = draw(st.sampled_from(MODEL_PATHS))
     allowed = list(model_at(path).model_fields)
-    key = draw((near_key(allowed) | ident).filter(lambda k: k not in allowed))
+    # Another student kind's option is refused in words of its own (tests/students).
+    taken = set(allowed) | ({k for n in students.names() for k in student_model(n).model_fields}
+                            if path == ("student",) else set())
+    key = draw((near_key(allowed) | ident).filter(lambda k: k not in taken))
     node = get_parent(doc, (*path, key)) if path else doc
     node[key] = draw(st.integers(0, 3) | st.text(max_size=5))
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)

@@ -286,32 +286,9 @@ def student_fast_path(s: Context) -> Iterator[Problem]:
     if not student_kinds.get(student.kind).fast_path():
         yield problem("student.train.fast", f"a {student.kind} student has no fast training "
                       "path; use fast: auto (or off)")
-    elif student.distill is not None:
+    elif student.distils_logits:
         yield problem("student.train.fast", "the fast path cannot train on soft targets "
                       "(student.distill needs the full logits); use fast: auto (or off)")
-
-
-@rule("student")
-def student_adapter(s: Context) -> Iterator[Problem]:
-    """``student.adapter`` needs pretrained weights to freeze (``student.model``) and a causal
-    LM to adapt: a from-scratch student trains every weight from a random start (nothing to
-    keep frozen), and a classifier trains a new class head with its encoder, and saves and
-    reloads as a full checkpoint with its pooling (:mod:`harness.students.classifier`). The
-    kind says whether it takes one (:attr:`~harness.students.base.StudentKind.options`)."""
-    student = s["student"]
-    if student.adapter is None:
-        return
-    kind = student_kinds.get(student.kind)
-    if "adapter" not in kind.options:
-        others = student_kinds.names_where(lambda k: "adapter" in k.options)
-        why = kind.why_not.get("adapter", f"a {student.kind} student does not take one")
-        yield problem("student.adapter", f"an adapter does not apply to a {student.kind} "
-                      f"student ({why}); remove adapter, or use kind: {' or '.join(others)}")
-    elif student.config is not None:
-        yield problem("student.adapter", "an adapter needs pretrained weights to freeze: a "
-                      "from-scratch student (student.config) starts from random weights and "
-                      "must train all of them; give student.model (a local checkpoint), or "
-                      "remove adapter")
 
 
 @rule("fields", "student")
@@ -338,13 +315,13 @@ def soft_targets_student(s: Context) -> Iterator[Problem]:
             yield problem(path, f"token soft labels need a {others} student: {why}; use "
                           f"soft_targets: hard, or kind: {others}")
             continue
-        if student.config is not None:
+        if student.from_scratch:
             yield problem(path, "soft_targets: topk needs a student sharing the teacher's "
                           "tokenizer: a from-scratch student (student.config) trains its own "
                           "tokenizer on each cell's text, so its token ids never mean the "
                           "teacher's; give student.model (a checkpoint with the teacher's "
                           "tokenizer), or use soft_targets: hard")
-        if student.distill is not None:
+        if student.distils_logits:
             yield problem(path, "soft_targets: topk and student.distill both set the soft part "
                           "of the loss (the stored top-k soft labels vs a white-box teacher's "
                           "full distribution); choose one: remove student.distill, or use "
@@ -375,15 +352,13 @@ def data_files(s: Context) -> Iterator[Problem]:
 
 @rule("student", files=True)
 def student_checkpoint(s: Context) -> Iterator[Problem]:
-    """The checkpoints of ``student.model`` and ``student.distill.teacher_model`` are folders
-    on this machine, and a ``config.json`` in one is a JSON object (see
-    :func:`_checkpoint_problems`)."""
-    student = s["student"]
-    if student.model is not None:
-        yield from _checkpoint_problems(student.model, "student.model", "student checkpoint")
-    if student.distill is not None:
-        yield from _checkpoint_problems(student.distill.teacher_model,
-                                        "student.distill.teacher_model", "teacher checkpoint")
+    """The checkpoints the student reads (``student.model``, a causal LM's
+    ``student.distill.teacher_model``: the kind's ``CHECKPOINTS``) are folders on this machine,
+    and a ``config.json`` in one is a JSON object (see :func:`_checkpoint_problems`)."""
+    for checkpoint in s["student"].checkpoints():
+        yield from _checkpoint_problems(checkpoint.folder,
+                                        ".".join(("student", *checkpoint.field)),
+                                        checkpoint.what)
 
 
 #: Largest config.json read (bytes); a model's is a few kB.
@@ -437,16 +412,17 @@ def student_adapter_targets(s: Context) -> Iterator[Problem]:
     safetensors headers alone (no torch, no weights): a misspelt layer is refused at
     validate, not after composing every cell."""
     student = s["student"]
-    targets = student.adapter.target_modules if student.adapter is not None else None
-    if not isinstance(targets, list) or student.model is None:
+    named = student.module_targets()
+    if named is None or student.model is None:
         return
+    where, targets = named
     modules = _checkpoint_modules(student.model)
     if not modules:
         return  # not a folder of safetensors: student_checkpoint says so, or loading will
     leaves = sorted({m.rsplit(".", 1)[-1] for m in modules})
     for k, target in enumerate(targets):
         if not any(m == target or m.endswith("." + target) for m in modules):
-            yield problem(f"student.adapter.target_modules.{k}",
+            yield problem(f"student.{where}.{k}",
                           f"no module of {student.model} is named {target!r}"
                           f"{did_you_mean(target, leaves)} (its layers: "
                           f"{', '.join(leaves[:12])}{', ...' if len(leaves) > 12 else ''})")

@@ -105,13 +105,7 @@ def manifest(composed: ComposedCell, data: Dataset, files: dict[str, str]) -> Ce
 
 
 def _paths(composed: ComposedCell) -> dict[str, str]:
-    student = composed.student
-    out = {}
-    if student.model is not None:
-        out["student_model"] = str(student.model)
-    if student.distill is not None:
-        out["teacher_model"] = str(student.distill.teacher_model)
-    return out
+    return {c.role: str(c.folder) for c in composed.student.checkpoints()}
 
 
 def write_cell(composed: ComposedCell, data: Dataset, eval_rows: pl.DataFrame, out: Path

@@ -33,6 +33,8 @@ from harness.errors import InputError, Problem, ProblemLog, did_you_mean
 from harness.experiment.locate import Locator, line_index, line_of, pydantic_problems
 from harness.experiment.models import Experiment
 from harness.experiment.safe_yaml import FileProblem, load_text, read_text
+from harness.experiment.student import checkpoint_fields
+from harness.students.base import DEFAULT_KIND
 
 _EXTENDABLE = ("buckets", "fields")
 #: Sections keyed by user-chosen names, which references (``baseline.bucket``...) point into.
@@ -216,9 +218,12 @@ def _resolve_paths(raw: dict[str, Any], base: Path, log: ProblemLog, loc: Locato
         for key in ("model", "gguf_file"):
             fix(own, key, ("judge", "config", key))
     student = raw.get("student")
-    fix(student, "model", ("student", "model"))
     if isinstance(student, dict):
-        fix(student.get("distill"), "teacher_model", ("student", "distill", "teacher_model"))
+        for *parents, key in checkpoint_fields(student.get("kind", DEFAULT_KIND)):
+            mapping: Any = student
+            for parent in parents:
+                mapping = mapping.get(parent) if isinstance(mapping, dict) else None
+            fix(mapping, key, ("student", *parents, key))
     return bad
 
 

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness.errors import Problem, ProblemLog, did_you_mean
-from harness.experiment.models import Experiment, Unit, unit_model
+from harness.experiment.models import Experiment, StudentSpec, Unit, student_model, unit_model
 
 #: Errors whose message does not show the value, which is then added: "Input should be a
 #: finite number (got nan)", "... less than or equal to 32768 (got 1000000000)".
@@ -99,10 +99,11 @@ def _model_fields_at(loc: tuple[Any, ...]) -> tuple[list[str], tuple[str, ...]]:
             continue
         origin = typing.get_origin(current)
         args = typing.get_args(current)
-        if current is Unit:
-            # A unit entry: its validator puts the kind into the location, like a tagged union.
+        if current is Unit or current is StudentSpec:
+            # A unit entry or the student section: its validator puts the kind into the
+            # location, like a tagged union.
             try:
-                current = unit_model(str(part))
+                current = (unit_model if current is Unit else student_model)(str(part))
             except LookupError:
                 shown.append(str(part))
                 current = None

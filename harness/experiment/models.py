@@ -54,9 +54,10 @@ from harness.experiment.policy import (
 from harness.experiment.student import (
     DistillSpec,
     StudentConfig,
-    StudentKind,
+    StudentOptions,
     StudentSpec,
     TrainSpec,
+    student_model,
 )
 from harness.experiment.teachers import HFTeacherSpec, JudgeSpec, OpenAITeacherSpec, TeacherSpec
 from harness.experiment.tracking import TrackingSpec
@@ -66,8 +67,8 @@ __all__ = [
     "DEFAULT_BLOCKING", "NAME_PATTERN", "POOLS", "BucketSpec", "CellPattern", "CellRef",
     "CostSpec", "DataSpec", "DesignSpec", "DistillSpec", "EvalSpec", "Experiment", "FieldSpec",
     "GateSpec", "PoolName", "SamplingSpec", "SignalName", "StopSpec", "Strict", "StudentConfig",
-    "StudentKind", "StudentSpec", "TeacherCost", "TierSpec", "TrafficSpec", "TrainSpec", "Unit",
-    "UnitOptions", "check_name", "costs_declared", "unit_model",
+    "StudentOptions", "StudentSpec", "TeacherCost", "TierSpec", "TrafficSpec", "TrainSpec",
+    "Unit", "UnitOptions", "check_name", "costs_declared", "student_model", "unit_model",
     "HFTeacherSpec", "JudgeSpec", "OpenAITeacherSpec", "TeacherSpec",
 ]
 

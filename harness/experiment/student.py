@@ -1,274 +1,146 @@
-"""The ``student:`` section: the student kind, its architecture or checkpoint, the training
-recipe (``train:``) and optional soft-target distillation (``distill:``)."""
+"""The ``student:`` section: validated by the options model of the student kind it names.
+
+Each kind's model (:class:`~harness.students.options.CausalLMOptions`, ...) lives with the
+student kinds (:mod:`harness.students.options`; a kind names its own through
+:meth:`~harness.students.base.StudentKind.options_model`) and is found in the student-kind
+registry when the section is validated, so a kind registered at run time validates like a
+built-in one, and this package never names a kind or its options. A section without ``kind``
+is a :data:`~harness.students.base.DEFAULT_KIND` student.
+
+A key another kind owns is refused with which kinds take it and why this one does not
+(``student.pooling: a causal_lm student does not take pooling (...); remove it, or use kind:
+classifier``) — unless it holds that kind's unset value: a run record written when one flat
+model carried every kind's options holds them all at their defaults, and it must read back.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import (
-    Field,
-    SerializerFunctionWrapHandler,
-    StringConstraints,
-    model_serializer,
-    model_validator,
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError, core_schema
+
+import harness.students.base as student_kinds
+from harness.errors import did_you_mean
+from harness.strict import relocated
+from harness.students.options import (
+    MAX_PARAMETERS,
+    AdapterSpec,
+    DistillSpec,
+    StudentConfig,
+    StudentOptions,
+    TrainSpec,
 )
 
-from harness.experiment.base import Strict
+__all__ = ["MAX_PARAMETERS", "AdapterSpec", "DistillSpec", "StudentConfig", "StudentOptions",
+           "StudentSpec", "TrainSpec", "checkpoint_fields", "student_model"]
 
 
-def _without_unset(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    """``data`` (a model's JSON dump) without those of ``keys`` that are unset (None): options
-    added after cells were composed stay out of the dump while unset, so those cells' effective
-    spec (and id) is the one written before the option existed."""
-    for key in keys:
-        if data.get(key) is None:
-            data.pop(key, None)
-    return data
+def student_model(kind: str) -> type[StudentOptions]:
+    """The pydantic model of a registered student kind's options.
+
+    Raises:
+        KeyError: no kind of that name is registered (with a did-you-mean).
+    """
+    return student_kinds.get(kind).options_model()
 
 
-#: A module-name suffix of ``student.adapter.target_modules`` (``q_proj``, ``mlp.down_proj``).
-SafeModuleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,127}$")]
-
-#: Largest hidden size of a from-scratch student (twice the widest published LLMs').
-MAX_HIDDEN = 32_768
-#: Largest vocabulary of a from-scratch tokenizer (four times the largest published ones).
-MAX_VOCAB = 2**20
-#: Longest sequence (positions, training length) in tokens.
-MAX_TOKENS = 2**20
-#: Most weights a from-scratch student may have: 400 GB of float32 weights alone.
-MAX_PARAMETERS = 10**11
-#: Most epochs, optimizer steps and examples per batch (or accumulated batches) of a cell.
-MAX_EPOCHS, MAX_STEPS, MAX_BATCH = 10_000, 10**8, 65_536
-
-#: How the from-scratch tokenizer cuts numbers (``harness.students.tokenizer`` takes the same
-#: two names; the worker's path cannot import the spec).
-DigitsMode = Literal["split", "merged"]
+def checkpoint_fields(kind: Any) -> list[tuple[str, ...]]:
+    """Where checkpoint folders are written in a ``student:`` section of ``kind`` (every
+    registered kind's, when ``kind`` names none), for the loader to make them absolute."""
+    kinds = [kind] if isinstance(kind, str) and kind in student_kinds.names() else (
+        student_kinds.names())
+    fields: list[tuple[str, ...]] = []
+    for name in kinds:
+        for field, _ in student_model(name).CHECKPOINTS.values():
+            if field not in fields:
+                fields.append(field)
+    return fields
 
 
-class StudentConfig(Strict):
-    """A from-scratch causal LM (the tokenizer is trained on the experiment's own text)."""
-
-    arch: Literal["llama"] = "llama"
-    # Upper bounds: sizes no machine could hold are refused at validate, not after composing
-    # every cell (the largest published models use hidden 16,384-25,600 and vocabularies of
-    # 256k); the parameter count of the whole is bounded too (_fits).
-    layers: int = Field(4, ge=1, le=64)
-    hidden: int = Field(128, ge=8, le=MAX_HIDDEN)
-    heads: int = Field(4, ge=1, le=1024)
-    kv_heads: int | None = Field(None, ge=1, le=1024)
-    intermediate: int | None = Field(None, ge=8, le=4 * MAX_HIDDEN,
-                                     description="MLP width; default 4 x hidden.")
-    vocab: int = Field(2048, ge=260, le=MAX_VOCAB, description="Byte-level BPE vocabulary size.")
-    max_position: int = Field(512, ge=16, le=MAX_TOKENS)
-    init_std: float | None = Field(
-        None, gt=0, le=1,
-        description="Standard deviation of the normal initialisation of the weights "
-        "(transformers' initializer_range); unset: its default 0.02. A larger value (0.06 "
-        "for hidden 128) shortens the plateau before attention starts to copy from the "
-        "prompt: in the demo's base cell (462 steps) the student's per-digit accuracy on "
-        "order ids is 0.10 (chance) at 0.02 and 0.26 at 0.06, and its currency field F1 "
-        "0.26 and 0.43.")
-    digits: DigitsMode = Field(
-        "split",
-        description="How the trained tokenizer cuts numbers. split (default): every digit is "
-        "its own token, so an order id or an amount in the prompt and the same number in the "
-        "answer are the same token sequence and copying it is a digit-by-digit copy a small "
-        "from-scratch model can learn; merged: BPE merges runs of digits into multi-digit tokens "
-        "that differ with their neighbours (the tokenizer before this setting existed; cells "
-        "that say merged keep the ids they had then).")
-
-    @model_serializer(mode="wrap")
-    def _earlier_students_keep_their_ids(self, handler: SerializerFunctionWrapHandler
-                                         ) -> dict[str, Any]:
-        # Unset, init_std stays out of dumps: the effective spec (and so the cell id) of a
-        # student from before the key is the one written then. (A 'merged' tokenizer is left out
-        # of the cell's effective spec only, by StudentSpec.cell_dump: a full dump keeps it, so
-        # a run record's spec validates back to the same experiment.)
-        return _without_unset(handler(self), ("init_std",))
-
-    @model_validator(mode="after")
-    def _heads_divide(self) -> StudentConfig:
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
-        if self.kv_heads is not None and self.heads % self.kv_heads:
-            raise ValueError(f"heads ({self.heads}) must be divisible by kv_heads")
-        return self
-
-    @model_validator(mode="after")
-    def _fits(self) -> StudentConfig:
-        n = self.parameters()
-        if n > MAX_PARAMETERS:
-            raise ValueError(f"this student has about {n:.2g} parameters ({n * 4 / 2**30:,.0f} "
-                             "GiB of float32 weights, and training keeps about 3 times more): "
-                             f"more than {MAX_PARAMETERS:.0e}, which no machine trains; make "
-                             "layers, hidden, intermediate or vocab smaller")
-        return self
-
-    def parameters(self) -> int:
-        """About how many weights the Llama architecture of this config has: embeddings and
-        output head (``2 x vocab x hidden``) plus, per layer, the attention projections
-        (queries and outputs ``hidden^2`` each, keys and values ``hidden x kv width`` each) and
-        the gated MLP (``3 x hidden x intermediate``); norms are left out."""
-        inter = self.intermediate or 4 * self.hidden
-        kv = self.hidden // self.heads * (self.kv_heads or self.heads)
-        per_layer = 2 * self.hidden * self.hidden + 2 * self.hidden * kv + 3 * self.hidden * inter
-        return 2 * self.vocab * self.hidden + self.layers * per_layer
+def _owners(key: str, kind: str) -> list[str]:
+    """The registered kinds other than ``kind`` whose options include ``key``."""
+    return [n for n in student_kinds.names()
+            if n != kind and key in student_model(n).model_fields]
 
 
-class TrainSpec(Strict):
-    """Optimisation settings shared by every cell (cells differ in data, not in recipe)."""
-
-    epochs: float = Field(3, gt=0, le=MAX_EPOCHS)
-    min_steps: int = Field(
-        0, ge=0, le=MAX_STEPS, description="Train at least this many optimizer steps (small "
-        "subsets of a learning curve otherwise stop before the optimiser gets anywhere).")
-    batch_size: int = Field(32, ge=1, le=MAX_BATCH)
-    grad_accum: int = Field(1, ge=1, le=MAX_BATCH)
-    lr: float = Field(3.0e-4, gt=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    clip: float = Field(1.0, gt=0)
-    max_len: int = Field(256, ge=8, le=MAX_TOKENS)
-    packing: bool = Field(
-        False,
-        description="Concatenate each micro-batch's examples into rows of up to max_len tokens "
-        "(per-example positions, block-diagonal causal mask: no example attends to another), "
-        "so no compute goes to padding. Same loss and gradients as padded batches; checked on "
-        "the model at start and turned off (with the reason in the training summary) when the "
-        "installed transformers does not isolate packed examples.")
-    chunked_ce: bool = Field(
-        False,
-        description="Compute the LM head and cross-entropy only at target positions, in chunks, "
-        "with the gradient formed in the forward: the tokens x vocab logits never exist at "
-        "once. Same loss and gradients; ignored with 'distill' or a field set's soft_targets: "
-        "topk (soft targets need full logits).")
-    compile: bool = Field(
-        False,
-        description="torch.compile the model's forward for training (first steps are slower "
-        "while it compiles; pays off on GPUs for runs of hundreds of steps).")
-    fast: Literal["auto", "on", "off"] | None = Field(
-        None,
-        description="The fast training path (unset: auto, on for CUDA): each optimizer step's "
-        "examples (exactly the batch_size x grad_accum of the plain path) cut into micro-"
-        "batches of one fixed shape filled to token_budget, documents kept apart by "
-        "FlexAttention block masks, the step compiled once (compile seconds in the training "
-        "summary, bounded: eager with the reason when it fails or overruns). Same loss and "
-        "gradients as the plain path; off with 'distill' and in soft_targets: topk cells (the "
-        "plain path trains them).")
-    token_budget: int | None = Field(
-        None, ge=128, le=MAX_TOKENS * 16,
-        description="Tokens per fast-path micro-batch, padding included (rounded up to a "
-        "multiple of 128 and to the longest example). Unset: chosen per run from the steps' "
-        "token counts, trading padding against micro-batches.")
-
-    @model_serializer(mode="wrap")
-    def _unset_keys_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Unset fast-path keys stay out of dumps, so cell ids (a hash of the dumped spec)
-        # of experiments written before these keys existed do not change.
-        return _without_unset(handler(self), ("fast", "token_budget"))
+def _unset_elsewhere(key: str, value: Any, owners: list[str]) -> bool:
+    """Whether ``value`` is the unset (default) value of ``key`` in every kind that owns it."""
+    for name in owners:
+        field = student_model(name).model_fields[key]
+        if field.is_required() or field.get_default(call_default_factory=True) != value:
+            return False
+    return True
 
 
-class DistillSpec(Strict):
-    """Optional soft-target distillation from a white-box teacher sharing the tokenizer."""
+def _validate_student(value: Any) -> StudentOptions:
+    """Validate a ``student:`` section with its kind's model.
 
-    teacher_model: Path
-    alpha: float = Field(0.5, ge=0, le=1)
-    temperature: float = Field(2.0, gt=0)
+    Errors inside the section carry the kind in their location (``student.classifier.pooling``),
+    as a pydantic discriminated union's would, so the loader finds the model for did-you-mean
+    and drops the tag from the shown path.
+    """
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "model_attributes_type",
+            "Input should be a valid dictionary or object to extract fields from")
+    kind = value.get("kind", student_kinds.DEFAULT_KIND)
+    if not isinstance(kind, str) or kind not in student_kinds.names():
+        raise ValidationError.from_exception_data("student", [InitErrorDetails(
+            type=PydanticCustomError(
+                "student_kind", "unknown student kind {kind}{hint} (known: {known})",
+                {"kind": repr(kind), "hint": did_you_mean(str(kind), student_kinds.names()),
+                 "known": ", ".join(student_kinds.names())}),
+            loc=("kind",), input=kind)])
+    model = student_model(kind)
+    foreign = {k: _owners(k, kind) for k in value if k not in model.model_fields}
+    data = {k: v for k, v in value.items()
+            if not (foreign.get(k) and _unset_elsewhere(k, v, foreign[k]))}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise relocated(exc, (kind,), lambda e: _foreign_key(e, kind, foreign)) from None
 
 
-class AdapterSpec(Strict):
-    """A LoRA adapter (through ``peft``) on a pretrained causal-LM student: the checkpoint's
-    weights stay frozen and only the adapter's low-rank matrices train; the cell saves the
-    adapter alone, naming its base by path and content hash (:mod:`harness.students.adapter`).
+def _foreign_key(error: ErrorDetails, kind: str, foreign: dict[str, list[str]]
+                 ) -> InitErrorDetails | None:
+    """An unknown-key error for a key other kinds own, said as such (None: another error)."""
+    loc = tuple(error["loc"])
+    if error["type"] != "extra_forbidden" or len(loc) != 1 or not foreign.get(str(loc[0])):
+        return None
+    key, owners = str(loc[0]), foreign[str(loc[0])]
+    why = student_kinds.get(kind).why_not.get(key, f"it is an option of {' and '.join(owners)} "
+                                              "students")
+    return InitErrorDetails(
+        type=PydanticCustomError(
+            "student_option", "a {kind} student does not take {key} ({why}); remove it, or use "
+            "kind: {owners}", {"kind": kind, "key": key, "why": why,
+                               "owners": " or ".join(owners)}),
+        loc=(kind, key), input=error["input"])
+
+
+class _StudentEntry:
+    """The type of the ``student:`` section: any registered kind's options model.
+
+    Validation dispatches on ``kind`` through the student-kind registry at validation time;
+    the JSON Schema lists every registered kind's model as a ``oneOf`` with ``kind`` as the
+    discriminator.
     """
 
-    kind: Literal["lora"] = "lora"
-    r: int = Field(16, ge=1, le=4096, description="Rank of each adapted weight's update.")
-    alpha: float = Field(
-        32.0, gt=0, description="LoRA alpha: the update B @ A is scaled by alpha / r.")
-    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
-    target_modules: list[SafeModuleName] | Literal["all-linear"] = Field(
-        "all-linear",
-        description="The linear layers that get an adapter, by module-name suffix (e.g. "
-        "[q_proj, v_proj] for Llama-style models); all-linear (default): every linear layer "
-        "but the output head, peft's choice that QLoRA found matters most for quality.")
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(_validate_student)
 
-    @model_validator(mode="after")
-    def _some_modules(self) -> AdapterSpec:
-        if isinstance(self.target_modules, list) and not self.target_modules:
-            raise ValueError("target_modules is empty: name the layers to adapt, or use "
-                             "all-linear")
-        return self
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        choices = {k: student_model(k).__pydantic_core_schema__ for k in student_kinds.names()}
+        return handler(core_schema.tagged_union_schema(choices, discriminator="kind"))
 
 
-StudentKind = Literal["causal_lm", "classifier"]
-
-
-class StudentSpec(Strict):
-    """The student: a causal LM (a local checkpoint or a from-scratch ``config``), or a
-    sequence classifier head on a local pretrained encoder (``kind: classifier``)."""
-
-    kind: StudentKind = Field(
-        "causal_lm",
-        description="causal_lm: generates answers (every unit kind). classifier: an "
-        "AutoModelForSequenceClassification head on the encoder at 'model', one class block "
-        "per unit; only label and refusal units.")
-    model: Path | None = Field(None, description="Local Hugging Face checkpoint folder.")
-    adapter: AdapterSpec | None = Field(
-        None,
-        description="causal_lm with 'model' only: train a LoRA adapter on the frozen "
-        "checkpoint instead of every weight (unset: full fine-tuning; absent from the cell "
-        "id then, so earlier cells keep their ids).")
-    config: StudentConfig | None = None
-    trust_remote_code: bool = False
-    soft_targets: bool = Field(
-        False,
-        description="classifier only: train towards the teacher's stated confidence (its "
-        "answer gets the confidence, the unit's other classes share the rest) instead of a "
-        "one-hot target.")
-    head_lr: float | None = Field(
-        None, gt=0, lt=1,
-        description="classifier only: learning rate of the new classification head (default "
-        "10 x train.lr); the pretrained encoder uses train.lr. A new head needs larger steps "
-        "than the encoder it sits on.")
-    pooling: Literal["auto", "cls", "mean"] | None = Field(
-        None,
-        description="classifier only: how the encoder's tokens become one vector. cls: the "
-        "architecture's own pooler; mean: the masked mean of the last hidden states (what "
-        "sentence encoders such as all-MiniLM-L6-v2 were trained for); auto (default): mean "
-        "when the folder is a sentence-transformers model with mean pooling, else cls.")
-    train: TrainSpec = TrainSpec()
-    distill: DistillSpec | None = None
-
-    #: Options left out of a cell's effective spec while unset, so the cells from before each
-    #: key existed keep their ids.
-    UNSET_ABSENT: ClassVar[tuple[str, ...]] = ("pooling", "adapter")
-
-    def cell_dump(self) -> dict[str, Any]:
-        """This section as a cell's effective spec holds it (``harness.matrix``): the JSON dump
-        without the :attr:`UNSET_ABSENT` options that are unset, and without ``config.digits``
-        when it is ``merged`` — the tokenizer of every student from before the key existed, so
-        their cells keep their ids (the worker reads a missing ``digits`` as merged,
-        :mod:`harness.students.build`)."""
-        data = _without_unset(self.model_dump(mode="json"), self.UNSET_ABSENT)
-        config = data.get("config")
-        if isinstance(config, dict) and config.get("digits") == "merged":
-            config.pop("digits")
-        return data
-
-    @model_validator(mode="after")
-    def _one_source(self) -> StudentSpec:
-        if (self.model is None) == (self.config is None):
-            raise ValueError("give exactly one of 'model' (a checkpoint path) or 'config'")
-        if self.kind == "classifier":
-            if self.model is None:
-                raise ValueError("a classifier student needs 'model': a local pretrained "
-                                 "encoder folder (e.g. the packaged MiniLM)")
-            if self.distill is not None:
-                raise ValueError("'distill' (token-level soft targets) needs a causal_lm "
-                                 "student; a classifier uses 'soft_targets' instead")
-        elif self.soft_targets or self.head_lr is not None or self.pooling is not None:
-            raise ValueError("'soft_targets', 'head_lr' and 'pooling' apply to classifier "
-                             "students only")
-        return self
+if TYPE_CHECKING:
+    StudentSpec = StudentOptions  # what a validated section is, for type checkers
+else:
+    StudentSpec = _StudentEntry

@@ -15,10 +15,11 @@ from pydantic import (
     ValidationError,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
+from pydantic_core import PydanticCustomError, core_schema
 
 import harness.units as unit_kinds
 from harness.errors import did_you_mean
+from harness.strict import relocated
 from harness.units.options import UnitOptions
 
 
@@ -52,10 +53,7 @@ def _validate_unit(value: Any) -> UnitOptions:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        raise ValidationError.from_exception_data(exc.title, [
-            InitErrorDetails(type=e["type"], loc=(kind, *e["loc"]), input=e["input"],
-                             **({"ctx": e["ctx"]} if "ctx" in e else {}))  # type: ignore[typeddict-item]
-            for e in exc.errors(include_url=False)]) from None
+        raise relocated(exc, (kind,)) from None
 
 
 class _UnitEntry:

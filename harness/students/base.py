@@ -9,13 +9,16 @@ kind it holds.
 
 Everything else asks a kind what it can do instead of testing its name (the capabilities):
 which unit kinds it answers (:meth:`~StudentKind.answers_unit_kind`), whether lm-eval applies
-(:attr:`~StudentKind.lm_eval`), which ``student:`` options (:attr:`~StudentKind.options`) and
-``student.train`` switches (:meth:`~StudentKind.switches`, :meth:`~StudentKind.fast_path`) it
-honours, whether it trains on token soft labels (:attr:`~StudentKind.token_soft_labels`), and
-why not where it does not (:attr:`~StudentKind.why_not`, for validate's messages).
+(:attr:`~StudentKind.lm_eval`), its ``student:`` options (:meth:`~StudentKind.options_model`,
+the pydantic model the experiment validates the section with; :meth:`~StudentKind.options`,
+the keys it adds to the ones every kind reads) and the ``student.train`` switches it honours
+(:meth:`~StudentKind.switches`, :meth:`~StudentKind.fast_path`), whether it trains on token
+soft labels (:attr:`~StudentKind.token_soft_labels`), and why not where it does not
+(:attr:`~StudentKind.why_not`, for validate's messages).
 
-Standard library only at import time (``harness validate`` reads the capabilities through this
-module); each kind imports torch and transformers inside its methods.
+Standard library only at import time (the worker imports the kinds and never pydantic: the
+options models, :mod:`harness.students.options`, are imported when asked for); each kind imports
+torch and transformers inside its methods.
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from harness.errors import did_you_mean
 from harness.store.cell_spec import CellSpec, StudentPart
 from harness.train.objective import SWITCHES, Objective
+
+if TYPE_CHECKING:
+    from harness.students.options import StudentOptions
 
 Log = Callable[[dict[str, Any]], None]
 
@@ -36,12 +42,6 @@ Log = Callable[[dict[str, Any]], None]
 #: a manifest written before the key existed holds (:class:`harness.store.cell_spec.StudentPart`
 #: reads it so).
 DEFAULT_KIND = StudentPart.kind
-
-#: The kind-specific keys of the YAML's ``student:`` section (the others, ``kind``, ``model``,
-#: ``config``, ``trust_remote_code`` and ``train``, every kind reads). A kind lists those it
-#: honours in :attr:`StudentKind.options`.
-OPTIONS: tuple[str, ...] = ("adapter", "distill", "soft_targets", "head_lr", "pooling")
-
 
 @dataclass(frozen=True)
 class Answers:
@@ -73,12 +73,11 @@ class StudentKind(ABC):
         name: the ``student.kind`` value.
         lm_eval: lm-eval's HFLM can score a finished cell of this kind (``harness lm-eval``:
             the student has a language-model head).
-        options: the members of :data:`OPTIONS` it honours.
         token_soft_labels: it trains on a field set's token soft labels (``fields.<name>.
             soft_targets: topk``, the teacher's top-k next tokens).
-        why_not: why it does not honour a member of :data:`OPTIONS` (or train on token soft
-            labels: key ``token_soft_labels``), as a clause validate quotes in its message;
-            where a key is absent, the message says the kind does not take it.
+        why_not: why it does not take another kind's option (or train on token soft labels:
+            key ``token_soft_labels``), as a clause validate quotes in its message; where a key
+            is absent, the message names the kinds that take it.
         spec: the cell's effective spec.
         student: ``spec.student`` with ``model`` the resolved checkpoint path, where compose
             recorded one (the spec names the checkpoint by its folder name only).
@@ -87,7 +86,6 @@ class StudentKind(ABC):
 
     name: ClassVar[str] = ""
     lm_eval: ClassVar[bool] = False
-    options: ClassVar[frozenset[str]] = frozenset()
     token_soft_labels: ClassVar[bool] = False
     why_not: ClassVar[Mapping[str, str]] = {}
 
@@ -107,6 +105,22 @@ class StudentKind(ABC):
         also takes keys that are not YAML settings, from benchmarks and tests): the manifest's
         JSON, so a switch absent from an older manifest takes the loop's default."""
         return self.student.train.to_json()
+
+    @classmethod
+    @abstractmethod
+    def options_model(cls) -> type[StudentOptions]:
+        """The pydantic model of its ``student:`` section (a
+        :class:`~harness.students.options.StudentOptions` subclass whose ``kind`` is
+        ``Literal[name]``; imported on demand, the worker never imports pydantic)."""
+
+    @classmethod
+    def options(cls) -> frozenset[str]:
+        """The ``student:`` keys it adds to those every kind reads (``kind``, ``model``,
+        ``trust_remote_code``, ``train``)."""
+        from harness.students.options import StudentOptions
+
+        return frozenset(cls.options_model().model_fields) - frozenset(
+            StudentOptions.model_fields)
 
     @classmethod
     @abstractmethod
@@ -197,6 +211,11 @@ def register(cls: K) -> K:
     return cls
 
 
+def unregister(name: str) -> None:
+    """Remove a kind registered at run time (tests that declare their own)."""
+    _KINDS.pop(name, None)
+
+
 def get(name: str) -> type[StudentKind]:
     """The student kind registered as ``name``.
 
@@ -217,7 +236,7 @@ def names() -> list[str]:
 
 def names_where(capable: Callable[[type[StudentKind]], bool]) -> list[str]:
     """The registered kinds' names, sorted, that have a capability (for messages naming the
-    kinds that would do), e.g. ``names_where(lambda k: "adapter" in k.options)``."""
+    kinds that would do), e.g. ``names_where(lambda k: "adapter" in k.options())``."""
     return [n for n in sorted(_KINDS) if capable(_KINDS[n])]
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import harness.units as unit_kinds
 from harness.store.cell_spec import CellSpec
 from harness.students.base import Answers, Log, StudentKind, register
 from harness.train.objective import Objective
+
+if TYPE_CHECKING:
+    from harness.students.options import CausalLMOptions
 
 
 def scored_by_likelihood(unit: Mapping[str, Any]) -> bool:
@@ -31,8 +34,13 @@ class CausalLMStudent(StudentKind):
 
     name = "causal_lm"
     lm_eval = True
-    options: ClassVar[frozenset[str]] = frozenset({"adapter", "distill"})
     token_soft_labels = True
+    why_not: ClassVar[Mapping[str, str]] = {
+        "soft_targets": "a causal LM learns a teacher's distribution through student.distill "
+                        "or a field set's soft_targets: topk",
+        "head_lr": "a causal LM adds no new head: every weight trains at train.lr",
+        "pooling": "a causal LM answers from its own next-token scores and pools nothing",
+    }
 
     def __init__(self, spec: CellSpec, paths: Mapping[str, str]) -> None:
         super().__init__(spec, paths)
@@ -40,6 +48,12 @@ class CausalLMStudent(StudentKind):
         #: the ``PeftModel`` around :attr:`model` with ``student.adapter`` (None: full
         #: fine-tuning, or after :meth:`latency` merged the adapter)
         self.peft: Any = None
+
+    @classmethod
+    def options_model(cls) -> type[CausalLMOptions]:
+        from harness.students.options import CausalLMOptions
+
+        return CausalLMOptions
 
     @classmethod
     def objective_type(cls) -> type[Objective]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.class_layout import (
     NEW_PARAMETERS,
@@ -35,6 +35,9 @@ from harness.students.pooling import apply_pooling, resolve_pooling
 from harness.train.objective import Objective
 from harness.units import get
 from harness.units.refusal import ANSWER_CLASS  # noqa: F401 - re-exported (class names)
+
+if TYPE_CHECKING:
+    from harness.students.options import ClassifierOptions
 
 
 def build_classifier(path: Path, layout: ClassLayout, seed: int,
@@ -122,10 +125,13 @@ class ClassifierStudent(StudentKind):
     pass over its unit's class block."""
 
     name = "classifier"
-    options: ClassVar[frozenset[str]] = frozenset({"soft_targets", "head_lr", "pooling"})
     why_not: ClassVar[Mapping[str, str]] = {
         "adapter": "its new class head trains with the whole encoder, and the cell saves the "
                    "full checkpoint",
+        "config": "a classifier is a new head on a pretrained encoder, given as "
+                  "student.model",
+        "distill": "token-level soft targets need a language-model head; a classifier trains "
+                   "on the teacher's stated confidence instead, with student.soft_targets: true",
         "token_soft_labels": "a classifier trains on the teacher's stated confidence "
                              "instead (student.soft_targets: true)",
     }
@@ -138,6 +144,12 @@ class ClassifierStudent(StudentKind):
     def __init__(self, spec: CellSpec, paths: Mapping[str, str]) -> None:
         super().__init__(spec, paths)
         self.layout = ClassLayout.from_units(spec.units)
+
+    @classmethod
+    def options_model(cls) -> type[ClassifierOptions]:
+        from harness.students.options import ClassifierOptions
+
+        return ClassifierOptions
 
     @classmethod
     def objective_type(cls) -> type[Objective]:

@@ -47,6 +47,7 @@ from mlflow.tracking import MlflowClient
 from harness import __version__
 from harness.matrix import Cell
 from harness.store.folder import CellFolder, RunFolder
+from harness.students.base import DEFAULT_KIND
 from harness.tracking import TRACKING_FILE, Target, warn, write_record
 
 #: MLflow's limits per ``log_batch`` call (mlflow.utils.validation).
@@ -143,7 +144,7 @@ def flatten(prefix: str, value: Any) -> dict[str, str]:
 def student_summary(student: dict[str, Any]) -> str:
     """One line naming the student: ``causal_lm config(layers=1, hidden=32, ...)``, or
     ``classifier model=all-MiniLM-L6-v2``, ``+lora`` with an adapter."""
-    kind = student.get("kind", "causal_lm")
+    kind = student.get("kind", DEFAULT_KIND)
     if student.get("model"):
         what = f"model={student['model']}"
     else:

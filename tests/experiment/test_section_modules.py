@@ -10,7 +10,10 @@ from harness.experiment import base, design, policy, student, teachers, unit_opt
 HOMES = {
     base: ["NAME_PATTERN", "POOLS", "PoolName", "Strict", "check_name"],
     unit_options: ["Unit", "UnitOptions", "unit_model"],
-    student: ["DistillSpec", "StudentConfig", "StudentKind", "StudentSpec", "TrainSpec"],
+    # StudentKind (a Literal of the built-in kinds' names) went when the student kinds got their
+    # own options models: the kinds are a registry now (harness.students.base.names()).
+    student: ["DistillSpec", "StudentConfig", "StudentOptions", "StudentSpec", "TrainSpec",
+              "student_model"],
     design: ["BucketSpec", "CellPattern", "CellRef", "DesignSpec", "FieldSpec", "SamplingSpec",
              "TierSpec"],
     policy: ["DEFAULT_BLOCKING", "CostSpec", "GateSpec", "SignalName", "StopSpec", "TeacherCost",

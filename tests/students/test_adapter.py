@@ -181,7 +181,7 @@ def test_validate_refuses_an_adapter_where_it_cannot_apply(
                 if t.strip().startswith("adapter:"))
     assert f"exp.yaml:{line}: student.adapter: " in err, err
     assert ("needs pretrained weights to freeze" if "config" in student
-            else "does not apply to a classifier student") in err
+            else "a classifier student does not take adapter") in err
 
 
 def test_validate_refuses_a_target_module_the_checkpoint_lacks(

@@ -11,7 +11,7 @@ import torch
 
 import harness.units as unit_kinds
 from harness.cli import main
-from harness.experiment.student import StudentSpec
+from harness.experiment.student import student_model
 from harness.students import base as students
 from harness.students.causal_lm import CausalLMStudent
 from harness.students.classifier import ClassifierStudent
@@ -49,39 +49,96 @@ def test_each_kind_answers_the_capability_questions():
     assert (lm.lm_eval, cls.lm_eval) == (True, False)
     assert (lm.token_soft_labels, cls.token_soft_labels) == (True, False)
     assert (lm.fast_path(), cls.fast_path()) == (True, False)
-    assert lm.options == {"adapter", "distill"}
-    assert cls.options == {"soft_targets", "head_lr", "pooling"}
-    assert students.names_where(lambda k: "adapter" in k.options) == ["causal_lm"]
+    assert lm.options() == {"config", "adapter", "distill"}
+    assert cls.options() == {"soft_targets", "head_lr", "pooling"}
+    assert students.names_where(lambda k: "adapter" in k.options()) == ["causal_lm"]
     assert students.names_where(lambda k: k.answers_unit_kind("label")) == [
         "causal_lm", "classifier"]
-    assert StudentSpec.model_fields["kind"].default == students.DEFAULT_KIND
+    assert student_model(students.DEFAULT_KIND).model_fields["kind"].default == (
+        students.DEFAULT_KIND)
 
 
 def test_the_registry_imports_no_kind():
     """The built-in kinds import base to register themselves; the package's __init__ imports
-    them, so base importing them back (a circle) is never needed."""
+    them, so base importing them back (a circle) is never needed. (It names the options
+    models' base for type checkers only: the worker imports base, never pydantic.)"""
     import ast
 
     tree = ast.parse(Path(students.__file__).read_text(encoding="utf-8"))
     imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    assert not [m for m in imported if m.startswith("harness.students")], imported
+    assert not [m for m in imported if m.startswith("harness.students")
+                and m != "harness.students.options"], imported
     assert students.names() == ["causal_lm", "classifier"]  # registered all the same
 
 
-def test_the_options_are_the_kind_specific_keys_of_the_student_section():
-    common = {"kind", "model", "config", "trust_remote_code", "train"}
-    assert set(StudentSpec.model_fields) - common == set(students.OPTIONS)
+def test_each_kind_owns_the_model_of_its_student_section():
+    from harness.students.options import StudentOptions
+
+    common = {"kind", "model", "trust_remote_code", "train"}
+    assert set(StudentOptions.model_fields) == common
     for name in students.names():
-        assert students.get(name).options <= set(students.OPTIONS), name
-    # every option is some kind's, and a kind explains each refusal validate words from it
-    assert set().union(*(students.get(n).options for n in students.names())) == set(
-        students.OPTIONS)
-    assert "adapter" in students.get("classifier").why_not
-    assert "token_soft_labels" in students.get("classifier").why_not
+        kind = students.get(name)
+        model = kind.options_model()
+        assert issubclass(model, StudentOptions), name
+        assert model.model_validate({"kind": name, "model": "/m"}).kind == name
+        assert kind.options() == set(model.model_fields) - common, name
+        # every other kind's option that this one refuses comes with why
+        others = set().union(*(students.get(n).options() for n in students.names()
+                               if n != name)) - kind.options()
+        assert others <= set(kind.why_not), (name, others - set(kind.why_not))
 
 
-OPTION_VALUES = {"adapter": {"r": 4}, "distill": {"teacher_model": "TEACHER"},
+def test_a_section_validates_with_its_kinds_model_and_older_records_read_back():
+    from pydantic import TypeAdapter
+
+    from harness.experiment.student import StudentSpec
+    from harness.students.options import CausalLMOptions, ClassifierOptions
+
+    section = TypeAdapter(StudentSpec)
+    assert type(section.validate_python({"model": "/m"})) is CausalLMOptions
+    assert type(section.validate_python({"kind": "classifier", "model": "/m",
+                                         "pooling": "mean"})) is ClassifierOptions
+    # A run record written when one flat model held every kind's options carries them all at
+    # their unset values: it reads back (the analysis validates run.json's spec).
+    flat = {"kind": "causal_lm", "model": "/m", "adapter": None, "config": None,
+            "trust_remote_code": False, "soft_targets": False, "head_lr": None,
+            "pooling": None, "distill": None}
+    assert section.validate_python(flat).model_dump(exclude={"train"}) == {
+        "kind": "causal_lm", "model": Path("/m"), "trust_remote_code": False, "config": None,
+        "adapter": None, "distill": None}
+    flat_classifier = {**flat, "kind": "classifier", "soft_targets": True}
+    assert section.validate_python(flat_classifier).soft_targets is True
+    # Set, another kind's option is refused with the kinds that take it.
+    with pytest.raises(ValueError, match="does not take pooling .*use kind: classifier"):
+        section.validate_python({**flat, "pooling": "mean"})
+
+
+def test_a_cell_keeps_the_effective_student_it_had_with_one_flat_model():
+    """Cell ids hash the effective spec: each kind's dump holds every key (and value) the one
+    flat ``student:`` model wrote before each kind got its own (golden dumps of that model)."""
+    from pydantic import TypeAdapter
+
+    from harness.experiment.student import StudentSpec
+
+    train = {"batch_size": 32, "chunked_ce": False, "clip": 1.0, "compile": False,
+             "epochs": 3.0, "grad_accum": 1, "lr": 0.0003, "max_len": 256, "min_steps": 0,
+             "packing": False, "warmup_ratio": 0.05, "weight_decay": 0.0}
+    section = TypeAdapter(StudentSpec)
+    causal = section.validate_python({"model": "/m", "adapter": {"r": 4}})
+    assert causal.cell_dump() == {
+        "kind": "causal_lm", "model": "/m", "config": None, "trust_remote_code": False,
+        "soft_targets": False, "head_lr": None, "distill": None, "train": train,
+        "adapter": {"kind": "lora", "r": 4, "alpha": 32.0, "dropout": 0.05,
+                    "target_modules": "all-linear"}}
+    classifier = section.validate_python({"kind": "classifier", "model": "/m"})
+    assert classifier.cell_dump() == {
+        "kind": "classifier", "model": "/m", "config": None, "trust_remote_code": False,
+        "soft_targets": False, "head_lr": None, "distill": None, "train": train}
+
+
+OPTION_VALUES = {"config": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 300},
+                 "adapter": {"r": 4}, "distill": {"teacher_model": "TEACHER"},
                  "soft_targets": True, "head_lr": 0.01, "pooling": "mean"}
 
 
@@ -98,15 +155,14 @@ def test_validate_refuses_exactly_the_options_a_kind_does_not_honour(tiny, tmp_p
     samples = [s for s in tiny_samples() if s["unit"] in UNITS]
     student = {"kind": kind, "model": str(folder), option: value}
     path = tiny(spec={"units": UNITS, "student": student}, samples=samples)
-    honoured = option in students.get(kind).options
+    honoured = option in students.get(kind).options()
     code = main(["validate", str(path)])
     err = capsys.readouterr().err
     if honoured:  # refused for a reason other than the kind, if at all (the empty checkpoint)
-        assert f"apply to {kind} students only" not in err
-        assert f"does not apply to a {kind} student" not in err
-        assert f"needs a {kind} student" not in err
+        assert f"a {kind} student does not take" not in err
     else:
-        assert code == 2 and option in err and "Traceback" not in err, err
+        assert code == 2 and "Traceback" not in err, err
+        assert f"student.{option}: a {kind} student does not take {option} (" in err, err
 
 
 def test_training_goes_through_the_kinds_objective(monkeypatch):

@@ -196,10 +196,11 @@ def test_classifier_reruns_are_identical_on_cpu(tiny, tmp_path, encoder_dir):
 
 
 @pytest.mark.parametrize("student, message", [
+    ({"kind": "classifier"}, "student: a classifier student needs 'model'"),
     ({"kind": "classifier", "config": {"layers": 1, "hidden": 32, "heads": 2}},
-     "needs 'model'"),
+     "student.config: a classifier student does not take config"),
     ({"config": {"layers": 1, "hidden": 32, "heads": 2}, "soft_targets": True},
-     "classifier students only"),
+     "student.soft_targets: a causal_lm student does not take soft_targets"),
 ])
 def test_bad_classifier_specs_are_located_errors(tiny, capsys, student, message):
     path = tiny(spec={"student": student})
