@@ -193,10 +193,11 @@ def _conditions(model: Any, device: Any) -> dict[str, Any]:
 
 
 def measure_classifier(model: Any, tokenizer: Any, prompts: list[str], device: Any, *,
-                       max_len: int = 512, runs: int = 20, warmup: int = 3,
+                       student: str, max_len: int = 512, runs: int = 20, warmup: int = 3,
                        batch_size: int = 32, checkpoint_dir: Path | None = None
                        ) -> dict[str, Any]:
-    """Latency and size of a classifier student (milliseconds, items/s, MB).
+    """Latency and size of a student that answers in one forward pass, a classifier head
+    (milliseconds, items/s, MB); ``student`` (its kind's name) is recorded in the conditions.
 
     Batch-1 runs cycle through real eval prompts; the throughput run classifies a fixed batch
     of ``batch_size`` prompts in one padded forward pass.
@@ -233,7 +234,7 @@ def measure_classifier(model: Any, tokenizer: Any, prompts: list[str], device: A
         "throughput_items_per_s": float(batch_size / batched),
         **_size(model, device, checkpoint_dir),
         "conditions": {
-            **_conditions(model, device), "student": "classifier", "runs": runs,
+            **_conditions(model, device), "student": student, "runs": runs,
             "warmup": warmup, "batch_size": batch_size,
             "mean_prompt_tokens": float(np.mean([len(x) for x in ids])),
         },

@@ -188,6 +188,7 @@ class ClassifierStudent(StudentKind):
         """One forward pass per answer: batch-1 latency, throughput, size (no decode speed)."""
         from harness.evaluate.latency import measure_classifier
 
-        return measure_classifier(self.model, self.tokenizer, prompts, device, runs=runs,
+        return measure_classifier(self.model, self.tokenizer, prompts, device,
+                                  student=self.name, runs=runs,
                                   max_len=self.student.train.max_len,
                                   batch_size=batch_size, checkpoint_dir=checkpoint_dir)

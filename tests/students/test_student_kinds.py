@@ -274,3 +274,36 @@ def test_init_std_sets_the_initialisation_and_unset_keeps_the_transformers_defau
     for model, std in ((default, 0.02), (wide, 0.06)):
         weight = model.model.layers[0].mlp.up_proj.weight  # (intermediate, hidden)
         assert float(weight.detach().std()) == pytest.approx(std, rel=0.05)
+
+
+#: String constants equal to a built-in kind's name outside harness/students/, each with why it
+#: is not a test of the student kind by name.
+NOT_A_KIND_TEST = {
+    "store/cell_spec.py": "the manifest's default kind (the data contract: a manifest from before "
+                          "the key existed is a causal LM's); DEFAULT_KIND reads it",
+    "train/objectives/causal_lm.py": "the objective's own name",
+    "train/objectives/classifier.py": "the objective's own name",
+    "class_layout.py": "transformers' names of a classification head's modules",
+}
+
+
+def test_no_module_outside_the_student_kinds_names_a_kind():
+    """Everything outside ``harness/students/`` asks a kind what it can do: no string constant
+    there is a built-in kind's name (``kind == "classifier"``, ``{"student": "causal_lm"}``)."""
+    import ast
+
+    root = Path(students.__file__).resolve().parents[1]
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("students/") or rel in NOT_A_KIND_TEST:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef
+                                    | ast.AsyncFunctionDef)
+                      and n.body and isinstance(n.body[0], ast.Expr)}
+        found += [f"{rel}:{n.lineno} {n.value!r}" for n in ast.walk(tree)
+                  if isinstance(n, ast.Constant) and n.value in students.names()
+                  and id(n) not in docstrings]
+    assert not found, found
