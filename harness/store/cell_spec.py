@@ -11,10 +11,11 @@ a read-then-write round trip gives back the same JSON. Settings added after cell
 without them are ``DEFAULTED``: absent, they read as the default below and are written absent
 again, so an older manifest (and its cell id) survives a round trip unchanged. Keys an
 effective spec leaves out on purpose while unset (``student.pooling``, ``student.adapter``,
-``student.train.fast``, ``student.train.token_budget``; :meth:`harness.experiment.student.
-StudentSpec.cell_dump`) are DEFAULTED too. The defaults are the experiment model's
-(:mod:`harness.experiment.student`, :class:`harness.experiment.models.EvalSpec`);
-``tests/store/test_cell_spec.py`` checks that they agree.
+``student.train.fast``, ``student.train.token_budget``; :meth:`harness.students.options.
+StudentOptions.cell_dump`) are DEFAULTED too. The defaults are the experiment model's (each
+student kind's options model, :mod:`harness.students.options`, and
+:class:`harness.experiment.models.EvalSpec`); ``tests/test_cell_settings.py`` checks that they
+agree.
 
 Open maps stay maps where another module owns their keys: a unit's options (the unit-kind
 interface takes JSON), the from-scratch ``config`` (:mod:`harness.students.build`), ``adapter``
@@ -39,7 +40,7 @@ LOOP_ONLY_KEYS = ("compile_backend", "compile_mode", "compile_dynamic", "log_eve
 
 @dataclass(frozen=True, kw_only=True)
 class TrainPart(Record):
-    """``student.train``: the optimisation recipe (:class:`harness.experiment.student.TrainSpec`
+    """``student.train``: the optimisation recipe (:class:`harness.students.options.TrainSpec`
     documents each key). ``epochs`` may be fractional; ``lr``, ``weight_decay``,
     ``warmup_ratio`` (a share of the steps) and ``clip`` (a gradient norm) are floats;
     ``max_len`` is in tokens. The switches and ``min_steps`` came later (DEFAULTED);
@@ -83,7 +84,9 @@ class TrainPart(Record):
 class StudentPart(Record):
     """``student``: the student kind and what it is built from (a local checkpoint folder
     ``model``, named by its folder name in the effective spec, or a from-scratch ``config``),
-    its training recipe and the kind-specific options (:data:`harness.students.base.OPTIONS`).
+    its training recipe and every kind's own options (each kind's model in
+    :mod:`harness.students.options`; a manifest holds them all, in the order of
+    ``StudentOptions.CELL_ORDER``, the kinds without one at its unset value).
 
     ``kind`` is absent from manifests composed before student kinds existed (a causal LM);
     ``pooling`` and ``adapter`` are absent while unset; ``config`` (``layers``, ``hidden``,

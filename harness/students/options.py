@@ -100,7 +100,7 @@ class StudentConfig(Strict):
                                          ) -> dict[str, Any]:
         # Unset, init_std stays out of dumps: the effective spec (and so the cell id) of a
         # student from before the key is the one written then. (A 'merged' tokenizer is left out
-        # of the cell's effective spec only, by StudentSpec.cell_dump: a full dump keeps it, so
+        # of the cell's effective spec only, by StudentOptions.cell_dump: a full dump keeps it, so
         # a run record's spec validates back to the same experiment.)
         return without_unset(handler(self), ("init_std",))
 

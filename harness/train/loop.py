@@ -60,7 +60,7 @@ class TrainOptions:
     """How the loop computes (not what): the performance switches of ``student.train``.
 
     Read from the cfg dict with defaults, because manifests composed before a switch existed
-    do not carry it; :class:`harness.experiment.models.TrainSpec` documents the YAML keys.
+    do not carry it; :class:`harness.students.options.TrainSpec` documents the YAML keys.
     ``compile_backend``, ``compile_mode``, ``compile_dynamic`` (torch.compile's ``dynamic``;
     None: recompile as dynamic once a second shape shows up) and ``log_every`` are not YAML
     keys: benchmarks and tests set them in the dict; nor are the fast path's
