@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError, core_schema
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 import harness.students.base as student_kinds
 from harness.errors import did_you_mean
+from harness.experiment.kinds import kind_dispatched
 from harness.strict import relocated
 from harness.students.options import (
     MAX_PARAMETERS,
@@ -120,24 +120,11 @@ def _foreign_key(error: ErrorDetails, kind: str, foreign: dict[str, list[str]]
         loc=(kind, key), input=error["input"])
 
 
-class _StudentEntry:
-    """The type of the ``student:`` section: any registered kind's options model.
-
-    Validation dispatches on ``kind`` through the student-kind registry at validation time;
-    the JSON Schema lists every registered kind's model as a ``oneOf`` with ``kind`` as the
-    discriminator.
-    """
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler
-                                     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(_validate_student)
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema,
-                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        choices = {k: student_model(k).__pydantic_core_schema__ for k in student_kinds.names()}
-        return handler(core_schema.tagged_union_schema(choices, discriminator="kind"))
+#: The type of the ``student:`` section: any registered kind's options model (validated by
+#: :func:`_validate_student`; in the JSON Schema a ``oneOf`` over the kinds' models).
+_StudentEntry = kind_dispatched(
+    "StudentSpec", _validate_student,
+    lambda: {k: student_model(k) for k in student_kinds.names()})
 
 
 if TYPE_CHECKING:

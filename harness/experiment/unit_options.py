@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import (
-    GetCoreSchemaHandler,
-    GetJsonSchemaHandler,
-    ValidationError,
-)
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 
 import harness.units as unit_kinds
 from harness.errors import did_you_mean
+from harness.experiment.kinds import kind_dispatched
 from harness.strict import relocated
 from harness.units.options import UnitOptions
 
@@ -56,24 +52,10 @@ def _validate_unit(value: Any) -> UnitOptions:
         raise relocated(exc, (kind,)) from None
 
 
-class _UnitEntry:
-    """The type of one ``units:`` entry: any registered kind's options model.
-
-    Validation dispatches on ``kind`` through the unit-kind registry at validation time (not a
-    union fixed when this module was imported); the JSON Schema lists every registered kind as
-    a ``oneOf`` with ``kind`` as the discriminator.
-    """
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler
-                                     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(_validate_unit)
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema,
-                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        choices = {k: unit_model(k).__pydantic_core_schema__ for k in unit_kinds.names()}
-        return handler(core_schema.tagged_union_schema(choices, discriminator="kind"))
+#: The type of one ``units:`` entry: any registered kind's options model (validated by
+#: :func:`_validate_unit`; in the JSON Schema a ``oneOf`` over the kinds' models).
+_UnitEntry = kind_dispatched("Unit", _validate_unit,
+                             lambda: {k: unit_model(k) for k in unit_kinds.names()})
 
 
 if TYPE_CHECKING:
