@@ -85,8 +85,8 @@ class StudentPart(Record):
     """``student``: the student kind and what it is built from (a local checkpoint folder
     ``model``, named by its folder name in the effective spec, or a from-scratch ``config``),
     its training recipe and every kind's own options (each kind's model in
-    :mod:`harness.students.options`; a manifest holds them all, in the order of
-    ``StudentOptions.CELL_ORDER``, the kinds without one at its unset value).
+    :mod:`harness.students.options`; a manifest holds them all, the kinds without one at its
+    unset value, in the order of these fields, which ``StudentOptions.CELL_ORDER`` reads).
 
     ``kind`` is absent from manifests composed before student kinds existed (a causal LM);
     ``pooling`` and ``adapter`` are absent while unset; ``config`` (``layers``, ``hidden``,

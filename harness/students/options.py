@@ -17,7 +17,7 @@ never pydantic: a cell's manifest carries these settings as the standard-library
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from harness.store.cell_spec import StudentPart
+from harness.store.record import ABSENT
 from harness.strict import Strict
 
 
@@ -215,9 +217,9 @@ class StudentOptions(Strict):
             flat ``student:`` model carried every kind's options: a kind without one of them
             still writes it at that value, so no cell id changed when each kind got its own
             model.
-        CELL_ORDER: the order of those keys in a cell's manifest (the flat model's), so a
-            manifest is written as it was before (:class:`harness.store.cell_spec.StudentPart`
-            reads every kind's keys in this order; a kind's own new keys go last).
+        CELL_ORDER: the order of those keys in a cell's manifest: the fields of
+            :class:`harness.store.cell_spec.StudentPart` (the flat model's order), so a manifest
+            is written as it was before; a kind's own new keys go last.
         CHECKPOINTS: the checkpoint folders the kind reads, by manifest role: (where in the
             section, what it is). Made absolute by the loader, checked by validate, named by
             their folder name in a cell's id.
@@ -233,9 +235,8 @@ class StudentOptions(Strict):
     UNSET_ABSENT: ClassVar[tuple[str, ...]] = ()
     CELL_KEYS: ClassVar[Mapping[str, Any]] = {
         "config": None, "soft_targets": False, "head_lr": None, "distill": None}
-    CELL_ORDER: ClassVar[tuple[str, ...]] = (
-        "kind", "model", "adapter", "config", "trust_remote_code", "soft_targets", "head_lr",
-        "pooling", "train", "distill")
+    CELL_ORDER: ClassVar[tuple[str, ...]] = tuple(
+        f.name for f in fields(StudentPart) if f.name != ABSENT)
     CHECKPOINTS: ClassVar[Mapping[str, tuple[tuple[str, ...], str]]] = {
         "student_model": (("model",), "student checkpoint")}
 
